@@ -1,0 +1,156 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "swift-shop",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "shop", targets: ["shop"]),
+        .library(name: "ServiceCore", targets: ["ServiceCore"]),
+        .library(name: "ServiceDatabase", targets: ["ServiceDatabase"]),
+        .library(name: "ServiceAuth", targets: ["ServiceAuth"]),
+        .library(name: "ServiceProxy", targets: ["ServiceProxy"]),
+        .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    ],
+    targets: [
+        // MARK: Toolkit (no shop code)
+        .target(
+            name: "ServiceCore",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceDatabase",
+            dependencies: [
+                "ServiceCore",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceAuth",
+            dependencies: [
+                "ServiceCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceProxy",
+            dependencies: [
+                "ServiceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceTesting",
+            dependencies: [
+                "ServiceCore", "ServiceDatabase",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: The shop
+        .target(
+            name: "ShopContracts",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "GatewayService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceProxy", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AuthService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "UserService",
+            dependencies: [
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "InventoryService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "OrderService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ShopSystem",
+            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "shop",
+            dependencies: [
+                "ShopSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "gateway-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "auth-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "user-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "inventory-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "order-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+
+        // MARK: Tests
+        .testTarget(
+            name: "ServiceCoreTests",
+            dependencies: ["ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ShopTests",
+            dependencies: [
+                "ShopSystem", "ServiceTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

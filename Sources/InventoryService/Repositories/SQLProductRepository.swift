@@ -1,0 +1,49 @@
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ShopContracts
+
+/// ``ProductRepository`` on the service's own SQL database.
+struct SQLProductRepository: ProductRepository {
+    let database: Database
+
+    func find(id: String) async throws -> ProductDTO? {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT * FROM products WHERE id = \(bind: id)").first().map(Self.product)
+        }
+    }
+
+    func upsert(id: String, update: ProductUpdate, at now: String) async throws -> (product: ProductDTO, created: Bool) {
+        try await database.transaction { sql in
+            let existed = try await sql.raw("SELECT id FROM products WHERE id = \(bind: id)").first() != nil
+            try await sql.raw(
+                """
+                INSERT INTO products (id, name, price_cents, stock, created_at, updated_at)
+                VALUES (\(bind: id), \(bind: update.name), \(bind: Money.cents(update.price)), \(bind: update.stock), \(bind: now), \(bind: now))
+                ON CONFLICT (id) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents,
+                    stock = excluded.stock, updated_at = excluded.updated_at
+                """
+            ).run()
+            let product = ProductDTO(id: id, name: update.name, price: Money.amount(Money.cents(update.price)), stock: update.stock, updatedAt: now)
+            return (product, !existed)
+        }
+    }
+
+    func list(_ page: PageRequest) async throws -> (products: [ProductDTO], total: Int) {
+        try await database.withConnection { sql in
+            let total = try await sql.raw("SELECT COUNT(*) AS total FROM products").first()?.decode(column: "total", as: Int.self) ?? 0
+            let rows = try await sql.raw("SELECT * FROM products ORDER BY id LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)").all()
+            return (try rows.map(Self.product), total)
+        }
+    }
+
+    static func product(_ row: any SQLRow) throws -> ProductDTO {
+        ProductDTO(
+            id: try row.decode(column: "id", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            price: Money.amount(try row.decode(column: "price_cents", as: Int64.self)),
+            stock: try row.decode(column: "stock", as: Int.self),
+            updatedAt: try row.decode(column: "updated_at", as: String.self)
+        )
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Hummingbird
+import ServiceAuth
+import ServiceCore
+import ShopContracts
+
+/// Order routes; every one needs a caller, and a caller sees only its own orders (admins see all).
+struct OrderController<Repository: OrderRepository> {
+    let repository: Repository
+    let catalog: ServiceClient
+    let verifier: TokenVerifier
+
+    func addRoutes(to router: Router<ServiceRequestContext>) {
+        router.group("orders")
+            .add(middleware: AuthMiddleware(verifier: verifier))
+            .post(use: create)
+            .get(use: list)
+            .get("user/:userId", use: listForUser)
+            .get(":id", use: get)
+            .post(":id/cancel", use: cancel)
+    }
+
+    @Sendable func create(request: Request, context: ServiceRequestContext) async throws -> EditedResponse<OrderDTO> {
+        let identity = try context.requireIdentity()
+        var request = request
+        let input = try NewOrder(body: try await request.jsonBody(context: context))
+        let products = try await catalogPrices(for: input.items.map(\.productId))
+
+        var unknown: [APIError.FieldError] = []
+        var mismatched: [APIError.FieldError] = []
+        var items: [OrderDTO.Item] = []
+        for (index, line) in input.items.enumerated() {
+            guard let product = products[line.productId] else {
+                unknown.append(.init(field: "items.\(index).productId", message: "\"items.\(index).productId\" is not a known product"))
+                continue
+            }
+            if Money.cents(line.price) != Money.cents(product.price) {
+                mismatched.append(.init(field: "items.\(index).price", message: "\"items.\(index).price\" must equal the catalog price \(product.price)"))
+            }
+            items.append(OrderDTO.Item(productId: product.id, name: product.name, quantity: line.quantity, price: product.price))
+        }
+        guard unknown.isEmpty else { throw APIError.validation(unknown) }
+        guard mismatched.isEmpty else { throw APIError(.conflict, "Price mismatch", details: mismatched) }
+
+        let totalCents = items.reduce(Int64(0)) { $0 + Money.cents($1.price) * Int64($1.quantity) }
+        let now = Timestamp.now()
+        let order = OrderDTO(
+            id: UUID().uuidString.lowercased(),
+            userId: identity.subject,
+            status: OrderStatus.pending.rawValue,
+            items: items,
+            shippingAddress: input.shippingAddress,
+            totalAmount: Money.amount(totalCents),
+            createdAt: now,
+            updatedAt: now
+        )
+        try await repository.create(order)
+        context.logger.info("Order created", metadata: ["orderId": "\(order.id)", "userId": "\(order.userId)"])
+        return EditedResponse(status: .created, headers: [.location: "/orders/\(order.id)"], response: order)
+    }
+
+    @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> OrderDTO {
+        try await ownedOrder(context: context)
+    }
+
+    @Sendable func list(request: Request, context: ServiceRequestContext) async throws -> Paginated<OrderDTO> {
+        let identity = try context.requireIdentity()
+        let page = try PageRequest(request: request)
+        let (orders, total) = try await repository.list(userId: identity.subject, page: page)
+        return Paginated(results: orders, request: page, total: total)
+    }
+
+    /// The user service's call for `{user, orders}`: the user's latest 100 orders.
+    @Sendable func listForUser(request: Request, context: ServiceRequestContext) async throws -> [OrderDTO] {
+        let userId = try context.parameters.require("userId")
+        guard try context.requireIdentity().canAccess(ownerID: userId) else { throw APIError.forbidden() }
+        return try await repository.list(userId: userId, page: PageRequest(page: 1, limit: 100)).orders
+    }
+
+    @Sendable func cancel(request: Request, context: ServiceRequestContext) async throws -> OrderDTO {
+        let order = try await ownedOrder(context: context)
+        do {
+            guard let cancelled = try await repository.transition(id: order.id, to: .cancelled, at: Timestamp.now()) else {
+                throw APIError.notFound("Order not found")
+            }
+            return cancelled
+        } catch OrderRepositoryError.illegalTransition(let from, _) {
+            throw APIError(.conflict, "An order that is \(from.rawValue) cannot be cancelled")
+        }
+    }
+
+    private func ownedOrder(context: ServiceRequestContext) async throws -> OrderDTO {
+        let id = try context.parameters.require("id")
+        let identity = try context.requireIdentity()
+        guard let order = try await repository.find(id: id) else { throw APIError.notFound("Order not found") }
+        guard identity.canAccess(ownerID: order.userId) else { throw APIError.forbidden() }
+        return order
+    }
+
+    /// Current catalog entries of `ids` (each distinct id asked once, concurrently); unknown ids are absent.
+    private func catalogPrices(for ids: [String]) async throws -> [String: ProductDTO] {
+        try await withThrowingTaskGroup(of: ProductDTO?.self) { group in
+            for id in Set(ids) {
+                group.addTask {
+                    let response = try await catalog.get("/inventory/\(id)")
+                    switch response.status {
+                    case 200: return try response.decode(ProductDTO.self)
+                    case 404: return nil
+                    default: throw APIError(.badGateway, "Inventory service answered \(response.status)")
+                    }
+                }
+            }
+            var products: [String: ProductDTO] = [:]
+            for try await product in group {
+                if let product { products[product.id] = product }
+            }
+            return products
+        }
+    }
+}

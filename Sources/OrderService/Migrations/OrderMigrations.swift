@@ -1,0 +1,36 @@
+import ServiceDatabase
+
+/// The order service's schema, in order.
+enum OrderMigrations {
+    static let all: [Migration] = [
+        Migration(
+            version: 1,
+            name: "create orders",
+            statements: [
+                """
+                CREATE TABLE orders (
+                    id TEXT PRIMARY KEY,
+                    user_id TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    total_cents BIGINT NOT NULL,
+                    shipping_address TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX orders_by_user ON orders (user_id, created_at)",
+                """
+                CREATE TABLE order_items (
+                    order_id TEXT NOT NULL REFERENCES orders (id),
+                    line_no INTEGER NOT NULL,
+                    product_id TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    quantity INTEGER NOT NULL CHECK (quantity > 0),
+                    price_cents BIGINT NOT NULL CHECK (price_cents > 0),
+                    PRIMARY KEY (order_id, line_no)
+                )
+                """,
+            ]
+        )
+    ]
+}

@@ -1,0 +1,103 @@
+import Foundation
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ShopContracts
+
+/// ``OrderRepository`` on the service's own SQL database.
+struct SQLOrderRepository: OrderRepository {
+    let database: Database
+
+    func create(_ order: OrderDTO) async throws {
+        let address = String(decoding: try JSONEncoder().encode(order.shippingAddress), as: UTF8.self)
+        try await database.transaction { sql in
+            try await sql.raw(
+                """
+                INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at)
+                VALUES (\(bind: order.id), \(bind: order.userId), \(bind: order.status), \(bind: Money.cents(order.totalAmount)),
+                        \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt))
+                """
+            ).run()
+            for (line, item) in order.items.enumerated() {
+                try await sql.raw(
+                    """
+                    INSERT INTO order_items (order_id, line_no, product_id, name, quantity, price_cents)
+                    VALUES (\(bind: order.id), \(bind: line), \(bind: item.productId), \(bind: item.name), \(bind: item.quantity),
+                            \(bind: Money.cents(item.price)))
+                    """
+                ).run()
+            }
+        }
+    }
+
+    func find(id: String) async throws -> OrderDTO? {
+        try await database.withConnection { sql in
+            guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
+            return try await Self.orders([row], sql: sql).first
+        }
+    }
+
+    func list(userId: String, page: PageRequest) async throws -> (orders: [OrderDTO], total: Int) {
+        try await database.withConnection { sql in
+            let total = try await sql.raw("SELECT COUNT(*) AS total FROM orders WHERE user_id = \(bind: userId)").first()?
+                .decode(column: "total", as: Int.self) ?? 0
+            let rows = try await sql.raw(
+                """
+                SELECT * FROM orders WHERE user_id = \(bind: userId)
+                ORDER BY created_at DESC, id DESC LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
+                """
+            ).all()
+            return (try await Self.orders(rows, sql: sql), total)
+        }
+    }
+
+    func transition(id: String, to status: OrderStatus, at now: String) async throws -> OrderDTO? {
+        try await database.transaction { sql in
+            guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
+            let current = OrderStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending
+            guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
+            // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
+            try await sql.raw(
+                "UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now) WHERE id = \(bind: id) AND status = \(bind: current.rawValue)"
+            ).run()
+            guard var order = try await Self.orders([row], sql: sql).first else { return nil }
+            order.status = status.rawValue
+            order.updatedAt = now
+            return order
+        }
+    }
+
+    /// Assembles orders from their rows, loading all their lines in one query.
+    static func orders(_ rows: [any SQLRow], sql: any SQLDatabase) async throws -> [OrderDTO] {
+        guard !rows.isEmpty else { return [] }
+        let ids = try rows.map { try $0.decode(column: "id", as: String.self) }
+        let itemRows = try await sql.select().column("*").from("order_items")
+            .where("order_id", .in, ids)
+            .orderBy("order_id").orderBy("line_no")
+            .all()
+        var items: [String: [OrderDTO.Item]] = [:]
+        for row in itemRows {
+            let item = OrderDTO.Item(
+                productId: try row.decode(column: "product_id", as: String.self),
+                name: try row.decode(column: "name", as: String.self),
+                quantity: try row.decode(column: "quantity", as: Int.self),
+                price: Money.amount(try row.decode(column: "price_cents", as: Int64.self))
+            )
+            items[try row.decode(column: "order_id", as: String.self), default: []].append(item)
+        }
+        return try rows.map { row in
+            let id = try row.decode(column: "id", as: String.self)
+            let address = try JSONDecoder().decode(OrderDTO.Address.self, from: Data(try row.decode(column: "shipping_address", as: String.self).utf8))
+            return OrderDTO(
+                id: id,
+                userId: try row.decode(column: "user_id", as: String.self),
+                status: try row.decode(column: "status", as: String.self),
+                items: items[id] ?? [],
+                shippingAddress: address,
+                totalAmount: Money.amount(try row.decode(column: "total_cents", as: Int64.self)),
+                createdAt: try row.decode(column: "created_at", as: String.self),
+                updatedAt: try row.decode(column: "updated_at", as: String.self)
+            )
+        }
+    }
+}

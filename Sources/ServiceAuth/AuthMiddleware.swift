@@ -1,0 +1,47 @@
+import HTTPTypes
+import Hummingbird
+import ServiceCore
+
+/// Requires a valid bearer token: no token → 401 `Access denied`; a bad or expired one → 401 with
+/// `WWW-Authenticate: Bearer error="invalid_token"`. Sets ``ServiceRequestContext/identity``.
+public struct AuthMiddleware: RouterMiddleware {
+    public typealias Context = ServiceRequestContext
+    let verifier: TokenVerifier
+
+    public init(verifier: TokenVerifier) {
+        self.verifier = verifier
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let token = BearerToken.extract(request.headers[.authorization]) else {
+            throw APIError.unauthorized()
+        }
+        var context = context
+        context.identity = try await verifier.identity(for: token)
+        context.logger[metadataKey: "subject"] = .string(context.identity?.subject ?? "")
+        return try await next(request, context)
+    }
+}
+
+extension TokenVerifier {
+    /// Verifies `token`, mapping a refusal to the 401 a client should see.
+    public func identity(for token: String) async throws -> Identity {
+        do {
+            return try await verify(token)
+        } catch is TokenVerifier.Failure {
+            throw APIError.invalidToken()
+        }
+    }
+}
+
+/// Parsing of `Authorization: Bearer <token>`.
+public enum BearerToken {
+    /// The token of a `Bearer` authorization header value, or nil.
+    public static func extract(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+import JWTKit
+import ServiceCore
+
+/// Signs tokens with the auth service's key.
+public struct TokenIssuer: Sendable {
+    let keys: JWTKeyCollection
+    public let signingKey: SigningKey
+    /// Lifetime of user tokens.
+    public let userTokenLifetime: Duration
+    /// Lifetime of service tokens.
+    public let serviceTokenLifetime: Duration
+
+    public init(signingKey: SigningKey, userTokenLifetime: Duration = .seconds(3600), serviceTokenLifetime: Duration = .seconds(900)) async {
+        self.signingKey = signingKey
+        self.keys = await JWTKeyCollection().add(eddsa: signingKey.privateKey, kid: JWKIdentifier(string: signingKey.keyID))
+        self.userTokenLifetime = userTokenLifetime
+        self.serviceTokenLifetime = serviceTokenLifetime
+    }
+
+    /// A signed token for `subject` with `role`, and its lifetime in seconds.
+    public func issue(subject: String, role: Identity.Role, email: String?, now: Date = .now) async throws -> (token: String, expiresIn: Int) {
+        let lifetime = role == .service ? serviceTokenLifetime : userTokenLifetime
+        let seconds = Int(lifetime.components.seconds)
+        let claims = TokenClaims(subject: subject, role: role, email: email, issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(seconds)))
+        let token = try await keys.sign(claims, kid: JWKIdentifier(string: signingKey.keyID))
+        return (token, seconds)
+    }
+}

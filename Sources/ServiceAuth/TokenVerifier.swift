@@ -1,0 +1,115 @@
+import Foundation
+import JWTKit
+import Logging
+import NIOConcurrencyHelpers
+import ServiceCore
+
+/// Verifies bearer tokens locally against the auth service's published keys (JWKS), caching both the keys and the
+/// tokens it has verified, so the common case costs a dictionary lookup instead of a signature check.
+public final class TokenVerifier: Sendable {
+    /// Where public keys come from: the auth service's `/.well-known/jwks.json`, or a key in hand.
+    public typealias KeySource = @Sendable () async throws -> JWKS
+
+    /// Why a token was refused.
+    public enum Failure: Error, Equatable {
+        case malformed
+        case invalid
+    }
+
+    struct CacheEntry {
+        var identity: Identity
+        var expiresAt: Date
+    }
+
+    struct State {
+        var keys: JWTKeyCollection?
+        var lastKeyFetch: ContinuousClock.Instant?
+        var cache: [String: CacheEntry] = [:]
+    }
+
+    let source: KeySource
+    let logger: Logger
+    let state = NIOLockedValueBox(State())
+    /// Most tokens kept in the verified cache; the cache is emptied when it would grow past this.
+    let cacheLimit: Int
+    /// Shortest time between two key fetches triggered by unknown key ids.
+    let refetchInterval: Duration
+
+    public init(source: @escaping KeySource, logger: Logger, cacheLimit: Int = 10_000, refetchInterval: Duration = .seconds(5)) {
+        self.source = source
+        self.logger = logger
+        self.cacheLimit = cacheLimit
+        self.refetchInterval = refetchInterval
+    }
+
+    /// A verifier that trusts exactly `jwks` (tests, in-process wiring).
+    public convenience init(jwks: JWKS, logger: Logger) {
+        self.init(source: { jwks }, logger: logger)
+    }
+
+    /// The identity for a token already verified and not yet expired, without any suspension (the gateway's fast path).
+    public func cachedIdentity(for token: String, now: Date = .now) -> Identity? {
+        state.withLockedValue { state in
+            guard let entry = state.cache[token] else { return nil }
+            if entry.expiresAt <= now {
+                state.cache[token] = nil
+                return nil
+            }
+            return entry.identity
+        }
+    }
+
+    /// Verifies `token` (signature, expiry, issuer, role) and returns who it identifies.
+    public func verify(_ token: String) async throws -> Identity {
+        if let identity = cachedIdentity(for: token) { return identity }
+        guard token.utf8.count < 4096, token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+            throw Failure.malformed
+        }
+        let claims: TokenClaims
+        do {
+            claims = try await verifyWithKeys(token, refreshed: false)
+        } catch let error as JWTError where error.errorType == .unknownKID {
+            claims = try await verifyWithKeys(token, refreshed: true)
+        }
+        let identity = claims.identity(token: token)
+        state.withLockedValue { state in
+            if state.cache.count >= cacheLimit { state.cache.removeAll(keepingCapacity: true) }
+            state.cache[token] = CacheEntry(identity: identity, expiresAt: claims.exp.value)
+        }
+        return identity
+    }
+
+    private func verifyWithKeys(_ token: String, refreshed: Bool) async throws -> TokenClaims {
+        let keys = try await keyCollection(forceRefresh: refreshed)
+        do {
+            return try await keys.verify(token, as: TokenClaims.self)
+        } catch let error as JWTError where error.errorType == .unknownKID && !refreshed {
+            throw error
+        } catch {
+            logger.debug("Token refused", metadata: ["reason": "\(error)"])
+            throw Failure.invalid
+        }
+    }
+
+    private func keyCollection(forceRefresh: Bool) async throws -> JWTKeyCollection {
+        let now = ContinuousClock.now
+        let (current, mayFetch) = state.withLockedValue { state in
+            (state.keys, state.lastKeyFetch.map { now - $0 >= refetchInterval } ?? true)
+        }
+        if let current, !forceRefresh || !mayFetch { return current }
+        let jwks: JWKS
+        do {
+            jwks = try await source()
+        } catch {
+            logger.warning("Could not fetch signing keys", metadata: ["error": "\(error)"])
+            if let current { return current }
+            throw APIError.unavailable("Token keys unavailable")
+        }
+        let keys = try await JWTKeyCollection().add(jwks: jwks)
+        state.withLockedValue { state in
+            state.keys = keys
+            state.lastKeyFetch = now
+        }
+        return keys
+    }
+}

@@ -1,0 +1,63 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// What every shop-style service gets in one call, as eShop's `ServiceDefaults`: JSON errors, correlation ids,
+/// request logs, body limits and the three health routes.
+public enum ServiceApplication {
+    /// A logger for service `name` whose lines carry `service: name`.
+    public static func logger(for settings: ServiceSettings) -> Logger {
+        var logger = Logger(label: settings.name)
+        logger.logLevel = settings.logLevel
+        logger[metadataKey: "service"] = .string(settings.name)
+        return logger
+    }
+
+    /// A router with the standard middleware stack and `/health`, `/health/live`, `/health/ready`.
+    public static func makeRouter(settings: ServiceSettings, health: HealthChecker) -> Router<ServiceRequestContext> {
+        let router = Router(context: ServiceRequestContext.self)
+        router.add(middleware: CorrelationMiddleware())
+        router.add(middleware: LogRequestsMiddleware(.debug))
+        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: RequestLimitMiddleware(maxBodyBytes: settings.maxBodyBytes))
+        HealthController(service: settings.name, checker: health).addRoutes(to: router)
+        return router
+    }
+
+    /// The application serving `router` on the settings' address, running `services` (in order) alongside.
+    public static func makeApplication(
+        router: Router<ServiceRequestContext>,
+        settings: ServiceSettings,
+        services: [any Service] = [],
+        logger: Logger
+    ) -> Application<RouterResponder<ServiceRequestContext>> {
+        let onServerRunning = settings.onServerRunning
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "shop-\(settings.name)"),
+            services: services,
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? settings.port) },
+            logger: logger
+        )
+    }
+}
+
+/// Sets the request body limit from the service settings; a declared `Content-Length` over it is refused at once (413).
+public struct RequestLimitMiddleware: RouterMiddleware {
+    public typealias Context = ServiceRequestContext
+    let maxBodyBytes: Int
+
+    public init(maxBodyBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+            throw APIError(.contentTooLarge, "Request body too large", extra: ["limit": String(maxBodyBytes)])
+        }
+        var context = context
+        context.maxUploadSize = maxBodyBytes
+        return try await next(request, context)
+    }
+}

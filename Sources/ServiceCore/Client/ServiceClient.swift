@@ -1,0 +1,70 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+
+/// A JSON client for calling another service: carries the current correlation id and the caller's bearer token,
+/// bounds every call with a timeout, and turns "could not reach it" into a 503 ``APIError``.
+public struct ServiceClient: Sendable {
+    /// Name of the called service, used in error messages.
+    public let name: String
+    /// Base URL such as `http://127.0.0.1:3002`.
+    public let baseURL: String
+    let http: HTTPClient
+    let timeout: TimeAmount
+
+    public init(name: String, baseURL: String, http: HTTPClient = .shared, timeout: TimeAmount = .seconds(5)) {
+        self.name = name
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.http = http
+        self.timeout = timeout
+    }
+
+    /// A response from another service.
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: ByteBuffer
+
+        /// Decodes the body as JSON.
+        public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+            try JSONDecoder().decode(T.self, from: body)
+        }
+
+        public var isSuccess: Bool { (200..<300).contains(status) }
+    }
+
+    /// Sends `method path` with an optional JSON `body`, as `bearer` when given.
+    public func send(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: (some Encodable & Sendable)? = Optional<String>.none,
+        bearer: String? = nil
+    ) async throws -> Response {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        request.headers.add(name: "accept", value: "application/json")
+        if let correlation = CorrelationID.current {
+            request.headers.add(name: CorrelationID.headerName, value: correlation)
+        }
+        if let bearer {
+            request.headers.add(name: "authorization", value: "Bearer \(bearer)")
+        }
+        if let body {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        }
+        do {
+            let response = try await http.execute(request, timeout: timeout)
+            let bytes = try await response.body.collect(upTo: 8 << 20)
+            return Response(status: Int(response.status.code), body: bytes)
+        } catch {
+            throw APIError.unavailable("\(name) service unavailable")
+        }
+    }
+
+    /// `GET path`.
+    public func get(_ path: String, bearer: String? = nil) async throws -> Response {
+        try await send(.GET, path, bearer: bearer)
+    }
+}

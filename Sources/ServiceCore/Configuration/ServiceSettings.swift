@@ -1,0 +1,53 @@
+import Hummingbird
+import Logging
+
+/// The settings every service shares: who it is, where it listens, where its data lives.
+///
+/// Read from the environment with defaults that make a local start work: `HOST`, `PORT`, `LOG_LEVEL`,
+/// `DATA_DIR`, `DATABASE_URL`, `MAX_BODY_BYTES`.
+public struct ServiceSettings: Sendable {
+    /// Service name used in logs, health output and database naming (`user`, `order`, ...).
+    public var name: String
+    public var host: String
+    public var port: Int
+    public var logLevel: Logger.Level
+    /// Folder for local state (SQLite files, generated keys).
+    public var dataDirectory: String
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://user:pass@host:port/db`. Empty means a SQLite file in `dataDirectory`.
+    public var databaseURL: String
+    /// Largest request body accepted, in bytes; larger bodies are answered with 413.
+    public var maxBodyBytes: Int
+    /// Called with the bound port once the server listens (tests and supervisors bind port 0).
+    public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
+
+    public init(
+        name: String,
+        host: String = "127.0.0.1",
+        port: Int,
+        logLevel: Logger.Level = .info,
+        dataDirectory: String = "./.shop",
+        databaseURL: String = "",
+        maxBodyBytes: Int = 1 << 20
+    ) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.logLevel = logLevel
+        self.dataDirectory = dataDirectory
+        self.databaseURL = databaseURL
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Reads the settings of service `name` from `environment`, with `defaultPort` when `PORT` is unset.
+    public init(name: String, defaultPort: Int, environment: Environment = Environment()) {
+        self.init(
+            name: name,
+            host: environment.string("HOST", default: "127.0.0.1"),
+            port: environment.int("PORT", default: defaultPort),
+            logLevel: environment.get("LOG_LEVEL").flatMap { Logger.Level(rawValue: $0) } ?? .info,
+            dataDirectory: environment.string("DATA_DIR", default: "./.shop"),
+            databaseURL: environment.string("DATABASE_URL", default: ""),
+            maxBodyBytes: environment.int("MAX_BODY_BYTES", default: 1 << 20)
+        )
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+
+/// Runs named dependency checks concurrently, as the guide's `HealthChecker`: each check passes by returning and fails by
+/// throwing (or by taking longer than `timeout`).
+public struct HealthChecker: Sendable {
+    /// One check: returns when the dependency is fine, throws when it is not.
+    public typealias Check = @Sendable () async throws -> Void
+
+    /// The result of one check.
+    public struct CheckResult: Codable, Sendable, Equatable {
+        public var status: Status
+        /// Milliseconds the check took.
+        public var responseTime: Int
+        public var error: String?
+    }
+
+    /// `healthy` or `unhealthy`.
+    public enum Status: String, Codable, Sendable {
+        case healthy
+        case unhealthy
+    }
+
+    /// The guide's report: `{status, timestamp, checks}`.
+    public struct Report: Codable, Sendable {
+        public var status: Status
+        public var timestamp: String
+        public var checks: [String: CheckResult]
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        var description: String { "check timed out" }
+    }
+
+    private var checks: [(name: String, check: Check)] = []
+    /// Longest a single check may take before it counts as failed.
+    public var timeout: Duration
+
+    public init(timeout: Duration = .seconds(2)) {
+        self.timeout = timeout
+    }
+
+    /// Adds a check named `name`.
+    public mutating func addCheck(_ name: String, _ check: @escaping Check) {
+        self.checks.append((name, check))
+    }
+
+    /// Runs every check at once and reports; overall `healthy` only if every check is.
+    public func run() async -> Report {
+        let timeout = self.timeout
+        let results = await withTaskGroup(of: (String, CheckResult).self) { group in
+            for (name, check) in self.checks {
+                group.addTask {
+                    let start = ContinuousClock.now
+                    do {
+                        try await Self.withTimeout(timeout, check)
+                        return (name, CheckResult(status: .healthy, responseTime: Self.milliseconds(since: start)))
+                    } catch {
+                        return (name, CheckResult(status: .unhealthy, responseTime: Self.milliseconds(since: start), error: "\(error)"))
+                    }
+                }
+            }
+            var results: [String: CheckResult] = [:]
+            for await (name, result) in group { results[name] = result }
+            return results
+        }
+        let healthy = results.values.allSatisfy { $0.status == .healthy }
+        return Report(
+            status: healthy ? .healthy : .unhealthy,
+            timestamp: Timestamp.now(),
+            checks: results
+        )
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        let elapsed = ContinuousClock.now - start
+        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    static func withTimeout(_ timeout: Duration, _ check: @escaping Check) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await check() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw TimedOut()
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

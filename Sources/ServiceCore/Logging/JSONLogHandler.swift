@@ -1,0 +1,105 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+
+/// A swift-log handler that writes one JSON object per line:
+/// `{"timestamp":…,"level":…,"service":…,"message":…,"correlationId":…, …metadata}`.
+///
+/// Written by hand: swift-log ships no JSON formatter, and the shape (flat keys, one line, service name)
+/// is what log shippers such as Loki or Elasticsearch ingest without parsing rules.
+public struct JSONLogHandler: LogHandler {
+    /// Where lines go; defaults to standard error so standard output stays free for a command's own output.
+    public struct Output: Sendable {
+        let write: @Sendable (String) -> Void
+
+        public static let standardError = Output { line in writeLine(line, to: 2) }
+
+        public static let standardOutput = Output { line in writeLine(line, to: 1) }
+
+        static func writeLine(_ line: String, to descriptor: Int32) {
+            JSONLogHandler.lock.withLock {
+                var bytes = Array(line.utf8)[...]
+                while !bytes.isEmpty {
+                    let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+                    guard written > 0 else { return }
+                    bytes = bytes.dropFirst(written)
+                }
+            }
+        }
+
+        /// Lines are handed to `write` (for tests).
+        public static func custom(_ write: @escaping @Sendable (String) -> Void) -> Output { Output(write: write) }
+    }
+
+    static let lock = NIOLock()
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public var metadataProvider: Logger.MetadataProvider?
+    let label: String
+    let service: String
+    let output: Output
+
+    public init(label: String, service: String, level: Logger.Level = .info, output: Output = .standardError) {
+        self.label = label
+        self.service = service
+        self.logLevel = level
+        self.output = output
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = self.metadata
+        if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        var object: [String: Any] = [
+            "timestamp": Self.timestamp(),
+            "level": event.level.rawValue,
+            "service": self.service,
+            "logger": self.label,
+            "message": event.message.description,
+        ]
+        for (key, value) in merged {
+            object[key] = Self.json(value)
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+            let line = String(data: data, encoding: .utf8)
+        else { return }
+        self.output.write(line + "\n")
+    }
+
+    static func json(_ value: Logger.Metadata.Value) -> Any {
+        switch value {
+        case .string(let string): string
+        case .stringConvertible(let convertible): convertible.description
+        case .array(let array): array.map(json)
+        case .dictionary(let dictionary): dictionary.mapValues(json)
+        }
+    }
+
+    static func timestamp() -> String {
+        Date.now.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+extension LoggingSystem {
+    /// Installs JSON logging for a service process, once; later calls are ignored.
+    public static func bootstrapJSON(service: String, level: Logger.Level) {
+        bootstrapOnce.withLockedValue { done in
+            guard !done else { return }
+            done = true
+            LoggingSystem.bootstrap { label in
+                JSONLogHandler(label: label, service: service, level: level)
+            }
+        }
+    }
+}
+
+private let bootstrapOnce = NIOLockedValueBox(false)

@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import NIOPosix
+import PostgresKit
+import PostgresNIO
+import SQLKit
+import SQLiteKit
+import ServiceLifecycle
+
+/// A service's own database: one SQL layer (SQLKit) over SQLite or PostgreSQL, so repositories are written once.
+///
+/// SQLite uses one connection in WAL mode, serialised by a FIFO lock; PostgreSQL uses a `PostgresClient` pool whose
+/// connections start with `search_path` set to the service's schema. Run ``services`` in the service group (the
+/// PostgreSQL pool needs its run loop) and call ``prepare(migrations:)`` before serving.
+public final class Database: Sendable {
+    /// The engine in use.
+    public enum Engine: String, Sendable {
+        case sqlite
+        case postgres
+    }
+
+    enum Backend: Sendable {
+        case sqlite(SQLiteConnection, AsyncLock)
+        case postgres(PostgresClient, schema: String)
+    }
+
+    let backend: Backend
+    let logger: Logger
+
+    /// The engine this database runs on.
+    public var engine: Engine {
+        switch backend {
+        case .sqlite: .sqlite
+        case .postgres: .postgres
+        }
+    }
+
+    /// Long-running work the database needs (the PostgreSQL pool); add to the service group before anything that queries.
+    public var services: [any Service] {
+        switch backend {
+        case .sqlite: []
+        case .postgres(let client, _): [client]
+        }
+    }
+
+    /// Opens (SQLite) or configures (PostgreSQL) the database described by `configuration`.
+    public static func open(_ configuration: DatabaseConfiguration, logger: Logger) async throws -> Database {
+        switch configuration {
+        case .sqliteMemory:
+            let connection = try await SQLiteConnection.open(storage: .memory, logger: logger)
+            return try await Database(sqlite: connection, logger: logger, wal: false)
+        case .sqliteFile(let path):
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            return try await Database(sqlite: connection, logger: logger, wal: true)
+        case .postgres(let settings):
+            var config = PostgresClient.Configuration(
+                host: settings.host,
+                port: settings.port,
+                username: settings.username,
+                password: settings.password,
+                database: settings.database,
+                tls: .disable
+            )
+            config.options.additionalStartupParameters = [("search_path", settings.schema)]
+            config.options.maximumConnections = 10
+            config.options.connectTimeout = .seconds(5)
+            let client = PostgresClient(configuration: config, backgroundLogger: logger)
+            return Database(backend: .postgres(client, schema: settings.schema), logger: logger)
+        }
+    }
+
+    init(backend: Backend, logger: Logger) {
+        self.backend = backend
+        self.logger = logger
+    }
+
+    convenience init(sqlite connection: SQLiteConnection, logger: Logger, wal: Bool) async throws {
+        let sql = connection.sql(queryLogLevel: .trace)
+        if wal {
+            try await sql.raw("PRAGMA journal_mode=WAL").run()
+            try await sql.raw("PRAGMA synchronous=NORMAL").run()
+        }
+        // Several processes may share one file (replicas); wait for a writer rather than failing at once.
+        try await sql.raw("PRAGMA busy_timeout=10000").run()
+        try await sql.raw("PRAGMA foreign_keys=ON").run()
+        self.init(backend: .sqlite(connection, AsyncLock()), logger: logger)
+    }
+
+    /// Runs `body` with a connection, outside any transaction.
+    public func withConnection<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        switch backend {
+        case .sqlite(let connection, let lock):
+            return try await lock.withLock { try await body(connection.sql(queryLogLevel: .trace)) }
+        case .postgres(let client, _):
+            return try await client.withConnection { connection in
+                try await body(connection.sql(queryLogLevel: .trace))
+            }
+        }
+    }
+
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    public func transaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        switch backend {
+        case .sqlite(let connection, let lock):
+            return try await lock.withLock {
+                let sql = connection.sql(queryLogLevel: .trace)
+                // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read lock.
+                try await sql.raw("BEGIN IMMEDIATE").run()
+                do {
+                    let value = try await body(sql)
+                    try await sql.raw("COMMIT").run()
+                    return value
+                } catch {
+                    try? await sql.raw("ROLLBACK").run()
+                    throw error
+                }
+            }
+        case .postgres(let client, _):
+            return try await client.withTransaction(logger: logger) { connection in
+                try await body(connection.sql(queryLogLevel: .trace))
+            }
+        }
+    }
+
+    /// Creates the service's schema (PostgreSQL) and applies the migrations not yet applied.
+    public func prepare(migrations: [Migration]) async throws {
+        if case .postgres(let client, let schema) = backend {
+            // The schema name was checked by DatabaseConfiguration to be a plain identifier.
+            try await client.withConnection { connection in
+                try await connection.sql().raw("CREATE SCHEMA IF NOT EXISTS \(unsafeRaw: "\"\(schema)\"")").run()
+            }
+        }
+        try await Migrator(database: self, logger: logger).apply(migrations)
+    }
+
+    /// Answers when the database answers a trivial query (for health checks).
+    public func ping() async throws {
+        try await withConnection { sql in try await sql.raw("SELECT 1").run() }
+    }
+
+    /// Closes the SQLite connection; the PostgreSQL pool closes when its service is cancelled.
+    public func close() async {
+        if case .sqlite(let connection, let lock) = backend {
+            await lock.withLock { try? await connection.close() }
+        }
+    }
+
+    /// True when `error` is a unique-constraint violation on either engine.
+    public static func isUniqueViolation(_ error: any Error) -> Bool {
+        if let error = error as? PSQLError {
+            return error.serverInfo?[.sqlState] == "23505"
+        }
+        if let error = error as? SQLiteError {
+            return error.reason == .constraint || error.reason == .constraintUniqueFailed || error.reason == .constraintPrimaryKeyFailed
+        }
+        return false
+    }
+}

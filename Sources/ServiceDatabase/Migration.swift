@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import SQLKit
+
+/// One versioned schema change. Versions are applied in ascending order, each in its own transaction, and recorded in
+/// `schema_migrations` so each runs once per database.
+public struct Migration: Sendable {
+    public var version: Int
+    public var name: String
+    public var apply: @Sendable (any SQLDatabase) async throws -> Void
+
+    public init(version: Int, name: String, apply: @escaping @Sendable (any SQLDatabase) async throws -> Void) {
+        self.version = version
+        self.name = name
+        self.apply = apply
+    }
+
+    /// A migration made of plain SQL statements that both engines accept.
+    public init(version: Int, name: String, statements: [String]) {
+        self.init(version: version, name: name) { sql in
+            for statement in statements {
+                try await sql.raw(SQLQueryString(statement)).run()
+            }
+        }
+    }
+}
+
+/// Applies migrations; safe when several processes start at once (a transaction per migration under a lock).
+struct Migrator {
+    let database: Database
+    let logger: Logger
+
+    struct DuplicateVersion: Error, CustomStringConvertible {
+        var version: Int
+        var description: String { "migration version \(version) appears twice" }
+    }
+
+    func apply(_ migrations: [Migration]) async throws {
+        let sorted = migrations.sorted { $0.version < $1.version }
+        for (previous, next) in zip(sorted, sorted.dropFirst()) where previous.version == next.version {
+            throw DuplicateVersion(version: next.version)
+        }
+        try await database.withConnection { sql in
+            try await sql.raw(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            ).run()
+        }
+        for migration in sorted {
+            let applied = try await database.transaction { sql -> Bool in
+                if database.engine == .postgres {
+                    try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: 72_439_115))").run()
+                }
+                let existing = try await sql.raw("SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)").all()
+                guard existing.isEmpty else { return false }
+                try await migration.apply(sql)
+                try await sql.raw(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date.now.formatted(.iso8601)))"
+                ).run()
+                return true
+            }
+            if applied {
+                logger.debug("Applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+            }
+        }
+    }
+
+    /// Versions recorded as applied, ascending.
+    static func appliedVersions(_ database: Database) async throws -> [Int] {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT version FROM schema_migrations ORDER BY version").all().map { try $0.decode(column: "version", as: Int.self) }
+        }
+    }
+}
+
+extension Database {
+    /// The migration versions applied to this database, ascending.
+    public func appliedMigrationVersions() async throws -> [Int] {
+        try await Migrator.appliedVersions(self)
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import NIOHTTP1
+
+/// Header rules of the proxy: hop-by-hop headers stop here, the correlation id and the client address travel on.
+enum ProxyHeaders {
+    static let correlationHeader = "x-correlation-id"
+
+    /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+    static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"]
+
+    /// The request's correlation id when it is a safe token (1–128 of `A-Z a-z 0-9 - _ . :`), otherwise a new one.
+    static func correlationID(_ headers: HTTPHeaders) -> String {
+        if let value = headers.first(name: correlationHeader), isSafe(value) { return value }
+        return UUID().uuidString.lowercased()
+    }
+
+    static func isSafe(_ value: String) -> Bool {
+        guard (1...128).contains(value.utf8.count) else { return false }
+        return value.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2D || byte == 0x5F || byte == 0x2E || byte == 0x3A
+        }
+    }
+
+    /// GET, HEAD and OPTIONS without a body may be sent again safely.
+    static func isReplayable(_ head: HTTPRequestHead) -> Bool {
+        switch head.method {
+        case .GET, .HEAD, .OPTIONS:
+            !head.headers.contains(name: "content-length") && !head.headers.contains(name: "transfer-encoding")
+        default:
+            false
+        }
+    }
+
+    static func prepareForwardedRequest(_ headers: inout HTTPHeaders, correlationID: String, clientAddress: String) {
+        removeHopByHop(&headers)
+        headers.replaceOrAdd(name: correlationHeader, value: correlationID)
+        if !clientAddress.isEmpty {
+            if let previous = headers.first(name: "x-forwarded-for") {
+                headers.replaceOrAdd(name: "x-forwarded-for", value: "\(previous), \(clientAddress)")
+            } else {
+                headers.add(name: "x-forwarded-for", value: clientAddress)
+            }
+        }
+    }
+
+    static func prepareForwardedResponse(_ headers: inout HTTPHeaders, correlationID: String, keepAlive: Bool) {
+        removeHopByHop(&headers)
+        headers.replaceOrAdd(name: correlationHeader, value: correlationID)
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+    }
+
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        // Headers named by Connection are hop-by-hop too.
+        for value in headers[canonicalForm: "connection"] {
+            let name = String(value).lowercased()
+            if name != "close", name != "keep-alive" { headers.remove(name: name) }
+        }
+        for name in hopByHop { headers.remove(name: name) }
+    }
+}

@@ -1,0 +1,104 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// An HTTP/1.1 reverse proxy built directly on SwiftNIO: per-event-loop pools of keep-alive upstream connections,
+/// streamed bodies, and routing decided by a ``ProxyRouter``. On graceful shutdown it stops accepting, lets in-flight
+/// requests finish, and closes idle connections.
+public final class ProxyServer: Service, Sendable {
+    let configuration: ProxyServerConfiguration
+    let router: any ProxyRouter
+    let group: any EventLoopGroup
+    let logger: Logger
+    let onServerRunning: @Sendable (Int) async -> Void
+
+    public init(
+        configuration: ProxyServerConfiguration,
+        router: any ProxyRouter,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.router = router
+        self.group = group
+        self.logger = logger
+        self.onServerRunning = onServerRunning
+    }
+
+    public func run() async throws {
+        let configuration = self.configuration
+        let router = self.router
+        let logger = self.logger
+        let quiescing = ServerQuiescingHelper(group: group)
+        let pools = PoolRegistry(group: group, configuration: configuration)
+
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pool = pools.pool(for: channel.eventLoop)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProxyServerHandler(router: router, pool: pool, configuration: configuration, logger: logger)
+                    )
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+
+        let port = channel.localAddress?.port ?? configuration.port
+        logger.info("Gateway listening", metadata: ["address": "\(configuration.host):\(port)"])
+        await onServerRunning(port)
+
+        let drained = group.next().makePromise(of: Void.self)
+        let started = NIOLockedValueBox(false)
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await drained.futureResult.get()
+        } onCancelOrGracefulShutdown: {
+            let first = started.withLockedValue { started in
+                defer { started = true }
+                return !started
+            }
+            if first { quiescing.initiateShutdown(promise: drained) }
+        }
+        pools.closeAll()
+        logger.info("Gateway stopped")
+    }
+}
+
+/// One ``UpstreamPool`` per event loop of the group, each used only on its own loop.
+final class PoolRegistry: Sendable {
+    private let pools: [ObjectIdentifier: UpstreamPool]
+
+    init(group: any EventLoopGroup, configuration: ProxyServerConfiguration) {
+        var pools: [ObjectIdentifier: UpstreamPool] = [:]
+        for loop in group.makeIterator() {
+            pools[ObjectIdentifier(loop)] = UpstreamPool(eventLoop: loop, configuration: configuration)
+        }
+        self.pools = pools
+    }
+
+    /// The pool of `eventLoop`; call on that loop.
+    func pool(for eventLoop: any EventLoop) -> UpstreamPool {
+        pools[ObjectIdentifier(eventLoop)]!
+    }
+
+    func closeAll() {
+        for pool in pools.values {
+            pool.eventLoop.execute { pool.closeAll() }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import NIOCore
+
+/// Limits and timeouts of a ``ProxyServer``.
+public struct ProxyServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Largest request body forwarded; larger ones are answered 413.
+    public var maxBodyBytes: Int
+    /// How long to wait for an upstream TCP connection.
+    public var connectTimeout: TimeAmount
+    /// How long to wait for an upstream's complete response once the request is sent.
+    public var responseTimeout: TimeAmount
+    /// Idle keep-alive connections kept per upstream per event loop.
+    public var maxIdleConnectionsPerUpstream: Int
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int,
+        maxBodyBytes: Int = 1 << 20,
+        connectTimeout: TimeAmount = .seconds(2),
+        responseTimeout: TimeAmount = .seconds(30),
+        maxIdleConnectionsPerUpstream: Int = 64
+    ) {
+        self.host = host
+        self.port = port
+        self.maxBodyBytes = maxBodyBytes
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.maxIdleConnectionsPerUpstream = maxIdleConnectionsPerUpstream
+    }
+}

@@ -1,0 +1,308 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// One downstream (client) connection: routes each request, forwards it over a pooled upstream connection with its
+/// body streamed, and streams the response back. Requests on a connection are handled one at a time
+/// (`HTTPServerPipelineHandler` sits in front and holds pipelined requests back).
+final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The exchange in progress.
+    final class Exchange {
+        let head: HTTPRequestHead
+        let keepAlive: Bool
+        let correlationID: String
+        /// Parts not yet written upstream (the upstream is not connected, or the decision is pending).
+        var pending: [HTTPClientRequestPart] = []
+        /// A copy of an idempotent, bodiless request, kept to resend once if a reused connection was stale.
+        var replay: [HTTPClientRequestPart]?
+        var upstream: UpstreamConnection?
+        var bodyBytes = 0
+        var requestEnded = false
+        var responseStarted = false
+        var responseEnded = false
+        /// The answer is decided (a local response, or an abandoned forward): ignore the rest of the request body.
+        var discardingBody = false
+        var timeout: Scheduled<Void>?
+
+        init(head: HTTPRequestHead, keepAlive: Bool, correlationID: String) {
+            self.head = head
+            self.keepAlive = keepAlive
+            self.correlationID = correlationID
+        }
+    }
+
+    let router: any ProxyRouter
+    let pool: UpstreamPool
+    let configuration: ProxyServerConfiguration
+    let logger: Logger
+    private var context: ChannelHandlerContext?
+    private var exchange: Exchange?
+    private var clientAddress = ""
+
+    init(router: any ProxyRouter, pool: UpstreamPool, configuration: ProxyServerConfiguration, logger: Logger) {
+        self.router = router
+        self.pool = pool
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.clientAddress = context.channel.remoteAddress?.ipAddress ?? ""
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Downstream
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            receiveHead(head)
+        case .body(let buffer):
+            receiveBody(buffer)
+        case .end:
+            receiveEnd()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        // Backpressure: stop reading the upstream response while the client cannot keep up.
+        exchange?.upstream?.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let exchange {
+            exchange.timeout?.cancel()
+            if let upstream = exchange.upstream, !exchange.responseEnded {
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
+            self.exchange = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func receiveHead(_ head: HTTPRequestHead) {
+        let correlationID = ProxyHeaders.correlationID(head.headers)
+        let exchange = Exchange(head: head, keepAlive: head.isKeepAlive, correlationID: correlationID)
+        self.exchange = exchange
+
+        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > configuration.maxBodyBytes {
+            respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
+            return
+        }
+        switch router.route(head, correlationID: correlationID) {
+        case .decided(let decision):
+            apply(decision)
+        case .deferred(let decide):
+            let eventLoop = pool.eventLoop
+            let target = NIOLoopBound((handler: self, exchange: exchange), eventLoop: eventLoop)
+            Task {
+                let decision = await decide()
+                eventLoop.execute {
+                    let (handler, exchange) = target.value
+                    guard handler.exchange === exchange else { return }
+                    handler.apply(decision)
+                }
+            }
+        }
+    }
+
+    private func receiveBody(_ buffer: ByteBuffer) {
+        guard let exchange, !exchange.discardingBody else { return }
+        exchange.bodyBytes += buffer.readableBytes
+        if exchange.bodyBytes > configuration.maxBodyBytes {
+            exchange.replay = nil
+            abandonUpstream(exchange)
+            if exchange.responseStarted {
+                context?.close(promise: nil)
+            } else {
+                respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
+            }
+            return
+        }
+        exchange.replay = nil
+        let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
+        if let upstream = exchange.upstream {
+            upstream.channel.writeAndFlush(part, promise: nil)
+        } else {
+            exchange.pending.append(part)
+        }
+    }
+
+    private func receiveEnd() {
+        guard let exchange else { return }
+        exchange.requestEnded = true
+        if exchange.discardingBody {
+            finishIfComplete(exchange)
+            return
+        }
+        if let upstream = exchange.upstream {
+            upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        } else {
+            exchange.pending.append(.end(nil))
+            exchange.replay?.append(.end(nil))
+        }
+    }
+
+    // MARK: Decisions
+
+    private func apply(_ decision: ProxyDecision) {
+        guard let exchange else { return }
+        switch decision {
+        case .respond(let response):
+            respond(response, closeAfter: false)
+        case .forward(let upstream, let target):
+            var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
+            ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
+            exchange.pending.insert(.head(head), at: 0)
+            if ProxyHeaders.isReplayable(exchange.head) {
+                exchange.replay = exchange.pending
+            }
+            connect(exchange, to: upstream, fresh: false)
+        }
+    }
+
+    private func connect(_ exchange: Exchange, to upstream: ProxyUpstream, fresh: Bool) {
+        pool.acquire(upstream, fresh: fresh) { [weak self] result in
+            guard let self, self.exchange === exchange, !exchange.discardingBody else {
+                if case .success(let connection) = result { self?.pool.release(connection) }
+                return
+            }
+            switch result {
+            case .success(let connection):
+                connection.handler.delegate = self
+                exchange.upstream = connection
+                for part in exchange.pending { connection.channel.write(part, promise: nil) }
+                exchange.pending.removeAll()
+                connection.channel.flush()
+                exchange.timeout = self.pool.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.responseTimeout) { [weak self] in
+                    self?.upstreamTimedOut(exchange)
+                }
+            case .failure(let error):
+                self.logger.warning(
+                    "Upstream unreachable",
+                    metadata: ["upstream": "\(upstream.name)", "error": "\(error)", "correlationId": "\(exchange.correlationID)"]
+                )
+                self.respond(.json(.serviceUnavailable, #"{"error":"Service unavailable","service":"\#(upstream.name)"}"#), closeAfter: false)
+            }
+        }
+    }
+
+    // MARK: Upstream
+
+    func upstreamResponse(_ part: HTTPClientResponsePart) {
+        guard let exchange, let context else { return }
+        switch part {
+        case .head(var head):
+            exchange.responseStarted = true
+            exchange.replay = nil
+            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: exchange.keepAlive)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: head.status, headers: head.headers))), promise: nil)
+        case .body(let buffer):
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end:
+            exchange.timeout?.cancel()
+            exchange.responseEnded = true
+            if let upstream = exchange.upstream {
+                exchange.upstream = nil
+                // A connection may be reused only when the whole request was sent and the response came complete.
+                if exchange.requestEnded { pool.release(upstream) } else { abandon(upstream) }
+            }
+            let keepAlive = exchange.keepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
+                guard !keepAlive else { return }
+                self?.context?.close(promise: nil)
+            }
+            exchange.discardingBody = true
+            finishIfComplete(exchange)
+        }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamClosed() {
+        guard let exchange, !exchange.responseEnded else { return }
+        let upstream = exchange.upstream
+        exchange.upstream = nil
+        exchange.timeout?.cancel()
+        if let upstream, upstream.reused, !exchange.responseStarted, let replay = exchange.replay {
+            // The pooled connection was closed by the upstream while idle: resend the idempotent request once, fresh.
+            exchange.replay = nil
+            exchange.pending = replay
+            connect(exchange, to: upstream.upstream, fresh: true)
+            return
+        }
+        if exchange.responseStarted {
+            context?.close(promise: nil)
+        } else {
+            respond(.json(.badGateway, #"{"error":"Bad gateway","service":"\#(upstream?.upstream.name ?? "")"}"#), closeAfter: false)
+        }
+    }
+
+    private func upstreamTimedOut(_ exchange: Exchange) {
+        guard self.exchange === exchange, !exchange.responseEnded else { return }
+        let name = exchange.upstream?.upstream.name ?? ""
+        abandonUpstream(exchange)
+        if exchange.responseStarted {
+            context?.close(promise: nil)
+        } else {
+            respond(.json(.gatewayTimeout, #"{"error":"Upstream timed out","service":"\#(name)"}"#), closeAfter: false)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func abandonUpstream(_ exchange: Exchange) {
+        exchange.timeout?.cancel()
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            abandon(upstream)
+        }
+    }
+
+    private func abandon(_ upstream: UpstreamConnection) {
+        upstream.handler.delegate = nil
+        upstream.channel.close(promise: nil)
+    }
+
+    /// Writes a complete local response; the rest of the request body is read and dropped.
+    private func respond(_ response: ProxyResponse, closeAfter: Bool) {
+        guard let exchange, let context else { return }
+        exchange.discardingBody = true
+        exchange.responseStarted = true
+        exchange.responseEnded = true
+        exchange.pending.removeAll()
+        var headers = response.headers
+        headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        headers.replaceOrAdd(name: ProxyHeaders.correlationHeader, value: exchange.correlationID)
+        let close = closeAfter || !exchange.keepAlive
+        if close { headers.replaceOrAdd(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
+            guard close else { return }
+            self?.context?.close(promise: nil)
+        }
+        finishIfComplete(exchange)
+    }
+
+    private func finishIfComplete(_ exchange: Exchange) {
+        guard exchange.requestEnded, exchange.responseEnded, self.exchange === exchange else { return }
+        self.exchange = nil
+    }
+}

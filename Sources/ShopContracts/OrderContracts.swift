@@ -1,0 +1,51 @@
+/// An order as returned by the order service.
+public struct OrderDTO: Codable, Sendable, Equatable {
+    public struct Item: Codable, Sendable, Equatable {
+        public var productId: String
+        public var name: String
+        public var quantity: Int
+        public var price: Double
+        public init(productId: String, name: String, quantity: Int, price: Double) {
+            self.productId = productId
+            self.name = name
+            self.quantity = quantity
+            self.price = price
+        }
+    }
+
+    public struct Address: Codable, Sendable, Equatable {
+        public var street: String
+        public var city: String
+        public var country: String
+        public var zipCode: String
+        public init(street: String, city: String, country: String, zipCode: String) {
+            self.street = street
+            self.city = city
+            self.country = country
+            self.zipCode = zipCode
+        }
+    }
+
+    public var id: String
+    public var userId: String
+    public var status: String
+    public var items: [Item]
+    public var shippingAddress: Address
+    public var totalAmount: Double
+    public var createdAt: String
+    public var updatedAt: String
+
+    public init(
+        id: String, userId: String, status: String, items: [Item], shippingAddress: Address, totalAmount: Double, createdAt: String,
+        updatedAt: String
+    ) {
+        self.id = id
+        self.userId = userId
+        self.status = status
+        self.items = items
+        self.shippingAddress = shippingAddress
+        self.totalAmount = totalAmount
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}

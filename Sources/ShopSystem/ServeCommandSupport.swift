@@ -1,0 +1,27 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import ShopContracts
+
+/// Running services in this process: one (`shop serve NAME`) or all of them (`shop up --in-process`).
+public enum ServiceRunner {
+    /// Builds `services`, each with its own environment, and runs them until SIGTERM/SIGINT; a service that returns ends all.
+    public static func run(
+        _ services: [(name: ServiceName, environment: [String: String])],
+        extra: [any Service] = [],
+        logger: Logger
+    ) async throws {
+        var built: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        for (name, environment) in services {
+            let service = try await ShopServices.build(name, environment: Environment(values: environment))
+            built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        for service in extra {
+            built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: built, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+    }
+}

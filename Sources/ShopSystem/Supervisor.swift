@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import ShopContracts
+
+/// Runs each service of a ``LocalSystem`` as its own OS process (`shop serve NAME`) and restarts one that exits
+/// unexpectedly, with exponential backoff, as Kubernetes restarts a pod. On graceful shutdown every process gets
+/// SIGTERM, and SIGKILL if it has not exited within the grace period.
+public final class Supervisor: Service, Sendable {
+    struct State {
+        var processes: [ServiceName: Process] = [:]
+        var restarts: [ServiceName: Int] = [:]
+    }
+
+    let system: LocalSystem
+    let executable: URL
+    let logger: Logger
+    let gracePeriod: Duration
+    private let state = NIOLockedValueBox(State())
+
+    /// - Parameter executable: the `shop` binary (by default this process's own executable).
+    public init(system: LocalSystem, executable: URL = Supervisor.currentExecutable, logger: Logger, gracePeriod: Duration = .seconds(10)) {
+        self.system = system
+        self.executable = executable
+        self.logger = logger
+        self.gracePeriod = gracePeriod
+    }
+
+    /// This process's executable.
+    public static var currentExecutable: URL {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+    }
+
+    /// The process id of `service`'s current process.
+    public func processIdentifier(of service: ServiceName) -> Int32? {
+        state.withLockedValue { $0.processes[service]?.processIdentifier }
+    }
+
+    /// How many times `service` has been restarted.
+    public func restartCount(of service: ServiceName) -> Int {
+        state.withLockedValue { $0.restarts[service] ?? 0 }
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            for service in system.services {
+                group.addTask { await self.supervise(service) }
+            }
+        }
+    }
+
+    private func supervise(_ service: ServiceName) async {
+        var failures = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let started = ContinuousClock.now
+            let status: Int32
+            do {
+                status = try await runOnce(service)
+            } catch {
+                logger.error("Could not start service", metadata: ["service": "\(service.rawValue)", "error": "\(error)"])
+                status = -1
+            }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            // A process that ran for a while before failing starts its backoff afresh.
+            failures = ContinuousClock.now - started > .seconds(30) ? 1 : failures + 1
+            let delay = Duration.milliseconds(min(30_000, 250 * (1 << min(failures, 7))))
+            let count = state.withLockedValue { state in
+                state.restarts[service, default: 0] += 1
+                return state.restarts[service]!
+            }
+            logger.warning(
+                "Service exited unexpectedly; restarting",
+                metadata: ["service": "\(service.rawValue)", "status": "\(status)", "restarts": "\(count)", "delayMs": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"]
+            )
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+        }
+    }
+
+    /// Starts `service` and waits for it to exit; on shutdown it is asked to stop, then killed after the grace period.
+    private func runOnce(_ service: ServiceName) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["serve", service.rawValue]
+        var environment = system.environment(for: service)
+        environment["SHOP_SUPERVISOR_PID"] = String(ProcessInfo.processInfo.processIdentifier)
+        process.environment = environment
+        let exited = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { process in
+            exited.continuation.yield(process.terminationStatus)
+            exited.continuation.finish()
+        }
+        try process.run()
+        state.withLockedValue { $0.processes[service] = process }
+        logger.debug("Started service", metadata: ["service": "\(service.rawValue)", "pid": "\(process.processIdentifier)"])
+
+        let gracePeriod = self.gracePeriod
+        return await withTaskCancellationOrGracefulShutdownHandler {
+            var iterator = exited.stream.makeAsyncIterator()
+            return await iterator.next() ?? -1
+        } onCancelOrGracefulShutdown: {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGTERM)
+            let pid = process.processIdentifier
+            Task {
+                try? await Task.sleep(for: gracePeriod)
+                if process.isRunning { kill(pid, SIGKILL) }
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+import HummingbirdBcrypt
+import NIOPosix
+
+/// bcrypt hashing off the cooperative thread pool (a hash at cost 10 takes tens of milliseconds of CPU).
+struct PasswordHasher: Sendable {
+    let cost: UInt8
+
+    func hash(_ password: String) async throws -> String {
+        let cost = self.cost
+        return try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+
+    func verify(_ password: String, hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
+    }
+
+    /// A hash checked against when the email is unknown, so a login takes as long whether or not the account exists.
+    static let decoyHash = Bcrypt.hash("decoy-password-for-timing", cost: 10)
+}

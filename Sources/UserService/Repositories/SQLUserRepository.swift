@@ -1,0 +1,74 @@
+import Foundation
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ShopContracts
+
+/// ``UserRepository`` on the service's own SQL database (SQLite or PostgreSQL).
+struct SQLUserRepository: UserRepository {
+    let database: Database
+
+    func create(_ user: User) async throws {
+        do {
+            try await database.transaction { sql in
+                try await sql.raw(
+                    """
+                    INSERT INTO users (id, email, name, password_hash, role, profile, created_at, updated_at)
+                    VALUES (\(bind: user.id), \(bind: user.email), \(bind: user.name), \(bind: user.passwordHash), \(bind: user.role.rawValue),
+                            \(bind: Self.encode(user.profile)), \(bind: user.createdAt), \(bind: user.updatedAt))
+                    """
+                ).run()
+            }
+        } catch where Database.isUniqueViolation(error) {
+            throw UserRepositoryError.duplicateEmail
+        }
+    }
+
+    func find(id: String) async throws -> User? {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT * FROM users WHERE id = \(bind: id)").first().map(Self.user)
+        }
+    }
+
+    func find(email: String) async throws -> User? {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT * FROM users WHERE email = \(bind: email.lowercased())").first().map(Self.user)
+        }
+    }
+
+    func update(id: String, name: String?, passwordHash: String?, profile: UserDTO.Profile??, updatedAt: String) async throws -> User? {
+        try await database.transaction { sql in
+            guard var user = try await sql.raw("SELECT * FROM users WHERE id = \(bind: id)").first().map(Self.user) else { return nil }
+            if let name { user.name = name }
+            if let passwordHash { user.passwordHash = passwordHash }
+            if let profile { user.profile = profile }
+            user.updatedAt = updatedAt
+            try await sql.raw(
+                """
+                UPDATE users SET name = \(bind: user.name), password_hash = \(bind: user.passwordHash),
+                    profile = \(bind: Self.encode(user.profile)), updated_at = \(bind: user.updatedAt)
+                WHERE id = \(bind: id)
+                """
+            ).run()
+            return user
+        }
+    }
+
+    static func user(_ row: any SQLRow) throws -> User {
+        let profileJSON = try row.decodeNil(column: "profile") ? nil : try row.decode(column: "profile", as: String.self)
+        return User(
+            id: try row.decode(column: "id", as: String.self),
+            email: try row.decode(column: "email", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            passwordHash: try row.decode(column: "password_hash", as: String.self),
+            role: Identity.Role(rawValue: try row.decode(column: "role", as: String.self)) ?? .user,
+            profile: try profileJSON.map { try JSONDecoder().decode(UserDTO.Profile.self, from: Data($0.utf8)) },
+            createdAt: try row.decode(column: "created_at", as: String.self),
+            updatedAt: try row.decode(column: "updated_at", as: String.self)
+        )
+    }
+
+    static func encode(_ profile: UserDTO.Profile?) throws -> String? {
+        try profile.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceAuth
+import ServiceCore
+import ServiceDatabase
+import ShopContracts
+
+/// Configuration of the user service.
+public struct UserServiceConfiguration: Sendable {
+    public var settings: ServiceSettings
+    public var authURL: String
+    public var orderURL: String
+    /// The admin account ensured at start (`ADMIN_EMAIL`, `ADMIN_PASSWORD`); none when the password is unset.
+    public var adminEmail: String
+    public var adminPassword: String?
+    /// bcrypt cost (`BCRYPT_COST`, 4…31; default 10).
+    public var bcryptCost: UInt8
+    /// Verifier to use instead of fetching keys from `authURL` (in-process wiring, tests).
+    public var tokenVerifier: TokenVerifier?
+
+    public init(environment: Environment = Environment()) {
+        self.settings = ServiceSettings(name: ServiceName.user.rawValue, defaultPort: ServiceName.user.port(), environment: environment)
+        self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
+        self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
+        self.adminEmail = environment.string("ADMIN_EMAIL", default: "admin@shop.local")
+        self.adminPassword = environment.get("ADMIN_PASSWORD")
+        self.bcryptCost = UInt8(clamping: max(4, min(31, environment.int("BCRYPT_COST", default: 10))))
+    }
+}
+
+/// Builds the user service: signup, profiles, credentials checks for auth, and `{user, orders}` composition.
+public func buildUserService(_ configuration: UserServiceConfiguration) async throws -> some ApplicationProtocol {
+    let settings = configuration.settings
+    let logger = ServiceApplication.logger(for: settings)
+    let database = try await Database.open(
+        try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory),
+        logger: logger
+    )
+    let repository = SQLUserRepository(database: database)
+    let hasher = PasswordHasher(cost: configuration.bcryptCost)
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+
+    var health = HealthChecker()
+    health.addCheck("database") { try await database.ping() }
+    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    UserController(
+        repository: repository,
+        hasher: hasher,
+        orders: ServiceClient(name: "order", baseURL: configuration.orderURL),
+        verifier: verifier
+    ).addRoutes(to: router)
+    CredentialsController(repository: repository, hasher: hasher).addRoutes(to: router)
+
+    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services, logger: logger)
+    app.beforeServerStarts {
+        try await database.prepare(migrations: UserMigrations.all)
+        if let password = configuration.adminPassword, !password.isEmpty {
+            try await AdminAccount.ensure(email: configuration.adminEmail, password: password, repository: repository, hasher: hasher, logger: logger)
+        }
+    }
+    return app
+}
+
+/// Creates the admin account on first start; an existing account is left as it is.
+enum AdminAccount {
+    static func ensure(email: String, password: String, repository: some UserRepository, hasher: PasswordHasher, logger: Logger) async throws {
+        guard try await repository.find(email: email) == nil else { return }
+        let now = Timestamp.now()
+        let admin = User(
+            id: UUID().uuidString.lowercased(),
+            email: email.lowercased(),
+            name: "Administrator",
+            passwordHash: try await hasher.hash(password),
+            role: .admin,
+            profile: nil,
+            createdAt: now,
+            updatedAt: now
+        )
+        do {
+            try await repository.create(admin)
+            logger.info("Created the admin account", metadata: ["email": "\(email)"])
+        } catch UserRepositoryError.duplicateEmail {
+            // Another replica created it first.
+        }
+    }
+}

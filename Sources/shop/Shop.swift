@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `shop`: run the whole shop on one machine, or one of its services.
+@main
+struct Shop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the Swift microservices shop.",
+        subcommands: [Up.self, Serve.self, Status.self],
+        defaultSubcommand: Up.self
+    )
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceCore
+import ServiceLifecycle
+import ShopContracts
+import ShopSystem
+
+/// `shop up`: start every service, wait until ready, seed the demo catalog and the admin account, print the gateway URL.
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start the whole system on this machine.")
+
+    @Option(name: .customLong("data-dir"), help: "Folder for databases, keys and the admin password.")
+    var dataDirectory = "./.shop"
+
+    @Option(help: "Gateway port; the services use the next six ports in the order user, order, payment, auth, inventory, notification.")
+    var portBase = 3000
+
+    @Option(help: "A postgres:// URL to run every service on PostgreSQL (one schema each) instead of SQLite files.")
+    var database = ""
+
+    @Flag(help: "Run all services in this one process (a modular monolith) instead of one process each.")
+    var inProcess = false
+
+    @Option(help: "Log level of the services (trace, debug, info, notice, warning, error).")
+    var logLevel = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrapJSON(service: "shop", level: level)
+        var logger = Logger(label: "shop")
+        logger.logLevel = level
+
+        let admin = try AdminAccount.password(dataDirectory: dataDirectory)
+        let system = LocalSystem(
+            portBase: portBase,
+            dataDirectory: dataDirectory,
+            databaseURL: database.isEmpty ? (ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "") : database,
+            adminPassword: admin.password,
+            logLevel: level.rawValue
+        )
+        let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
+        if inProcess {
+            try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)
+        } else {
+            let supervisor = Supervisor(system: system, logger: logger)
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [
+                        .init(service: supervisor),
+                        .init(service: announcer, successTerminationBehavior: .ignore, failureTerminationBehavior: .gracefullyShutdownGroup),
+                    ],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            )
+            try await group.run()
+        }
+    }
+}
+
+/// Waits for the system to be ready, seeds it, prints where it is, then waits for shutdown.
+struct StartupAnnouncer: Service {
+    let system: LocalSystem
+    let adminPasswordGenerated: Bool
+    let logger: Logger
+
+    func run() async throws {
+        try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(120))
+        let created = try await DemoCatalog.seed(gatewayURL: system.gatewayURL, adminEmail: AdminAccount.email, adminPassword: system.adminPassword)
+        var lines = [
+            "",
+            "Shop is up: \(system.gatewayURL)",
+            "  services: " + system.services.map { "\($0.rawValue) :\($0.port(base: system.portBase))" }.joined(separator: ", "),
+            "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
+            "  catalog:  \(DemoCatalog.products.count) demo products (\(created) created now), e.g. product-1 at 29.99",
+        ]
+        if adminPasswordGenerated {
+            lines.append("  admin:    \(AdminAccount.email) / \(system.adminPassword)  (generated now, kept in \(system.dataDirectory)/admin-password)")
+        } else {
+            lines.append("  admin:    \(AdminAccount.email) (password from SHOP_ADMIN_PASSWORD or \(system.dataDirectory)/admin-password)")
+        }
+        lines.append("  try:      curl \(system.gatewayURL)/health")
+        lines.append("Press Ctrl-C to stop.")
+        // Written unbuffered, so the banner shows at once even when standard output is a pipe.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try? await gracefulShutdown()
+    }
+}
