@@ -79,8 +79,10 @@ let package = Package(
         .target(
             name: "ServiceTesting",
             dependencies: [
-                "ServiceCore", "ServiceDatabase",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresKit", package: "postgres-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -141,7 +143,11 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "ServiceCoreTests",
-            dependencies: ["ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceTesting"],
+            dependencies: [
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -149,6 +155,7 @@ let package = Package(
             dependencies: [
                 "ShopSystem", "ServiceTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -24,6 +24,7 @@ public final class TokenVerifier: Sendable {
     struct State {
         var keys: JWTKeyCollection?
         var lastKeyFetch: ContinuousClock.Instant?
+        var knownKeyIDs: Set<String> = []
         var cache: [String: CacheEntry] = [:]
     }
 
@@ -65,11 +66,17 @@ public final class TokenVerifier: Sendable {
         guard token.utf8.count < 4096, token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
             throw Failure.malformed
         }
+        // A key id we have not seen means the auth service rotated its key: fetch the keys again (rate limited).
+        var keys = try await keyCollection(forceRefresh: false)
+        if let kid = Self.keyID(of: token), !state.withLockedValue({ $0.knownKeyIDs.contains(kid) }) {
+            keys = try await keyCollection(forceRefresh: true)
+        }
         let claims: TokenClaims
         do {
-            claims = try await verifyWithKeys(token, refreshed: false)
-        } catch let error as JWTError where error.errorType == .unknownKID {
-            claims = try await verifyWithKeys(token, refreshed: true)
+            claims = try await keys.verify(token, as: TokenClaims.self)
+        } catch {
+            logger.debug("Token refused", metadata: ["reason": "\(error)"])
+            throw Failure.invalid
         }
         let identity = claims.identity(token: token)
         state.withLockedValue { state in
@@ -79,16 +86,14 @@ public final class TokenVerifier: Sendable {
         return identity
     }
 
-    private func verifyWithKeys(_ token: String, refreshed: Bool) async throws -> TokenClaims {
-        let keys = try await keyCollection(forceRefresh: refreshed)
-        do {
-            return try await keys.verify(token, as: TokenClaims.self)
-        } catch let error as JWTError where error.errorType == .unknownKID && !refreshed {
-            throw error
-        } catch {
-            logger.debug("Token refused", metadata: ["reason": "\(error)"])
-            throw Failure.invalid
-        }
+    /// The `kid` of a token's header, read without verifying anything.
+    static func keyID(of token: String) -> String? {
+        struct Header: Decodable { var kid: String? }
+        guard let first = token.split(separator: ".").first else { return nil }
+        var base64 = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64) else { return nil }
+        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
     }
 
     private func keyCollection(forceRefresh: Bool) async throws -> JWTKeyCollection {
@@ -109,6 +114,7 @@ public final class TokenVerifier: Sendable {
         state.withLockedValue { state in
             state.keys = keys
             state.lastKeyFetch = now
+            state.knownKeyIDs = Set(jwks.keys.compactMap { $0.keyIdentifier?.string })
         }
         return keys
     }

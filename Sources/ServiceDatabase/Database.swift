@@ -120,8 +120,14 @@ public final class Database: Sendable {
                 }
             }
         case .postgres(let client, _):
-            return try await client.withTransaction(logger: logger) { connection in
-                try await body(connection.sql(queryLogLevel: .trace))
+            do {
+                return try await client.withTransaction(logger: logger) { connection in
+                    try await body(connection.sql(queryLogLevel: .trace))
+                }
+            } catch let error as PostgresTransactionError {
+                // The body's own error (after a clean rollback) is what callers handle, on either engine.
+                if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
+                throw error
             }
         }
     }

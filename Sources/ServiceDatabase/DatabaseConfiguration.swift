@@ -20,6 +20,15 @@ public enum DatabaseConfiguration: Sendable, Equatable {
         public var password: String?
         public var database: String
         public var schema: String
+
+        public init(host: String, port: Int, username: String, password: String?, database: String, schema: String) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.schema = schema
+        }
     }
 
     /// An unusable `DATABASE_URL`.

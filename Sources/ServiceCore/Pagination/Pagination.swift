@@ -37,6 +37,13 @@ public struct Paginated<Element: Codable & Sendable>: Codable, Sendable, Respons
         public var limit: Int
         public var total: Int
         public var pages: Int
+
+        public init(page: Int, limit: Int, total: Int, pages: Int) {
+            self.page = page
+            self.limit = limit
+            self.total = total
+            self.pages = pages
+        }
     }
 
     public var results: [Element]

@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs services on real sockets for the length of a test body, then shuts them down gracefully.
+public enum RunningService {
+    /// A service that did not report its port in time.
+    public struct DidNotStart: Error {}
+
+    /// Builds each service with a callback that hears its bound port, runs them all, calls `body` with the ports in
+    /// order, and stops them when `body` returns or throws.
+    public static func with<T: Sendable>(
+        _ builders: [@Sendable (_ onServerRunning: @escaping @Sendable (Int) async -> Void) async throws -> any Service],
+        _ body: @Sendable ([Int]) async throws -> T
+    ) async throws -> T {
+        var services: [any Service] = []
+        var streams: [AsyncStream<Int>] = []
+        for build in builders {
+            let (stream, continuation) = AsyncStream<Int>.makeStream()
+            services.append(
+                try await build { port in
+                    continuation.yield(port)
+                    continuation.finish()
+                }
+            )
+            streams.append(stream)
+        }
+        let group = ServiceGroup(services: services, logger: Logger(label: "test"))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                var ports: [Int] = []
+                for stream in streams {
+                    var iterator = stream.makeAsyncIterator()
+                    guard let port = await iterator.next() else { throw DidNotStart() }
+                    ports.append(port)
+                }
+                let result = try await body(ports)
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+                return result
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOConcurrencyHelpers
+import ServiceCore
+import ServiceTesting
+import Testing
+
+@Suite struct CorrelationAndErrorTests {
+    struct Echo: Codable, ResponseEncodable {
+        var correlation: String
+        var taskLocal: String?
+    }
+
+    func makeApp(maxBody: Int = 64) -> some ApplicationProtocol {
+        let settings = ServiceSettings(name: "test", port: 0, maxBodyBytes: maxBody)
+        let router = ServiceApplication.makeRouter(settings: settings, health: HealthChecker())
+        router.get("echo") { _, context in Echo(correlation: context.correlationID, taskLocal: CorrelationID.current) }
+        router.post("body") { request, context -> String in
+            var request = request
+            _ = try await request.jsonBody(context: context)
+            return "ok"
+        }
+        router.get("boom") { _, _ -> String in throw CancellationError() }
+        router.get("crash") { _, _ -> String in
+            struct Internal: Error {}
+            throw Internal()
+        }
+        return ServiceApplication.makeApplication(router: router, settings: settings, logger: Logger(label: "test"))
+    }
+
+    @Test func acceptsAGivenCorrelationIDAndReturnsIt() async throws {
+        try await makeApp().test(.router) { client in
+            try await client.execute(uri: "/echo", method: .get, headers: [.correlationID: "abc-123"]) { response in
+                #expect(response.headers[.correlationID] == "abc-123")
+                let echo = try response.json(Echo.self)
+                #expect(echo.correlation == "abc-123")
+                #expect(echo.taskLocal == "abc-123")
+            }
+        }
+    }
+
+    @Test func generatesACorrelationIDWhenMissingOrUnsafe() async throws {
+        try await makeApp().test(.router) { client in
+            for headers: HTTPFields in [[:], [.correlationID: "bad id\u{7f}"], [.correlationID: String(repeating: "a", count: 200)]] {
+                try await client.execute(uri: "/echo", method: .get, headers: headers) { response in
+                    let id = try #require(response.headers[.correlationID])
+                    #expect(UUID(uuidString: id) != nil)
+                    #expect(try response.json(Echo.self).correlation == id)
+                }
+            }
+        }
+    }
+
+    @Test func errorsAreJSONWithTheCorrelationID() async throws {
+        try await makeApp().test(.router) { client in
+            try await client.execute(uri: "/missing", method: .get, headers: [.correlationID: "c1"]) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                #expect(response.headers[.correlationID] == "c1")
+                #expect(response.errorMessage != nil)
+            }
+            try await client.execute(uri: "/crash", method: .get) { response in
+                #expect(response.status == .internalServerError)
+                #expect(response.errorMessage == "Internal server error")
+            }
+        }
+    }
+
+    @Test func malformedEmptyAndOversizedBodiesAre4xx() async throws {
+        try await makeApp(maxBody: 64).test(.router) { client in
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json("{not json")) { response in
+                #expect(response.status == .badRequest)
+                #expect(response.errorMessage == "Malformed JSON body")
+            }
+            try await client.execute(uri: "/body", method: .post, headers: .json) { response in
+                #expect(response.status == .badRequest)
+            }
+            let big = ByteBuffer(string: "{\"a\":\"" + String(repeating: "x", count: 200) + "\"}")
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: big) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(response.errorMessage == "Request body too large")
+            }
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json(#"{"a":1}"#)) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test func jsonLogLinesCarryServiceLevelAndCorrelation() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        var handler = JSONLogHandler(label: "l", service: "user", level: .info, output: .custom { line in lines.withLockedValue { $0.append(line) } })
+        handler[metadataKey: "correlationId"] = "corr-9"
+        let logger = Logger(label: "l") { _ in handler }
+        logger.info("hello", metadata: ["orderId": "o1"])
+        logger.debug("hidden")
+        let written = lines.withLockedValue { $0 }
+        #expect(written.count == 1)
+        let line = try #require(written.first)
+        #expect(line.hasSuffix("\n") && line.dropLast().contains("\n") == false)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["service"] as? String == "user")
+        #expect(object["level"] as? String == "info")
+        #expect(object["message"] as? String == "hello")
+        #expect(object["correlationId"] as? String == "corr-9")
+        #expect(object["orderId"] as? String == "o1")
+        #expect((object["timestamp"] as? String)?.hasSuffix("Z") == true)
+    }
+}

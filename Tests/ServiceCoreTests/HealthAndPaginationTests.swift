@@ -1,0 +1,90 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import ServiceCore
+import ServiceTesting
+import Testing
+
+@Suite struct HealthAndPaginationTests {
+    struct Down: Error, CustomStringConvertible {
+        var description: String { "database down" }
+    }
+
+    @Test func allChecksHealthyMeansHealthy() async {
+        var checker = HealthChecker()
+        checker.addCheck("a") {}
+        checker.addCheck("b") {}
+        let report = await checker.run()
+        #expect(report.status == .healthy)
+        #expect(Set(report.checks.keys) == ["a", "b"])
+        #expect(report.checks.values.allSatisfy { $0.status == .healthy && $0.responseTime >= 0 })
+    }
+
+    @Test func oneFailingOrHangingCheckMakesItUnhealthy() async {
+        var checker = HealthChecker(timeout: .milliseconds(50))
+        checker.addCheck("ok") {}
+        checker.addCheck("db") { throw Down() }
+        checker.addCheck("hangs") { try await Task.sleep(for: .seconds(30)) }
+        let report = await checker.run()
+        #expect(report.status == .unhealthy)
+        #expect(report.checks["ok"]?.status == .healthy)
+        #expect(report.checks["db"]?.error == "database down")
+        #expect(report.checks["hangs"]?.status == .unhealthy)
+        #expect(report.checks["hangs"]?.error == "check timed out")
+    }
+
+    @Test func healthRoutesAnswer200Or503() async throws {
+        for healthy in [true, false] {
+            var checker = HealthChecker()
+            checker.addCheck("dep") { if !healthy { throw Down() } }
+            let settings = ServiceSettings(name: "svc", port: 0)
+            let router = ServiceApplication.makeRouter(settings: settings, health: checker)
+            let app = ServiceApplication.makeApplication(router: router, settings: settings, logger: Logger(label: "t"))
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/health", method: .get) { response in
+                    #expect(response.status == (healthy ? .ok : .serviceUnavailable))
+                    let object = try response.object()
+                    #expect(object["status"] as? String == (healthy ? "healthy" : "unhealthy"))
+                    #expect(object["timestamp"] is String)
+                    let checks = try #require(object["checks"] as? [String: Any])
+                    let dep = try #require(checks["dep"] as? [String: Any])
+                    #expect(dep["responseTime"] is Int)
+                }
+                try await client.execute(uri: "/health/ready", method: .get) { response in
+                    #expect(response.status == (healthy ? .ok : .serviceUnavailable))
+                }
+                try await client.execute(uri: "/health/live", method: .get) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+        }
+    }
+
+    @Test func paginatedCountsPages() {
+        let page = Paginated(results: [1, 2], request: PageRequest(page: 2, limit: 2), total: 5)
+        #expect(page.pagination == Paginated<Int>.Info(page: 2, limit: 2, total: 5, pages: 3))
+        #expect(Paginated<Int>(results: [], request: PageRequest(), total: 0).pagination.pages == 0)
+        #expect(PageRequest(page: 3, limit: 10).offset == 20)
+    }
+
+    @Test func pageRequestParsesAndRejects() async throws {
+        let settings = ServiceSettings(name: "svc", port: 0)
+        let router = ServiceApplication.makeRouter(settings: settings, health: HealthChecker())
+        router.get("items") { request, _ -> String in
+            let page = try PageRequest(request: request)
+            return "\(page.page)/\(page.limit)"
+        }
+        let app = ServiceApplication.makeApplication(router: router, settings: settings, logger: Logger(label: "t"))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/items", method: .get) { #expect(String(buffer: $0.body) == "1/10") }
+            try await client.execute(uri: "/items?page=3&limit=25", method: .get) { #expect(String(buffer: $0.body) == "3/25") }
+            for query in ["page=0", "page=x", "limit=0", "limit=101", "limit=-5"] {
+                try await client.execute(uri: "/items?\(query)", method: .get) { response in
+                    #expect(response.status == .badRequest, "\(query)")
+                    #expect(response.errorMessage == "Validation failed")
+                }
+            }
+        }
+    }
+}

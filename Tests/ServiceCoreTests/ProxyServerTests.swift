@@ -1,0 +1,195 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceCore
+import ServiceLifecycle
+import ServiceProxy
+import ServiceTesting
+import Testing
+
+@Suite struct ProxyServerTests {
+    /// Forwards everything to the upstream on `port`, except `/local` (answered by the proxy) and `/down` (an upstream
+    /// nobody listens on).
+    struct TestRouter: ProxyRouter {
+        let port: Int
+        let deadPort: Int
+
+        func route(_ head: HTTPRequestHead, correlationID: String) -> ProxyRoute {
+            if head.uri == "/local" { return .decided(.respond(.json(.ok, #"{"local":true}"#))) }
+            if head.uri == "/down" { return .decided(.forward(ProxyUpstream(name: "dead", host: "127.0.0.1", port: deadPort), target: "/")) }
+            if head.uri.hasPrefix("/deferred") {
+                let port = self.port
+                return .deferred { .forward(ProxyUpstream(name: "stub", host: "127.0.0.1", port: port), target: "/echo?via=deferred") }
+            }
+            return .decided(.forward(ProxyUpstream(name: "stub", host: "127.0.0.1", port: port), target: "/up" + head.uri))
+        }
+    }
+
+    struct Echo: Codable, ResponseEncodable {
+        var uri: String
+        var correlation: String?
+        var forwardedFor: String?
+        var connection: String?
+        var bodyBytes: Int
+    }
+
+    static func upstream(onServerRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
+        let router = Router()
+        router.on("up/echo", method: .get) { request, _ in
+            Echo(uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: request.headers[.init("x-forwarded-for")!],
+                 connection: request.headers[.connection], bodyBytes: 0)
+        }
+        router.get("echo") { request, _ in
+            Echo(uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: nil, connection: nil, bodyBytes: 0)
+        }
+        router.post("up/upload") { request, _ in
+            var count = 0
+            for try await chunk in request.body { count += chunk.readableBytes }
+            return Echo(uri: request.uri.description, correlation: nil, forwardedFor: nil, connection: nil, bodyBytes: count)
+        }
+        router.get("up/stream") { _, _ in
+            Response(status: .ok, body: ResponseBody { writer in
+                for index in 0..<256 {
+                    try await writer.write(ByteBuffer(repeating: UInt8(index % 256), count: 4096))
+                }
+                try await writer.finish(nil)
+            })
+        }
+        router.get("up/slow") { _, _ -> String in
+            // Far longer than the proxy's 200 ms timeout in the test below.
+            try await Task.sleep(for: .seconds(2))
+            return "late"
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await onServerRunning($0.localAddress!.port!) },
+            logger: Logger(label: "upstream")
+        )
+    }
+
+    /// A loopback port with no listener.
+    static func deadPort() throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        let port = channel.localAddress!.port!
+        try channel.close().wait()
+        return port
+    }
+
+    func withProxy(maxBody: Int = 1 << 20, timeout: TimeAmount = .seconds(5), _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void) async throws {
+        let dead = try Self.deadPort()
+        try await RunningService.with([{ Self.upstream(onServerRunning: $0) }]) { ports in
+            try await RunningService.with([
+                { onServerRunning in
+                    ProxyServer(
+                        configuration: .init(port: 0, maxBodyBytes: maxBody, responseTimeout: timeout),
+                        router: TestRouter(port: ports[0], deadPort: dead),
+                        logger: Logger(label: "proxy"),
+                        onServerRunning: onServerRunning
+                    )
+                }
+            ]) { proxyPorts in
+                let client = HTTPClient(eventLoopGroupProvider: .singleton)
+                do {
+                    try await body("http://127.0.0.1:\(proxyPorts[0])", client)
+                    try await client.shutdown()
+                } catch {
+                    try? await client.shutdown()
+                    throw error
+                }
+            }
+        }
+    }
+
+    func get(_ client: HTTPClient, _ url: String, headers: [(String, String)] = []) async throws -> (HTTPResponseStatus, HTTPHeaders, ByteBuffer) {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await client.execute(request, timeout: .seconds(10))
+        return (response.status, response.headers, try await response.body.collect(upTo: 4 << 20))
+    }
+
+    @Test func forwardsWithRewrittenTargetCorrelationAndClientAddress() async throws {
+        try await withProxy { base, client in
+            for _ in 0..<3 {  // the later requests reuse pooled upstream connections
+                let (status, headers, body) = try await get(client, base + "/echo?x=1", headers: [("x-correlation-id", "trace-7"), ("connection", "keep-alive, x-secret"), ("x-secret", "hop")])
+                #expect(status == .ok)
+                #expect(headers.first(name: "x-correlation-id") == "trace-7")
+                let echo = try JSONDecoder().decode(Echo.self, from: body)
+                #expect(echo.uri == "/up/echo?x=1")
+                #expect(echo.correlation == "trace-7")
+                #expect(echo.forwardedFor == "127.0.0.1")
+                #expect(echo.connection == nil)
+            }
+            let (_, headers, body) = try await get(client, base + "/echo")
+            let generated = try #require(headers.first(name: "x-correlation-id"))
+            #expect(try JSONDecoder().decode(Echo.self, from: body).correlation == generated)
+        }
+    }
+
+    @Test func localAndDeferredDecisions() async throws {
+        try await withProxy { base, client in
+            let (status, headers, body) = try await get(client, base + "/local")
+            #expect(status == .ok && String(buffer: body) == #"{"local":true}"#)
+            #expect(headers.first(name: "content-type")?.hasPrefix("application/json") == true)
+            let (deferredStatus, _, deferredBody) = try await get(client, base + "/deferred")
+            #expect(deferredStatus == .ok)
+            #expect(try JSONDecoder().decode(Echo.self, from: deferredBody).uri == "/echo?via=deferred")
+        }
+    }
+
+    @Test func streamsLargeBodiesBothWays() async throws {
+        try await withProxy(maxBody: 2 << 20) { base, client in
+            var request = HTTPClientRequest(url: base + "/upload")
+            request.method = .POST
+            let chunks = (0..<64).map { _ in ByteBuffer(repeating: 7, count: 16 * 1024) }
+            request.body = .stream(chunks.async, length: .known(Int64(64 * 16 * 1024)))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            #expect(response.status == .ok)
+            let echo = try JSONDecoder().decode(Echo.self, from: try await response.body.collect(upTo: 1 << 20))
+            #expect(echo.bodyBytes == 64 * 16 * 1024)
+
+            let (status, _, body) = try await get(client, base + "/stream")
+            #expect(status == .ok)
+            #expect(body.readableBytes == 256 * 4096)
+            #expect(body.getInteger(at: 255 * 4096, as: UInt8.self) == 255)
+        }
+    }
+
+    @Test func oversizedBodiesAreRefusedWith413() async throws {
+        try await withProxy(maxBody: 1000) { base, client in
+            var request = HTTPClientRequest(url: base + "/upload")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(repeating: 1, count: 5000))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            #expect(response.status == .payloadTooLarge)
+            let body = try await response.body.collect(upTo: 1 << 16)
+            #expect(String(buffer: body).contains("Request body too large"))
+        }
+    }
+
+    @Test func anUnreachableUpstreamIsA503AtOnce() async throws {
+        try await withProxy { base, client in
+            let started = ContinuousClock.now
+            let (status, headers, body) = try await get(client, base + "/down", headers: [("x-correlation-id", "c-503")])
+            #expect(status == .serviceUnavailable)
+            #expect(headers.first(name: "x-correlation-id") == "c-503")
+            #expect(String(buffer: body) == #"{"error":"Service unavailable","service":"dead"}"#)
+            #expect(ContinuousClock.now - started < .seconds(2))
+        }
+    }
+
+    @Test func aSlowUpstreamIsA504AfterTheTimeout() async throws {
+        try await withProxy(timeout: .milliseconds(200)) { base, client in
+            let (status, _, body) = try await get(client, base + "/slow")
+            #expect(status == .gatewayTimeout)
+            #expect(String(buffer: body).contains("Upstream timed out"))
+            // The connection still serves the next request.
+            let (next, _, _) = try await get(client, base + "/echo")
+            #expect(next == .ok)
+        }
+    }
+}

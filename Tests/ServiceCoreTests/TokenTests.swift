@@ -1,0 +1,83 @@
+import Foundation
+import JWTKit
+import Logging
+import NIOConcurrencyHelpers
+import ServiceAuth
+import ServiceCore
+import ServiceTesting
+import Testing
+
+@Suite struct TokenTests {
+    @Test func issuedTokensVerifyToTheirIdentity() async throws {
+        let keys = try await TestKeys()
+        let token = try await keys.token("user-1", role: .admin, email: "a@b.co")
+        let identity = try await keys.verifier.verify(token)
+        #expect(identity == Identity(subject: "user-1", role: .admin, email: "a@b.co", token: token))
+        #expect(keys.verifier.cachedIdentity(for: token)?.subject == "user-1")
+    }
+
+    @Test func expiredTamperedAndForeignTokensAreRefused() async throws {
+        let keys = try await TestKeys()
+        let other = try await TestKeys()
+        await #expect(throws: TokenVerifier.Failure.invalid) { try await keys.verifier.verify(try await keys.expiredToken("u")) }
+        await #expect(throws: TokenVerifier.Failure.self) { try await keys.verifier.verify(try await other.token("u")) }
+        let token = try await keys.token("u")
+        var parts = token.split(separator: ".").map(String.init)
+        // Claim to be an admin with the original signature.
+        let forged = try JSONEncoder().encode(TokenClaims(subject: "u", role: .admin, email: nil, issuedAt: .now, expiresAt: .now + 60))
+        parts[1] = Base64URL.encode(forged)
+        await #expect(throws: TokenVerifier.Failure.self) { try await keys.verifier.verify(parts.joined(separator: ".")) }
+        await #expect(throws: TokenVerifier.Failure.malformed) { try await keys.verifier.verify("not-a-token") }
+        #expect(keys.verifier.cachedIdentity(for: parts.joined(separator: ".")) == nil)
+    }
+
+    @Test func anUnknownKeyIDFetchesTheKeysAgain() async throws {
+        let old = try SigningKey.generate()
+        let new = try SigningKey.generate()
+        let published = NIOLockedValueBox(old.jwks)
+        let fetches = NIOLockedValueBox(0)
+        let verifier = TokenVerifier(
+            source: {
+                fetches.withLockedValue { $0 += 1 }
+                return published.withLockedValue { $0 }
+            },
+            logger: Logger(label: "t"),
+            refetchInterval: .zero
+        )
+        _ = try await verifier.verify(try await TokenIssuer(signingKey: old).issue(subject: "a", role: .user, email: nil).token)
+        #expect(fetches.withLockedValue { $0 } == 1)
+        // The auth service rotated its key: a token with the new kid makes the verifier fetch the keys again.
+        published.withLockedValue { $0 = new.jwks }
+        let identity = try await verifier.verify(try await TokenIssuer(signingKey: new).issue(subject: "b", role: .user, email: nil).token)
+        #expect(identity.subject == "b")
+        #expect(fetches.withLockedValue { $0 } == 2)
+    }
+
+    @Test func signingKeysAreGeneratedOnceWithPrivateModeOrReadFromTheEnvironment() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/auth/signing-key"
+        let first = try SigningKey.loadOrCreate(environmentValue: nil, path: path, logger: Logger(label: "t"))
+        let again = try SigningKey.loadOrCreate(environmentValue: nil, path: path, logger: Logger(label: "t"))
+        #expect(first.keyID == again.keyID)
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let fromEnvironment = try SigningKey.loadOrCreate(
+            environmentValue: Base64URL.encode(first.privateKey.rawRepresentation), path: directory + "/unused", logger: Logger(label: "t")
+        )
+        #expect(fromEnvironment.keyID == first.keyID)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/unused"))
+        // The JWKS carries only the public half.
+        let jwks = String(decoding: try JSONEncoder().encode(first.jwks), as: UTF8.self)
+        #expect(!jwks.contains("\"d\""))
+        #expect(jwks.contains("\"OKP\"") && jwks.contains("\"EdDSA\""))
+    }
+
+    @Test func bearerHeadersParse() {
+        #expect(BearerToken.extract("Bearer abc") == "abc")
+        #expect(BearerToken.extract("bearer   abc ") == "abc")
+        #expect(BearerToken.extract("Basic abc") == nil)
+        #expect(BearerToken.extract("Bearer") == nil)
+        #expect(BearerToken.extract(nil) == nil)
+    }
+}

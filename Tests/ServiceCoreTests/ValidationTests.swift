@@ -1,0 +1,95 @@
+import Foundation
+import ServiceCore
+import Testing
+
+@Suite struct ValidationTests {
+    func parse(_ text: String) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+
+    struct Person: Equatable {
+        var email: String
+        var age: Int
+    }
+
+    func readPerson(_ text: String) throws -> Person {
+        try Validation.validate(try parse(text)) { body -> Person? in
+            body.allowOnly(["email", "age"])
+            let email = body.string("email", rule: Rules.email)
+            let age = body.integer("age", in: 0...150)
+            guard let email, let age else { return nil }
+            return Person(email: email, age: age)
+        }
+    }
+
+    func fields(of error: any Error) -> [String] {
+        (error as? APIError)?.details?.map(\.field) ?? []
+    }
+
+    @Test func acceptsAValidBodyAndTrimsStrings() throws {
+        #expect(try readPerson(#"{"email":"  a@example.com ","age":30}"#) == Person(email: "a@example.com", age: 30))
+    }
+
+    @Test func reportsEveryBadFieldAtOnce() throws {
+        let error = #expect(throws: APIError.self) { try readPerson(#"{"email":"nope","age":-1,"extra":true}"#) }
+        #expect(error?.status == .badRequest)
+        #expect(error?.message == "Validation failed")
+        #expect(Set(fields(of: error!)) == ["email", "age", "extra"])
+    }
+
+    @Test func reportsMissingFieldsAndWrongTypes() throws {
+        let error = #expect(throws: APIError.self) { try readPerson(#"{"age":"thirty"}"#) }
+        let details = error?.details ?? []
+        #expect(details.contains(.init(field: "email", message: "\"email\" is required")))
+        #expect(details.contains(.init(field: "age", message: "\"age\" must be an integer")))
+    }
+
+    @Test func refusesANonObjectBody() throws {
+        #expect(throws: APIError.self) { try readPerson("[1,2]") }
+        #expect(throws: APIError.self) { try readPerson("null") }
+    }
+
+    @Test func nestedPathsAreDotted() throws {
+        let body = try parse(#"{"items":[{"q":1},{"q":0},"x"]}"#)
+        let error = #expect(throws: APIError.self) {
+            _ = try Validation.validate(body) { body -> [Int]? in
+                body.objects("items", count: 1...5)?.compactMap { $0.integer("q", in: 1...10) }
+            }
+        }
+        #expect(Set(fields(of: error!)) == ["items.1.q", "items.2"])
+    }
+
+    @Test func numbersCheckSignAndDecimals() throws {
+        func price(_ text: String) throws -> Double {
+            try Validation.validate(try parse(text)) { $0.number("price", positive: true, maxFractionDigits: 2) }
+        }
+        #expect(try price(#"{"price":29.99}"#) == 29.99)
+        #expect(throws: APIError.self) { try price(#"{"price":0}"#) }
+        #expect(throws: APIError.self) { try price(#"{"price":1.005}"#) }
+        #expect(throws: APIError.self) { try price(#"{"price":"29.99"}"#) }
+        #expect(throws: APIError.self) { try price(#"{"price":true}"#) }
+    }
+
+    @Test(arguments: ["a@example.com", "first.last+tag@sub.example.co.uk", "x_y@host-name.io"])
+    func validEmails(_ email: String) {
+        #expect(Rules.email(email) == nil)
+    }
+
+    @Test(arguments: ["plain", "a@b", "a@@b.com", "@b.com", "a@b.c", "a@-b.com", "a b@c.com", "a..b@c.com", "a@b..com", "a@b.c0m"])
+    func invalidEmails(_ email: String) {
+        #expect(Rules.email(email) != nil)
+    }
+
+    @Test func passwordRuleFollowsTheGuide() {
+        #expect(Rules.strongPassword("Secret123") == nil)
+        #expect(Rules.strongPassword("secret123") != nil)
+        #expect(Rules.strongPassword("SECRET123") != nil)
+        #expect(Rules.strongPassword("SecretABC") != nil)
+    }
+
+    @Test func phoneRuleFollowsTheGuide() {
+        #expect(Rules.phone("+1 (555) 123-4567") == nil)
+        #expect(Rules.phone("555x") != nil)
+        #expect(Rules.phone("+") != nil)
+    }
+}

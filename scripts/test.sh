@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The one test command: builds, makes sure a PostgreSQL server is there for the tests (installing and starting a
+# private one when none is given), then runs every test on both engines.
+#
+#   scripts/test.sh                 # all tests
+#   scripts/test.sh --filter Gateway  # extra arguments go to `swift test`
+#
+# TEST_DATABASE_URL=postgres://user@host:port/db uses an existing server instead of starting one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_PORT="${SHOP_TEST_PG_PORT:-54329}"
+PG_DIR="${SHOP_TEST_PG_DIR:-/tmp/shop-test-pg-$PG_PORT}"
+
+pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
+start_private_postgres() {
+    local bin
+    bin=$(pg_bin || true)
+    if [ -z "$bin" ]; then
+        echo "==> installing PostgreSQL (Debian package)"
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "PostgreSQL is not installed and this is not root: install it, or set TEST_DATABASE_URL" >&2
+            exit 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        bin=$(pg_bin)
+    fi
+    # PostgreSQL refuses to run as root: as root, run it as the 'postgres' user the package created.
+    local run=()
+    if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); fi
+    if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+        echo "==> starting a private PostgreSQL on 127.0.0.1:$PG_PORT ($PG_DIR)"
+        if [ ! -s "$PG_DIR/PG_VERSION" ]; then
+            rm -rf "$PG_DIR"
+            mkdir -p "$PG_DIR"
+            [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DIR"
+            "${run[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
+        fi
+        "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+    fi
+    export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+    start_private_postgres
+fi
+echo "==> PostgreSQL for tests: $TEST_DATABASE_URL"
+
+echo "==> building"
+swift build --build-tests
+echo "==> testing (SQLite and PostgreSQL)"
+swift test --skip-build "$@"
