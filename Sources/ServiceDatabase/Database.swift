@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOPosix
 import PostgresKit
 import PostgresNIO
@@ -26,6 +27,7 @@ public final class Database: Sendable {
 
     let backend: Backend
     let logger: Logger
+    private let closed = NIOLockedValueBox(false)
 
     /// The engine this database runs on.
     public var engine: Engine {
@@ -35,11 +37,22 @@ public final class Database: Sendable {
         }
     }
 
-    /// Long-running work the database needs (the PostgreSQL pool); add to the service group before anything that queries.
+    /// Long-running work the database needs (the PostgreSQL pool, or closing the SQLite file at shutdown); add to the
+    /// service group before anything that queries, so it stops after them.
     public var services: [any Service] {
         switch backend {
-        case .sqlite: []
+        case .sqlite: [SQLiteLifecycle(database: self)]
         case .postgres(let client, _): [client]
+        }
+    }
+
+    /// Keeps a SQLite database open until graceful shutdown, then closes it.
+    struct SQLiteLifecycle: Service {
+        let database: Database
+
+        func run() async throws {
+            try? await gracefulShutdown()
+            await database.close()
         }
     }
 
@@ -148,10 +161,15 @@ public final class Database: Sendable {
         try await withConnection { sql in try await sql.raw("SELECT 1").run() }
     }
 
-    /// Closes the SQLite connection; the PostgreSQL pool closes when its service is cancelled.
+    /// Closes the SQLite connection (once; later calls do nothing); the PostgreSQL pool closes when its service is cancelled.
     public func close() async {
-        if case .sqlite(let connection, let lock) = backend {
-            await lock.withLock { try? await connection.close() }
+        guard case .sqlite(let connection, let lock) = backend else { return }
+        await lock.withLock {
+            let first = closed.withLockedValue { closed in
+                defer { closed = true }
+                return !closed
+            }
+            if first { try? await connection.close() }
         }
     }
 

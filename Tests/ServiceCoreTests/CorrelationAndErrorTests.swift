@@ -33,7 +33,7 @@ import Testing
 
     @Test func acceptsAGivenCorrelationIDAndReturnsIt() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/echo", method: .get, headers: [.correlationID: "abc-123"]) { response in
+            try await client.execute(uri: "/echo", method: .get, headers: [.correlationID: "abc-123"]) { response async throws in
                 #expect(response.headers[.correlationID] == "abc-123")
                 let echo = try response.json(Echo.self)
                 #expect(echo.correlation == "abc-123")
@@ -45,7 +45,7 @@ import Testing
     @Test func generatesACorrelationIDWhenMissingOrUnsafe() async throws {
         try await makeApp().test(.router) { client in
             for headers: HTTPFields in [[:], [.correlationID: "bad id\u{7f}"], [.correlationID: String(repeating: "a", count: 200)]] {
-                try await client.execute(uri: "/echo", method: .get, headers: headers) { response in
+                try await client.execute(uri: "/echo", method: .get, headers: headers) { response async throws in
                     let id = try #require(response.headers[.correlationID])
                     #expect(UUID(uuidString: id) != nil)
                     #expect(try response.json(Echo.self).correlation == id)
@@ -56,13 +56,13 @@ import Testing
 
     @Test func errorsAreJSONWithTheCorrelationID() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/missing", method: .get, headers: [.correlationID: "c1"]) { response in
+            try await client.execute(uri: "/missing", method: .get, headers: [.correlationID: "c1"]) { response async throws in
                 #expect(response.status == .notFound)
                 #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
                 #expect(response.headers[.correlationID] == "c1")
                 #expect(response.errorMessage != nil)
             }
-            try await client.execute(uri: "/crash", method: .get) { response in
+            try await client.execute(uri: "/crash", method: .get) { response async throws in
                 #expect(response.status == .internalServerError)
                 #expect(response.errorMessage == "Internal server error")
             }
@@ -71,19 +71,19 @@ import Testing
 
     @Test func malformedEmptyAndOversizedBodiesAre4xx() async throws {
         try await makeApp(maxBody: 64).test(.router) { client in
-            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json("{not json")) { response in
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json("{not json")) { response async throws in
                 #expect(response.status == .badRequest)
                 #expect(response.errorMessage == "Malformed JSON body")
             }
-            try await client.execute(uri: "/body", method: .post, headers: .json) { response in
+            try await client.execute(uri: "/body", method: .post, headers: .json) { response async throws in
                 #expect(response.status == .badRequest)
             }
             let big = ByteBuffer(string: "{\"a\":\"" + String(repeating: "x", count: 200) + "\"}")
-            try await client.execute(uri: "/body", method: .post, headers: .json, body: big) { response in
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: big) { response async throws in
                 #expect(response.status == .contentTooLarge)
                 #expect(response.errorMessage == "Request body too large")
             }
-            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json(#"{"a":1}"#)) { response in
+            try await client.execute(uri: "/body", method: .post, headers: .json, body: .json(#"{"a":1}"#)) { response async throws in
                 #expect(response.status == .ok)
             }
         }

@@ -42,7 +42,7 @@ import Testing
             let router = ServiceApplication.makeRouter(settings: settings, health: checker)
             let app = ServiceApplication.makeApplication(router: router, settings: settings, logger: Logger(label: "t"))
             try await app.test(.router) { client in
-                try await client.execute(uri: "/health", method: .get) { response in
+                try await client.execute(uri: "/health", method: .get) { response async throws in
                     #expect(response.status == (healthy ? .ok : .serviceUnavailable))
                     let object = try response.object()
                     #expect(object["status"] as? String == (healthy ? "healthy" : "unhealthy"))
@@ -51,10 +51,10 @@ import Testing
                     let dep = try #require(checks["dep"] as? [String: Any])
                     #expect(dep["responseTime"] is Int)
                 }
-                try await client.execute(uri: "/health/ready", method: .get) { response in
+                try await client.execute(uri: "/health/ready", method: .get) { response async throws in
                     #expect(response.status == (healthy ? .ok : .serviceUnavailable))
                 }
-                try await client.execute(uri: "/health/live", method: .get) { response in
+                try await client.execute(uri: "/health/live", method: .get) { response async throws in
                     #expect(response.status == .ok)
                 }
             }
@@ -80,7 +80,7 @@ import Testing
             try await client.execute(uri: "/items", method: .get) { #expect(String(buffer: $0.body) == "1/10") }
             try await client.execute(uri: "/items?page=3&limit=25", method: .get) { #expect(String(buffer: $0.body) == "3/25") }
             for query in ["page=0", "page=x", "limit=0", "limit=101", "limit=-5"] {
-                try await client.execute(uri: "/items?\(query)", method: .get) { response in
+                try await client.execute(uri: "/items?\(query)", method: .get) { response async throws in
                     #expect(response.status == .badRequest, "\(query)")
                     #expect(response.errorMessage == "Validation failed")
                 }

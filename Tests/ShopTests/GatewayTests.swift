@@ -1,0 +1,139 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ServiceCore
+import ServiceTesting
+import ShopContracts
+import Testing
+
+@testable import GatewayService
+
+@Suite struct GatewayTests {
+    static let signup = #"{"email":"jane@example.com","name":"Jane Doe","password":"Secret123"}"#
+    static let orderBody = #"{"items":[{"productId":"product-1","quantity":2,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#
+
+    @Test func routesMatchWholeSegmentsAndRefuseDotSegments() {
+        #expect(GatewayRouter.matches("/api/users", prefix: "/api/users"))
+        #expect(GatewayRouter.matches("/api/users/1/orders", prefix: "/api/users"))
+        #expect(!GatewayRouter.matches("/api/usersX", prefix: "/api/users"))
+        #expect(GatewayRouter.hasDotSegment("/api/users/../internal/credentials/verify"))
+        #expect(GatewayRouter.hasDotSegment("/api/users/%2e%2e/internal"))
+        #expect(GatewayRouter.hasDotSegment("/api/users/a%2Fb"))
+        #expect(!GatewayRouter.hasDotSegment("/api/users/a.b"))
+        #expect(GatewayRouter.isPublic(method: .POST, prefix: "/api/users", path: "/api/users"))
+        #expect(!GatewayRouter.isPublic(method: .GET, prefix: "/api/users", path: "/api/users/1"))
+        #expect(GatewayRouter.isPublic(method: .GET, prefix: "/api/inventory", path: "/api/inventory/product-1"))
+        #expect(!GatewayRouter.isPublic(method: .PUT, prefix: "/api/inventory", path: "/api/inventory/product-1"))
+        #expect(!GatewayRouter.isPublic(method: .GET, prefix: "/api/orders", path: "/api/orders"))
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func theGuidesFlowWorksThroughTheGateway(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let created = try await shop.call(.POST, "/api/users", json: Self.signup, headers: [("x-correlation-id", "flow-1")])
+                #expect(created.status == .created)
+                #expect(created.headers.first(name: "x-correlation-id") == "flow-1")
+                let user = try created.json(UserDTO.self)
+
+                let login = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"jane@example.com","password":"Secret123"}"#)
+                #expect(login.status == .ok)
+                let token = try login.json(TokenResponse.self)
+                #expect(token.expiresIn == 3600)
+
+                let me = try await shop.call(.GET, "/api/users/\(user.id)", token: token.token)
+                #expect(me.status == .ok)
+                #expect(try me.json(UserDTO.self) == user)
+
+                let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody, token: token.token, headers: [("x-correlation-id", "flow-2")])
+                #expect(order.status == .created)
+                #expect(order.headers.first(name: "x-correlation-id") == "flow-2")
+                let placed = try order.json(OrderDTO.self)
+                #expect(placed.status == "pending" && placed.totalAmount == 59.98 && placed.userId == user.id)
+
+                let read = try await shop.call(.GET, "/api/orders/\(placed.id)", token: token.token)
+                #expect(try read.json(OrderDTO.self) == placed)
+
+                let page = try await shop.call(.GET, "/api/orders?page=1&limit=10", token: token.token)
+                #expect(try page.json(Paginated<OrderDTO>.self).pagination.total == 1)
+
+                let composed = try await shop.call(.GET, "/api/users/\(user.id)/orders", token: token.token)
+                #expect(composed.status == .ok)
+                let both = try composed.json(UserWithOrders.self)
+                #expect(both.user == user && both.orders.map(\.id) == [placed.id])
+
+                let catalog = try await shop.call(.GET, "/api/inventory/product-1")
+                #expect(try catalog.json(ProductDTO.self).price == 29.99)
+            }
+        }
+    }
+
+    @Test func theGatewayGuardsProtectedRoutes() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let missing = try await shop.call(.GET, "/api/orders")
+                #expect(missing.status == .unauthorized)
+                #expect(missing.object["error"] as? String == "Access denied")
+
+                let expired = try await shop.call(.GET, "/api/orders", token: try await harness.keys.expiredToken("x"))
+                #expect(expired.status == .unauthorized)
+                #expect(expired.headers.first(name: "www-authenticate")?.contains("invalid_token") == true)
+
+                let forged = try await shop.call(.GET, "/api/orders", token: try await TestKeys().token("x", role: .admin))
+                #expect(forged.status == .unauthorized)
+
+                let escaped = try await shop.call(.POST, "/api/users/../internal/credentials/verify", json: "{}")
+                #expect(escaped.status == .badRequest)
+                #expect(try await shop.call(.GET, "/nowhere").status == .notFound)
+
+                let wrong = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"admin@shop.local","password":"Nope12345"}"#)
+                #expect(wrong.status == .unauthorized)
+                #expect(wrong.object["error"] as? String == "Invalid credentials")
+
+                let admin = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"admin@shop.local","password":"AdminPass1"}"#)
+                let adminToken = try admin.json(TokenResponse.self).token
+                let put = try await shop.call(.PUT, "/api/inventory/product-9", json: #"{"name":"Nine","price":9.99,"stock":9}"#, token: adminToken)
+                #expect(put.status == .created)
+            }
+        }
+    }
+
+    @Test func unavailableUpstreamsOversizedBodiesAndHealth() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let token = try await harness.keys.token("someone")
+                let started = ContinuousClock.now
+                let payments = try await shop.call(.POST, "/api/payments", json: "{}", token: token)
+                #expect(payments.status == .serviceUnavailable)
+                #expect(payments.object["error"] as? String == "Service unavailable")
+                #expect(ContinuousClock.now - started < .seconds(2))
+
+                let big = #"{"email":"x@y.com","name":""# + String(repeating: "n", count: 100_000) + #"","password":"Secret123"}"#
+                let tooLarge = try await shop.call(.POST, "/api/users", json: big)
+                #expect(tooLarge.status == .payloadTooLarge)
+
+                let health = try await shop.call(.GET, "/health")
+                #expect(health.status == .ok)
+                let checks = health.object["checks"] as? [String: [String: Any]] ?? [:]
+                #expect(Set(checks.keys) == ["user", "auth", "order", "inventory"])
+                #expect(checks.values.allSatisfy { $0["status"] as? String == "healthy" && $0["responseTime"] is Int })
+                #expect(try await shop.call(.GET, "/health/live").status == .ok)
+            }
+        }
+    }
+
+    @Test func healthIs503WhenAServiceIsDown() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness, extraGatewaySetup: { gateway in
+                gateway.healthChecked = [.user, .payment]
+            }) { shop in
+                let health = try await shop.call(.GET, "/health/ready")
+                #expect(health.status == .serviceUnavailable)
+                #expect(health.object["status"] as? String == "unhealthy")
+                let checks = health.object["checks"] as? [String: [String: Any]] ?? [:]
+                #expect(checks["payment"]?["status"] as? String == "unhealthy")
+                #expect(checks["user"]?["status"] as? String == "healthy")
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+import AuthService
+import Foundation
+import GatewayService
+import Hummingbird
+import InventoryService
+import NIOConcurrencyHelpers
+import OrderService
+import ServiceAuth
+import ServiceCore
+import ServiceTesting
+import ShopContracts
+import UserService
+
+/// Test wiring for the shop's services: fresh databases on the engine under test, a test signing key, port 0.
+final class Harness: Sendable {
+    let engine: TestDatabase
+    let keys: TestKeys
+    let dataDirectory: String
+    private let urls = NIOLockedValueBox<[String]>([])
+
+    private init(engine: TestDatabase, keys: TestKeys) {
+        self.engine = engine
+        self.keys = keys
+        self.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-test-\(UUID().uuidString)").path
+    }
+
+    /// Runs `body` with a harness, then drops its databases and files.
+    static func with<T: Sendable>(_ engine: TestDatabase, _ body: @Sendable (Harness) async throws -> T) async throws -> T {
+        let harness = Harness(engine: engine, keys: try await TestKeys())
+        do {
+            let result = try await body(harness)
+            await harness.cleanUp()
+            return result
+        } catch {
+            await harness.cleanUp()
+            throw error
+        }
+    }
+
+    func cleanUp() async {
+        await TestDatabase.drop(urls.withLockedValue { $0 })
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+
+    func settings(_ service: ServiceName, maxBodyBytes: Int = 1 << 20) -> ServiceSettings {
+        let url = engine.freshURL(service: service.rawValue)
+        urls.withLockedValue { $0.append(url) }
+        return ServiceSettings(
+            name: service.rawValue, port: 0, logLevel: .warning, dataDirectory: dataDirectory, databaseURL: url, maxBodyBytes: maxBodyBytes
+        )
+    }
+
+    func user(orderURL: String = "http://127.0.0.1:9", adminPassword: String? = nil) -> UserServiceConfiguration {
+        var configuration = UserServiceConfiguration(environment: [:])
+        configuration.settings = settings(.user, maxBodyBytes: 16 * 1024)
+        configuration.orderURL = orderURL
+        configuration.bcryptCost = 4
+        configuration.adminPassword = adminPassword
+        configuration.tokenVerifier = keys.verifier
+        return configuration
+    }
+
+    func inventory() -> InventoryServiceConfiguration {
+        var configuration = InventoryServiceConfiguration(environment: [:])
+        configuration.settings = settings(.inventory)
+        configuration.tokenVerifier = keys.verifier
+        return configuration
+    }
+
+    func order(inventoryURL: String) -> OrderServiceConfiguration {
+        var configuration = OrderServiceConfiguration(environment: [:])
+        configuration.settings = settings(.order)
+        configuration.inventoryURL = inventoryURL
+        configuration.tokenVerifier = keys.verifier
+        return configuration
+    }
+
+    func auth(userURL: String) -> AuthServiceConfiguration {
+        var configuration = AuthServiceConfiguration(environment: [:])
+        configuration.settings = settings(.auth)
+        configuration.userURL = userURL
+        configuration.signingKey = Base64URL.encode(keys.key.privateKey.rawRepresentation)
+        return configuration
+    }
+
+    /// An inventory service on a real port with `products` stored, for services that call it.
+    func withCatalog<T: Sendable>(_ products: [(String, ProductUpdate)], _ body: @Sendable (String) async throws -> T) async throws -> T {
+        let configuration = inventory()
+        let admin = try await keys.token("admin-1", role: .admin)
+        return try await RunningService.with([
+            { onServerRunning in
+                var configuration = configuration
+                configuration.settings.onServerRunning = onServerRunning
+                return try await buildInventoryService(configuration)
+            }
+        ]) { ports in
+            let url = "http://127.0.0.1:\(ports[0])"
+            let client = ServiceClient(name: "inventory", baseURL: url)
+            for (id, product) in products {
+                let response = try await client.send(.PUT, "/inventory/\(id)", body: product, bearer: admin)
+                guard response.status == 201 else { throw SetupFailed(step: "PUT \(id) answered \(response.status)") }
+            }
+            return try await body(url)
+        }
+    }
+
+    struct SetupFailed: Error {
+        var step: String
+    }
+}
+

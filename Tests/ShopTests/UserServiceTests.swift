@@ -1,0 +1,191 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import ServiceCore
+import ServiceTesting
+import ShopContracts
+import Testing
+import UserService
+
+@Suite struct UserServiceTests {
+    static let jane = #"{"email":"Jane@Example.com","name":"Jane Doe","password":"Secret123","profile":{"firstName":"Jane","phone":"+1 555-0100"}}"#
+
+    func signUp(_ client: some TestClientProtocol, _ body: String = jane) async throws -> UserDTO {
+        try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(body)) { response async throws in
+            #expect(response.status == .created)
+            return try response.json(UserDTO.self)
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func signupStoresAUserWithoutEverReturningTheHash(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(Self.jane)) { response async throws in
+                    #expect(response.status == .created)
+                    let text = String(buffer: response.body)
+                    #expect(!text.contains("password") && !text.contains("$2b$") && !text.contains("Secret123"))
+                    let user = try response.json(UserDTO.self)
+                    #expect(user.email == "jane@example.com")
+                    #expect(user.role == "user")
+                    #expect(user.profile == UserDTO.Profile(firstName: "Jane", lastName: nil, phone: "+1 555-0100"))
+                    #expect(response.headers[.location] == "/users/\(user.id)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func duplicateEmailIs409CaseInsensitively(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                _ = try await signUp(client)
+                let again = #"{"email":"JANE@example.com","name":"Other","password":"Secret123"}"#
+                try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(again)) { response async throws in
+                    #expect(response.status == .conflict)
+                    #expect(response.errorMessage == "Email already registered")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func badSignupsAre400WithDetailsAndWriteNothing(_ engine: TestDatabase) async throws {
+        let cases: [(String, Set<String>)] = [
+            (#"{"email":"not-an-email","name":"Jane","password":"Secret123"}"#, ["email"]),
+            (#"{"email":"jane@example.com","name":"J","password":"Secret123"}"#, ["name"]),
+            (#"{"email":"jane@example.com","name":"Jane","password":"secret12"}"#, ["password"]),
+            (#"{"email":"jane@example.com","name":"Jane","password":"Sh0rt"}"#, ["password"]),
+            (#"{"email":"jane@example.com","name":"Jane"}"#, ["password"]),
+            (#"{"email":42,"name":["x"],"password":true}"#, ["email", "name", "password"]),
+            (#"{"email":"jane@example.com","name":"Jane","password":"Secret123","role":"admin"}"#, ["role"]),
+            (#"{"email":"jane@example.com","name":"Jane","password":"Secret123","profile":{"phone":"call me"}}"#, ["profile.phone"]),
+            (#"{"email":"jane@example.com","name":"Jane","password":"Secret123","profile":"x"}"#, ["profile"]),
+        ]
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                for (body, fields) in cases {
+                    try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(body)) { response async throws in
+                        #expect(response.status == .badRequest, "\(body)")
+                        let object = try response.object()
+                        #expect(object["error"] as? String == "Validation failed")
+                        let details = try #require(object["details"] as? [[String: String]])
+                        #expect(Set(details.compactMap { $0["field"] }) == fields, "\(body)")
+                    }
+                }
+                for body in ["{", "[]", "\"text\"", ""] {
+                    try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(body)) { response async throws in
+                        #expect(response.status == .badRequest, "\(body)")
+                        #expect(response.errorMessage != nil)
+                    }
+                }
+                let huge = #"{"email":"jane@example.com","name":""# + String(repeating: "a", count: 20_000) + #"","password":"Secret123"}"#
+                try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(huge)) { response async throws in
+                    #expect(response.status == .contentTooLarge)
+                }
+                // None of the rejected requests stored anything: the email is still free.
+                _ = try await signUp(client, #"{"email":"jane@example.com","name":"Jane","password":"Secret123"}"#)
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aUserReadsAndUpdatesOnlyThemselves(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                let jane = try await signUp(client)
+                let bob = try await signUp(client, #"{"email":"bob@example.com","name":"Bob","password":"Secret123"}"#)
+                let janeToken = try await harness.keys.token(jane.id)
+                let admin = try await harness.keys.token("admin-1", role: .admin)
+
+                try await client.execute(uri: "/users/\(jane.id)", method: .get, headers: .bearer(janeToken)) { response async throws in
+                    #expect(response.status == .ok)
+                    #expect(try response.json(UserDTO.self) == jane)
+                }
+                try await client.execute(uri: "/users/\(bob.id)", method: .get, headers: .bearer(janeToken)) { response async throws in
+                    #expect(response.status == .forbidden)
+                    #expect(response.errorMessage == "Forbidden")
+                }
+                try await client.execute(uri: "/users/\(bob.id)", method: .get, headers: .bearer(admin)) { response async throws in
+                    #expect(response.status == .ok)
+                }
+                try await client.execute(uri: "/users/unknown-id", method: .get, headers: .bearer(admin)) { response async throws in
+                    #expect(response.status == .notFound)
+                }
+                let patch = #"{"name":"Jane Q. Doe","profile":{"lastName":"Doe"}}"#
+                try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) { response async throws in
+                    #expect(response.status == .ok)
+                    let updated = try response.json(UserDTO.self)
+                    #expect(updated.name == "Jane Q. Doe")
+                    #expect(updated.profile?.lastName == "Doe")
+                    #expect(updated.email == jane.email)
+                }
+                try await client.execute(uri: "/users/\(bob.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) { response async throws in
+                    #expect(response.status == .forbidden)
+                }
+                for bad in [#"{}"#, #"{"email":"x@y.com"}"#, #"{"password":"weak"}"#, #"{"name":7}"#] {
+                    try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(bad)) { response async throws in
+                        #expect(response.status == .badRequest, "\(bad)")
+                    }
+                }
+                try await client.execute(uri: "/users/\(bob.id)", method: .get, headers: .bearer(admin)) { response async throws in
+                    #expect(try response.json(UserDTO.self).name == "Bob")
+                }
+            }
+        }
+    }
+
+    @Test func missingAndInvalidTokensAre401() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                try await client.execute(uri: "/users/x", method: .get) { response async throws in
+                    #expect(response.status == .unauthorized)
+                    #expect(response.errorMessage == "Access denied")
+                    #expect(response.headers[.wwwAuthenticate] == nil)
+                }
+                let expired = try await harness.keys.expiredToken("x")
+                let foreign = try await TestKeys().token("x")
+                for token in [expired, foreign, "garbage"] {
+                    try await client.execute(uri: "/users/x", method: .get, headers: .bearer(token)) { response async throws in
+                        #expect(response.status == .unauthorized)
+                        #expect(response.headers[.wwwAuthenticate]?.contains("error=\"invalid_token\"") == true)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func credentialsAreCheckedForTheAuthService() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                let jane = try await signUp(client)
+                let verify = { (body: String) in
+                    try await client.execute(uri: "/internal/credentials/verify", method: .post, headers: .json, body: .json(body)) { $0 }
+                }
+                let good = try await verify(#"{"email":"jane@example.com","password":"Secret123"}"#)
+                #expect(good.status == .ok)
+                #expect(try good.json(UserDTO.self).id == jane.id)
+                #expect(try await verify(#"{"email":"jane@example.com","password":"Wrong1234"}"#).status == .unauthorized)
+                #expect(try await verify(#"{"email":"nobody@example.com","password":"Secret123"}"#).status == .unauthorized)
+                #expect(try await verify(#"{"email":"jane@example.com"}"#).status == .badRequest)
+            }
+        }
+    }
+
+    @Test func theAdminAccountIsCreatedOnceAtStart() async throws {
+        try await Harness.with(.sqlite) { harness in
+            let configuration = harness.user(adminPassword: "AdminPass1")
+            try await buildUserService(configuration).test(.router) { client in
+                try await client.execute(
+                    uri: "/internal/credentials/verify", method: .post, headers: .json,
+                    body: .json(#"{"email":"admin@shop.local","password":"AdminPass1"}"#)
+                ) { response async throws in
+                    #expect(response.status == .ok)
+                    #expect(try response.json(UserDTO.self).role == "admin")
+                }
+            }
+        }
+    }
+}
