@@ -56,3 +56,45 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
 extension TestDatabase {
     public var description: String { rawValue }
 }
+
+extension TestDatabase {
+    /// Creates an empty PostgreSQL database on the test server and answers its URL (for tests that start processes,
+    /// whose services each make their own schema in it).
+    public static func createPostgresDatabase() async throws -> (url: String, name: String) {
+        guard let base = postgresURL, var components = URLComponents(string: base) else { throw NoServer() }
+        let name = "shop_sys_\(UUID().uuidString.prefix(8).lowercased())"
+        try await withAdminClient { client in
+            try await client.query("CREATE DATABASE \(unescaped: "\"\(name)\"")")
+        }
+        components.path = "/" + name
+        components.query = nil
+        return (components.string ?? base, name)
+    }
+
+    /// Drops a database made by ``createPostgresDatabase()``, closing any connection left to it.
+    public static func dropPostgresDatabase(_ name: String) async {
+        guard DatabaseConfiguration.isSafeIdentifier(name) else { return }
+        try? await withAdminClient { client in
+            try await client.query("DROP DATABASE IF EXISTS \(unescaped: "\"\(name)\"") WITH (FORCE)")
+        }
+    }
+
+    struct NoServer: Error {}
+
+    static func withAdminClient(_ body: @Sendable (PostgresClient) async throws -> Void) async throws {
+        guard let base = postgresURL,
+            case .postgres(let settings) = try DatabaseConfiguration(url: base, service: "admin", dataDirectory: "")
+        else { throw NoServer() }
+        var configuration = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+            database: settings.database, tls: .disable
+        )
+        configuration.options.maximumConnections = 1
+        let client = PostgresClient(configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await body(client)
+        }
+    }
+}

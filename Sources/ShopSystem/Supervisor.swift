@@ -17,11 +17,20 @@ public final class Supervisor: Service, Sendable {
     let executable: URL
     let logger: Logger
     let gracePeriod: Duration
+    /// When set, each service's output goes to `<logDirectory>/<service>.log` instead of this process's output.
+    let logDirectory: String?
     private let state = NIOLockedValueBox(State())
 
     /// - Parameter executable: the `shop` binary (by default this process's own executable).
-    public init(system: LocalSystem, executable: URL = Supervisor.currentExecutable, logger: Logger, gracePeriod: Duration = .seconds(10)) {
+    public init(
+        system: LocalSystem,
+        executable: URL = Supervisor.currentExecutable,
+        logger: Logger,
+        gracePeriod: Duration = .seconds(10),
+        logDirectory: String? = nil
+    ) {
         self.system = system
+        self.logDirectory = logDirectory
         self.executable = executable
         self.logger = logger
         self.gracePeriod = gracePeriod
@@ -85,6 +94,15 @@ public final class Supervisor: Service, Sendable {
         var environment = system.environment(for: service)
         environment["SHOP_SUPERVISOR_PID"] = String(ProcessInfo.processInfo.processIdentifier)
         process.environment = environment
+        if let logDirectory {
+            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            let path = (logDirectory as NSString).appendingPathComponent("\(service.rawValue).log")
+            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try log.seekToEnd()
+            process.standardOutput = log
+            process.standardError = log
+        }
         let exited = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { process in
             exited.continuation.yield(process.terminationStatus)

@@ -1,0 +1,143 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import ServiceTesting
+import ShopContracts
+import ShopSystem
+import Testing
+
+/// The system as `shop up` runs it: every service its own OS process (`shop serve NAME`) under the supervisor.
+@Suite(.serialized) struct SystemTests {
+    /// The `shop` binary built next to this test bundle.
+    static var shopExecutable: URL {
+        let testBinary = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        return testBinary.deletingLastPathComponent().appendingPathComponent("shop")
+    }
+
+    /// A port base whose seven ports are free now.
+    static func freePortBase() throws -> Int {
+        for _ in 0..<50 {
+            let base = Int.random(in: 20_000..<32_000)
+            let channels = (0..<7).compactMap { offset in
+                try? ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: base + offset).wait()
+            }
+            for channel in channels { try? channel.close().wait() }
+            if channels.count == 7 { return base }
+        }
+        throw PortsBusy()
+    }
+
+    struct PortsBusy: Error {}
+
+    func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+
+    @Test(arguments: TestDatabase.available)
+    func theGuidesFlowAcrossRealProcesses(_ engine: TestDatabase) async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.shopExecutable.path), "build the package first: swift build --build-tests")
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-system-\(UUID().uuidString)").path
+        let database = engine == .postgres ? try await TestDatabase.createPostgresDatabase() : nil
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        let system = LocalSystem(
+            portBase: try Self.freePortBase(),
+            dataDirectory: dataDirectory,
+            databaseURL: database?.url ?? "",
+            adminPassword: "AdminPass1",
+            logLevel: "info"
+        )
+        let logs = dataDirectory + "/logs"
+        let supervisor = Supervisor(system: system, executable: Self.shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5), logDirectory: logs)
+        let group = ServiceGroup(services: [supervisor], logger: Logger(label: "test"))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(60), client: client)
+                try await DemoCatalog.seed(gatewayURL: system.gatewayURL, adminEmail: AdminAccount.email, adminPassword: "AdminPass1", client: client)
+                let orderID = try await walk(system: system, client: client, logs: logs)
+                if engine == .sqlite {
+                    try await restartKeepsData(system: system, supervisor: supervisor, client: client, orderID: orderID.order, token: orderID.token)
+                }
+            } catch {
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
+                try? await client.shutdown()
+                if let database { await TestDatabase.dropPostgresDatabase(database.name) }
+                throw error
+            }
+            let pids = system.services.compactMap { supervisor.processIdentifier(of: $0) }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            // Every service process is gone after a graceful stop.
+            #expect(pids.count == system.services.count)
+            #expect(pids.allSatisfy { !isAlive($0) })
+        }
+        try await client.shutdown()
+        if let database { await TestDatabase.dropPostgresDatabase(database.name) }
+    }
+
+    /// Sign up → log in → read own user → order `product-1` → read it back, with one correlation id per step visible
+    /// in the responses and in the services' own logs.
+    func walk(system: LocalSystem, client: HTTPClient, logs: String) async throws -> (order: String, token: String) {
+        let gateway = system.gatewayURL
+        let runID = UUID().uuidString.prefix(8).lowercased()
+        let email = "walker-\(runID)@example.com"
+
+        let signup = try await InProcessShop.call(
+            client, .POST, gateway + "/api/users", json: #"{"email":"\#(email)","name":"Walker","password":"Secret123"}"#,
+            headers: [("x-correlation-id", "signup-\(runID)")]
+        )
+        #expect(signup.status == .created)
+        #expect(signup.headers.first(name: "x-correlation-id") == "signup-\(runID)")
+        let user = try signup.json(UserDTO.self)
+
+        let login = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#)
+        #expect(login.status == .ok)
+        let token = try login.json(TokenResponse.self).token
+
+        let me = try await InProcessShop.call(client, .GET, gateway + "/api/users/\(user.id)", token: token)
+        #expect(try me.json(UserDTO.self).email == email)
+
+        let order = try await InProcessShop.call(
+            client, .POST, gateway + "/api/orders",
+            json: #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
+            token: token, headers: [("x-correlation-id", "order-\(runID)")]
+        )
+        #expect(order.status == .created)
+        #expect(order.headers.first(name: "x-correlation-id") == "order-\(runID)")
+        let placed = try order.json(OrderDTO.self)
+        #expect(placed.totalAmount == 29.99 && placed.status == "pending")
+
+        let readBack = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
+        #expect(try readBack.json(OrderDTO.self) == placed)
+
+        // The ids reached the services' own JSON logs (the order one through the gateway and on to the order service).
+        let userLog = (try? String(contentsOfFile: logs + "/user.log", encoding: .utf8)) ?? ""
+        let orderLog = (try? String(contentsOfFile: logs + "/order.log", encoding: .utf8)) ?? ""
+        #expect(userLog.contains(#""correlationId":"signup-\#(runID)""#))
+        #expect(orderLog.contains(#""correlationId":"order-\#(runID)""#))
+        return (placed.id, token)
+    }
+
+    /// A killed service is restarted by the supervisor and still has its data.
+    func restartKeepsData(system: LocalSystem, supervisor: Supervisor, client: HTTPClient, orderID: String, token: String) async throws {
+        let pid = try #require(supervisor.processIdentifier(of: .order))
+        kill(pid, SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while supervisor.restartCount(of: .order) < 1 || supervisor.processIdentifier(of: .order) == pid {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the order service was not restarted")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Readiness.wait(for: [system.url(of: .order)], timeout: .seconds(30), client: client)
+        let again = try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/orders/\(orderID)", token: token)
+        #expect(again.status == .ok)
+        #expect(try again.json(OrderDTO.self).id == orderID)
+    }
+}
