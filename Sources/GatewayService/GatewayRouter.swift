@@ -113,7 +113,18 @@ struct GatewayRouter: ProxyRouter {
 
     /// True when a segment is `.` or `..`, literally or percent-encoded: such a path could escape its prefix upstream.
     static func hasDotSegment(_ path: Substring) -> Bool {
-        path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
+        // Fast path: without "/." or "%" no segment can be a dot segment or hide a slash.
+        var previous: UInt8 = 0
+        var suspicious = false
+        for byte in path.utf8 {
+            if byte == UInt8(ascii: "%") || (byte == UInt8(ascii: ".") && previous == UInt8(ascii: "/")) {
+                suspicious = true
+                break
+            }
+            previous = byte
+        }
+        guard suspicious else { return false }
+        return path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
             let decoded = (String(segment).removingPercentEncoding ?? String(segment))
             return decoded == "." || decoded == ".." || decoded.contains("/")
         }

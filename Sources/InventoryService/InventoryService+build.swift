@@ -21,13 +21,10 @@ public struct InventoryServiceConfiguration: Sendable {
 public func buildInventoryService(_ configuration: InventoryServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let database = try await Database.open(
-        try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory),
-        logger: logger
-    )
+    let database = try await Database.open(for: settings, logger: logger)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
-    health.addCheck("database") { try await database.ping() }
+    health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     InventoryController(repository: SQLProductRepository(database: database), verifier: verifier).addRoutes(to: router)
     var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services, logger: logger)

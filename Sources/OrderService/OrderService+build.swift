@@ -23,13 +23,10 @@ public struct OrderServiceConfiguration: Sendable {
 public func buildOrderService(_ configuration: OrderServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let database = try await Database.open(
-        try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory),
-        logger: logger
-    )
+    let database = try await Database.open(for: settings, logger: logger)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
-    health.addCheck("database") { try await database.ping() }
+    health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     OrderController(
         repository: SQLOrderRepository(database: database),

@@ -9,9 +9,9 @@ enum ProxyHeaders {
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"]
 
     /// The request's correlation id when it is a safe token (1–128 of `A-Z a-z 0-9 - _ . :`), otherwise a new one.
-    static func correlationID(_ headers: HTTPHeaders) -> String {
+    static func correlationID(_ headers: HTTPHeaders, generator: inout RequestIDGenerator) -> String {
         if let value = headers.first(name: correlationHeader), isSafe(value) { return value }
-        return UUID().uuidString.lowercased()
+        return generator.make()
     }
 
     static func isSafe(_ value: String) -> Bool {
@@ -30,6 +30,10 @@ enum ProxyHeaders {
         default:
             false
         }
+    }
+
+    static func isHopByHop(_ name: String) -> Bool {
+        hopByHop.contains { $0.utf8.count == name.utf8.count && name.lowercased() == $0 }
     }
 
     static func prepareForwardedRequest(_ headers: inout HTTPHeaders, correlationID: String, clientAddress: String) {
@@ -51,6 +55,8 @@ enum ProxyHeaders {
     }
 
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        // One pass to see whether there is anything to remove; usually there is not, and removal costs a scan per name.
+        guard headers.contains(where: { isHopByHop($0.name) }) else { return }
         // Headers named by Connection are hop-by-hop too.
         for value in headers[canonicalForm: "connection"] {
             let name = String(value).lowercased()

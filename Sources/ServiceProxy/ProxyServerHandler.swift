@@ -95,7 +95,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     }
 
     private func receiveHead(_ head: HTTPRequestHead) {
-        let correlationID = ProxyHeaders.correlationID(head.headers)
+        let correlationID = ProxyHeaders.correlationID(head.headers, generator: &pool.requestIDs)
         let exchange = Exchange(head: head, keepAlive: head.isKeepAlive, correlationID: correlationID)
         self.exchange = exchange
 
@@ -221,10 +221,12 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 // A connection may be reused only when the whole request was sent and the response came complete.
                 if exchange.requestEnded { pool.release(upstream) } else { abandon(upstream) }
             }
-            let keepAlive = exchange.keepAlive
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
-                guard !keepAlive else { return }
-                self?.context?.close(promise: nil)
+            if exchange.keepAlive {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            } else {
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
+                    self?.context?.close(promise: nil)
+                }
             }
             exchange.discardingBody = true
             finishIfComplete(exchange)

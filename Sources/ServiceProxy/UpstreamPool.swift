@@ -70,6 +70,8 @@ final class UpstreamPool: @unchecked Sendable {
     let eventLoop: any EventLoop
     let configuration: ProxyServerConfiguration
     private var idle: [ProxyUpstream: [UpstreamConnection]] = [:]
+    /// Correlation ids for requests that arrive without one, on this loop.
+    var requestIDs = RequestIDGenerator()
 
     init(eventLoop: any EventLoop, configuration: ProxyServerConfiguration) {
         self.eventLoop = eventLoop

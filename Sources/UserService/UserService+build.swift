@@ -33,16 +33,13 @@ public struct UserServiceConfiguration: Sendable {
 public func buildUserService(_ configuration: UserServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let database = try await Database.open(
-        try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory),
-        logger: logger
-    )
+    let database = try await Database.open(for: settings, logger: logger)
     let repository = SQLUserRepository(database: database)
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
 
     var health = HealthChecker()
-    health.addCheck("database") { try await database.ping() }
+    health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     UserController(
         repository: repository,

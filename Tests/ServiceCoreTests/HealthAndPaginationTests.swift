@@ -88,3 +88,26 @@ import Testing
         }
     }
 }
+
+@Suite struct ConfigurationTests {
+    @Test func settingsComeFromTheEnvironmentWithLocalDefaults() {
+        let defaults = ServiceSettings(name: "order", defaultPort: 3002, environment: [:])
+        #expect(defaults.host == "127.0.0.1" && defaults.port == 3002 && defaults.databaseURL.isEmpty)
+        #expect(defaults.dataDirectory == "./.shop" && defaults.maxBodyBytes == 1 << 20 && defaults.logLevel == .info)
+        let set = ServiceSettings(
+            name: "order", defaultPort: 3002,
+            environment: ["PORT": "4002", "HOST": "0.0.0.0", "LOG_LEVEL": "debug", "DATA_DIR": "/d", "DATABASE_URL": "postgres://x@y/z", "MAX_BODY_BYTES": "10"]
+        )
+        #expect(set.port == 4002 && set.host == "0.0.0.0" && set.logLevel == .debug && set.dataDirectory == "/d")
+        #expect(set.databaseURL == "postgres://x@y/z" && set.maxBodyBytes == 10)
+        let bad = ServiceSettings(name: "order", defaultPort: 3002, environment: ["PORT": "many", "LOG_LEVEL": "loud"])
+        #expect(bad.port == 3002 && bad.logLevel == .info)
+    }
+
+    @Test func typedReadersParseOrFallBack() {
+        let environment: Environment = ["A": "yes", "B": "off", "N": " 42 ", "E": ""]
+        #expect(environment.bool("A", default: false) && !environment.bool("B", default: true) && environment.bool("Z", default: true))
+        #expect(environment.int("N", default: 0) == 42 && environment.int("A", default: 7) == 7)
+        #expect(environment.string("E", default: "d") == "d" && environment.string("A", default: "d") == "yes")
+    }
+}

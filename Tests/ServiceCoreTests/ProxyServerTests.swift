@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -37,6 +38,9 @@ import Testing
         var bodyBytes: Int
     }
 
+    /// Requests that reached the upstream's `/up/wait`.
+    static let arrivals = NIOLockedValueBox(0)
+
     static func upstream(onServerRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
         let router = Router()
         router.on("up/echo", method: .get) { request, _ in
@@ -58,6 +62,11 @@ import Testing
                 }
                 try await writer.finish(nil)
             })
+        }
+        router.get("up/wait") { _, _ -> String in
+            arrivals.withLockedValue { $0 += 1 }
+            try await Task.sleep(for: .milliseconds(300))
+            return "finished"
         }
         router.get("up/slow") { _, _ -> String in
             // Far longer than the proxy's 200 ms timeout in the test below.
@@ -190,6 +199,40 @@ import Testing
             // The connection still serves the next request.
             let (next, _, _) = try await get(client, base + "/echo")
             #expect(next == .ok)
+        }
+    }
+
+    @Test func gracefulShutdownFinishesInFlightRequestsAndStopsAccepting() async throws {
+        try await RunningService.with([{ Self.upstream(onServerRunning: $0) }]) { ports in
+            let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+            let proxy = ProxyServer(
+                configuration: .init(port: 0),
+                router: TestRouter(port: ports[0], deadPort: 9),
+                logger: Logger(label: "proxy"),
+                onServerRunning: { portContinuation.yield($0) }
+            )
+            let group = ServiceGroup(services: [proxy], logger: Logger(label: "test"))
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                var iterator = portStream.makeAsyncIterator()
+                let port = try #require(await iterator.next())
+                let before = Self.arrivals.withLockedValue { $0 }
+                let inFlight = Task { try await get(client, "http://127.0.0.1:\(port)/wait") }
+                // Shut down only once the request is being served upstream.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while Self.arrivals.withLockedValue({ $0 }) == before {
+                    try #require(ContinuousClock.now < deadline)
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                await group.triggerGracefulShutdown()
+                let (status, _, body) = try await inFlight.value
+                #expect(status == .ok)
+                #expect(String(buffer: body) == "finished")
+                try await tasks.waitForAll()
+                await #expect(throws: (any Error).self) { _ = try await get(client, "http://127.0.0.1:\(port)/echo") }
+            }
+            try await client.shutdown()
         }
     }
 }
