@@ -92,7 +92,7 @@ public final class Database: Sendable {
     }
 
     convenience init(sqlite connection: SQLiteConnection, logger: Logger, wal: Bool) async throws {
-        let sql = connection.sql(queryLogLevel: .trace)
+        let sql = connection.sql(queryLogLevel: nil)
         if wal {
             try await sql.raw("PRAGMA journal_mode=WAL").run()
             try await sql.raw("PRAGMA synchronous=NORMAL").run()
@@ -107,10 +107,10 @@ public final class Database: Sendable {
     public func withConnection<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         switch backend {
         case .sqlite(let connection, let lock):
-            return try await lock.withLock { try await body(connection.sql(queryLogLevel: .trace)) }
+            return try await lock.withLock { try await body(connection.sql(queryLogLevel: nil)) }
         case .postgres(let client, _):
             return try await client.withConnection { connection in
-                try await body(connection.sql(queryLogLevel: .trace))
+                try await body(connection.sql(queryLogLevel: nil))
             }
         }
     }
@@ -120,7 +120,7 @@ public final class Database: Sendable {
         switch backend {
         case .sqlite(let connection, let lock):
             return try await lock.withLock {
-                let sql = connection.sql(queryLogLevel: .trace)
+                let sql = connection.sql(queryLogLevel: nil)
                 // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read lock.
                 try await sql.raw("BEGIN IMMEDIATE").run()
                 do {
@@ -135,7 +135,7 @@ public final class Database: Sendable {
         case .postgres(let client, _):
             do {
                 return try await client.withTransaction(logger: logger) { connection in
-                    try await body(connection.sql(queryLogLevel: .trace))
+                    try await body(connection.sql(queryLogLevel: nil))
                 }
             } catch let error as PostgresTransactionError {
                 // The body's own error (after a clean rollback) is what callers handle, on either engine.
@@ -179,7 +179,11 @@ public final class Database: Sendable {
             return error.serverInfo?[.sqlState] == "23505"
         }
         if let error = error as? SQLiteError {
-            return error.reason == .constraint || error.reason == .constraintUniqueFailed || error.reason == .constraintPrimaryKeyFailed
+            switch error.reason {
+            case .constraintUniqueFailed, .constraintPrimaryKeyFailed: return true
+            case .constraint: return error.message.contains("UNIQUE") || error.message.contains("PRIMARY KEY")
+            default: return false
+            }
         }
         return false
     }

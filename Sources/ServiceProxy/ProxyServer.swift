@@ -50,6 +50,7 @@ public final class ProxyServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pool = pools.pool(for: channel.eventLoop)
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyServerHandler(router: router, pool: pool, configuration: configuration, logger: logger)
@@ -74,7 +75,7 @@ public final class ProxyServer: Service, Sendable {
             }
             if first { quiescing.initiateShutdown(promise: drained) }
         }
-        pools.closeAll()
+        try? await pools.closeAll(on: group.next()).get()
         logger.info("Gateway stopped")
     }
 }
@@ -96,9 +97,9 @@ final class PoolRegistry: Sendable {
         pools[ObjectIdentifier(eventLoop)]!
     }
 
-    func closeAll() {
-        for pool in pools.values {
-            pool.eventLoop.execute { pool.closeAll() }
-        }
+    /// Closes every idle upstream connection; completes when each loop has done so.
+    func closeAll(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let futures = pools.values.map { pool in pool.eventLoop.submit { pool.closeAll() } }
+        return EventLoopFuture.andAllComplete(futures, on: eventLoop)
     }
 }

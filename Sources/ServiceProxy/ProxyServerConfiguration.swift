@@ -12,6 +12,8 @@ public struct ProxyServerConfiguration: Sendable {
     public var responseTimeout: TimeAmount
     /// Idle keep-alive connections kept per upstream per event loop.
     public var maxIdleConnectionsPerUpstream: Int
+    /// A client connection that sends nothing for this long while idle or mid-upload is closed.
+    public var idleTimeout: TimeAmount
 
     public init(
         host: String = "127.0.0.1",
@@ -19,8 +21,10 @@ public struct ProxyServerConfiguration: Sendable {
         maxBodyBytes: Int = 1 << 20,
         connectTimeout: TimeAmount = .seconds(2),
         responseTimeout: TimeAmount = .seconds(30),
-        maxIdleConnectionsPerUpstream: Int = 64
+        maxIdleConnectionsPerUpstream: Int = 64,
+        idleTimeout: TimeAmount = .seconds(60)
     ) {
+        self.idleTimeout = idleTimeout
         self.host = host
         self.port = port
         self.maxBodyBytes = maxBodyBytes

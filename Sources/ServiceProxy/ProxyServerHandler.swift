@@ -27,11 +27,16 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         /// The answer is decided (a local response, or an abandoned forward): ignore the rest of the request body.
         var discardingBody = false
         var timeout: Scheduled<Void>?
+        /// Whether the upstream lets its connection be reused after this response.
+        var upstreamKeepAlive = true
+        /// Whether the client connection closes once this response is written.
+        var closeAfterResponse: Bool
 
         init(head: HTTPRequestHead, keepAlive: Bool, correlationID: String) {
             self.head = head
             self.keepAlive = keepAlive
             self.correlationID = correlationID
+            self.closeAfterResponse = !keepAlive
         }
     }
 
@@ -94,6 +99,16 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         context.close(promise: nil)
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Nothing read for the idle period: close an idle keep-alive connection or a stalled upload (slowloris); a
+        // response still streaming to a client that has sent everything is left alone.
+        if case IdleStateHandler.IdleStateEvent.read = event, exchange == nil || exchange?.requestEnded == false {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     private func receiveHead(_ head: HTTPRequestHead) {
         let correlationID = ProxyHeaders.correlationID(head.headers, generator: &pool.requestIDs)
         let exchange = Exchange(head: head, keepAlive: head.isKeepAlive, correlationID: correlationID)
@@ -113,7 +128,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 let decision = await decide()
                 eventLoop.execute {
                     let (handler, exchange) = target.value
-                    guard handler.exchange === exchange else { return }
+                    guard handler.exchange === exchange, !exchange.responseEnded else { return }
                     handler.apply(decision)
                 }
             }
@@ -149,11 +164,20 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             finishIfComplete(exchange)
             return
         }
+        exchange.replay?.append(.end(nil))
         if let upstream = exchange.upstream {
             upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            startResponseTimer(exchange)
         } else {
             exchange.pending.append(.end(nil))
-            exchange.replay?.append(.end(nil))
+        }
+    }
+
+    /// The response timeout runs from the moment the whole request has been sent upstream.
+    private func startResponseTimer(_ exchange: Exchange) {
+        exchange.timeout?.cancel()
+        exchange.timeout = pool.eventLoop.assumeIsolated().scheduleTask(in: configuration.responseTimeout) { [weak self] in
+            self?.upstreamTimedOut(exchange)
         }
     }
 
@@ -167,6 +191,16 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .forward(let upstream, let target):
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
+            // The proxy answers `Expect: 100-continue` itself: it has decided to take the body, and the upstream's own
+            // interim response would be dropped by the client decoder.
+            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                head.headers.remove(name: "expect")
+                if !exchange.requestEnded, exchange.head.version.minor >= 1 {
+                    context?.writeAndFlush(
+                        wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: .continue))), promise: nil
+                    )
+                }
+            }
             exchange.pending.insert(.head(head), at: 0)
             if ProxyHeaders.isReplayable(exchange.head) {
                 exchange.replay = exchange.pending
@@ -176,21 +210,25 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     }
 
     private func connect(_ exchange: Exchange, to upstream: ProxyUpstream, fresh: Bool) {
+        let pool = self.pool
         pool.acquire(upstream, fresh: fresh) { [weak self] result in
             guard let self, self.exchange === exchange, !exchange.discardingBody else {
-                if case .success(let connection) = result { self?.pool.release(connection) }
+                // Nobody wants the connection any more (the client left, or the answer was already given).
+                if case .success(let connection) = result { pool.release(connection) }
                 return
             }
             switch result {
             case .success(let connection):
                 connection.handler.delegate = self
                 exchange.upstream = connection
+                if let context = self.context, !context.channel.isWritable {
+                    try? connection.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+                }
+                let sendsEnd = exchange.pending.contains { if case .end = $0 { true } else { false } }
                 for part in exchange.pending { connection.channel.write(part, promise: nil) }
                 exchange.pending.removeAll()
                 connection.channel.flush()
-                exchange.timeout = self.pool.eventLoop.assumeIsolated().scheduleTask(in: self.configuration.responseTimeout) { [weak self] in
-                    self?.upstreamTimedOut(exchange)
-                }
+                if sendsEnd { self.startResponseTimer(exchange) }
             case .failure(let error):
                 self.logger.warning(
                     "Upstream unreachable",
@@ -209,7 +247,17 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .head(var head):
             exchange.responseStarted = true
             exchange.replay = nil
-            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: exchange.keepAlive)
+            exchange.upstreamKeepAlive = head.isKeepAlive
+            // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
+            // content-length; an HTTP/1.0 client gets the body delimited by closing the connection.
+            head.headers.remove(name: "transfer-encoding")
+            if exchange.head.version.minor == 0, exchange.head.method != .HEAD, !head.headers.contains(name: "content-length") {
+                exchange.closeAfterResponse = true
+            }
+            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: !exchange.closeAfterResponse)
+            if !exchange.closeAfterResponse, exchange.head.version.minor == 0 {
+                head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: head.status, headers: head.headers))), promise: nil)
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
@@ -219,9 +267,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
                 // A connection may be reused only when the whole request was sent and the response came complete.
-                if exchange.requestEnded { pool.release(upstream) } else { abandon(upstream) }
+                if exchange.requestEnded && exchange.upstreamKeepAlive { pool.release(upstream) } else { abandon(upstream) }
             }
-            if exchange.keepAlive {
+            if !exchange.closeAfterResponse {
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             } else {
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in

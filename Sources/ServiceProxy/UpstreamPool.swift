@@ -119,6 +119,8 @@ final class UpstreamPool: @unchecked Sendable {
             connection.channel.close(promise: nil)
             return
         }
+        // Backpressure may have paused reading for the last client; an idle connection must read (to see a close).
+        try? connection.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         connection.handler.onClose = { [weak self, weak connection] in
             guard let self, let connection else { return }
             self.idle[connection.upstream]?.removeAll { $0 === connection }

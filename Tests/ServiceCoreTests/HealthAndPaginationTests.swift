@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceTesting
 import Testing
@@ -32,6 +33,19 @@ import Testing
         #expect(report.checks["db"]?.error == "database down")
         #expect(report.checks["hangs"]?.status == .unhealthy)
         #expect(report.checks["hangs"]?.error == "check timed out")
+    }
+
+    @Test func aCheckThatIgnoresCancellationStillTimesOut() async {
+        // The check waits on a continuation only the test resumes: cancelling it has no effect.
+        let waiting = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+        var checker = HealthChecker(timeout: .milliseconds(50))
+        checker.addCheck("stuck") {
+            await withCheckedContinuation { continuation in waiting.withLockedValue { $0 = continuation } }
+        }
+        let report = await checker.run()
+        #expect(report.status == .unhealthy)
+        #expect(report.checks["stuck"]?.error == "check timed out")
+        waiting.withLockedValue { $0?.resume() }
     }
 
     @Test func healthRoutesAnswer200Or503() async throws {

@@ -68,6 +68,9 @@ import Testing
             try await Task.sleep(for: .milliseconds(300))
             return "finished"
         }
+        router.get("up/closing") { _, _ in
+            Response(status: .ok, headers: [.connection: "close", .contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "bye")))
+        }
         router.get("up/slow") { _, _ -> String in
             // Far longer than the proxy's 200 ms timeout in the test below.
             try await Task.sleep(for: .seconds(2))
@@ -89,13 +92,18 @@ import Testing
         return port
     }
 
-    func withProxy(maxBody: Int = 1 << 20, timeout: TimeAmount = .seconds(5), _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void) async throws {
+    func withProxy(
+        maxBody: Int = 1 << 20,
+        timeout: TimeAmount = .seconds(5),
+        idleTimeout: TimeAmount = .seconds(60),
+        _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void
+    ) async throws {
         let dead = try Self.deadPort()
         try await RunningService.with([{ Self.upstream(onServerRunning: $0) }]) { ports in
             try await RunningService.with([
                 { onServerRunning in
                     ProxyServer(
-                        configuration: .init(port: 0, maxBodyBytes: maxBody, responseTimeout: timeout),
+                        configuration: .init(port: 0, maxBodyBytes: maxBody, responseTimeout: timeout, idleTimeout: idleTimeout),
                         router: TestRouter(port: ports[0], deadPort: dead),
                         logger: Logger(label: "proxy"),
                         onServerRunning: onServerRunning
@@ -196,8 +204,8 @@ import Testing
             let (status, _, body) = try await get(client, base + "/slow")
             #expect(status == .gatewayTimeout)
             #expect(String(buffer: body).contains("Upstream timed out"))
-            // The connection still serves the next request.
-            let (next, _, _) = try await get(client, base + "/echo")
+            // The client connection still serves the next request.
+            let (next, _, _) = try await get(client, base + "/local")
             #expect(next == .ok)
         }
     }
@@ -233,6 +241,57 @@ import Testing
                 await #expect(throws: (any Error).self) { _ = try await get(client, "http://127.0.0.1:\(port)/echo") }
             }
             try await client.shutdown()
+        }
+    }
+
+    static func port(of base: String) -> Int { Int(base.split(separator: ":").last!)! }
+
+    @Test func anUpstreamThatClosesIsNotReused() async throws {
+        try await withProxy { base, client in
+            for _ in 0..<5 {
+                let (closing, _, body) = try await get(client, base + "/closing")
+                #expect(closing == .ok && String(buffer: body) == "bye")
+                var request = HTTPClientRequest(url: base + "/upload")
+                request.method = .POST
+                request.body = .bytes(ByteBuffer(string: "payload"))
+                let response = try await client.execute(request, timeout: .seconds(10))
+                #expect(response.status == .ok)
+                _ = try await response.body.collect(upTo: 1 << 16)
+            }
+        }
+    }
+
+    @Test func http10ClientsGetABodyDelimitedByClose() async throws {
+        try await withProxy { base, _ in
+            let connection = try await RawHTTPConnection(port: Self.port(of: base))
+            try await connection.send("GET /stream HTTP/1.0\r\nHost: test\r\n\r\n")
+            try await connection.wait(for: "the response and the close") { _, closed in closed }
+            let response = connection.received
+            #expect(response.hasPrefix("HTTP/1.0 200"))
+            #expect(!response.lowercased().contains("transfer-encoding"))
+            #expect(connection.bodyBytes == 256 * 4096)
+        }
+    }
+
+    @Test func expectContinueIsAnsweredByTheProxy() async throws {
+        try await withProxy { base, _ in
+            let connection = try await RawHTTPConnection(port: Self.port(of: base))
+            try await connection.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            try await connection.wait(for: "100 Continue") { received, _ in received.contains("HTTP/1.1 100 Continue") }
+            try await connection.send("hello")
+            try await connection.wait(for: "the final response") { received, _ in received.contains("\"bodyBytes\":5") }
+            #expect(connection.received.contains("HTTP/1.1 200 OK"))
+            await connection.close()
+        }
+    }
+
+    @Test func stalledUploadsAndIdleConnectionsAreClosed() async throws {
+        try await withProxy(idleTimeout: .milliseconds(200)) { base, _ in
+            let stalled = try await RawHTTPConnection(port: Self.port(of: base))
+            try await stalled.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\nabc")
+            try await stalled.wait(for: "the server to close a stalled upload") { _, closed in closed }
+            let idle = try await RawHTTPConnection(port: Self.port(of: base))
+            try await idle.wait(for: "the server to close an idle connection") { _, closed in closed }
         }
     }
 }

@@ -35,13 +35,17 @@ import Testing
         }
     }
 
-    @Test func badProductsAre400AndChangeNothing() async throws {
-        try await Harness.with(.sqlite) { harness in
+    @Test(arguments: TestDatabase.available)
+    func badProductsAre400AndChangeNothing(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
             let admin = try await harness.keys.token("admin-1", role: .admin)
             try await buildInventoryService(harness.inventory()).test(.router) { client in
                 let bad = [
                     #"{"name":"X","price":-1,"stock":1}"#,
                     #"{"name":"X","price":1.999,"stock":1}"#,
+                    #"{"name":"X","price":1e-9,"stock":1}"#,
+                    #"{"name":"X","price":0.001,"stock":1}"#,
+                    #"{"name":"X\u0000","price":1,"stock":1}"#,
                     #"{"name":"X","price":1,"stock":-2}"#,
                     #"{"name":"X","price":1,"stock":1.5}"#,
                     #"{"name":"","price":1,"stock":1}"#,

@@ -78,7 +78,8 @@ import Testing
         }
     }
 
-    @Test func invalidOrdersAre400WithTheGuidesRules() async throws {
+    @Test(arguments: TestDatabase.available)
+    func invalidOrdersAre400WithTheGuidesRules(_ engine: TestDatabase) async throws {
         let cases: [(String, String)] = [
             (#"{"shippingAddress":\#(Self.address)}"#, "items"),
             (Self.order("[]"), "items"),
@@ -89,8 +90,11 @@ import Testing
             (Self.order(#"["product-1"]"#), "items.0"),
             (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}]}"#, "shippingAddress"),
             (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"x","city":"y","country":"z"}}"#, "shippingAddress.zipCode"),
+            (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":1,"city":"y","country":"z","zipCode":"1"}}"#, "shippingAddress.street"),
+            (Self.order(#"[{"productId":"product-1","quantity":1001,"price":29.99}]"#), "items.0.quantity"),
+            (Self.order("[" + Array(repeating: #"{"productId":"product-1","quantity":1,"price":29.99}"#, count: 101).joined(separator: ",") + "]"), "items"),
         ]
-        try await Harness.with(.sqlite) { harness in
+        try await Harness.with(engine) { harness in
             let alice = try await harness.keys.token("alice")
             // No catalog is needed: validation fails before any call to it.
             try await buildOrderService(harness.order(inventoryURL: "http://127.0.0.1:9")).test(.router) { client in
@@ -128,7 +132,13 @@ import Testing
                     try await client.execute(uri: "/orders?page=2&limit=2", method: .get, headers: .bearer(alice)) { response async throws in
                         #expect(try response.json(Paginated<OrderDTO>.self).results.map(\.id) == [ids[0]])
                     }
-                    try await client.execute(uri: "/orders?limit=1000", method: .get, headers: .bearer(alice)) { #expect($0.status == .badRequest) }
+                    for query in ["limit=1000", "limit=0", "page=0", "page=abc", "limit=-1"] {
+                        try await client.execute(uri: "/orders?\(query)", method: .get, headers: .bearer(alice)) { #expect($0.status == .badRequest) }
+                    }
+                    try await client.execute(uri: "/orders?page=9&limit=2", method: .get, headers: .bearer(alice)) { response async throws in
+                        let page = try response.json(Paginated<OrderDTO>.self)
+                        #expect(page.results.isEmpty && page.pagination.total == 3)
+                    }
                 }
             }
         }

@@ -188,4 +188,89 @@ import UserService
             }
         }
     }
+
+    @Test(arguments: TestDatabase.available)
+    func controlCharactersAreRefusedOnEveryEngine(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                for body in [
+                    #"{"email":"jane@example.com","name":"Ja\u0000ne","password":"Secret123"}"#,
+                    #"{"email":"jane@example.com","name":"Jane","password":"\u0000Secret123"}"#,
+                    #"{"email":"jane@example.com\u0007","name":"Jane","password":"Secret123"}"#,
+                ] {
+                    try await client.execute(uri: "/users", method: .post, headers: .json, body: .json(body)) { response async throws in
+                        #expect(response.status == .badRequest, "\(body)")
+                        #expect(String(buffer: response.body).contains("control characters"))
+                    }
+                }
+                try await client.execute(
+                    uri: "/internal/credentials/verify", method: .post, headers: .json, body: .json(#"{"email":"\u0000","password":"x"}"#)
+                ) { response async throws in
+                    #expect(response.status == .badRequest)
+                }
+                // Passwords keep their spaces and count bytes: 72 bytes of multi-byte text is over bcrypt's limit.
+                let long = String(repeating: "é", count: 40) + "Aa1"
+                try await client.execute(
+                    uri: "/users", method: .post, headers: .json,
+                    body: .json(#"{"email":"jane@example.com","name":"Jane","password":"\#(long)"}"#)
+                ) { response async throws in
+                    #expect(response.status == .badRequest)
+                }
+                _ = try await signUp(client, #"{"email":"jane@example.com","name":"Jane","password":" Secret123 "}"#)
+                try await client.execute(
+                    uri: "/internal/credentials/verify", method: .post, headers: .json,
+                    body: .json(#"{"email":"jane@example.com","password":"Secret123"}"#)
+                ) { response async throws in
+                    #expect(response.status == .unauthorized)
+                }
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aChangedPasswordIsTheOneThatWorks(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await buildUserService(harness.user()).test(.router) { client in
+                let jane = try await signUp(client)
+                let token = try await harness.keys.token(jane.id)
+                // Two changes of different fields at once both survive.
+                async let renamed = client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"name":"Jane Renamed"}"#)) { $0.status }
+                async let repassworded = client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"password":"Newer1234"}"#)) { $0.status }
+                #expect(try await renamed == .ok)
+                #expect(try await repassworded == .ok)
+                let verify = { (password: String) in
+                    try await client.execute(
+                        uri: "/internal/credentials/verify", method: .post, headers: .json,
+                        body: .json(#"{"email":"jane@example.com","password":"\#(password)"}"#)
+                    ) { $0 }
+                }
+                let new = try await verify("Newer1234")
+                #expect(new.status == .ok)
+                #expect(try new.json(UserDTO.self).name == "Jane Renamed")
+                #expect(try await verify("Secret123").status == .unauthorized)
+            }
+        }
+    }
+
+    @Test func userOrdersAreForTheUserAndFailCleanlyWhenOrdersAreDown() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await buildUserService(harness.user(orderURL: "http://127.0.0.1:9")).test(.router) { client in
+                let jane = try await signUp(client)
+                let bob = try await signUp(client, #"{"email":"bob@example.com","name":"Bob","password":"Secret123"}"#)
+                let token = try await harness.keys.token(jane.id)
+                try await client.execute(uri: "/users/\(bob.id)/orders", method: .get, headers: .bearer(token)) { response async throws in
+                    #expect(response.status == .forbidden)
+                }
+                try await client.execute(uri: "/users/\(jane.id)/orders", method: .get, headers: .bearer(token)) { response async throws in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(response.errorMessage == "order service unavailable")
+                }
+                try await client.execute(uri: "/health", method: .get) { response async throws in
+                    #expect(response.status == .ok)
+                    let checks = try #require(try response.object()["checks"] as? [String: [String: Any]])
+                    #expect(checks["database"]?["status"] as? String == "healthy")
+                }
+            }
+        }
+    }
 }

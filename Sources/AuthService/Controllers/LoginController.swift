@@ -22,7 +22,7 @@ struct LoginController {
         let credentials = try Validation.validate(try await request.jsonBody(context: context)) { body -> CredentialCheck? in
             body.allowOnly(["email", "password"])
             let email = body.string("email", maxLength: 254)
-            let password = body.string("password", maxLength: 1024)
+            let password = body.string("password", maxLength: 1024, trim: false)
             guard let email, let password else { return nil }
             return CredentialCheck(email: email, password: password)
         }

@@ -15,10 +15,11 @@ enum OrderMigrations {
                     total_cents BIGINT NOT NULL,
                     shipping_address TEXT NOT NULL,
                     created_at TEXT NOT NULL,
-                    updated_at TEXT NOT NULL
+                    updated_at TEXT NOT NULL,
+                    seq BIGINT NOT NULL
                 )
                 """,
-                "CREATE INDEX orders_by_user ON orders (user_id, created_at)",
+                "CREATE INDEX orders_by_user ON orders (user_id, created_at, seq)",
                 """
                 CREATE TABLE order_items (
                     order_id TEXT NOT NULL REFERENCES orders (id),

@@ -13,9 +13,10 @@ struct SQLOrderRepository: OrderRepository {
         try await database.transaction { sql in
             try await sql.raw(
                 """
-                INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at)
+                INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at, seq)
                 VALUES (\(bind: order.id), \(bind: order.userId), \(bind: order.status), \(bind: Money.cents(order.totalAmount)),
-                        \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt))
+                        \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt),
+                        (SELECT COALESCE(MAX(seq), 0) + 1 FROM orders))
                 """
             ).run()
             for (line, item) in order.items.enumerated() {
@@ -44,7 +45,7 @@ struct SQLOrderRepository: OrderRepository {
             let rows = try await sql.raw(
                 """
                 SELECT * FROM orders WHERE user_id = \(bind: userId)
-                ORDER BY created_at DESC, id DESC LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
+                ORDER BY created_at DESC, seq DESC LIMIT \(bind: page.limit) OFFSET \(bind: page.offset)
                 """
             ).all()
             return (try await Self.orders(rows, sql: sql), total)
@@ -57,9 +58,13 @@ struct SQLOrderRepository: OrderRepository {
             let current = OrderStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending
             guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
             // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
-            try await sql.raw(
-                "UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now) WHERE id = \(bind: id) AND status = \(bind: current.rawValue)"
-            ).run()
+            let changed = try await sql.raw(
+                """
+                UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now)
+                WHERE id = \(bind: id) AND status = \(bind: current.rawValue) RETURNING id
+                """
+            ).all()
+            guard !changed.isEmpty else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
             guard var order = try await Self.orders([row], sql: sql).first else { return nil }
             order.status = status.rawValue
             order.updatedAt = now

@@ -25,10 +25,16 @@ public struct ServiceClient: Sendable {
     public struct Response: Sendable {
         public var status: Int
         public var body: ByteBuffer
+        /// The service that answered.
+        public var service: String
 
-        /// Decodes the body as JSON.
+        /// Decodes the body as JSON; a body that does not decode is the other service's fault (502).
         public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-            try JSONDecoder().decode(T.self, from: body)
+            do {
+                return try JSONDecoder().decode(T.self, from: body)
+            } catch {
+                throw APIError(.badGateway, "\(service) service answered an unexpected body")
+            }
         }
 
         public var isSuccess: Bool { (200..<300).contains(status) }
@@ -57,7 +63,7 @@ public struct ServiceClient: Sendable {
         do {
             let response = try await http.execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 8 << 20)
-            return Response(status: Int(response.status.code), body: bytes)
+            return Response(status: Int(response.status.code), body: bytes, service: name)
         } catch {
             throw APIError.unavailable("\(name) service unavailable")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Runs named dependency checks concurrently, as the guide's `HealthChecker`: each check passes by returning and fails by
 /// throwing (or by taking longer than `timeout`).
@@ -76,15 +77,34 @@ public struct HealthChecker: Sendable {
         return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
     }
 
+    /// Runs `check` in its own task and stops waiting at `timeout` even when the check ignores cancellation (a lock
+    /// wait, a blocked driver): a task group would wait for its child, and the report would hang with it.
     static func withTimeout(_ timeout: Duration, _ check: @escaping Check) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await check() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw TimedOut()
+        let outcome = NIOLockedValueBox<CheckedContinuation<Void, any Error>?>(nil)
+        let finish: @Sendable (Result<Void, any Error>) -> Void = { result in
+            outcome.withLockedValue { continuation in
+                continuation?.resume(with: result)
+                continuation = nil
             }
-            try await group.next()
-            group.cancelAll()
         }
+        var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            outcome.withLockedValue { $0 = continuation }
+            work = Task {
+                do {
+                    try await check()
+                    finish(.success(()))
+                } catch {
+                    finish(.failure(error))
+                }
+            }
+            timer = Task {
+                try? await Task.sleep(for: timeout)
+                finish(.failure(TimedOut()))
+            }
+        }
+        work?.cancel()
+        timer?.cancel()
     }
 }

@@ -53,12 +53,16 @@ public enum Validation {
             }
         }
 
-        /// A string, trimmed of surrounding white space, with optional length bounds and a custom rule returning an error message.
+        /// A string with optional length bounds (in characters, and in UTF-8 bytes) and a custom rule returning an error
+        /// message. Surrounding white space is trimmed unless `trim` is false; control characters (NUL among them, which
+        /// PostgreSQL refuses and C libraries truncate at) are refused.
         public func string(
             _ key: String,
             required: Bool = true,
             minLength: Int? = nil,
             maxLength: Int? = nil,
+            maxBytes: Int? = nil,
+            trim: Bool = true,
             rule: ((String) -> String?)? = nil
         ) -> String? {
             guard let value = value(key, required: required) else { return nil }
@@ -66,7 +70,11 @@ public enum Validation {
                 fail(key, "must be a string")
                 return nil
             }
-            let string = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                fail(key, "must not contain control characters")
+                return nil
+            }
+            let string = trim ? raw.trimmingCharacters(in: .whitespacesAndNewlines) : raw
             if string.isEmpty {
                 fail(key, "is not allowed to be empty")
                 return nil
@@ -77,6 +85,10 @@ public enum Validation {
             }
             if let maxLength, string.count > maxLength {
                 fail(key, "length must be less than or equal to \(maxLength) characters long")
+                return nil
+            }
+            if let maxBytes, string.utf8.count > maxBytes {
+                fail(key, "must be at most \(maxBytes) bytes long")
                 return nil
             }
             if let rule, let message = rule(string) {
@@ -111,6 +123,10 @@ public enum Validation {
                 let scale = pow10(maxFractionDigits)
                 if abs((number * scale).rounded() - number * scale) > 1e-6 {
                     fail(key, "must have no more than \(maxFractionDigits) decimal places")
+                    return nil
+                }
+                if positive, (number * scale).rounded() < 1 {
+                    fail(key, "must be at least \(1 / scale)")
                     return nil
                 }
             }

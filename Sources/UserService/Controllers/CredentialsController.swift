@@ -16,12 +16,12 @@ struct CredentialsController<Repository: UserRepository> {
         var request = request
         let check = try Validation.validate(try await request.jsonBody(context: context)) { body -> CredentialCheck? in
             let email = body.string("email", maxLength: 254)
-            let password = body.string("password", maxLength: 1024)
+            let password = body.string("password", maxLength: 1024, trim: false)
             guard let email, let password else { return nil }
             return CredentialCheck(email: email, password: password)
         }
         let user = try await repository.find(email: check.email)
-        let matches = try await hasher.verify(check.password, hash: user?.passwordHash ?? PasswordHasher.decoyHash)
+        let matches = try await hasher.verify(check.password, hash: user?.passwordHash ?? hasher.decoyHash)
         guard let user, matches else { throw APIError(.unauthorized, "Invalid credentials") }
         return user.dto
     }

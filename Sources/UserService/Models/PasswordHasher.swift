@@ -4,6 +4,14 @@ import NIOPosix
 /// bcrypt hashing off the cooperative thread pool (a hash at cost 10 takes tens of milliseconds of CPU).
 struct PasswordHasher: Sendable {
     let cost: UInt8
+    /// A hash checked against when the email is unknown, at the same cost, so a login takes as long whether or not the
+    /// account exists.
+    let decoyHash: String
+
+    init(cost: UInt8) {
+        self.cost = cost
+        self.decoyHash = Bcrypt.hash("decoy-password-for-timing", cost: cost)
+    }
 
     func hash(_ password: String) async throws -> String {
         let cost = self.cost
@@ -13,7 +21,4 @@ struct PasswordHasher: Sendable {
     func verify(_ password: String, hash: String) async throws -> Bool {
         try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }
     }
-
-    /// A hash checked against when the email is unknown, so a login takes as long whether or not the account exists.
-    static let decoyHash = Bcrypt.hash("decoy-password-for-timing", cost: 10)
 }

@@ -76,8 +76,8 @@ struct UserChanges: Sendable {
 /// Field rules shared by signup and update.
 enum UserFields {
     static func password(_ body: Validation.ObjectReader, required: Bool) -> String? {
-        // Passwords are not trimmed or echoed; bcrypt reads at most 72 bytes, so longer ones are refused.
-        body.string("password", required: required, minLength: 8, maxLength: 72, rule: Rules.strongPassword)
+        // Passwords are neither trimmed nor echoed; bcrypt reads at most 72 bytes, so longer ones are refused.
+        body.string("password", required: required, minLength: 8, maxBytes: 72, trim: false, rule: Rules.strongPassword)
     }
 
     /// nil when absent; `.some(profile)` when present and valid.

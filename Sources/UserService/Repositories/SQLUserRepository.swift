@@ -38,19 +38,13 @@ struct SQLUserRepository: UserRepository {
 
     func update(id: String, name: String?, passwordHash: String?, profile: UserDTO.Profile??, updatedAt: String) async throws -> User? {
         try await database.transaction { sql in
-            guard var user = try await sql.raw("SELECT * FROM users WHERE id = \(bind: id)").first().map(Self.user) else { return nil }
-            if let name { user.name = name }
-            if let passwordHash { user.passwordHash = passwordHash }
-            if let profile { user.profile = profile }
-            user.updatedAt = updatedAt
-            try await sql.raw(
-                """
-                UPDATE users SET name = \(bind: user.name), password_hash = \(bind: user.passwordHash),
-                    profile = \(bind: Self.encode(user.profile)), updated_at = \(bind: user.updatedAt)
-                WHERE id = \(bind: id)
-                """
-            ).run()
-            return user
+            // One UPDATE of just the changed columns: concurrent changes of different fields both survive.
+            var update = sql.update("users").set("updated_at", to: updatedAt)
+            if let name { update = update.set("name", to: name) }
+            if let passwordHash { update = update.set("password_hash", to: passwordHash) }
+            if let profile { update = update.set("profile", to: try Self.encode(profile)) }
+            try await update.where("id", .equal, id).run()
+            return try await sql.raw("SELECT * FROM users WHERE id = \(bind: id)").first().map(Self.user)
         }
     }
 
