@@ -63,7 +63,7 @@ cleanup() {
 trap cleanup EXIT
 
 PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
-    AUTH_SERVICE_URL="http://127.0.0.1:1" "$SHOP" serve gateway 2>"$WORK/gateway.log" &
+    AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS="${GATEWAY_EVENT_LOOP_THREADS:-}" "$SHOP" serve gateway 2>"$WORK/gateway.log" &
 GATEWAY_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
 

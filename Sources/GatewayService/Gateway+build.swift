@@ -1,5 +1,6 @@
 import Hummingbird
 import NIOCore
+import NIOPosix
 import ServiceAuth
 import ServiceCore
 import ServiceProxy
@@ -20,6 +21,8 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> ProxyS
             responseTimeout: .seconds(Int64(configuration.upstreamTimeoutSeconds))
         ),
         router: router,
+        group: configuration.eventLoopThreads == System.coreCount
+            ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads),
         logger: logger,
         onServerRunning: configuration.onServerRunning
     )

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Hummingbird
 import ServiceAuth
 import ServiceCore
@@ -14,6 +15,8 @@ public struct GatewayConfiguration: Sendable {
     public var healthChecked: [ServiceName]
     /// Upstream response timeout in seconds (`UPSTREAM_TIMEOUT_SECONDS`, default 30).
     public var upstreamTimeoutSeconds: Int
+    /// Event loop threads of the proxy (`GATEWAY_EVENT_LOOP_THREADS`, default: one per core).
+    public var eventLoopThreads: Int
     /// Verifier to use instead of fetching keys from the auth service (tests).
     public var tokenVerifier: TokenVerifier?
     /// Called with the bound port once the gateway listens (tests bind port 0).
@@ -31,6 +34,7 @@ public struct GatewayConfiguration: Sendable {
                 list.split(separator: ",").compactMap { ServiceName(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
             } ?? ServiceName.implemented.filter { $0 != .gateway }
         self.upstreamTimeoutSeconds = environment.int("UPSTREAM_TIMEOUT_SECONDS", default: 30)
+        self.eventLoopThreads = max(1, environment.int("GATEWAY_EVENT_LOOP_THREADS", default: System.coreCount))
     }
 
     /// The upstream of `service`, parsed from its URL.
