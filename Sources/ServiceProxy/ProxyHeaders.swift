@@ -1,25 +1,18 @@
 import Foundation
+import ServiceCore
 import NIOHTTP1
 
 /// Header rules of the proxy: hop-by-hop headers stop here, the correlation id and the client address travel on.
 enum ProxyHeaders {
-    static let correlationHeader = "x-correlation-id"
+    static let correlationHeader = CorrelationID.headerName
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"]
 
-    /// The request's correlation id when it is a safe token (1–128 of `A-Z a-z 0-9 - _ . :`), otherwise a new one.
+    /// The request's correlation id when it is a safe token (``CorrelationID/isValid(_:)``), otherwise a new one.
     static func correlationID(_ headers: HTTPHeaders, generator: inout RequestIDGenerator) -> String {
-        if let value = headers.first(name: correlationHeader), isSafe(value) { return value }
+        if let value = headers.first(name: correlationHeader), CorrelationID.isValid(value) { return value }
         return generator.make()
-    }
-
-    static func isSafe(_ value: String) -> Bool {
-        guard (1...128).contains(value.utf8.count) else { return false }
-        return value.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x2D || byte == 0x5F || byte == 0x2E || byte == 0x3A
-        }
     }
 
     /// GET, HEAD and OPTIONS without a body may be sent again safely.

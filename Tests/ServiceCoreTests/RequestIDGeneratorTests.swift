@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import ServiceCore
 import Testing
 
 @testable import ServiceProxy
@@ -19,7 +20,7 @@ import Testing
             seen.insert(id)
         }
         #expect(seen.count == 10_000)
-        #expect(ProxyHeaders.isSafe(generator.make()))
+        #expect(CorrelationID.isValid(generator.make()))
     }
 
     @Test func hopByHopHeadersAreDroppedAndTheRestKept() {

@@ -16,7 +16,8 @@ public enum CorrelationID {
     /// A fresh correlation id.
     public static func generate() -> String { UUID().uuidString.lowercased() }
 
-    static func isValid(_ value: String) -> Bool {
+    /// True for a safe id: 1–128 of `A-Z a-z 0-9 - _ . :` (no spaces, quotes or control characters to inject into logs).
+    public static func isValid(_ value: String) -> Bool {
         guard (1...128).contains(value.utf8.count) else { return false }
         return value.utf8.allSatisfy { byte in
             switch byte {
