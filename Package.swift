@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "ServiceDatabase", targets: ["ServiceDatabase"]),
         .library(name: "ServiceAuth", targets: ["ServiceAuth"]),
         .library(name: "ServiceProxy", targets: ["ServiceProxy"]),
+        .library(name: "ServiceMessaging", targets: ["ServiceMessaging"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -72,6 +73,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceMessaging",
+            dependencies: [
+                "ServiceCore", "ServiceDatabase",
+                .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -144,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "ServiceCoreTests",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceTesting",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -1,0 +1,168 @@
+import Foundation
+import Logging
+import SQLKit
+import ServiceDatabase
+import ServiceLifecycle
+
+/// What a consumer runs for each event type: a handler that gets the event and the service's transaction.
+public struct EventHandlers: Sendable {
+    public typealias Handler = @Sendable (EventEnvelope, any SQLDatabase) async throws -> Void
+    var handlers: [String: Handler] = [:]
+
+    public init() {}
+
+    /// Handles events of `type`.
+    public mutating func on(_ type: String, _ handler: @escaping Handler) {
+        handlers[type] = handler
+    }
+
+    /// Handles events of `type` whose data decodes as `Payload` (data that does not is dead-lettered as malformed).
+    public mutating func on<Payload: Decodable>(_ type: String, as payload: Payload.Type, _ handler: @escaping @Sendable (Payload, EventEnvelope, any SQLDatabase) async throws -> Void) {
+        handlers[type] = { event, sql in try await handler(try event.payload(as: Payload.self), event, sql) }
+    }
+
+    /// The event types handled.
+    public var types: [String] { handlers.keys.sorted() }
+}
+
+/// Settings of a consumer.
+public struct ConsumerConfiguration: Sendable {
+    /// Deliveries leased at a time (the prefetch limit).
+    public var prefetch: Int
+    /// How long a leased delivery stays invisible to other consumers before it is delivered again.
+    public var visibilityTimeout: Duration
+    /// Attempts before a delivery is dead-lettered.
+    public var maxAttempts: Int
+    /// First retry delay; it doubles with each attempt (with jitter) up to `maxBackoff`.
+    public var baseBackoff: Duration
+    public var maxBackoff: Duration
+    /// How long to wait when nothing is due, unless woken earlier.
+    public var pollInterval: Duration
+
+    public init(
+        prefetch: Int = 16,
+        visibilityTimeout: Duration = .seconds(30),
+        maxAttempts: Int = 5,
+        baseBackoff: Duration = .milliseconds(200),
+        maxBackoff: Duration = .seconds(30),
+        pollInterval: Duration = .milliseconds(100)
+    ) {
+        self.prefetch = prefetch
+        self.visibilityTimeout = visibilityTimeout
+        self.maxAttempts = maxAttempts
+        self.baseBackoff = baseBackoff
+        self.maxBackoff = maxBackoff
+        self.pollInterval = pollInterval
+    }
+
+    /// The delay before attempt `attempt + 1`: exponential with full jitter in its upper half.
+    public func backoff(afterAttempt attempt: Int, random: Double = Double.random(in: 0...1)) -> Duration {
+        let exponential = baseBackoff * (1 << min(max(attempt - 1, 0), 20))
+        let capped = min(exponential, maxBackoff)
+        return capped / 2 + (capped / 2) * random
+    }
+}
+
+/// A consumer group member: leases deliveries, runs each handler in a transaction of the service's database that also
+/// records the event id (the inbox), acknowledges after commit, retries failures with backoff and dead-letters what
+/// keeps failing, is malformed, or has no handler. Redelivered or duplicated events have no second effect.
+public final class EventConsumer: Service, Sendable {
+    public let group: String
+    let log: EventLog
+    let database: Database
+    let handlers: EventHandlers
+    let configuration: ConsumerConfiguration
+    let logger: Logger
+    /// Whether this group subscribes to its handlers' event types (false for a work queue, fed by `send`).
+    let subscribes: Bool
+    let owner = UUID().uuidString.lowercased()
+    let wakeup = Wakeup()
+
+    public init(
+        group: String,
+        log: EventLog,
+        database: Database,
+        handlers: EventHandlers,
+        configuration: ConsumerConfiguration = .init(),
+        subscribes: Bool = true,
+        logger: Logger
+    ) {
+        self.group = group
+        self.log = log
+        self.database = database
+        self.handlers = handlers
+        self.configuration = configuration
+        self.subscribes = subscribes
+        self.logger = logger
+        log.addListener(wakeup)
+    }
+
+    /// Declares the group's subscriptions; called by `run()`, and by a service at start so that nothing published
+    /// after its first start is missed even before the consumer loop runs.
+    public func declare() async throws {
+        if subscribes { try await log.declare(group: group, types: handlers.types) }
+    }
+
+    public func run() async throws {
+        try await declare()
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let handled: Int
+            do {
+                handled = try await pollOnce()
+            } catch {
+                logger.warning("Event consumer could not reach the event log", metadata: ["group": "\(group)", "error": "\(error)"])
+                handled = 0
+            }
+            if handled == 0 {
+                await cancelWhenGracefulShutdown { await self.wakeup.wait(timeout: self.configuration.pollInterval) }
+            }
+        }
+    }
+
+    /// Leases and handles one batch; answers how many deliveries it processed.
+    @discardableResult
+    public func pollOnce() async throws -> Int {
+        let deliveries = try await log.claim(group: group, limit: configuration.prefetch, owner: owner, visibility: configuration.visibilityTimeout)
+        for delivery in deliveries {
+            await handle(delivery)
+        }
+        return deliveries.count
+    }
+
+    func handle(_ delivery: EventLog.Delivery) async {
+        let event = delivery.event
+        var logger = self.logger
+        logger[metadataKey: "correlationId"] = event.correlationid.map { .string($0) }
+        logger[metadataKey: "eventId"] = .string(event.id)
+        logger[metadataKey: "eventType"] = .string(event.type)
+        do {
+            guard let handler = handlers.handlers[event.type] else {
+                throw MalformedEvent(reason: "no handler for event type '\(event.type)' in group '\(group)'")
+            }
+            let group = self.group
+            try await database.transaction { sql in
+                let seen = try await sql.raw(
+                    "SELECT event_id FROM inbox WHERE group_name = \(bind: group) AND event_id = \(bind: event.id)"
+                ).first()
+                guard seen == nil else { return }
+                try await handler(event, sql)
+                try await sql.raw(
+                    "INSERT INTO inbox (group_name, event_id, handled_at) VALUES (\(bind: group), \(bind: event.id), \(bind: EventLog.nowMillis()))"
+                ).run()
+            }
+            try await log.acknowledge(delivery)
+        } catch let malformed as MalformedEvent {
+            logger.error("Event dead-lettered", metadata: ["reason": "\(malformed.reason)"])
+            try? await log.deadLetter(delivery, reason: malformed.reason)
+        } catch {
+            if delivery.attempts >= configuration.maxAttempts {
+                logger.error("Event dead-lettered after its last attempt", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
+                try? await log.deadLetter(delivery, reason: "failed \(delivery.attempts) times; last error: \(error)")
+            } else {
+                let delay = configuration.backoff(afterAttempt: delivery.attempts)
+                logger.warning("Event handler failed; retrying", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
+                try? await log.retry(delivery, after: delay, error: "\(error)")
+            }
+        }
+    }
+}

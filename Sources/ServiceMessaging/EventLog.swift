@@ -1,0 +1,330 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ServiceLifecycle
+
+/// The event log and broker, on a SQL database shared by the publishing and consuming processes: SQLite (a WAL file
+/// next to the services' files), PostgreSQL (row locks with `SKIP LOCKED`), or in-memory SQLite for unit tests.
+///
+/// Publishing stores the event once and fans it out into one delivery row per subscribed consumer group, in the same
+/// transaction, so a group declared before an event was published always gets it, even if it was offline. Deliveries
+/// are claimed with a lease (the visibility timeout), acknowledged after the handler commits, retried with backoff,
+/// and dead-lettered after the last attempt. At most one delivery per partition key and group is in flight, and a
+/// key's deliveries are claimed in publish order.
+public final class EventLog: Sendable {
+    /// A claimed delivery: the event and how many times it has been handed out (including this time).
+    public struct Delivery: Sendable {
+        public var id: Int64
+        public var group: String
+        public var event: EventEnvelope
+        public var attempts: Int
+        public var owner: String
+    }
+
+    /// A dead letter, for inspection and replay.
+    public struct DeadLetter: Sendable, Codable, Equatable {
+        public var id: Int64
+        public var group: String
+        public var eventId: String
+        public var eventType: String
+        public var attempts: Int
+        public var error: String
+        public var event: EventEnvelope?
+    }
+
+    public let database: Database
+    let logger: Logger
+    private let listeners = NIOLockedValueBox<[Wakeup]>([])
+
+    public init(database: Database, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    /// Opens the log described by `url` (empty: `<dataDirectory>/eventlog.sqlite`) and creates its tables.
+    public static func open(url: String, dataDirectory: String, logger: Logger) async throws -> EventLog {
+        let database = try await Database.open(
+            try DatabaseConfiguration(url: url, service: "eventlog", dataDirectory: dataDirectory),
+            logger: logger
+        )
+        return EventLog(database: database, logger: logger)
+    }
+
+    /// Creates the log's tables (call once the database's services run).
+    public func prepare() async throws {
+        try await database.prepare(migrations: EventLogMigrations.all)
+    }
+
+    /// Background work of the log's own database (run it before publishers and consumers, so it stops after them).
+    public var services: [any Service] { database.services }
+
+    /// Registers a loop to be woken when this process stores events.
+    public func addListener(_ wakeup: Wakeup) {
+        listeners.withLockedValue { $0.append(wakeup) }
+    }
+
+    func wakeListeners() {
+        for wakeup in listeners.withLockedValue({ $0 }) { wakeup.signal() }
+    }
+
+    static func nowMillis() -> Int64 { Int64(Date.now.timeIntervalSince1970 * 1000) }
+
+    // MARK: Publishing
+
+    /// Declares that consumer group `group` receives events of `types` from now on (idempotent).
+    public func declare(group: String, types: [String]) async throws {
+        let now = Self.nowMillis()
+        try await database.transaction { sql in
+            for type in types {
+                try await sql.raw(
+                    """
+                    INSERT INTO subscriptions (group_name, event_type, declared_at) VALUES (\(bind: group), \(bind: type), \(bind: now))
+                    ON CONFLICT (group_name, event_type) DO NOTHING
+                    """
+                ).run()
+            }
+        }
+    }
+
+    /// Stores events (an event already stored, by id, is skipped) and fans each out to the groups subscribed to its
+    /// type, or, for a queue message, to that queue alone. Answers how many were new.
+    @discardableResult
+    public func append(_ events: [(envelope: EventEnvelope, queue: String?)]) async throws -> Int {
+        guard !events.isEmpty else { return 0 }
+        let now = Self.nowMillis()
+        let stored = try await database.transaction { sql -> Int in
+            var stored = 0
+            for (event, queue) in events {
+                let inserted = try await sql.raw(
+                    """
+                    INSERT INTO events (id, type, source, partition_key, time, correlation_id, traceparent, data, stored_at)
+                    VALUES (\(bind: event.id), \(bind: event.type), \(bind: event.source), \(bind: event.partitionkey), \(bind: event.time),
+                            \(bind: event.correlationid), \(bind: event.traceparent), \(bind: event.dataText), \(bind: now))
+                    ON CONFLICT (id) DO NOTHING RETURNING seq
+                    """
+                ).all()
+                guard !inserted.isEmpty else { continue }
+                stored += 1
+                if let queue {
+                    try await sql.raw(
+                        """
+                        INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
+                        VALUES (\(bind: queue), \(bind: event.id), \(bind: event.partitionkey), 'ready', 0, \(bind: now), \(bind: now))
+                        ON CONFLICT (group_name, event_id) DO NOTHING
+                        """
+                    ).run()
+                } else {
+                    try await sql.raw(
+                        """
+                        INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
+                        SELECT group_name, \(bind: event.id), \(bind: event.partitionkey), 'ready', 0, \(bind: now), \(bind: now)
+                        FROM subscriptions WHERE event_type = \(bind: event.type)
+                        ON CONFLICT (group_name, event_id) DO NOTHING
+                        """
+                    ).run()
+                }
+            }
+            return stored
+        }
+        wakeListeners()
+        return stored
+    }
+
+    /// Publishes one event to its subscribers directly (for code without an outbox, such as tests and tools).
+    public func publish(_ event: EventEnvelope) async throws {
+        try await append([(event, nil)])
+    }
+
+    /// Sends one message to work queue `queue`.
+    public func send(_ event: EventEnvelope, to queue: String) async throws {
+        try await append([(event, queue)])
+    }
+
+    // MARK: Consuming
+
+    /// Leases up to `limit` deliveries of `group` that are due: ready ones whose time has come, and in-flight ones
+    /// whose lease expired. Only the oldest pending delivery of each partition key is eligible.
+    public func claim(group: String, limit: Int, owner: String, visibility: Duration) async throws -> [Delivery] {
+        let now = Self.nowMillis()
+        let until = now + Int64(visibility.components.seconds * 1000 + visibility.components.attoseconds / 1_000_000_000_000_000)
+        let lock = database.engine == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
+        let claimed = try await database.transaction { sql -> [(Int64, String, Int)] in
+            let rows = try await sql.raw(
+                """
+                UPDATE deliveries SET status = 'inflight', lease_owner = \(bind: owner), lease_until = \(bind: until),
+                    attempts = attempts + 1, updated_at = \(bind: now)
+                WHERE id IN (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.group_name = \(bind: group)
+                      AND ((d.status = 'ready' AND d.available_at <= \(bind: now)) OR (d.status = 'inflight' AND d.lease_until < \(bind: now)))
+                      AND NOT EXISTS (
+                          SELECT 1 FROM deliveries p
+                          WHERE p.group_name = d.group_name AND p.partition_key = d.partition_key AND p.id < d.id
+                            AND p.status IN ('ready', 'inflight'))
+                    ORDER BY d.id LIMIT \(bind: limit)\(unsafeRaw: lock))
+                RETURNING id, event_id, attempts
+                """
+            ).all()
+            return try rows.map {
+                (try $0.decode(column: "id", as: Int64.self), try $0.decode(column: "event_id", as: String.self), try $0.decode(column: "attempts", as: Int.self))
+            }
+        }
+        guard !claimed.isEmpty else { return [] }
+        let events = try await self.events(ids: claimed.map(\.1))
+        return claimed.sorted { $0.0 < $1.0 }.compactMap { id, eventID, attempts in
+            events[eventID].map { Delivery(id: id, group: group, event: $0, attempts: attempts, owner: owner) }
+        }
+    }
+
+    /// Marks a delivery handled.
+    public func acknowledge(_ delivery: Delivery) async throws {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                UPDATE deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = \(bind: Self.nowMillis())
+                WHERE id = \(bind: delivery.id) AND lease_owner = \(bind: delivery.owner)
+                """
+            ).run()
+        }
+    }
+
+    /// Makes a failed delivery available again after `delay`.
+    public func retry(_ delivery: Delivery, after delay: Duration, error: String) async throws {
+        let now = Self.nowMillis()
+        let at = now + Int64(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                UPDATE deliveries SET status = 'ready', available_at = \(bind: at), lease_owner = NULL, lease_until = NULL,
+                    last_error = \(bind: String(error.prefix(2000))), updated_at = \(bind: now)
+                WHERE id = \(bind: delivery.id) AND lease_owner = \(bind: delivery.owner)
+                """
+            ).run()
+        }
+    }
+
+    /// Moves a delivery to the dead-letter queue with `reason`.
+    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        try await deadLetter(id: delivery.id, owner: delivery.owner, reason: reason)
+    }
+
+    func deadLetter(id: Int64, owner: String, reason: String) async throws {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                UPDATE deliveries SET status = 'dead', lease_owner = NULL, lease_until = NULL,
+                    last_error = \(bind: String(reason.prefix(2000))), updated_at = \(bind: Self.nowMillis())
+                WHERE id = \(bind: id) AND lease_owner = \(bind: owner)
+                """
+            ).run()
+        }
+    }
+
+    // MARK: Dead letters
+
+    /// Dead letters, oldest first, optionally of one group.
+    public func deadLetters(group: String? = nil, limit: Int = 100) async throws -> [DeadLetter] {
+        try await database.withConnection { sql in
+            let rows = try await sql.raw(
+                """
+                SELECT d.id, d.group_name, d.event_id, d.attempts, d.last_error, e.type FROM deliveries d
+                JOIN events e ON e.id = d.event_id
+                WHERE d.status = 'dead' AND (\(bind: group ?? "") = '' OR d.group_name = \(bind: group ?? ""))
+                ORDER BY d.id LIMIT \(bind: limit)
+                """
+            ).all()
+            return try rows.map(Self.deadLetter)
+        }
+    }
+
+    /// One dead letter with its event.
+    public func deadLetter(id: Int64) async throws -> DeadLetter? {
+        let row = try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                SELECT d.id, d.group_name, d.event_id, d.attempts, d.last_error, e.type FROM deliveries d
+                JOIN events e ON e.id = d.event_id WHERE d.status = 'dead' AND d.id = \(bind: id)
+                """
+            ).first()
+        }
+        guard let row else { return nil }
+        var letter = try Self.deadLetter(row)
+        letter.event = try await events(ids: [letter.eventId])[letter.eventId]
+        return letter
+    }
+
+    /// Puts dead letters back in line (all of them when `id` is nil, optionally of one group); answers how many.
+    @discardableResult
+    public func replay(id: Int64? = nil, group: String? = nil) async throws -> Int {
+        let now = Self.nowMillis()
+        let count = try await database.transaction { sql -> Int in
+            let rows = try await sql.raw(
+                """
+                UPDATE deliveries SET status = 'ready', attempts = 0, available_at = \(bind: now), last_error = NULL, updated_at = \(bind: now)
+                WHERE status = 'dead' AND (\(bind: id ?? -1) = -1 OR id = \(bind: id ?? -1))
+                  AND (\(bind: group ?? "") = '' OR group_name = \(bind: group ?? ""))
+                RETURNING id
+                """
+            ).all()
+            return rows.count
+        }
+        if count > 0 { wakeListeners() }
+        return count
+    }
+
+    /// Delivery counts of `group` by status (for metrics, tests and `shop dlq`).
+    public func counts(group: String) async throws -> [String: Int] {
+        try await database.withConnection { sql in
+            let rows = try await sql.raw(
+                "SELECT status, COUNT(*) AS n FROM deliveries WHERE group_name = \(bind: group) GROUP BY status"
+            ).all()
+            var counts: [String: Int] = [:]
+            for row in rows { counts[try row.decode(column: "status", as: String.self)] = try row.decode(column: "n", as: Int.self) }
+            return counts
+        }
+    }
+
+    // MARK: Rows
+
+    func events(ids: [String]) async throws -> [String: EventEnvelope] {
+        try await database.withConnection { sql in
+            let rows = try await sql.select().column("*").from("events").where("id", .in, ids).all()
+            var events: [String: EventEnvelope] = [:]
+            for row in rows {
+                let event = try Self.event(row)
+                events[event.id] = event
+            }
+            return events
+        }
+    }
+
+    static func event(_ row: any SQLRow) throws -> EventEnvelope {
+        let dataText = try row.decode(column: "data", as: String.self)
+        let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(dataText.utf8))) ?? .null
+        return EventEnvelope(
+            id: try row.decode(column: "id", as: String.self),
+            type: try row.decode(column: "type", as: String.self),
+            source: try row.decode(column: "source", as: String.self),
+            partitionKey: try row.decode(column: "partition_key", as: String.self),
+            data: data,
+            time: try row.decode(column: "time", as: String.self),
+            correlationID: try row.decode(column: "correlation_id", as: String?.self),
+            traceparent: try row.decode(column: "traceparent", as: String?.self)
+        )
+    }
+
+    static func deadLetter(_ row: any SQLRow) throws -> DeadLetter {
+        DeadLetter(
+            id: try row.decode(column: "id", as: Int64.self),
+            group: try row.decode(column: "group_name", as: String.self),
+            eventId: try row.decode(column: "event_id", as: String.self),
+            eventType: try row.decode(column: "type", as: String.self),
+            attempts: try row.decode(column: "attempts", as: Int.self),
+            error: try row.decode(column: "last_error", as: String?.self) ?? "",
+            event: nil
+        )
+    }
+}

@@ -1,0 +1,90 @@
+import SQLKit
+import ServiceDatabase
+
+/// The schema of the event log: events, consumer-group subscriptions and one delivery row per (group, event).
+enum EventLogMigrations {
+    /// An auto-incrementing primary key in the engine's own words.
+    static func serialKey(_ sql: any SQLDatabase) -> String {
+        sql.dialect.name == "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    }
+
+    static let all: [Migration] = [
+        Migration(version: 1, name: "create event log") { sql in
+            try await sql.raw(
+                """
+                CREATE TABLE events (
+                    seq \(unsafeRaw: serialKey(sql)),
+                    id TEXT NOT NULL UNIQUE,
+                    type TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    partition_key TEXT NOT NULL,
+                    time TEXT NOT NULL,
+                    correlation_id TEXT,
+                    traceparent TEXT,
+                    data TEXT NOT NULL,
+                    stored_at BIGINT NOT NULL
+                )
+                """
+            ).run()
+            try await sql.raw(
+                """
+                CREATE TABLE subscriptions (
+                    group_name TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    declared_at BIGINT NOT NULL,
+                    PRIMARY KEY (group_name, event_type)
+                )
+                """
+            ).run()
+            try await sql.raw(
+                """
+                CREATE TABLE deliveries (
+                    id \(unsafeRaw: serialKey(sql)),
+                    group_name TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    partition_key TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    available_at BIGINT NOT NULL,
+                    lease_owner TEXT,
+                    lease_until BIGINT,
+                    last_error TEXT,
+                    updated_at BIGINT NOT NULL,
+                    UNIQUE (group_name, event_id)
+                )
+                """
+            ).run()
+            try await sql.raw("CREATE INDEX deliveries_by_status ON deliveries (group_name, status, available_at, id)").run()
+            try await sql.raw("CREATE INDEX deliveries_by_key ON deliveries (group_name, partition_key, status, id)").run()
+        }
+    ]
+}
+
+/// Tables a service's own database needs to publish (outbox) and consume (inbox) events; add to its migrations.
+public enum MessagingMigrations {
+    public static let all: [Migration] = [
+        Migration(version: 10_001, name: "messaging outbox and inbox") { sql in
+            try await sql.raw(
+                """
+                CREATE TABLE outbox (
+                    seq \(unsafeRaw: EventLogMigrations.serialKey(sql)),
+                    id TEXT NOT NULL UNIQUE,
+                    envelope TEXT NOT NULL,
+                    queue TEXT,
+                    created_at BIGINT NOT NULL
+                )
+                """
+            ).run()
+            try await sql.raw(
+                """
+                CREATE TABLE inbox (
+                    group_name TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    handled_at BIGINT NOT NULL,
+                    PRIMARY KEY (group_name, event_id)
+                )
+                """
+            ).run()
+        }
+    ]
+}

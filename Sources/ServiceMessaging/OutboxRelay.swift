@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import SQLKit
+import ServiceDatabase
+import ServiceLifecycle
+
+/// Moves committed outbox rows to the event log, oldest first: stores them in the log, then deletes them from the
+/// outbox. A crash in between stores them again on restart, which the log ignores (events are keyed by id), so an
+/// event is never marked sent before it is stored and never lost. When the log is unavailable it retries with
+/// exponential backoff.
+public final class OutboxRelay: Service, Sendable {
+    let database: Database
+    let log: EventLog
+    let logger: Logger
+    let batchSize: Int
+    let pollInterval: Duration
+    let maxBackoff: Duration
+    /// Signal after committing a transaction that added to the outbox, for prompt delivery.
+    public let wakeup = Wakeup()
+
+    public init(
+        database: Database,
+        log: EventLog,
+        logger: Logger,
+        batchSize: Int = 100,
+        pollInterval: Duration = .milliseconds(250),
+        maxBackoff: Duration = .seconds(5)
+    ) {
+        self.database = database
+        self.log = log
+        self.logger = logger
+        self.batchSize = batchSize
+        self.pollInterval = pollInterval
+        self.maxBackoff = maxBackoff
+    }
+
+    public func run() async throws {
+        var failures = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let moved = try await relayBatch()
+                failures = 0
+                if moved < batchSize {
+                    await cancelWhenGracefulShutdown { await self.wakeup.wait(timeout: self.pollInterval) }
+                }
+            } catch {
+                failures += 1
+                let delay = min(maxBackoff, .milliseconds(100) * (1 << min(failures, 6)))
+                logger.warning("Outbox relay failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(delay.components.seconds * 1000)"])
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+            }
+        }
+        // A last pass so that what was committed before shutdown is not left waiting for the next start.
+        _ = try? await relayBatch()
+    }
+
+    /// Relays one batch; answers how many rows it moved.
+    @discardableResult
+    public func relayBatch() async throws -> Int {
+        let rows = try await database.withConnection { sql in
+            try await sql.raw("SELECT seq, envelope, queue FROM outbox ORDER BY seq LIMIT \(bind: batchSize)").all()
+        }
+        guard !rows.isEmpty else { return 0 }
+        var sequence: [Int64] = []
+        var events: [(envelope: EventEnvelope, queue: String?)] = []
+        for row in rows {
+            sequence.append(try row.decode(column: "seq", as: Int64.self))
+            let text = try row.decode(column: "envelope", as: String.self)
+            events.append((try JSONDecoder().decode(EventEnvelope.self, from: Data(text.utf8)), try row.decode(column: "queue", as: String?.self)))
+        }
+        try await log.append(events)
+        try await database.withConnection { sql in
+            try await sql.delete(from: "outbox").where("seq", .in, sequence).run()
+        }
+        return rows.count
+    }
+
+    /// Rows waiting in the outbox (the relay's lag).
+    public func pending() async throws -> Int {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM outbox").first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+}

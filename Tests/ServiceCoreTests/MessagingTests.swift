@@ -1,0 +1,259 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ServiceMessaging
+import ServiceTesting
+import Testing
+
+@Suite struct MessagingTests {
+    struct Placed: Codable, Sendable {
+        var key: String
+        var n: Int
+    }
+
+    struct Boom: Error, CustomStringConvertible {
+        var description: String { "handler exploded" }
+    }
+
+    static let serviceMigrations = MessagingMigrations.all + [
+        Migration(version: 1, name: "effects", statements: ["CREATE TABLE effects (event_id TEXT NOT NULL, k TEXT NOT NULL, n BIGINT NOT NULL)"])
+    ]
+
+    /// A service database (with outbox, inbox and an `effects` table) and an event log, both fresh, on `engine`.
+    func withMessaging(_ engine: TestDatabase, _ body: @Sendable @escaping (Database, EventLog) async throws -> Void) async throws {
+        try await engine.withDatabase(migrations: Self.serviceMigrations) { service in
+            try await engine.withDatabase { logDatabase in
+                let log = EventLog(database: logDatabase, logger: Logger(label: "log"))
+                try await log.prepare()
+                try await body(service, log)
+            }
+        }
+    }
+
+    static func event(_ type: String = "thing.placed", key: String, n: Int) throws -> EventEnvelope {
+        try EventEnvelope(type: type, source: "test", partitionKey: key, payload: Placed(key: key, n: n))
+    }
+
+    /// Handlers that record each `thing.placed` in `effects` (in the consumer's transaction).
+    static func recordingHandlers(failWhile: NIOLockedValueBox<Bool>? = nil, calls: NIOLockedValueBox<[String]>? = nil) -> EventHandlers {
+        var handlers = EventHandlers()
+        handlers.on("thing.placed", as: Placed.self) { placed, event, sql in
+            calls?.withLockedValue { $0.append(event.id) }
+            if failWhile?.withLockedValue({ $0 }) == true { throw Boom() }
+            try await sql.raw("INSERT INTO effects (event_id, k, n) VALUES (\(bind: event.id), \(bind: placed.key), \(bind: placed.n))").run()
+        }
+        return handlers
+    }
+
+    func effects(_ database: Database) async throws -> [(id: String, key: String, n: Int)] {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT event_id, k, n FROM effects ORDER BY n").all().map {
+                (try $0.decode(column: "event_id", as: String.self), try $0.decode(column: "k", as: String.self), try $0.decode(column: "n", as: Int.self))
+            }
+        }
+    }
+
+    func consumer(_ group: String, _ service: Database, _ log: EventLog, _ handlers: EventHandlers, _ configuration: ConsumerConfiguration = .init(), subscribes: Bool = true)
+        -> EventConsumer
+    {
+        EventConsumer(group: group, log: log, database: service, handlers: handlers, configuration: configuration, subscribes: subscribes, logger: Logger(label: group))
+    }
+
+    /// Polls until `condition` holds or fails the test at the deadline.
+    func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !(try await condition()) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aRolledBackChangePublishesNothingAndACommittedOneSurvivesARelayCrash(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let consumer = consumer("orders", service, log, Self.recordingHandlers())
+            try await consumer.declare()
+            let kept = try Self.event(key: "a", n: 1)
+            try await service.transaction { sql in try await Outbox.add(kept, in: sql) }
+            await #expect(throws: Boom.self) {
+                try await service.transaction { sql in
+                    try await Outbox.add(try Self.event(key: "a", n: 2), in: sql)
+                    throw Boom()
+                }
+            }
+            // The process "died" before its relay ran: a new relay (after restart) finds the committed event.
+            let relay = OutboxRelay(database: service, log: log, logger: Logger(label: "relay"))
+            #expect(try await relay.pending() == 1)
+            // It also died once between storing in the log and clearing the outbox: storing again changes nothing.
+            try await log.append([(kept, nil)])
+            #expect(try await relay.relayBatch() == 1)
+            #expect(try await relay.pending() == 0)
+            #expect(try await log.counts(group: "orders") == ["ready": 1])
+            #expect(try await consumer.pollOnce() == 1)
+            let effects = try await effects(service)
+            #expect(effects.map(\.id) == [kept.id])
+            #expect(try await log.counts(group: "orders") == ["done": 1])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aRedeliveredEventHasNoSecondEffect(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let calls = NIOLockedValueBox<[String]>([])
+            let consumer = consumer("g", service, log, Self.recordingHandlers(calls: calls))
+            try await consumer.declare()
+            let event = try Self.event(key: "k", n: 1)
+            try await log.publish(event)
+            try await log.publish(event)  // a duplicate publish is stored once
+            #expect(try await consumer.pollOnce() == 1)
+            // Force a redelivery, as after a crash between the handler's commit and the acknowledgement.
+            try await log.database.withConnection { sql in
+                try await sql.raw("UPDATE deliveries SET status = 'ready' WHERE event_id = \(bind: event.id)").run()
+            }
+            #expect(try await consumer.pollOnce() == 1)
+            #expect(try await effects(service).count == 1)
+            #expect(try await log.counts(group: "g") == ["done": 1])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aFailingHandlerIsRetriedThenDeadLetteredAndReplayDeliversIt(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let failing = NIOLockedValueBox(true)
+            let calls = NIOLockedValueBox<[String]>([])
+            let configuration = ConsumerConfiguration(maxAttempts: 3, baseBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+            let consumer = consumer("g", service, log, Self.recordingHandlers(failWhile: failing, calls: calls), configuration)
+            try await consumer.declare()
+            let event = try Self.event(key: "k", n: 1)
+            try await log.publish(event)
+            try await eventually("the dead letter") {
+                try await consumer.pollOnce()
+                return try await log.counts(group: "g")["dead"] == 1
+            }
+            #expect(calls.withLockedValue { $0.count } == 3)
+            let letters = try await log.deadLetters(group: "g")
+            #expect(letters.count == 1)
+            #expect(letters.first?.error.contains("handler exploded") == true)
+            #expect(letters.first?.attempts == 3)
+            let letter = try #require(try await log.deadLetter(id: letters[0].id))
+            #expect(letter.event?.id == event.id)
+            #expect(try await effects(service).isEmpty)
+
+            failing.withLockedValue { $0 = false }
+            #expect(try await log.replay(id: letters[0].id) == 1)
+            #expect(try await consumer.pollOnce() == 1)
+            #expect(try await effects(service).map(\.id) == [event.id])
+            #expect(try await log.deadLetters(group: "g").isEmpty)
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func malformedAndUnhandledEventsAreDeadLetteredWithoutStoppingTheConsumer(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let consumer = consumer("work", service, log, Self.recordingHandlers(), subscribes: false)
+            try await log.send(EventEnvelope(type: "thing.placed", source: "t", partitionKey: "a", data: .object(["key": .number(1)])), to: "work")
+            try await log.send(EventEnvelope(type: "unknown.type", source: "t", partitionKey: "b", data: .null), to: "work")
+            let good = try Self.event(key: "c", n: 7)
+            try await log.send(good, to: "work")
+            try await consumer.pollOnce()
+            let reasons = try await log.deadLetters(group: "work").map(\.error)
+            #expect(reasons.count == 2)
+            #expect(reasons.contains { $0.contains("does not decode") })
+            #expect(reasons.contains { $0.contains("no handler for event type 'unknown.type'") })
+            #expect(try await effects(service).map(\.id) == [good.id])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func anOfflineGroupGetsWhatWasPublishedSinceItWasDeclared(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            try await log.publish(try Self.event(key: "k", n: 0))  // before the group exists: not for it
+            let consumer = consumer("late", service, log, Self.recordingHandlers())
+            try await consumer.declare()
+            for n in 1...3 { try await log.publish(try Self.event(key: "k", n: n)) }
+            // The consumer was not running while they were published.
+            try await eventually("all three") {
+                try await consumer.pollOnce()
+                return try await effects(service).count == 3
+            }
+            #expect(try await effects(service).map(\.n) == [1, 2, 3])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func keysStayInOrderAndCompetingConsumersNeverShareAMessage(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let calls = NIOLockedValueBox<[String]>([])
+            let order = NIOLockedValueBox<[String: [Int]]>([:])
+            var handlers = EventHandlers()
+            handlers.on("thing.placed", as: Placed.self) { placed, event, sql in
+                calls.withLockedValue { $0.append(event.id) }
+                order.withLockedValue { $0[placed.key, default: []].append(placed.n) }
+                try await sql.raw("INSERT INTO effects (event_id, k, n) VALUES (\(bind: event.id), \(bind: placed.key), \(bind: placed.n))").run()
+            }
+            let configuration = ConsumerConfiguration(prefetch: 3)
+            let consumers = (0..<3).map { _ in consumer("queue", service, log, handlers, configuration, subscribes: false) }
+            let keys = ["k0", "k1", "k2", "k3"]
+            let perKey = 15
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for key in keys {
+                    group.addTask {
+                        for n in 1...perKey { try await log.send(try Self.event(key: key, n: n), to: "queue") }
+                    }
+                }
+                for consumer in consumers {
+                    group.addTask {
+                        let deadline = ContinuousClock.now + .seconds(30)
+                        while try await log.counts(group: "queue")["done", default: 0] < keys.count * perKey, ContinuousClock.now < deadline {
+                            if try await consumer.pollOnce() == 0 { try await Task.sleep(for: .milliseconds(2)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let handled = calls.withLockedValue { $0 }
+            #expect(handled.count == keys.count * perKey)
+            #expect(Set(handled).count == handled.count)
+            for key in keys {
+                #expect(order.withLockedValue { $0[key] } == Array(1...perKey), "\(key)")
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func anUnacknowledgedDeliveryComesBackAfterItsVisibilityTimeout(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            try await log.send(try Self.event(key: "k", n: 1), to: "q")
+            let first = try await log.claim(group: "q", limit: 10, owner: "a", visibility: .milliseconds(100))
+            #expect(first.count == 1)
+            #expect(try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30)).isEmpty)
+            try await eventually("the lease to expire") {
+                let again = try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30))
+                if let delivery = again.first {
+                    #expect(delivery.attempts == 2)
+                    #expect(delivery.event.id == first[0].event.id)
+                    return true
+                }
+                return false
+            }
+            // The first consumer's late acknowledgement does not touch the delivery it lost.
+            try await log.acknowledge(first[0])
+            #expect(try await log.counts(group: "q") == ["inflight": 1])
+        }
+    }
+
+    @Test func backoffGrowsWithJitterAndIsCapped() {
+        let configuration = ConsumerConfiguration(baseBackoff: .milliseconds(100), maxBackoff: .seconds(1))
+        #expect(configuration.backoff(afterAttempt: 1, random: 0) == .milliseconds(50))
+        #expect(configuration.backoff(afterAttempt: 1, random: 1) == .milliseconds(100))
+        #expect(configuration.backoff(afterAttempt: 3, random: 1) == .milliseconds(400))
+        #expect(configuration.backoff(afterAttempt: 30, random: 1) == .seconds(1))
+        #expect(configuration.backoff(afterAttempt: 30, random: 0) == .milliseconds(500))
+    }
+}
