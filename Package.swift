@@ -116,24 +116,29 @@ let package = Package(
         .target(
             name: "UserService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "InventoryService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "OrderService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "NotificationService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "ShopSystem",
-            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService"],
+            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "NotificationService"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -149,6 +154,7 @@ let package = Package(
         .executableTarget(name: "user-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "inventory-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "order-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "notification-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
 
         // MARK: Tests
         .testTarget(

@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// Configuration of the inventory service.
@@ -22,12 +23,16 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
+    let messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
-    InventoryController(repository: SQLProductRepository(database: database), verifier: verifier).addRoutes(to: router)
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services, logger: logger)
-    app.beforeServerStarts { try await database.prepare(migrations: InventoryMigrations.all) }
+    InventoryController(repository: SQLProductRepository(database: database, events: messaging.publisher), verifier: verifier).addRoutes(to: router)
+    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    app.beforeServerStarts {
+        try await database.prepare(migrations: InventoryMigrations.all + MessagingMigrations.all)
+        try await messaging.prepare()
+    }
     return app
 }

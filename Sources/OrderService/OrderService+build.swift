@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// Configuration of the order service.
@@ -11,6 +12,8 @@ public struct OrderServiceConfiguration: Sendable {
     public var inventoryURL: String
     /// Verifier to use instead of fetching keys from `authURL` (in-process wiring, tests).
     public var tokenVerifier: TokenVerifier?
+    /// Consumer settings of its event subscriptions.
+    public var consumer: ConsumerConfiguration = .init()
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.order.rawValue, defaultPort: ServiceName.order.port(), environment: environment)
@@ -24,16 +27,28 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
+    var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    var handlers = EventHandlers()
+    for type in [EventType.userCreated, EventType.userUpdated] {
+        handlers.on(type, as: UserChanged.self) { change, _, sql in try await Replicas.upsertCustomer(change, in: sql) }
+    }
+    handlers.on(EventType.productUpdated, as: ProductChanged.self) { change, _, sql in try await Replicas.upsertProduct(change, in: sql) }
+    messaging.consume(group: "order-service", handlers: handlers, configuration: configuration.consumer)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     OrderController(
-        repository: SQLOrderRepository(database: database),
+        repository: SQLOrderRepository(database: database, events: messaging.publisher),
         catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL),
+        replicas: Replicas(database: database),
         verifier: verifier
     ).addRoutes(to: router)
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services, logger: logger)
-    app.beforeServerStarts { try await database.prepare(migrations: OrderMigrations.all) }
+    let prepared = messaging
+    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    app.beforeServerStarts {
+        try await database.prepare(migrations: OrderMigrations.all + MessagingMigrations.all)
+        try await prepared.prepare()
+    }
     return app
 }

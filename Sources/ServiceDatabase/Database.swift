@@ -21,7 +21,7 @@ public final class Database: Sendable {
     }
 
     enum Backend: Sendable {
-        case sqlite(SQLiteConnection, AsyncLock)
+        case sqlite(SQLiteConnection, AsyncLock, NIOThreadPool)
         case postgres(PostgresClient, schema: String)
     }
 
@@ -60,15 +60,19 @@ public final class Database: Sendable {
     public static func open(_ configuration: DatabaseConfiguration, logger: Logger) async throws -> Database {
         switch configuration {
         case .sqliteMemory:
-            let connection = try await SQLiteConnection.open(storage: .memory, logger: logger)
-            return try await Database(sqlite: connection, logger: logger, wal: false)
+            let pool = startThreadPool()
+            let connection = try await SQLiteConnection.open(storage: .memory, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            return try await Database(sqlite: connection, pool: pool, logger: logger, wal: false)
         case .sqliteFile(let path):
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-            return try await Database(sqlite: connection, logger: logger, wal: true)
+            let pool = startThreadPool()
+            let connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+            )
+            return try await Database(sqlite: connection, pool: pool, logger: logger, wal: true)
         case .postgres(let settings):
             var config = PostgresClient.Configuration(
                 host: settings.host,
@@ -86,12 +90,20 @@ public final class Database: Sendable {
         }
     }
 
+    /// Each SQLite connection gets a thread of its own: a statement waiting for another connection's lock (busy
+    /// timeout) then blocks only its own connection, never a shared pool that the lock holder needs to commit.
+    static func startThreadPool() -> NIOThreadPool {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }
+
     init(backend: Backend, logger: Logger) {
         self.backend = backend
         self.logger = logger
     }
 
-    convenience init(sqlite connection: SQLiteConnection, logger: Logger, wal: Bool) async throws {
+    convenience init(sqlite connection: SQLiteConnection, pool: NIOThreadPool, logger: Logger, wal: Bool) async throws {
         let sql = connection.sql(queryLogLevel: nil)
         if wal {
             try await sql.raw("PRAGMA journal_mode=WAL").run()
@@ -100,13 +112,13 @@ public final class Database: Sendable {
         // Several processes may share one file (replicas); wait for a writer rather than failing at once.
         try await sql.raw("PRAGMA busy_timeout=10000").run()
         try await sql.raw("PRAGMA foreign_keys=ON").run()
-        self.init(backend: .sqlite(connection, AsyncLock()), logger: logger)
+        self.init(backend: .sqlite(connection, AsyncLock(), pool), logger: logger)
     }
 
     /// Runs `body` with a connection, outside any transaction.
     public func withConnection<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         switch backend {
-        case .sqlite(let connection, let lock):
+        case .sqlite(let connection, let lock, _):
             return try await lock.withLock { try await body(connection.sql(queryLogLevel: nil)) }
         case .postgres(let client, _):
             return try await client.withConnection { connection in
@@ -118,7 +130,7 @@ public final class Database: Sendable {
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         switch backend {
-        case .sqlite(let connection, let lock):
+        case .sqlite(let connection, let lock, _):
             return try await lock.withLock {
                 let sql = connection.sql(queryLogLevel: nil)
                 // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read lock.
@@ -163,13 +175,16 @@ public final class Database: Sendable {
 
     /// Closes the SQLite connection (once; later calls do nothing); the PostgreSQL pool closes when its service is cancelled.
     public func close() async {
-        guard case .sqlite(let connection, let lock) = backend else { return }
+        guard case .sqlite(let connection, let lock, let pool) = backend else { return }
         await lock.withLock {
             let first = closed.withLockedValue { closed in
                 defer { closed = true }
                 return !closed
             }
-            if first { try? await connection.close() }
+            if first {
+                try? await connection.close()
+                try? await pool.shutdownGracefully()
+            }
         }
     }
 

@@ -104,6 +104,8 @@ public final class EventConsumer: Service, Sendable {
     }
 
     public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
+        guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await declare()
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let handled: Int

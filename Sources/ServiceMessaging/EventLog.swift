@@ -38,6 +38,7 @@ public final class EventLog: Sendable {
     public let database: Database
     let logger: Logger
     private let listeners = NIOLockedValueBox<[Wakeup]>([])
+    private let prepared = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     public init(database: Database, logger: Logger) {
         self.database = database
@@ -53,9 +54,32 @@ public final class EventLog: Sendable {
         return EventLog(database: database, logger: logger)
     }
 
-    /// Creates the log's tables (call once the database's services run).
+    /// Creates the log's tables (call once the database's services run); releases ``waitUntilPrepared()``.
     public func prepare() async throws {
         try await database.prepare(migrations: EventLogMigrations.all)
+        markPrepared()
+    }
+
+    /// Releases everything waiting in ``waitUntilPrepared()`` (for a log whose tables are known to exist).
+    public func markPrepared() {
+        let waiters = prepared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the log's tables exist (relays and consumers start with this, so they never race the migrations).
+    public func waitUntilPrepared() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = prepared.withLockedValue { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
     }
 
     /// Background work of the log's own database (run it before publishers and consumers, so it stops after them).

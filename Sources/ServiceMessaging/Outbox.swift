@@ -25,3 +25,23 @@ public enum Outbox {
         ).run()
     }
 }
+
+/// What a repository needs to publish: adds events to the outbox inside its transaction, then wakes the relay.
+public struct OutboxPublisher: Sendable {
+    /// The CloudEvents `source` of this service's events.
+    public let source: String
+    let onCommit: @Sendable () -> Void
+
+    public init(source: String, onCommit: @escaping @Sendable () -> Void) {
+        self.source = source
+        self.onCommit = onCommit
+    }
+
+    /// Adds an event of `type` about `key` carrying `payload`, inside the caller's transaction.
+    public func add(_ type: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
+        try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql)
+    }
+
+    /// Call after the transaction committed, so the relay moves the events at once instead of at its next poll.
+    public func committed() { onCommit() }
+}

@@ -35,6 +35,7 @@ public final class OutboxRelay: Service, Sendable {
     }
 
     public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
         var failures = 0
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {

@@ -32,13 +32,26 @@ public struct OrderDTO: Codable, Sendable, Equatable {
     public var items: [Item]
     public var shippingAddress: Address
     public var totalAmount: Double
+    /// The customer's name and email from the order service's replica of users (absent until it has them).
+    public var customer: Customer?
     public var createdAt: String
     public var updatedAt: String
 
+    /// The customer fields shown on an order.
+    public struct Customer: Codable, Sendable, Equatable {
+        public var name: String
+        public var email: String
+        public init(name: String, email: String) {
+            self.name = name
+            self.email = email
+        }
+    }
+
     public init(
-        id: String, userId: String, status: String, items: [Item], shippingAddress: Address, totalAmount: Double, createdAt: String,
-        updatedAt: String
+        id: String, userId: String, status: String, items: [Item], shippingAddress: Address, totalAmount: Double,
+        customer: Customer? = nil, createdAt: String, updatedAt: String
     ) {
+        self.customer = customer
         self.id = id
         self.userId = userId
         self.status = status

@@ -41,6 +41,8 @@ public struct LocalSystem: Sendable {
         environment["HOST"] = "127.0.0.1"
         environment["DATA_DIR"] = dataDirectory
         environment["DATABASE_URL"] = databaseURL
+        // One event log for the whole system: a SQLite file in the data folder, or schema eventlog_service.
+        environment["EVENTLOG_URL"] = databaseURL
         environment["LOG_LEVEL"] = logLevel
         for other in ServiceName.allCases where other != .gateway {
             environment[other.urlVariable] = url(of: other)

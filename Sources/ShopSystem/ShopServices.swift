@@ -2,6 +2,7 @@ import AuthService
 import GatewayService
 import Hummingbird
 import InventoryService
+import NotificationService
 import OrderService
 import ServiceLifecycle
 import ShopContracts
@@ -42,7 +43,11 @@ public enum ShopServices {
             var configuration = OrderServiceConfiguration(environment: environment)
             configuration.settings.onServerRunning = onServerRunning
             return try await buildOrderService(configuration)
-        case .payment, .notification:
+        case .notification:
+            var configuration = NotificationServiceConfiguration(environment: environment)
+            configuration.settings.onServerRunning = onServerRunning
+            return try await buildNotificationService(configuration)
+        case .payment:
             throw NotAvailable(name: name.rawValue)
         }
     }

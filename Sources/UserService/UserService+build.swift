@@ -4,6 +4,7 @@ import Logging
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// Configuration of the user service.
@@ -34,7 +35,8 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
-    let repository = SQLUserRepository(database: database)
+    let messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    let repository = SQLUserRepository(database: database, events: messaging.publisher)
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
 
@@ -49,9 +51,10 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     ).addRoutes(to: router)
     CredentialsController(repository: repository, hasher: hasher).addRoutes(to: router)
 
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services, logger: logger)
+    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
     app.beforeServerStarts {
-        try await database.prepare(migrations: UserMigrations.all)
+        try await database.prepare(migrations: UserMigrations.all + MessagingMigrations.all)
+        try await messaging.prepare()
         if let password = configuration.adminPassword, !password.isEmpty {
             try await AdminAccount.ensure(email: configuration.adminEmail, password: password, repository: repository, hasher: hasher, logger: logger)
         }

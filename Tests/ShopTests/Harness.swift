@@ -3,6 +3,8 @@ import Foundation
 import GatewayService
 import Hummingbird
 import InventoryService
+import NotificationService
+import ServiceMessaging
 import NIOConcurrencyHelpers
 import OrderService
 import ServiceAuth
@@ -16,12 +18,16 @@ final class Harness: Sendable {
     let engine: TestDatabase
     let keys: TestKeys
     let dataDirectory: String
+    /// The event log all services of this harness share: a SQLite file in the data folder, or a fresh schema.
+    let eventLogURL: String
     private let urls = NIOLockedValueBox<[String]>([])
 
     private init(engine: TestDatabase, keys: TestKeys) {
         self.engine = engine
         self.keys = keys
         self.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-test-\(UUID().uuidString)").path
+        self.eventLogURL = engine == .postgres ? engine.freshURL(service: "eventlog") : ""
+        urls.withLockedValue { $0.append(eventLogURL) }
     }
 
     /// Runs `body` with a harness, then drops its databases and files.
@@ -46,7 +52,8 @@ final class Harness: Sendable {
         let url = engine.freshURL(service: service.rawValue)
         urls.withLockedValue { $0.append(url) }
         return ServiceSettings(
-            name: service.rawValue, port: 0, logLevel: .warning, dataDirectory: dataDirectory, databaseURL: url, maxBodyBytes: maxBodyBytes
+            name: service.rawValue, port: 0, logLevel: .warning, dataDirectory: dataDirectory, databaseURL: url, maxBodyBytes: maxBodyBytes,
+            eventLogURL: eventLogURL
         )
     }
 
@@ -72,8 +79,20 @@ final class Harness: Sendable {
         configuration.settings = settings(.order)
         configuration.inventoryURL = inventoryURL
         configuration.tokenVerifier = keys.verifier
+        configuration.consumer = Self.fastConsumer
         return configuration
     }
+
+    func notification() -> NotificationServiceConfiguration {
+        var configuration = NotificationServiceConfiguration(environment: [:])
+        configuration.settings = settings(.notification)
+        configuration.tokenVerifier = keys.verifier
+        configuration.consumer = Self.fastConsumer
+        return configuration
+    }
+
+    /// Consumers that poll often and retry quickly, so tests wait little.
+    static let fastConsumer = ConsumerConfiguration(pollInterval: .milliseconds(20))
 
     func auth(userURL: String) -> AuthServiceConfiguration {
         var configuration = AuthServiceConfiguration(environment: [:])

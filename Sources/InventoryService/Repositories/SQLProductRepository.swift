@@ -1,11 +1,14 @@
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// ``ProductRepository`` on the service's own SQL database.
 struct SQLProductRepository: ProductRepository {
     let database: Database
+    /// Publishes `product.updated` through the outbox, in the transaction of the change.
+    let events: OutboxPublisher
 
     func find(id: String) async throws -> ProductDTO? {
         try await database.withConnection { sql in
@@ -14,7 +17,7 @@ struct SQLProductRepository: ProductRepository {
     }
 
     func upsert(id: String, update: ProductUpdate, at now: String) async throws -> (product: ProductDTO, created: Bool) {
-        try await database.transaction { sql in
+        let result = try await database.transaction { sql -> (product: ProductDTO, created: Bool) in
             let existed = try await sql.raw("SELECT id FROM products WHERE id = \(bind: id)").first() != nil
             try await sql.raw(
                 """
@@ -25,8 +28,12 @@ struct SQLProductRepository: ProductRepository {
                 """
             ).run()
             let product = ProductDTO(id: id, name: update.name, price: Money.amount(Money.cents(update.price)), stock: update.stock, updatedAt: now)
+            let change = ProductChanged(id: id, name: product.name, price: product.price, stock: product.stock, updatedAt: now)
+            try await events.add(EventType.productUpdated, key: id, payload: change, in: sql)
             return (product, !existed)
         }
+        events.committed()
+        return result
     }
 
     func list(_ page: PageRequest) async throws -> (products: [ProductDTO], total: Int) {

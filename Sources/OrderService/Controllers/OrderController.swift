@@ -8,6 +8,7 @@ import ShopContracts
 struct OrderController<Repository: OrderRepository> {
     let repository: Repository
     let catalog: ServiceClient
+    let replicas: Replicas
     let verifier: TokenVerifier
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
@@ -24,7 +25,7 @@ struct OrderController<Repository: OrderRepository> {
         let identity = try context.requireIdentity()
         var request = request
         let input = try NewOrder(body: try await request.jsonBody(context: context))
-        let products = try await catalogPrices(for: input.items.map(\.productId))
+        let products = try await catalogPrices(for: input.items)
 
         var unknown: [APIError.FieldError] = []
         var mismatched: [APIError.FieldError] = []
@@ -56,7 +57,9 @@ struct OrderController<Repository: OrderRepository> {
         )
         try await repository.create(order)
         context.logger.info("Order created", metadata: ["orderId": "\(order.id)", "userId": "\(order.userId)"])
-        return EditedResponse(status: .created, headers: [.location: "/orders/\(order.id)"], response: order)
+        // Read back, so the answer has the same shape as every later read (with the customer from the replica).
+        let stored = try await repository.find(id: order.id) ?? order
+        return EditedResponse(status: .created, headers: [.location: "/orders/\(order.id)"], response: stored)
     }
 
     @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> OrderDTO {
@@ -97,10 +100,26 @@ struct OrderController<Repository: OrderRepository> {
         return order
     }
 
-    /// Current catalog entries of `ids` (each distinct id asked once, concurrently); unknown ids are absent.
-    private func catalogPrices(for ids: [String]) async throws -> [String: ProductDTO] {
+    /// Catalog entries of the ordered products: from the replica when it agrees with the prices given, otherwise (a
+    /// product not replicated yet, or a price that differs) from the inventory service, which is the authority and
+    /// refreshes the replica. Unknown ids are absent.
+    private func catalogPrices(for lines: [NewOrder.Line]) async throws -> [String: ProductDTO] {
+        let replicated = try await replicas.products(ids: Set(lines.map(\.productId)))
+        var products: [String: ProductDTO] = [:]
+        for (id, entry) in replicated {
+            products[id] = ProductDTO(id: id, name: entry.name, price: entry.price, stock: 0, updatedAt: "")
+        }
+        let toFetch = Set(lines.filter { line in products[line.productId].map { Money.cents($0.price) != Money.cents(line.price) } ?? true }.map(\.productId))
+        let fetched = try await fetchProducts(toFetch)
+        for id in toFetch { products[id] = fetched[id] }
+        for product in fetched.values { try await replicas.store(product) }
+        return products
+    }
+
+    /// Current catalog entries of `ids` from the inventory service (each asked once, concurrently).
+    private func fetchProducts(_ ids: Set<String>) async throws -> [String: ProductDTO] {
         try await withThrowingTaskGroup(of: ProductDTO?.self) { group in
-            for id in Set(ids) {
+            for id in ids {
                 group.addTask {
                     let response = try await catalog.get("/inventory/\(id)")
                     switch response.status {

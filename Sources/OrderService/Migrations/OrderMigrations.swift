@@ -32,6 +32,28 @@ enum OrderMigrations {
                 )
                 """,
             ]
-        )
+        ),
+        Migration(
+            version: 2,
+            name: "replicas of customers and catalog",
+            statements: [
+                """
+                CREATE TABLE customers (
+                    user_id TEXT PRIMARY KEY,
+                    email TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE catalog (
+                    product_id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    price_cents BIGINT NOT NULL,
+                    updated_at TEXT NOT NULL
+                )
+                """,
+            ]
+        ),
     ]
 }

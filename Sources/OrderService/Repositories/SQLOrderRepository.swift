@@ -2,11 +2,14 @@ import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// ``OrderRepository`` on the service's own SQL database.
 struct SQLOrderRepository: OrderRepository {
     let database: Database
+    /// Publishes `order.created` through the outbox, in the order's transaction.
+    let events: OutboxPublisher
 
     func create(_ order: OrderDTO) async throws {
         let address = String(decoding: try JSONEncoder().encode(order.shippingAddress), as: UTF8.self)
@@ -28,7 +31,10 @@ struct SQLOrderRepository: OrderRepository {
                     """
                 ).run()
             }
+            let created = OrderCreated(orderId: order.id, userId: order.userId, totalAmount: order.totalAmount, items: order.items)
+            try await events.add(EventType.orderCreated, key: order.id, payload: created, in: sql)
         }
+        events.committed()
     }
 
     func find(id: String) async throws -> OrderDTO? {
@@ -90,6 +96,13 @@ struct SQLOrderRepository: OrderRepository {
             )
             items[try row.decode(column: "order_id", as: String.self), default: []].append(item)
         }
+        let userIds = Array(Set(try rows.map { try $0.decode(column: "user_id", as: String.self) }))
+        var customers: [String: OrderDTO.Customer] = [:]
+        for row in try await sql.select().column("*").from("customers").where("user_id", .in, userIds).all() {
+            customers[try row.decode(column: "user_id", as: String.self)] = OrderDTO.Customer(
+                name: try row.decode(column: "name", as: String.self), email: try row.decode(column: "email", as: String.self)
+            )
+        }
         return try rows.map { row in
             let id = try row.decode(column: "id", as: String.self)
             let address = try JSONDecoder().decode(OrderDTO.Address.self, from: Data(try row.decode(column: "shipping_address", as: String.self).utf8))
@@ -100,6 +113,7 @@ struct SQLOrderRepository: OrderRepository {
                 items: items[id] ?? [],
                 shippingAddress: address,
                 totalAmount: Money.amount(try row.decode(column: "total_cents", as: Int64.self)),
+                customer: customers[try row.decode(column: "user_id", as: String.self)],
                 createdAt: try row.decode(column: "created_at", as: String.self),
                 updatedAt: try row.decode(column: "updated_at", as: String.self)
             )

@@ -17,6 +17,9 @@ public struct ServiceSettings: Sendable {
     public var databaseURL: String
     /// Largest request body accepted, in bytes; larger bodies are answered with 413.
     public var maxBodyBytes: Int
+    /// Where the shared event log lives (`EVENTLOG_URL`): empty means `<dataDirectory>/eventlog.sqlite`; a
+    /// `postgres://` URL without `?schema=` puts it in schema `eventlog_service`.
+    public var eventLogURL: String
     /// Called with the bound port once the server listens (tests and supervisors bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -27,8 +30,10 @@ public struct ServiceSettings: Sendable {
         logLevel: Logger.Level = .info,
         dataDirectory: String = "./.shop",
         databaseURL: String = "",
-        maxBodyBytes: Int = 1 << 20
+        maxBodyBytes: Int = 1 << 20,
+        eventLogURL: String = ""
     ) {
+        self.eventLogURL = eventLogURL
         self.name = name
         self.host = host
         self.port = port
@@ -47,7 +52,8 @@ public struct ServiceSettings: Sendable {
             logLevel: environment.get("LOG_LEVEL").flatMap { Logger.Level(rawValue: $0) } ?? .info,
             dataDirectory: environment.string("DATA_DIR", default: "./.shop"),
             databaseURL: environment.string("DATABASE_URL", default: ""),
-            maxBodyBytes: environment.int("MAX_BODY_BYTES", default: 1 << 20)
+            maxBodyBytes: environment.int("MAX_BODY_BYTES", default: 1 << 20),
+            eventLogURL: environment.string("EVENTLOG_URL", default: "")
         )
     }
 }
