@@ -188,6 +188,13 @@ public final class Database: Sendable {
         }
     }
 
+    deinit {
+        // A database dropped without close() (a start-up that failed half way) still closes its SQLite file; the
+        // close future keeps the connection alive until it is done.
+        guard case .sqlite(let connection, _, let pool) = backend, !closed.withLockedValue({ $0 }) else { return }
+        connection.close().whenComplete { _ in pool.shutdownGracefully { _ in } }
+    }
+
     /// True when `error` is a unique-constraint violation on either engine.
     public static func isUniqueViolation(_ error: any Error) -> Bool {
         if let error = error as? PSQLError {

@@ -136,4 +136,51 @@ import Testing
             }
         }
     }
+
+    @Test(arguments: TestDatabase.available)
+    func renamingAUserReachesTheOrderAndNotificationReplicas(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let user = try await shop.call(.POST, "/api/users", json: Self.signup).json(UserDTO.self)
+                let token = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"jane@example.com","password":"Secret123"}"#)
+                    .json(TokenResponse.self).token
+                let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody, token: token).json(OrderDTO.self)
+
+                // user.created reaches both replicas.
+                try await Self.eventually("the replicas to know the user") {
+                    let read = try await shop.call(.GET, "/api/orders/\(order.id)", token: token).json(OrderDTO.self)
+                    let recipient = try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: token)
+                    return read.customer == OrderDTO.Customer(name: "Jane Doe", email: "jane@example.com") && recipient.status == .ok
+                }
+                let renamed = try await shop.call(.PATCH, "/api/users/\(user.id)", json: #"{"name":"Jane Renamed"}"#, token: token)
+                #expect(renamed.status == .ok)
+                // user.updated reaches both, within a bounded time.
+                try await Self.eventually("the replicas to see the new name") {
+                    let read = try await shop.call(.GET, "/api/orders/\(order.id)", token: token).json(OrderDTO.self)
+                    let recipient = try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: token).json(Contact.self)
+                    return read.customer?.name == "Jane Renamed" && recipient.name == "Jane Renamed" && recipient.email == "jane@example.com"
+                }
+                let other = try await harness.keys.token("someone-else")
+                #expect(try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: other).status == .forbidden)
+                let notifications = try await shop.call(.GET, "/api/notifications", token: token)
+                #expect(try notifications.json(Paginated<NotificationListItem>.self).pagination.total == 0)
+            }
+        }
+    }
+
+    struct NotificationListItem: Codable, Sendable {
+        var id: String
+    }
+
+    /// Polls `condition` until it holds, failing the test after `timeout`.
+    static func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !(try await condition()) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out waiting for \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
 }

@@ -3,6 +3,7 @@ import AuthService
 import Foundation
 import GatewayService
 import InventoryService
+import NotificationService
 import NIOCore
 import NIOHTTP1
 import OrderService
@@ -32,10 +33,14 @@ struct InProcessShop: Sendable {
                 let user = harness.user(orderURL: Self.url(orderPorts[0]), adminPassword: adminPassword)
                 return try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { userPorts in
                     let auth = harness.auth(userURL: Self.url(userPorts[0]))
-                    return try await RunningService.with([{ var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) }]) { authPorts in
+                    let notification = harness.notification()
+                    return try await RunningService.with([
+                        { var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) },
+                        { var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c) },
+                    ]) { authPorts in
                         let urls: [ServiceName: String] = [
                             .inventory: inventoryURL, .order: Self.url(orderPorts[0]), .user: Self.url(userPorts[0]), .auth: Self.url(authPorts[0]),
-                            .payment: "http://127.0.0.1:9", .notification: "http://127.0.0.1:9",
+                            .payment: "http://127.0.0.1:9", .notification: Self.url(authPorts[1]),
                         ]
                         var gateway = GatewayConfiguration(environment: [:])
                         gateway.settings = ServiceSettings(name: "gateway", port: 0, logLevel: .warning, maxBodyBytes: 64 * 1024)

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdTesting
 import OrderService
+import ServiceMessaging
 import ServiceCore
 import ServiceTesting
 import ShopContracts
@@ -106,6 +107,8 @@ import Testing
                     }
                 }
                 // With a valid body and the catalog down, the answer is a quick 503, not a hang or a 500.
+                let started = ContinuousClock.now
+                defer { #expect(ContinuousClock.now - started < .seconds(2)) }
                 try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(Self.order(#"[{"productId":"product-1","quantity":1,"price":29.99}]"#))) {
                     #expect($0.status == .serviceUnavailable)
                 }
@@ -171,6 +174,40 @@ import Testing
         for from in OrderStatus.allCases {
             for to in OrderStatus.allCases {
                 #expect(from.canTransition(to: to) == legal.contains("\(from.rawValue)>\(to.rawValue)"), "\(from) → \(to)")
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func productUpdatedEventsFeedThePricesOrdersAreCheckedAgainst(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            let alice = try await harness.keys.token("alice")
+            // The inventory service is down: the order service can only know the product from its replica.
+            let configuration = harness.order(inventoryURL: "http://127.0.0.1:9")
+            let log = try await EventLog.open(url: harness.eventLogURL, dataDirectory: harness.dataDirectory, logger: .init(label: "test-log"))
+            let body = try JSONDecoder().decode(
+                JSONValue.self, from: Data(#"{"items":[{"productId":"gadget","quantity":1,"price":12.5}],"shippingAddress":\#(Self.address)}"#.utf8)
+            )
+            try await withThrowingTaskGroup(of: Void.self) { background in
+                // The PostgreSQL pool needs its run loop; a SQLite file needs nothing running.
+                if engine == .postgres {
+                    for service in log.database.services { background.addTask { try? await service.run() } }
+                }
+                defer { background.cancelAll() }
+                try await RunningService.with([{ var c = configuration; c.settings.onServerRunning = $0; return try await buildOrderService(c) }]) { ports in
+                let client = ServiceClient(name: "order", baseURL: "http://127.0.0.1:\(ports[0])")
+                let before = try await client.send(.POST, "/orders", body: body, bearer: alice)
+                #expect(before.status == 503)
+                try await log.publish(
+                    try EventEnvelope(
+                        type: EventType.productUpdated, source: "test", partitionKey: "gadget",
+                        payload: ProductChanged(id: "gadget", name: "Gadget", price: 12.5, stock: 3, updatedAt: Timestamp.now())
+                    )
+                )
+                try await GatewayTests.eventually("the replica to have the product") {
+                    try await client.send(.POST, "/orders", body: body, bearer: alice).status == 201
+                }
+                }
             }
         }
     }
