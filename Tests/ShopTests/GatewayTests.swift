@@ -106,7 +106,7 @@ import Testing
                 let payments = try await shop.call(.POST, "/api/payments", json: "{}", token: token)
                 #expect(payments.status == .serviceUnavailable)
                 #expect(payments.object["error"] as? String == "Service unavailable")
-                #expect(ContinuousClock.now - started < .seconds(2))
+                #expect(ContinuousClock.now - started < .seconds(4))
 
                 let big = #"{"email":"x@y.com","name":""# + String(repeating: "n", count: 100_000) + #"","password":"Secret123"}"#
                 let tooLarge = try await shop.call(.POST, "/api/users", json: big)

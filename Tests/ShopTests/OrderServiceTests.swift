@@ -108,7 +108,7 @@ import Testing
                 }
                 // With a valid body and the catalog down, the answer is a quick 503, not a hang or a 500.
                 let started = ContinuousClock.now
-                defer { #expect(ContinuousClock.now - started < .seconds(2)) }
+                defer { #expect(ContinuousClock.now - started < .seconds(4)) }
                 try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(Self.order(#"[{"productId":"product-1","quantity":1,"price":29.99}]"#))) {
                     #expect($0.status == .serviceUnavailable)
                 }

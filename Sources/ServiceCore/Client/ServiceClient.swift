@@ -77,12 +77,12 @@ public struct ServiceClient: Sendable {
 }
 
 extension HTTPClient {
-    /// The client for calls between services: a refused or unreachable service fails at once (AsyncHTTPClient's
-    /// default keeps retrying the connection until the request's deadline), and connecting may take one second.
+    /// The client for calls between services: a refused connection fails at once (AsyncHTTPClient's default keeps
+    /// retrying the connection until the request's deadline), and connecting may take at most three seconds.
     public static let betweenServices: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(1)
+        configuration.timeout.connect = .seconds(3)
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
 }
