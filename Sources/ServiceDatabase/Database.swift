@@ -160,9 +160,12 @@ public final class Database: Sendable {
     /// Creates the service's schema (PostgreSQL) and applies the migrations not yet applied.
     public func prepare(migrations: [Migration]) async throws {
         if case .postgres(let client, let schema) = backend {
-            // The schema name was checked by DatabaseConfiguration to be a plain identifier.
-            try await client.withConnection { connection in
-                try await connection.sql().raw("CREATE SCHEMA IF NOT EXISTS \(unsafeRaw: "\"\(schema)\"")").run()
+            // Several processes may start at once: `CREATE SCHEMA IF NOT EXISTS` races on PostgreSQL's catalog, so it
+            // runs under the same advisory lock as the migrations. The name was checked to be a plain identifier.
+            _ = try await transaction { sql in
+                try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Migrator.lockKey))").run()
+                try await sql.raw("CREATE SCHEMA IF NOT EXISTS \(unsafeRaw: "\"\(schema)\"")").run()
+                try await sql.raw(Migrator.createTable).run()
             }
         }
         try await Migrator(database: self, logger: logger).apply(migrations)

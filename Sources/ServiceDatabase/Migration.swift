@@ -30,6 +30,11 @@ struct Migrator {
     let database: Database
     let logger: Logger
 
+    /// The advisory lock that serialises schema changes across processes on PostgreSQL.
+    static let lockKey = 72_439_115
+    static let createTable: SQLQueryString =
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+
     struct DuplicateVersion: Error, CustomStringConvertible {
         var version: Int
         var description: String { "migration version \(version) appears twice" }
@@ -40,15 +45,16 @@ struct Migrator {
         for (previous, next) in zip(sorted, sorted.dropFirst()) where previous.version == next.version {
             throw DuplicateVersion(version: next.version)
         }
-        try await database.withConnection { sql in
-            try await sql.raw(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-            ).run()
+        try await database.transaction { sql in
+            if database.engine == .postgres {
+                try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Self.lockKey))").run()
+            }
+            try await sql.raw(Self.createTable).run()
         }
         for migration in sorted {
             let applied = try await database.transaction { sql -> Bool in
                 if database.engine == .postgres {
-                    try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: 72_439_115))").run()
+                    try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Self.lockKey))").run()
                 }
                 let existing = try await sql.raw("SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)").all()
                 guard existing.isEmpty else { return false }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -21,6 +22,8 @@ public struct ServiceClient: Sendable {
         self.http = http
         self.timeout = timeout
     }
+
+    static let logger = Logger(label: "service-client")
 
     /// A response from another service.
     public struct Response: Sendable {
@@ -66,6 +69,10 @@ public struct ServiceClient: Sendable {
             let bytes = try await response.body.collect(upTo: 8 << 20)
             return Response(status: Int(response.status.code), body: bytes, service: name)
         } catch {
+            Self.logger.warning(
+                "Call to another service failed",
+                metadata: ["service": "\(name)", "path": "\(path)", "error": "\(error)", "correlationId": "\(CorrelationID.current ?? "")"]
+            )
             throw APIError.unavailable("\(name) service unavailable")
         }
     }
