@@ -85,11 +85,11 @@ public struct ServiceClient: Sendable {
 
 extension HTTPClient {
     /// The client for calls between services: a refused connection fails at once (AsyncHTTPClient's default keeps
-    /// retrying the connection until the request's deadline), and connecting may take at most three seconds.
+    /// retrying the connection until the request's deadline); a slow connect is bounded by the request timeout.
     public static let betweenServices: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(3)
+        configuration.timeout.connect = .seconds(5)
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
 }
