@@ -81,6 +81,7 @@ let package = Package(
             name: "ServiceMessaging",
             dependencies: [
                 "ServiceCore", "ServiceDatabase",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -29,6 +29,7 @@ struct GatewayRouter: ProxyRouter {
             ("/api/payments", "/payments", .payment),
             ("/api/inventory", "/inventory", .inventory),
             ("/api/notifications", "/notifications", .notification),
+            ("/api/admin/dlq", "/admin/dlq", .order),
         ]
         self.routes = try table.map { Route(prefix: $0.0, rewrite: $0.1, upstream: try configuration.upstream($0.2)) }
         self.verifier = verifier

@@ -44,6 +44,8 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         replicas: Replicas(database: database),
         verifier: verifier
     ).addRoutes(to: router)
+    // The event log's dead letters are administered here (the gateway routes /api/admin/dlq to this service).
+    DeadLetterController(log: messaging.log).addRoutes(to: router.group().add(middleware: AuthMiddleware(verifier: verifier)))
     let prepared = messaging
     var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
     app.beforeServerStarts {

@@ -115,6 +115,16 @@ import Testing
         let readBack = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
         #expect(try readBack.json(OrderDTO.self) == placed)
 
+        // Data synchronisation across processes: a rename through the gateway reaches the order service's replica
+        // (shown on the order) and the notification service's replica, within a bounded time.
+        let renamed = try await InProcessShop.call(client, .PATCH, gateway + "/api/users/\(user.id)", json: #"{"name":"Walker Renamed"}"#, token: token)
+        #expect(renamed.status == .ok)
+        try await GatewayTests.eventually("both replicas to have the new name", timeout: .seconds(15)) {
+            let order = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
+            let recipient = try await InProcessShop.call(client, .GET, gateway + "/api/notifications/recipients/\(user.id)", token: token)
+            return (try? order.json(OrderDTO.self).customer?.name) == "Walker Renamed" && (try? recipient.json(Contact.self).name) == "Walker Renamed"
+        }
+
         // The ids reached the services' own JSON logs (the order one through the gateway and on to the order service).
         let userLog = (try? String(contentsOfFile: logs + "/user.log", encoding: .utf8)) ?? ""
         let orderLog = (try? String(contentsOfFile: logs + "/order.log", encoding: .utf8)) ?? ""
