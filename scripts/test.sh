@@ -61,6 +61,7 @@ if [ $# -gt 0 ]; then
 else
     # The suites that start whole systems of processes run on their own, so their start-up load does not starve the
     # in-process tests' event loops (2 cores).
-    swift test --skip-build --skip SystemTests --skip ShopCommandTests
-    swift test --skip-build --filter "SystemTests|ShopCommandTests"
+    # Bounded, so that a hang fails here with its output instead of running into CI's limit.
+    timeout 1200 swift test --skip-build --skip SystemTests --skip ShopCommandTests
+    timeout 900 swift test --skip-build --filter "SystemTests|ShopCommandTests"
 fi

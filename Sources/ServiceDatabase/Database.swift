@@ -171,6 +171,17 @@ public final class Database: Sendable {
         try await Migrator(database: self, logger: logger).apply(migrations)
     }
 
+    /// PostgreSQL only: calls `onNotification` for every `NOTIFY channel` until cancelled (on a connection of its own).
+    /// On SQLite there are no notifications and it returns at once.
+    public func listen(channel: String, _ onNotification: @escaping @Sendable () -> Void) async throws {
+        guard case .postgres(let client, _) = backend else { return }
+        try await client.withConnection { connection in
+            try await connection.listen(on: channel) { notifications in
+                for try await _ in notifications { onNotification() }
+            }
+        }
+    }
+
     /// Answers when the database answers a trivial query (for health checks).
     public func ping() async throws {
         try await withConnection { sql in try await sql.raw("SELECT 1").run() }

@@ -38,7 +38,7 @@ public final class EventLog: Sendable {
     public let database: Database
     let logger: Logger
     private let listeners = NIOLockedValueBox<[Wakeup]>([])
-    private let prepared = NIOLockedValueBox<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let prepared = NIOLockedValueBox<(done: Bool, waiters: [UUID: CheckedContinuation<Void, Never>])>((false, [:]))
 
     public init(database: Database, logger: Logger) {
         self.database = database
@@ -64,26 +64,58 @@ public final class EventLog: Sendable {
     public func markPrepared() {
         let waiters = prepared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             state.done = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
         }
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns once the log's tables exist (relays and consumers start with this, so they never race the migrations).
+    /// Returns once the log's tables exist (relays and consumers start with this, so they never race the migrations),
+    /// or when the task is cancelled.
     public func waitUntilPrepared() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = prepared.withLockedValue { state -> Bool in
-                if state.done { return true }
-                state.waiters.append(continuation)
-                return false
+        let id = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = prepared.withLockedValue { state -> Bool in
+                    if state.done || Task.isCancelled { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            prepared.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume()
         }
     }
 
-    /// Background work of the log's own database (run it before publishers and consumers, so it stops after them).
-    public var services: [any Service] { database.services }
+    /// Background work of the log's own database (run it before publishers and consumers, so it stops after them), and
+    /// on PostgreSQL the listener that turns `NOTIFY` into immediate wake-ups of this process's consumers.
+    public var services: [any Service] {
+        database.engine == .postgres ? database.services + [NotificationListener(log: self)] : database.services
+    }
+
+    /// The PostgreSQL channel publishers notify after committing.
+    static let channel = "shop_events"
+
+    /// Wakes this process's consumers when any process stores events (PostgreSQL `LISTEN`); reconnects after errors.
+    struct NotificationListener: Service {
+        let log: EventLog
+
+        func run() async throws {
+            await cancelWhenGracefulShutdown { await log.waitUntilPrepared() }
+            while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                do {
+                    try await cancelWhenGracefulShutdown {
+                        try await log.database.listen(channel: EventLog.channel) { [log] in log.wakeListeners() }
+                    }
+                } catch {
+                    guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+                    log.logger.debug("Event notifications interrupted; listening again", metadata: ["error": "\(error)"])
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                }
+            }
+        }
+    }
 
     /// Registers a loop to be woken when this process stores events.
     public func addListener(_ wakeup: Wakeup) {
@@ -150,6 +182,10 @@ public final class EventLog: Sendable {
                         """
                     ).run()
                 }
+            }
+            if stored > 0, self.database.engine == .postgres {
+                // Delivered to listeners when the transaction commits, and only then.
+                try await sql.raw("NOTIFY \(unsafeRaw: Self.channel)").run()
             }
             return stored
         }

@@ -15,8 +15,10 @@ public enum RunningService {
     ) async throws -> T {
         var services: [any Service] = []
         var streams: [AsyncStream<Int>] = []
+        var continuations: [AsyncStream<Int>.Continuation] = []
         for build in builders {
             let (stream, continuation) = AsyncStream<Int>.makeStream()
+            continuations.append(continuation)
             services.append(
                 try await build { port in
                     continuation.yield(port)
@@ -27,12 +29,22 @@ public enum RunningService {
         }
         let group = ServiceGroup(services: services, logger: Logger(label: "test"))
         return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+            let started = continuations
+            tasks.addTask {
+                // A service that fails before it listens ends the group: end the port streams too, so the test fails
+                // with the error instead of waiting for a port forever.
+                defer { for continuation in started { continuation.finish() } }
+                try await group.run()
+            }
             do {
                 var ports: [Int] = []
                 for stream in streams {
                     var iterator = stream.makeAsyncIterator()
-                    guard let port = await iterator.next() else { throw DidNotStart() }
+                    guard let port = await iterator.next() else {
+                        // Surface the service's own error when there is one.
+                        try await tasks.next()
+                        throw DidNotStart()
+                    }
                     ports.append(port)
                 }
                 let result = try await body(ports)

@@ -230,7 +230,8 @@ import Testing
     func anUnacknowledgedDeliveryComesBackAfterItsVisibilityTimeout(_ engine: TestDatabase) async throws {
         try await withMessaging(engine) { service, log in
             try await log.send(try Self.event(key: "k", n: 1), to: "q")
-            let first = try await log.claim(group: "q", limit: 10, owner: "a", visibility: .milliseconds(100))
+            // Long enough that the next claim surely happens within it, even on a loaded machine.
+            let first = try await log.claim(group: "q", limit: 10, owner: "a", visibility: .seconds(2))
             #expect(first.count == 1)
             #expect(try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30)).isEmpty)
             try await eventually("the lease to expire") {
@@ -255,5 +256,42 @@ import Testing
         #expect(configuration.backoff(afterAttempt: 3, random: 1) == .milliseconds(400))
         #expect(configuration.backoff(afterAttempt: 30, random: 1) == .seconds(1))
         #expect(configuration.backoff(afterAttempt: 30, random: 0) == .milliseconds(500))
+    }
+
+    @Test(.enabled(if: TestDatabase.postgresURL != nil))
+    func postgresNotificationsWakeAConsumerInAnotherProcessAtOnce() async throws {
+        try await TestDatabase.postgres.withDatabase(migrations: Self.serviceMigrations) { service in
+            let url = TestDatabase.postgres.freshURL(service: "eventlog")
+            defer { Task { await TestDatabase.drop([url]) } }
+            // Two logs on one schema stand for two processes: one publishes, the other consumes.
+            let publisher = try await EventLog.open(url: url, dataDirectory: "", logger: Logger(label: "publisher"))
+            let subscriber = try await EventLog.open(url: url, dataDirectory: "", logger: Logger(label: "subscriber"))
+            // A poll interval far longer than the test: only a notification can wake the consumer in time.
+            let consumer = consumer("far", service, subscriber, Self.recordingHandlers(), ConsumerConfiguration(pollInterval: .seconds(600)))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for background in publisher.services + subscriber.services {
+                    group.addTask { try? await background.run() }
+                }
+                group.addTask { try? await consumer.run() }
+                defer { group.cancelAll() }
+                try await publisher.prepare()
+                try await subscriber.prepare()
+                try await consumer.declare()
+                // Let the consumer reach its long wait before publishing.
+                try await eventually("the consumer to be idle") { try await log(subscriber, hasGroup: "far") }
+                try await Task.sleep(for: .milliseconds(200))
+                try await publisher.publish(try Self.event(key: "k", n: 1))
+                try await eventually("the notified consumer to handle the event", timeout: .seconds(5)) {
+                    try await effects(service).count == 1
+                }
+            }
+            await TestDatabase.drop([url])
+        }
+    }
+
+    func log(_ log: EventLog, hasGroup group: String) async throws -> Bool {
+        try await log.database.withConnection { sql in
+            try await sql.raw("SELECT 1 FROM subscriptions WHERE group_name = \(bind: group)").first() != nil
+        }
     }
 }

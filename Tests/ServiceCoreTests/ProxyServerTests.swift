@@ -222,7 +222,10 @@ import Testing
             let group = ServiceGroup(services: [proxy], logger: Logger(label: "test"))
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
+                tasks.addTask {
+                    defer { portContinuation.finish() }
+                    try await group.run()
+                }
                 var iterator = portStream.makeAsyncIterator()
                 let port = try #require(await iterator.next())
                 let before = Self.arrivals.withLockedValue { $0 }
