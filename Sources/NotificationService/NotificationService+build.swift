@@ -20,8 +20,8 @@ public struct NotificationServiceConfiguration: Sendable {
     }
 }
 
-/// Builds the notification service: a replica of users' contact fields fed by `user.created` / `user.updated`, and the
-/// caller's notifications.
+/// Builds the notification service: a replica of users' contact fields fed by `user.created` / `user.updated`, a
+/// notification for each `order.created`, and the caller's notifications.
 public func buildNotificationService(_ configuration: NotificationServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
@@ -31,6 +31,8 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     for type in [EventType.userCreated, EventType.userUpdated] {
         handlers.on(type, as: UserChanged.self) { change, _, sql in try await NotificationRepository.upsertRecipient(change, in: sql) }
     }
+    // The guide's order.created handler sends the customer a confirmation; reserving stock is the order saga's.
+    handlers.on(EventType.orderCreated, as: OrderCreated.self) { order, _, sql in try await NotificationRepository.recordOrderReceived(order, in: sql) }
     messaging.consume(group: "notification-service", handlers: handlers, configuration: configuration.consumer)
 
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)

@@ -162,14 +162,20 @@ import Testing
                 }
                 let other = try await harness.keys.token("someone-else")
                 #expect(try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: other).status == .forbidden)
-                let notifications = try await shop.call(.GET, "/api/notifications", token: token)
-                #expect(try notifications.json(Paginated<NotificationListItem>.self).pagination.total == 0)
+                // order.created became the customer's notification, once.
+                try await Self.eventually("the order notification") {
+                    let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<NotificationListItem>.self)
+                    return page.results.map(\.id) == ["order-received-\(order.id)"] && page.results.first?.type == "ORDER_RECEIVED"
+                }
+                let others = try await shop.call(.GET, "/api/notifications", token: other).json(Paginated<NotificationListItem>.self)
+                #expect(others.pagination.total == 0)
             }
         }
     }
 
     struct NotificationListItem: Codable, Sendable {
         var id: String
+        var type: String
     }
 
     /// Polls `condition` until it holds, failing the test after `timeout`.

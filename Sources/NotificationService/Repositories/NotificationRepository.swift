@@ -1,3 +1,4 @@
+import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
@@ -25,6 +26,20 @@ struct NotificationRepository: Sendable {
             VALUES (\(bind: change.id), \(bind: change.email), \(bind: change.name), \(bind: change.updatedAt))
             ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = excluded.updated_at
             WHERE recipients.updated_at <= excluded.updated_at
+            """
+        ).run()
+    }
+
+    /// Records the confirmation of a new order for its customer (once per order: the notification id is the order's).
+    static func recordOrderReceived(_ order: OrderCreated, in sql: any SQLDatabase) async throws {
+        let items = order.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
+        try await sql.raw(
+            """
+            INSERT INTO notifications (id, user_id, type, subject, body, created_at)
+            VALUES (\(bind: "order-received-\(order.orderId)"), \(bind: order.userId), 'ORDER_RECEIVED',
+                    \(bind: "Order \(order.orderId.prefix(8)) received"),
+                    \(bind: "We received your order of \(items), total \(String(format: "%.2f", order.totalAmount))."), \(bind: Timestamp.now()))
+            ON CONFLICT (id) DO NOTHING
             """
         ).run()
     }
