@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import SQLKit
+import ServiceDatabase
+import ServiceLifecycle
+import ServiceMessaging
+
+/// `shop bench …`: benchmarks that print figures (never run as tests).
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self])
+
+    /// `shop bench events`: the event bus against its engine's raw commit rate, in one run.
+    struct Events: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish→handle latency and throughput of the event bus (outbox → relay → log → consumer), beside the engine's raw commit rate."
+        )
+
+        @Option(help: "A postgres:// URL to measure PostgreSQL; SQLite files in a temporary folder otherwise.")
+        var database = ""
+
+        @Option(help: "Events in the throughput run (also the number of raw commits).")
+        var events = 2000
+
+        @Option(help: "Events per second in the latency run.")
+        var rate = 100
+
+        @Option(help: "Events in the latency run.")
+        var latencyEvents = 300
+
+        struct Sent: Codable {
+            var n: Int
+            var sentAt: Double
+        }
+
+        func run() async throws {
+            var logger = Logger(label: "bench")
+            logger.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .error
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-bench-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let suffix = UUID().uuidString.prefix(8).lowercased()
+            let postgres = database.hasPrefix("postgres")
+            let separator = database.contains("?") ? "&" : "?"
+            let serviceURL = postgres ? "\(database)\(separator)schema=bench_\(suffix)_service" : ""
+            let logURL = postgres ? "\(database)\(separator)schema=bench_\(suffix)_log" : ""
+
+            let service = try await Database.open(try DatabaseConfiguration(url: serviceURL, service: "bench", dataDirectory: directory), logger: logger)
+            let log = try await EventLog.open(url: logURL, dataDirectory: directory, logger: logger)
+            let latencies = LatencyRecorder()
+            var handlers = EventHandlers()
+            handlers.on("bench.sent", as: Sent.self) { sent, _, _ in latencies.record(sent) }
+            let consumer = EventConsumer(
+                group: "bench", log: log, database: service, handlers: handlers,
+                configuration: ConsumerConfiguration(prefetch: 64, pollInterval: .milliseconds(50)), logger: logger
+            )
+            let relay = OutboxRelay(database: service, log: log, logger: logger, batchSize: 200)
+            let group = ServiceGroup(services: service.services + log.services + [relay, consumer], logger: logger)
+
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                defer { tasks.cancelAll() }
+                try await service.prepare(
+                    migrations: MessagingMigrations.all + [
+                        Migration(version: 1, name: "bench rows", statements: ["CREATE TABLE bench_rows (id TEXT PRIMARY KEY, n BIGINT NOT NULL)"])
+                    ]
+                )
+                try await log.prepare()
+                try await consumer.declare()
+                print("engine: \(postgres ? "PostgreSQL" : "SQLite (WAL, synchronous=NORMAL)"); \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+                // 1. The engine's own rate of single-row committed transactions.
+                let commitStart = ContinuousClock.now
+                for n in 0..<events {
+                    try await service.transaction { sql in
+                        try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: "raw-\(n)"), \(bind: n))").run()
+                    }
+                }
+                let commitRate = Double(events) / Self.seconds(ContinuousClock.now - commitStart)
+                print(String(format: "raw commits:        %8.0f /s  (%d single-row transactions)", commitRate, events))
+
+                // 2. Latency at a moderate, paced rate: each event is a state change + outbox row in one transaction.
+                latencies.reset(expect: latencyEvents)
+                let interval = Duration.seconds(1) / rate
+                var next = ContinuousClock.now
+                for n in 0..<latencyEvents {
+                    try await publish(n: n, service: service, relay: relay)
+                    next += interval
+                    try await Task.sleep(until: next)
+                }
+                try await latencies.waitForAll(timeout: .seconds(60))
+                let paced = latencies.percentiles()
+                print(String(format: "latency @ %d/s:     p50 %.2f ms  p99 %.2f ms  max %.2f ms  (publish commit → handler, %d events)", rate, paced.p50, paced.p99, paced.max, latencyEvents))
+
+                // 3. Throughput: publish as fast as one publisher commits, until every event is handled.
+                latencies.reset(expect: events)
+                let start = ContinuousClock.now
+                for n in 0..<events {
+                    try await publish(n: 1_000_000 + n, service: service, relay: relay)
+                }
+                try await latencies.waitForAll(timeout: .seconds(300))
+                let throughput = Double(events) / Self.seconds(ContinuousClock.now - start)
+                let burst = latencies.percentiles()
+                print(String(format: "throughput:         %8.0f events/s end to end  (%.0f%% of the raw commit rate; p50 %.1f ms, p99 %.1f ms under load)", throughput, 100 * throughput / commitRate, burst.p50, burst.p99))
+                await group.triggerGracefulShutdown()
+            }
+            if postgres {
+                print("(schemas bench_\(suffix)_service and bench_\(suffix)_log were left in the database)")
+            }
+        }
+
+        func publish(n: Int, service: Database, relay: OutboxRelay) async throws {
+            let event = try EventEnvelope(
+                type: "bench.sent", source: "bench", partitionKey: "k\(n % 16)", payload: Sent(n: n, sentAt: Date.now.timeIntervalSince1970)
+            )
+            try await service.transaction { sql in
+                try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: "ev-\(n)"), \(bind: n))").run()
+                try await Outbox.add(event, in: sql)
+            }
+            relay.wakeup.signal()
+        }
+
+        static func seconds(_ duration: Duration) -> Double {
+            Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        }
+    }
+}
+
+/// Collects publish→handle latencies and lets the benchmark wait until all expected events arrived.
+final class LatencyRecorder: Sendable {
+    private struct State {
+        var values: [Double] = []
+        var expected = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func reset(expect count: Int) {
+        state.withLockedValue { $0 = State(values: [], expected: count) }
+    }
+
+    func record(_ sent: Bench.Events.Sent) {
+        let milliseconds = (Date.now.timeIntervalSince1970 - sent.sentAt) * 1000
+        state.withLockedValue { $0.values.append(milliseconds) }
+    }
+
+    func waitForAll(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while state.withLockedValue({ $0.values.count < $0.expected }) {
+            guard ContinuousClock.now < deadline else { throw ValidationError("not every event was handled in time") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    func percentiles() -> (p50: Double, p99: Double, max: Double) {
+        let sorted = state.withLockedValue { $0.values.sorted() }
+        guard !sorted.isEmpty else { return (0, 0, 0) }
+        func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] }
+        return (at(0.5), at(0.99), sorted.last ?? 0)
+    }
+}
