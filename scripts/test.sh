@@ -56,12 +56,29 @@ echo "==> PostgreSQL for tests: $TEST_DATABASE_URL"
 echo "==> building"
 swift build --build-tests
 echo "==> testing (SQLite and PostgreSQL)"
+# Runs `swift test` bounded in time. A run that does not finish (exit 124) is reported and run again, at most twice:
+# an intermittent stall of the whole test process (every task suspended; under investigation, see the README's known
+# issues) must not be mistaken for a result. A run that finishes with a failure is never retried.
+bounded_test() {
+    local limit=$1; shift
+    local attempt status
+    for attempt in 1 2 3; do
+        set +e
+        timeout --kill-after=15 "$limit" swift test --skip-build "$@"
+        status=$?
+        set -e
+        pkill -9 -f 'swift-shopPackageTests.xctest' 2>/dev/null || true
+        [ "$status" -ne 124 ] && return "$status"
+        echo "==> STALL: the test run did not finish within ${limit}s (attempt $attempt); running it again" >&2
+    done
+    return 124
+}
+
 if [ $# -gt 0 ]; then
-    swift test --skip-build "$@"
+    bounded_test 900 "$@"
 else
     # The suites that start whole systems of processes run on their own, so their start-up load does not starve the
     # in-process tests' event loops (2 cores).
-    # Bounded, so that a hang fails here with its output instead of running into CI's limit.
-    timeout 1200 swift test --skip-build --skip SystemTests --skip ShopCommandTests
-    timeout 900 swift test --skip-build --filter "SystemTests|ShopCommandTests"
+    bounded_test 300 --skip SystemTests --skip ShopCommandTests
+    bounded_test 600 --filter "SystemTests|ShopCommandTests"
 fi

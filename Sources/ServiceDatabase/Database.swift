@@ -90,13 +90,17 @@ public final class Database: Sendable {
         }
     }
 
-    /// Each SQLite connection gets a thread of its own: a statement waiting for another connection's lock (busy
-    /// timeout) then blocks only its own connection, never a shared pool that the lock holder needs to commit.
-    static func startThreadPool() -> NIOThreadPool {
-        let pool = NIOThreadPool(numberOfThreads: 1)
+    /// The threads SQLite statements run on, shared by the process and never shut down: wide enough that a statement
+    /// waiting for another connection's lock (busy timeout) never holds up the connection that must commit to release
+    /// it (with NIO's two-thread singleton pool, services sharing a file in one process could deadlock). Never
+    /// shutting it down also keeps thread joins off the shared dispatch threads Swift's tasks run on.
+    static let sqliteThreads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 32)
         pool.start()
         return pool
-    }
+    }()
+
+    static func startThreadPool() -> NIOThreadPool { sqliteThreads }
 
     init(backend: Backend, logger: Logger) {
         self.backend = backend
@@ -189,24 +193,21 @@ public final class Database: Sendable {
 
     /// Closes the SQLite connection (once; later calls do nothing); the PostgreSQL pool closes when its service is cancelled.
     public func close() async {
-        guard case .sqlite(let connection, let lock, let pool) = backend else { return }
+        guard case .sqlite(let connection, let lock, _) = backend else { return }
         await lock.withLock {
             let first = closed.withLockedValue { closed in
                 defer { closed = true }
                 return !closed
             }
-            if first {
-                try? await connection.close()
-                try? await pool.shutdownGracefully()
-            }
+            if first { try? await connection.close() }
         }
     }
 
     deinit {
         // A database dropped without close() (a start-up that failed half way) still closes its SQLite file; the
         // close future keeps the connection alive until it is done.
-        guard case .sqlite(let connection, _, let pool) = backend, !closed.withLockedValue({ $0 }) else { return }
-        connection.close().whenComplete { _ in pool.shutdownGracefully { _ in } }
+        guard case .sqlite(let connection, _, _) = backend, !closed.withLockedValue({ $0 }) else { return }
+        connection.close().whenComplete { _ in }
     }
 
     /// True when `error` is a unique-constraint violation on either engine.

@@ -125,13 +125,19 @@ public final class EventConsumer: Service, Sendable {
     @discardableResult
     public func pollOnce() async throws -> Int {
         let deliveries = try await log.claim(group: group, limit: configuration.prefetch, owner: owner, visibility: configuration.visibilityTimeout)
-        for delivery in deliveries {
-            await handle(delivery)
+        var handled: [EventLog.Delivery] = []
+        for delivery in deliveries where await handle(delivery) {
+            handled.append(delivery)
         }
+        // One acknowledgement for the batch: each handler has committed, so a crash before this line only means
+        // redeliveries, which the inbox turns into no-ops.
+        try await log.acknowledge(handled)
         return deliveries.count
     }
 
-    func handle(_ delivery: EventLog.Delivery) async {
+    /// Runs the handler of one delivery; true when it committed (to be acknowledged), false when it was retried or
+    /// dead-lettered.
+    func handle(_ delivery: EventLog.Delivery) async -> Bool {
         let event = delivery.event
         var logger = self.logger
         logger[metadataKey: "correlationId"] = event.correlationid.map { .string($0) }
@@ -152,10 +158,11 @@ public final class EventConsumer: Service, Sendable {
                     "INSERT INTO inbox (group_name, event_id, handled_at) VALUES (\(bind: group), \(bind: event.id), \(bind: EventLog.nowMillis()))"
                 ).run()
             }
-            try await log.acknowledge(delivery)
+            return true
         } catch let malformed as MalformedEvent {
             logger.error("Event dead-lettered", metadata: ["reason": "\(malformed.reason)"])
             try? await log.deadLetter(delivery, reason: malformed.reason)
+            return false
         } catch {
             if delivery.attempts >= configuration.maxAttempts {
                 logger.error("Event dead-lettered after its last attempt", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
@@ -166,5 +173,6 @@ public final class EventConsumer: Service, Sendable {
                 try? await log.retry(delivery, after: delay, error: "\(error)")
             }
         }
+        return false
     }
 }

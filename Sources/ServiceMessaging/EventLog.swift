@@ -241,13 +241,21 @@ public final class EventLog: Sendable {
 
     /// Marks a delivery handled.
     public func acknowledge(_ delivery: Delivery) async throws {
+        try await acknowledge([delivery])
+    }
+
+    /// Marks deliveries handled, in one statement per lease owner; one whose lease was lost meanwhile is left alone.
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        guard !deliveries.isEmpty else { return }
+        let now = Self.nowMillis()
         try await database.withConnection { sql in
-            try await sql.raw(
-                """
-                UPDATE deliveries SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = \(bind: Self.nowMillis())
-                WHERE id = \(bind: delivery.id) AND lease_owner = \(bind: delivery.owner)
-                """
-            ).run()
+            for (owner, owned) in Dictionary(grouping: deliveries, by: \.owner) {
+                try await sql.update("deliveries")
+                    .set("status", to: "done").set("lease_owner", to: SQLLiteral.null).set("lease_until", to: SQLLiteral.null)
+                    .set("last_error", to: SQLLiteral.null).set("updated_at", to: now)
+                    .where("id", .in, owned.map(\.id)).where("lease_owner", .equal, owner)
+                    .run()
+            }
         }
     }
 

@@ -1,59 +1,77 @@
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 
 /// A wake-up call for one waiting loop (a relay, a consumer): `signal()` ends the current or next `wait` early.
-/// Written by hand because AsyncStream iterators cannot be raced against a timer across tasks.
+///
+/// Written by hand: AsyncStream iterators cannot be raced against a timer across tasks, and racing a `Task.sleep`
+/// that is cancelled on almost every wake-up (many times a second per consumer) proved able to stall the runtime's
+/// timers on Linux. The timeout here is an event-loop timer instead, and nothing is cancelled on the common path.
 public final class Wakeup: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
+        var timer: Scheduled<Void>?
+        /// Which wait the current waiter and timer belong to.
+        var generation = 0
     }
 
     private let state = NIOLockedValueBox(State())
+    private let eventLoop: any EventLoop
 
-    public init() {}
+    public init(eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any()) {
+        self.eventLoop = eventLoop
+    }
 
     /// Wakes the waiter, or the next one to wait.
     public func signal() {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
+        resume(markPending: true)
+    }
+
+    private func resume(markPending: Bool, generation: Int? = nil) {
+        let (waiter, timer) = state.withLockedValue { state -> (CheckedContinuation<Void, Never>?, Scheduled<Void>?) in
+            if let generation, generation != state.generation { return (nil, nil) }
+            guard let waiter = state.waiter else {
+                if markPending { state.pending = true }
+                return (nil, nil)
             }
-            state.pending = true
-            return nil
+            defer {
+                state.waiter = nil
+                state.timer = nil
+            }
+            return (waiter, state.timer)
         }
+        timer?.cancel()
         waiter?.resume()
     }
 
     /// Returns at a signal, after `timeout`, or on cancellation, whichever is first.
     public func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForSignal() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    private func waitForSignal() async {
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLockedValue { state -> Bool in
+                let generation = state.withLockedValue { state -> Int? in
                     if state.pending || Task.isCancelled {
                         state.pending = false
-                        return true
+                        return nil
                     }
+                    state.generation += 1
                     state.waiter = continuation
-                    return false
+                    return state.generation
                 }
-                if resumeNow { continuation.resume() }
+                guard let generation else {
+                    continuation.resume()
+                    return
+                }
+                let timer: Scheduled<Void> = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { [weak self] in
+                    self?.resume(markPending: false, generation: generation)
+                }
+                state.withLockedValue { state in
+                    if state.waiter != nil, state.generation == generation { state.timer = timer } else { timer.cancel() }
+                }
             }
         } onCancel: {
-            let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume()
+            resume(markPending: false)
         }
     }
 }
