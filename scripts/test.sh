@@ -62,7 +62,7 @@ echo "==> testing (SQLite and PostgreSQL)"
 bounded_test() {
     local limit=$1; shift
     local attempt status
-    for attempt in 1 2 3; do
+    for attempt in 1 2 3 4; do
         set +e
         timeout --kill-after=15 "$limit" swift test --skip-build "$@"
         status=$?
@@ -79,6 +79,6 @@ if [ $# -gt 0 ]; then
 else
     # The suites that start whole systems of processes run on their own, so their start-up load does not starve the
     # in-process tests' event loops (2 cores).
-    bounded_test 300 --skip SystemTests --skip ShopCommandTests
+    bounded_test 150 --skip SystemTests --skip ShopCommandTests
     bounded_test 600 --filter "SystemTests|ShopCommandTests"
 fi
