@@ -56,7 +56,7 @@ echo "==> PostgreSQL for tests: $TEST_DATABASE_URL"
 echo "==> building"
 swift build --build-tests
 echo "==> testing (SQLite and PostgreSQL)"
-# Runs `swift test` bounded in time. A run that does not finish (exit 124) is reported and run again, at most twice:
+# Runs `swift test` bounded in time. A run that does not finish (exit 124) is reported and run again, at most three times:
 # an intermittent stall of the whole test process (every task suspended; under investigation, see the README's known
 # issues) must not be mistaken for a result. A run that finishes with a failure is never retried.
 bounded_test() {
