@@ -6,4 +6,4 @@ extension UserWithOrders: ResponseEncodable {}
 extension TokenResponse: ResponseEncodable {}
 extension ProductDTO: ResponseEncodable {}
 extension OrderDTO: ResponseEncodable {}
-extension Contact: ResponseEncodable {}
+extension UserChanged: ResponseEncodable {}

@@ -50,16 +50,6 @@ public struct OrderCreated: Codable, Sendable, Equatable {
     }
 }
 
-/// A user as another service's replica holds it (`GET /notifications/recipients/:id`, `customer` on orders).
-public struct Contact: Codable, Sendable, Equatable {
-    public var id: String
-    public var email: String
-    public var name: String
-    public var updatedAt: String
-    public init(id: String, email: String, name: String, updatedAt: String) {
-        self.id = id
-        self.email = email
-        self.name = name
-        self.updatedAt = updatedAt
-    }
-}
+/// A user as another service's replica holds it (`GET /notifications/recipients/:id`): the same fields that
+/// `user.created` / `user.updated` carry.
+public typealias Contact = UserChanged
