@@ -177,11 +177,11 @@ public final class Database: Sendable {
 
     /// PostgreSQL only: calls `onNotification` for every `NOTIFY channel` until cancelled (on a connection of its own).
     /// On SQLite there are no notifications and it returns at once.
-    public func listen(channel: String, _ onNotification: @escaping @Sendable () -> Void) async throws {
+    public func listen(channel: String, _ onNotification: @escaping @Sendable (_ payload: String) -> Void) async throws {
         guard case .postgres(let client, _) = backend else { return }
         try await client.withConnection { connection in
             try await connection.listen(on: channel) { notifications in
-                for try await _ in notifications { onNotification() }
+                for try await notification in notifications { onNotification(notification.payload) }
             }
         }
     }

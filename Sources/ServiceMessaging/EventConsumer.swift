@@ -38,6 +38,8 @@ public struct ConsumerConfiguration: Sendable {
     public var maxBackoff: Duration
     /// How long to wait when nothing is due, unless woken earlier.
     public var pollInterval: Duration
+    /// Under load, the least time between two leases (see ``Linger``): bigger batches, fewer round trips per event.
+    public var linger: Duration
 
     public init(
         prefetch: Int = 16,
@@ -45,7 +47,8 @@ public struct ConsumerConfiguration: Sendable {
         maxAttempts: Int = 5,
         baseBackoff: Duration = .milliseconds(200),
         maxBackoff: Duration = .seconds(30),
-        pollInterval: Duration = .milliseconds(100)
+        pollInterval: Duration = .milliseconds(100),
+        linger: Duration = .milliseconds(2)
     ) {
         self.prefetch = prefetch
         self.visibilityTimeout = visibilityTimeout
@@ -53,6 +56,7 @@ public struct ConsumerConfiguration: Sendable {
         self.baseBackoff = baseBackoff
         self.maxBackoff = maxBackoff
         self.pollInterval = pollInterval
+        self.linger = linger
     }
 
     /// The delay before attempt `attempt + 1`: exponential with full jitter in its upper half.
@@ -107,10 +111,14 @@ public final class EventConsumer: Service, Sendable {
         await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
         guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await declare()
+        var linger = Linger(configuration.linger)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let handled: Int
             do {
+                await wakeup.pause(linger.beforePass())
+                let start = ContinuousClock.now
                 handled = try await pollOnce()
+                linger.passBegan(at: start, foundWork: handled > 0)
             } catch {
                 logger.warning("Event consumer could not reach the event log", metadata: ["group": "\(group)", "error": "\(error)"])
                 handled = 0
@@ -122,17 +130,62 @@ public final class EventConsumer: Service, Sendable {
     }
 
     /// Leases and handles one batch; answers how many deliveries it processed.
+    ///
+    /// The batch's handlers run in order in one transaction of the service's database (one commit for the batch
+    /// instead of one per event). When any of them fails, that transaction rolls back as a whole and the batch is
+    /// handled again one event at a time, so only the failing event is retried or dead-lettered — at-least-once
+    /// delivery already means a handler may run more than once, and its database effects only count when committed.
     @discardableResult
     public func pollOnce() async throws -> Int {
         let deliveries = try await log.claim(group: group, limit: configuration.prefetch, owner: owner, visibility: configuration.visibilityTimeout)
+        guard !deliveries.isEmpty else { return 0 }
         var handled: [EventLog.Delivery] = []
-        for delivery in deliveries where await handle(delivery) {
-            handled.append(delivery)
+        if deliveries.count > 1, await handleTogether(deliveries) {
+            handled = deliveries
+        } else {
+            for delivery in deliveries where await handle(delivery) {
+                handled.append(delivery)
+            }
         }
         // One acknowledgement for the batch: each handler has committed, so a crash before this line only means
         // redeliveries, which the inbox turns into no-ops.
         try await log.acknowledge(handled)
         return deliveries.count
+    }
+
+    /// Runs every delivery's handler in one transaction; false (and nothing committed) when any of them failed.
+    func handleTogether(_ deliveries: [EventLog.Delivery]) async -> Bool {
+        do {
+            try await database.transaction { sql in
+                let fresh = try await self.recordInInbox(deliveries.map(\.event.id), in: sql)
+                for delivery in deliveries where fresh.contains(delivery.event.id) {
+                    try await self.runHandler(for: delivery.event, in: sql)
+                }
+            }
+            return true
+        } catch {
+            logger.debug("A handler of a batch failed; handling the batch one event at a time", metadata: ["group": "\(group)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Records `ids` in this group's inbox inside the handlers' transaction `sql` (one statement) and answers those that
+    /// were not there yet: the events to handle. The rest were handled before and are skipped. Should a handler fail,
+    /// the transaction rolls back and takes these inbox rows with it.
+    func recordInInbox(_ ids: [String], in sql: any SQLDatabase) async throws -> Set<String> {
+        let now = EventLog.nowMillis()
+        let insert = sql.insert(into: "inbox").columns("group_name", "event_id", "handled_at")
+        for id in ids { insert.values(SQLBind(group), SQLBind(id), SQLBind(now)) }
+        let rows = try await insert.ignoringConflicts(with: ["group_name", "event_id"]).returning("event_id").all()
+        return Set(try rows.map { try $0.decode(column: "event_id", as: String.self) })
+    }
+
+    /// Runs the handler of `event` inside the transaction `sql`.
+    func runHandler(for event: EventEnvelope, in sql: any SQLDatabase) async throws {
+        guard let handler = handlers.handlers[event.type] else {
+            throw MalformedEvent(reason: "no handler for event type '\(event.type)' in group '\(group)'")
+        }
+        try await handler(event, sql)
     }
 
     /// Runs the handler of one delivery; true when it committed (to be acknowledged), false when it was retried or
@@ -144,19 +197,9 @@ public final class EventConsumer: Service, Sendable {
         logger[metadataKey: "eventId"] = .string(event.id)
         logger[metadataKey: "eventType"] = .string(event.type)
         do {
-            guard let handler = handlers.handlers[event.type] else {
-                throw MalformedEvent(reason: "no handler for event type '\(event.type)' in group '\(group)'")
-            }
-            let group = self.group
             try await database.transaction { sql in
-                let seen = try await sql.raw(
-                    "SELECT event_id FROM inbox WHERE group_name = \(bind: group) AND event_id = \(bind: event.id)"
-                ).first()
-                guard seen == nil else { return }
-                try await handler(event, sql)
-                try await sql.raw(
-                    "INSERT INTO inbox (group_name, event_id, handled_at) VALUES (\(bind: group), \(bind: event.id), \(bind: EventLog.nowMillis()))"
-                ).run()
+                guard try await !self.recordInInbox([event.id], in: sql).isEmpty else { return }
+                try await self.runHandler(for: event, in: sql)
             }
             return true
         } catch let malformed as MalformedEvent {

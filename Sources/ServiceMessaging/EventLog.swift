@@ -37,6 +37,8 @@ public final class EventLog: Sendable {
 
     public let database: Database
     let logger: Logger
+    /// Identifies this process's log in the notifications it sends.
+    let instance = UUID().uuidString.lowercased()
     private let listeners = NIOLockedValueBox<[Wakeup]>([])
     private let prepared = NIOLockedValueBox<(done: Bool, waiters: [UUID: CheckedContinuation<Void, Never>])>((false, [:]))
 
@@ -106,7 +108,10 @@ public final class EventLog: Sendable {
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 do {
                     try await cancelWhenGracefulShutdown {
-                        try await log.database.listen(channel: EventLog.channel) { [log] in log.wakeListeners() }
+                        try await log.database.listen(channel: EventLog.channel) { [log] origin in
+                            // This process's own appends woke its consumers already.
+                            if origin != log.instance { log.wakeListeners() }
+                        }
                     }
                 } catch {
                     guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
@@ -147,50 +152,99 @@ public final class EventLog: Sendable {
 
     /// Stores events (an event already stored, by id, is skipped) and fans each out to the groups subscribed to its
     /// type, or, for a queue message, to that queue alone. Answers how many were new.
+    ///
+    /// A batch costs the same few statements whatever its size (one on PostgreSQL), and deliveries are created in
+    /// publish order, so per-key order holds.
     @discardableResult
     public func append(_ events: [(envelope: EventEnvelope, queue: String?)]) async throws -> Int {
         guard !events.isEmpty else { return 0 }
         let now = Self.nowMillis()
-        let stored = try await database.transaction { sql -> Int in
-            var stored = 0
-            for (event, queue) in events {
-                let inserted = try await sql.raw(
-                    """
-                    INSERT INTO events (id, type, source, partition_key, time, correlation_id, traceparent, data, stored_at)
-                    VALUES (\(bind: event.id), \(bind: event.type), \(bind: event.source), \(bind: event.partitionkey), \(bind: event.time),
-                            \(bind: event.correlationid), \(bind: event.traceparent), \(bind: event.dataText), \(bind: now))
-                    ON CONFLICT (id) DO NOTHING RETURNING seq
-                    """
-                ).all()
-                guard !inserted.isEmpty else { continue }
-                stored += 1
-                if let queue {
-                    try await sql.raw(
-                        """
-                        INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
-                        VALUES (\(bind: queue), \(bind: event.id), \(bind: event.partitionkey), 'ready', 0, \(bind: now), \(bind: now))
-                        ON CONFLICT (group_name, event_id) DO NOTHING
-                        """
-                    ).run()
-                } else {
-                    try await sql.raw(
-                        """
-                        INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
-                        SELECT group_name, \(bind: event.id), \(bind: event.partitionkey), 'ready', 0, \(bind: now), \(bind: now)
-                        FROM subscriptions WHERE event_type = \(bind: event.type)
-                        ON CONFLICT (group_name, event_id) DO NOTHING
-                        """
-                    ).run()
-                }
-            }
-            if stored > 0, self.database.engine == .postgres {
-                // Delivered to listeners when the transaction commits, and only then.
-                try await sql.raw("NOTIFY \(unsafeRaw: Self.channel)").run()
-            }
-            return stored
-        }
+        // One row per id: a batch that repeats an event stores it once.
+        var seen = Set<String>()
+        let unique = events.filter { seen.insert($0.envelope.id).inserted }
+        let stored = try await database.engine == .postgres ? appendInOneStatement(unique, now: now) : appendInTransaction(unique, now: now)
         wakeListeners()
         return stored
+    }
+
+    /// SQLite: the events, the subscribers' deliveries and the queue messages' deliveries in one transaction (three
+    /// statements; statements are cheap in process).
+    private func appendInTransaction(_ events: [(envelope: EventEnvelope, queue: String?)], now: Int64) async throws -> Int {
+        try await database.transaction { sql -> Int in
+            let insert = sql.insert(into: "events")
+                .columns("id", "type", "source", "partition_key", "time", "correlation_id", "traceparent", "data", "stored_at")
+            for (event, _) in events {
+                insert.values(
+                    SQLBind(event.id), SQLBind(event.type), SQLBind(event.source), SQLBind(event.partitionkey), SQLBind(event.time),
+                    SQLBind(event.correlationid), SQLBind(event.traceparent), SQLBind(event.dataText), SQLBind(now)
+                )
+            }
+            let new = Set(try await insert.ignoringConflicts(with: ["id"]).returning("id").all().map { try $0.decode(column: "id", as: String.self) })
+            guard !new.isEmpty else { return 0 }
+            let published = events.filter { $0.queue == nil && new.contains($0.envelope.id) }.map(\.envelope.id)
+            if !published.isEmpty {
+                try await sql.raw(
+                    """
+                    INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
+                    SELECT s.group_name, e.id, e.partition_key, 'ready', 0, \(bind: now), \(bind: now)
+                    FROM events e JOIN subscriptions s ON s.event_type = e.type
+                    WHERE e.id IN (\(binds: published))
+                    ORDER BY e.seq, s.group_name
+                    ON CONFLICT (group_name, event_id) DO NOTHING
+                    """
+                ).run()
+            }
+            let queued = events.filter { $0.queue != nil && new.contains($0.envelope.id) }
+            if !queued.isEmpty {
+                let deliveries = sql.insert(into: "deliveries")
+                    .columns("group_name", "event_id", "partition_key", "status", "attempts", "available_at", "updated_at")
+                for (event, queue) in queued {
+                    deliveries.values(SQLBind(queue), SQLBind(event.id), SQLBind(event.partitionkey), SQLBind("ready"), SQLBind(0), SQLBind(now), SQLBind(now))
+                }
+                try await deliveries.ignoringConflicts(with: ["group_name", "event_id"]).run()
+            }
+            return new.count
+        }
+    }
+
+    /// PostgreSQL: the same in one statement — atomic on its own, so one round trip instead of five (begin, three
+    /// inserts, commit) — whose data-modifying parts feed each other through `RETURNING`. `pg_notify` runs for the
+    /// new events only and is delivered at commit.
+    private func appendInOneStatement(_ events: [(envelope: EventEnvelope, queue: String?)], now: Int64) async throws -> Int {
+        var rows: [SQLQueryString] = []
+        for (index, (event, queue)) in events.enumerated() {
+            rows.append(
+                """
+                (\(bind: index), \(bind: event.id), \(bind: event.type), \(bind: event.source), \(bind: event.partitionkey), \(bind: event.time),
+                 \(bind: event.correlationid)::text, \(bind: event.traceparent)::text, \(bind: event.dataText), \(bind: queue)::text)
+                """
+            )
+        }
+        return try await database.withConnection { sql -> Int in
+            try await sql.raw(
+                """
+                WITH batch (ord, id, type, source, partition_key, time, correlation_id, traceparent, data, queue) AS (
+                    VALUES \(rows.joined(separator: ", "))
+                ), stored AS (
+                    INSERT INTO events (id, type, source, partition_key, time, correlation_id, traceparent, data, stored_at)
+                    SELECT id, type, source, partition_key, time, correlation_id, traceparent, data, \(bind: now) FROM batch ORDER BY ord
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING seq, id, type, partition_key
+                ), fanned AS (
+                    INSERT INTO deliveries (group_name, event_id, partition_key, status, attempts, available_at, updated_at)
+                    SELECT target, id, partition_key, 'ready', 0, \(bind: now), \(bind: now) FROM (
+                        SELECT s.group_name AS target, e.id, e.partition_key, e.seq
+                        FROM stored e JOIN batch b ON b.id = e.id JOIN subscriptions s ON s.event_type = e.type
+                        WHERE b.queue IS NULL
+                        UNION ALL
+                        SELECT b.queue, e.id, e.partition_key, e.seq FROM stored e JOIN batch b ON b.id = e.id WHERE b.queue IS NOT NULL
+                    ) fan ORDER BY seq, target
+                    ON CONFLICT (group_name, event_id) DO NOTHING
+                )
+                SELECT COUNT(*) AS stored, (SELECT pg_notify(\(bind: Self.channel), \(bind: instance)) FROM stored LIMIT 1) AS notified FROM stored
+                """
+            ).first()?.decode(column: "stored", as: Int.self) ?? 0
+        }
     }
 
     /// Publishes one event to its subscribers directly (for code without an outbox, such as tests and tools).
@@ -210,33 +264,46 @@ public final class EventLog: Sendable {
     public func claim(group: String, limit: Int, owner: String, visibility: Duration) async throws -> [Delivery] {
         let now = Self.nowMillis()
         let until = now + Int64(visibility.components.seconds * 1000 + visibility.components.attoseconds / 1_000_000_000_000_000)
-        let lock = database.engine == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
-        let claimed = try await database.transaction { sql -> [(Int64, String, Int)] in
-            let rows = try await sql.raw(
-                """
-                UPDATE deliveries SET status = 'inflight', lease_owner = \(bind: owner), lease_until = \(bind: until),
-                    attempts = attempts + 1, updated_at = \(bind: now)
-                WHERE id IN (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.group_name = \(bind: group)
-                      AND ((d.status = 'ready' AND d.available_at <= \(bind: now)) OR (d.status = 'inflight' AND d.lease_until < \(bind: now)))
-                      AND NOT EXISTS (
-                          SELECT 1 FROM deliveries p
-                          WHERE p.group_name = d.group_name AND p.partition_key = d.partition_key AND p.id < d.id
-                            AND p.status IN ('ready', 'inflight'))
-                    ORDER BY d.id LIMIT \(bind: limit)\(unsafeRaw: lock))
-                RETURNING id, event_id, attempts
-                """
-            ).all()
-            return try rows.map {
-                (try $0.decode(column: "id", as: Int64.self), try $0.decode(column: "event_id", as: String.self), try $0.decode(column: "attempts", as: Int.self))
+        let postgres = database.engine == .postgres
+        let update: SQLQueryString = """
+            UPDATE deliveries SET status = 'inflight', lease_owner = \(bind: owner), lease_until = \(bind: until),
+                attempts = attempts + 1, updated_at = \(bind: now)
+            WHERE id IN (
+                SELECT d.id FROM deliveries d
+                WHERE d.id IN (
+                        -- the head of each partition key: its oldest pending delivery
+                        SELECT MIN(h.id) FROM deliveries h
+                        WHERE h.group_name = \(bind: group) AND h.status IN ('ready', 'inflight')
+                        GROUP BY h.partition_key)
+                  AND ((d.status = 'ready' AND d.available_at <= \(bind: now)) OR (d.status = 'inflight' AND d.lease_until < \(bind: now)))
+                ORDER BY d.id LIMIT \(bind: limit)\(unsafeRaw: postgres ? " FOR UPDATE SKIP LOCKED" : ""))
+            RETURNING id AS delivery_id, event_id, attempts
+            """
+        func delivery(_ row: any SQLRow, _ event: EventEnvelope) throws -> Delivery {
+            Delivery(
+                id: try row.decode(column: "delivery_id", as: Int64.self), group: group, event: event,
+                attempts: try row.decode(column: "attempts", as: Int.self), owner: owner
+            )
+        }
+        if postgres {
+            // The lease and the events in one statement (one round trip), atomic on its own.
+            let rows = try await database.withConnection { sql in
+                try await sql.raw(
+                    """
+                    WITH claimed AS (\(update))
+                    SELECT c.delivery_id, c.attempts, e.* FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.delivery_id
+                    """
+                ).all()
             }
+            return try rows.map { try delivery($0, try Self.event($0)) }
         }
-        guard !claimed.isEmpty else { return [] }
-        let events = try await self.events(ids: claimed.map(\.1))
-        return claimed.sorted { $0.0 < $1.0 }.compactMap { id, eventID, attempts in
-            events[eventID].map { Delivery(id: id, group: group, event: $0, attempts: attempts, owner: owner) }
-        }
+        // SQLite has no data-modifying WITH: the lease (one statement, atomic on its own), then the events.
+        let rows = try await database.withConnection { sql in try await sql.raw(update).all() }
+        guard !rows.isEmpty else { return [] }
+        let events = try await self.events(ids: try rows.map { try $0.decode(column: "event_id", as: String.self) })
+        return try rows.compactMap { row in
+            try events[try row.decode(column: "event_id", as: String.self)].map { try delivery(row, $0) }
+        }.sorted { $0.id < $1.id }
     }
 
     /// Marks a delivery handled.

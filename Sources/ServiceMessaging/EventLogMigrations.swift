@@ -56,7 +56,13 @@ enum EventLogMigrations {
             ).run()
             try await sql.raw("CREATE INDEX deliveries_by_status ON deliveries (group_name, status, available_at, id)").run()
             try await sql.raw("CREATE INDEX deliveries_by_key ON deliveries (group_name, partition_key, status, id)").run()
-        }
+        },
+        // Claims look only at pending deliveries; without these, each claim walked every delivery ever made.
+        Migration(version: 2, name: "index pending deliveries") { sql in
+            try await sql.raw(
+                "CREATE INDEX deliveries_pending_by_key ON deliveries (group_name, partition_key, id) WHERE status IN ('ready', 'inflight')"
+            ).run()
+        },
     ]
 }
 

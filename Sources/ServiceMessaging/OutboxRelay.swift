@@ -15,6 +15,8 @@ public final class OutboxRelay: Service, Sendable {
     let batchSize: Int
     let pollInterval: Duration
     let maxBackoff: Duration
+    /// Under load, the least time between two passes (see ``Linger``).
+    let linger: Duration
     /// Signal after committing a transaction that added to the outbox, for prompt delivery.
     public let wakeup = Wakeup()
 
@@ -24,7 +26,8 @@ public final class OutboxRelay: Service, Sendable {
         logger: Logger,
         batchSize: Int = 100,
         pollInterval: Duration = .milliseconds(250),
-        maxBackoff: Duration = .seconds(5)
+        maxBackoff: Duration = .seconds(5),
+        linger: Duration = .milliseconds(2)
     ) {
         self.database = database
         self.log = log
@@ -32,14 +35,19 @@ public final class OutboxRelay: Service, Sendable {
         self.batchSize = batchSize
         self.pollInterval = pollInterval
         self.maxBackoff = maxBackoff
+        self.linger = linger
     }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
         var failures = 0
+        var linger = Linger(self.linger)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
+                await wakeup.pause(linger.beforePass())
+                let start = ContinuousClock.now
                 let moved = try await relayBatch()
+                linger.passBegan(at: start, foundWork: moved > 0)
                 failures = 0
                 if moved < batchSize {
                     await cancelWhenGracefulShutdown { await self.wakeup.wait(timeout: self.pollInterval) }

@@ -74,4 +74,38 @@ public final class Wakeup: Sendable {
             resume(markPending: false)
         }
     }
+
+    /// Waits `duration` on an event-loop timer; signals meanwhile are kept for the next `wait`. (Not cancellable: meant
+    /// for pauses of a few milliseconds.)
+    public func pause(_ duration: Duration) async {
+        let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        guard nanoseconds > 0 else { return }
+        try? await eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {}.futureResult.get()
+    }
 }
+
+/// Spaces a loop's busy passes at least `interval` apart (the "linger" of batching producers): when the previous pass
+/// found work and began less than `interval` ago, the next waits out the rest, so that under load each pass takes a
+/// bigger batch instead of many passes taking one item each. When the loop was idle, the next pass starts at once, so
+/// a lone event pays no delay.
+struct Linger {
+    let interval: Duration
+    private var lastBusyStart: ContinuousClock.Instant?
+
+    init(_ interval: Duration) {
+        self.interval = interval
+    }
+
+    /// Call before a pass; answers how long to pause first.
+    mutating func beforePass() -> Duration {
+        guard let last = lastBusyStart else { return .zero }
+        let elapsed = ContinuousClock.now - last
+        return elapsed < interval ? interval - elapsed : .zero
+    }
+
+    /// Call when a pass begins and when it ends, with whether it found work.
+    mutating func passBegan(at start: ContinuousClock.Instant, foundWork: Bool) {
+        lastBusyStart = foundWork && interval > .zero ? start : nil
+    }
+}
+

@@ -26,6 +26,15 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Events per second in the latency run.")
         var rate = 100
 
+        @Option(help: "Least milliseconds between two busy passes of the relay and of the consumer (their batching linger).")
+        var lingerMs = 2
+
+        @Option(help: "Concurrent publishers in the throughput run (and concurrent committers in the raw run).")
+        var publishers = 1
+
+        @Option(help: "Distinct partition keys (a group handles one event per key at a time, in order).")
+        var keys = 16
+
         @Option(help: "Events in the latency run.")
         var latencyEvents = 300
 
@@ -52,9 +61,9 @@ struct Bench: AsyncParsableCommand {
             handlers.on("bench.sent", as: Sent.self) { sent, _, _ in latencies.record(sent) }
             let consumer = EventConsumer(
                 group: "bench", log: log, database: service, handlers: handlers,
-                configuration: ConsumerConfiguration(prefetch: 64, pollInterval: .milliseconds(50)), logger: logger
+                configuration: ConsumerConfiguration(prefetch: 64, pollInterval: .milliseconds(50), linger: .milliseconds(lingerMs)), logger: logger
             )
-            let relay = OutboxRelay(database: service, log: log, logger: logger, batchSize: 200)
+            let relay = OutboxRelay(database: service, log: log, logger: logger, batchSize: 200, linger: .milliseconds(lingerMs))
             let group = ServiceGroup(services: service.services + log.services + [relay, consumer], logger: logger)
 
             try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -67,17 +76,17 @@ struct Bench: AsyncParsableCommand {
                 )
                 try await log.prepare()
                 try await consumer.declare()
-                print("engine: \(postgres ? "PostgreSQL" : "SQLite (WAL, synchronous=NORMAL)"); \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                print("engine: \(postgres ? "PostgreSQL" : "SQLite (WAL, synchronous=NORMAL)"); \(ProcessInfo.processInfo.activeProcessorCount) cores; linger \(lingerMs) ms")
 
                 // 1. The engine's own rate of single-row committed transactions.
                 let commitStart = ContinuousClock.now
-                for n in 0..<events {
+                try await concurrently(events) { n in
                     try await service.transaction { sql in
                         try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: "raw-\(n)"), \(bind: n))").run()
                     }
                 }
                 let commitRate = Double(events) / Self.seconds(ContinuousClock.now - commitStart)
-                print(String(format: "raw commits:        %8.0f /s  (%d single-row transactions)", commitRate, events))
+                print(String(format: "raw commits:        %8.0f /s  (%d single-row transactions, %d at a time)", commitRate, events, publishers))
 
                 // 2. Latency at a moderate, paced rate: each event is a state change + outbox row in one transaction.
                 latencies.reset(expect: latencyEvents)
@@ -92,16 +101,18 @@ struct Bench: AsyncParsableCommand {
                 let paced = latencies.percentiles()
                 print(String(format: "latency @ %d/s:     p50 %.2f ms  p99 %.2f ms  max %.2f ms  (publish commit → handler, %d events)", rate, paced.p50, paced.p99, paced.max, latencyEvents))
 
-                // 3. Throughput: publish as fast as one publisher commits, until every event is handled.
+                // 3. Throughput: publish as fast as the publishers commit, until every event is handled.
                 latencies.reset(expect: events)
                 let start = ContinuousClock.now
-                for n in 0..<events {
+                try await concurrently(events) { n in
                     try await publish(n: 1_000_000 + n, service: service, relay: relay)
                 }
+                let publishRate = Double(events) / Self.seconds(ContinuousClock.now - start)
                 try await latencies.waitForAll(timeout: .seconds(300))
                 let throughput = Double(events) / Self.seconds(ContinuousClock.now - start)
                 let burst = latencies.percentiles()
                 print(String(format: "throughput:         %8.0f events/s end to end  (%.0f%% of the raw commit rate; p50 %.1f ms, p99 %.1f ms under load)", throughput, 100 * throughput / commitRate, burst.p50, burst.p99))
+                print(String(format: "  publisher alone:  %8.0f commits/s (state change + outbox row, while the relay and consumer run)", publishRate))
                 await group.triggerGracefulShutdown()
             }
             if postgres {
@@ -109,9 +120,29 @@ struct Bench: AsyncParsableCommand {
             }
         }
 
+        /// Runs `body` for 0..<count on `publishers` concurrent tasks (each takes the next number when it is free).
+        func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+            let next = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for _ in 0..<max(publishers, 1) {
+                    tasks.addTask {
+                        while true {
+                            let n = next.withLockedValue { value -> Int in
+                                defer { value += 1 }
+                                return value
+                            }
+                            guard n < count else { return }
+                            try await body(n)
+                        }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+        }
+
         func publish(n: Int, service: Database, relay: OutboxRelay) async throws {
             let event = try EventEnvelope(
-                type: "bench.sent", source: "bench", partitionKey: "k\(n % 16)", payload: Sent(n: n, sentAt: Date.now.timeIntervalSince1970)
+                type: "bench.sent", source: "bench", partitionKey: "k\(n % keys)", payload: Sent(n: n, sentAt: Date.now.timeIntervalSince1970)
             )
             try await service.transaction { sql in
                 try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: "ev-\(n)"), \(bind: n))").run()

@@ -154,6 +154,82 @@ import Testing
     }
 
     @Test(arguments: TestDatabase.available)
+    func aBatchIsHandledInOneTransactionAndOneFailureDoesNotHoldBackTheOthers(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let calls = NIOLockedValueBox<[Int]>([])
+            var handlers = EventHandlers()
+            handlers.on("thing.placed", as: Placed.self) { placed, event, sql in
+                calls.withLockedValue { $0.append(placed.n) }
+                if placed.n == 2 { throw Boom() }
+                try await sql.raw("INSERT INTO effects (event_id, k, n) VALUES (\(bind: event.id), \(bind: placed.key), \(bind: placed.n))").run()
+            }
+            let configuration = ConsumerConfiguration(prefetch: 10, maxAttempts: 5, baseBackoff: .seconds(60), maxBackoff: .seconds(60))
+            let consumer = consumer("g", service, log, handlers, configuration)
+            try await consumer.declare()
+            for n in 1...4 { try await log.publish(try Self.event(key: "k\(n)", n: n)) }
+            #expect(try await consumer.pollOnce() == 4)
+            // Together (1, then 2 fails: nothing of the batch commits), then one at a time.
+            #expect(calls.withLockedValue { $0 } == [1, 2, 1, 2, 3, 4])
+            // The batch's transaction rolled back because of event 2; the others were then handled once each and
+            // acknowledged, and event 2 waits for its retry.
+            #expect(try await effects(service).map(\.n) == [1, 3, 4])
+            #expect(try await log.counts(group: "g") == ["done": 3, "ready": 1])
+            let inbox = try await service.withConnection { sql in
+                try await sql.raw("SELECT COUNT(*) AS n FROM inbox WHERE group_name = 'g'").first()?.decode(column: "n", as: Int.self)
+            }
+            #expect(inbox == 3)
+
+            // A batch without failures commits together and records every event in the inbox.
+            for n in 5...7 { try await log.publish(try Self.event(key: "k\(n)", n: n)) }
+            calls.withLockedValue { $0 = [] }
+            #expect(try await consumer.pollOnce() == 3)
+            #expect(calls.withLockedValue { $0 } == [5, 6, 7])
+            #expect(try await effects(service).map(\.n) == [1, 3, 4, 5, 6, 7])
+            #expect(try await log.counts(group: "g") == ["done": 6, "ready": 1])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func anAppendedBatchFansOutToEveryGroupInPublishOrder(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let order = NIOLockedValueBox<[String: [Int]]>([:])
+            func handlers(_ group: String) -> EventHandlers {
+                var handlers = EventHandlers()
+                handlers.on("thing.placed", as: Placed.self) { placed, _, _ in
+                    order.withLockedValue { $0["\(group) \(placed.key)", default: []].append(placed.n) }
+                }
+                return handlers
+            }
+            let a = consumer("a", service, log, handlers("a"), ConsumerConfiguration(prefetch: 4))
+            let b = consumer("b", service, log, handlers("b"), ConsumerConfiguration(prefetch: 7))
+            try await a.declare()
+            try await b.declare()
+            // Three keys interleaved in one batch, a duplicate inside the batch, and one queue message.
+            var batch: [(envelope: EventEnvelope, queue: String?)] = []
+            for n in 1...10 {
+                for key in ["x", "y", "z"] { batch.append((try Self.event(key: key, n: n), nil)) }
+            }
+            batch.append(batch[4])
+            batch.append((try Self.event(key: "q", n: 1), "work"))
+            #expect(try await log.append(batch) == 31)
+            #expect(try await log.append(batch) == 0)
+            #expect(try await log.counts(group: "a") == ["ready": 30])
+            #expect(try await log.counts(group: "work") == ["ready": 1])
+            try await eventually("both groups") {
+                try await a.pollOnce()
+                try await b.pollOnce()
+                let doneA = try await log.counts(group: "a"), doneB = try await log.counts(group: "b")
+                return doneA == ["done": 30] && doneB == ["done": 30]
+            }
+            for group in ["a", "b"] {
+                for key in ["x", "y", "z"] {
+                    #expect(order.withLockedValue { $0["\(group) \(key)"] } == Array(1...10), "\(group) \(key)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
     func malformedAndUnhandledEventsAreDeadLetteredWithoutStoppingTheConsumer(_ engine: TestDatabase) async throws {
         try await withMessaging(engine) { service, log in
             let consumer = consumer("work", service, log, Self.recordingHandlers(), subscribes: false)
