@@ -133,13 +133,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "PaymentService",
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "NotificationService",
             dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "ShopSystem",
-            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "NotificationService"],
+            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -155,6 +160,7 @@ let package = Package(
         .executableTarget(name: "user-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "inventory-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "order-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "payment-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "notification-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
 
         // MARK: Tests

@@ -11,28 +11,47 @@ public struct InventoryServiceConfiguration: Sendable {
     public var authURL: String
     /// Verifier to use instead of fetching keys from `authURL` (in-process wiring, tests).
     public var tokenVerifier: TokenVerifier?
+    /// How long an unpaid order holds its stock (`RESERVATION_TTL_SECONDS`, default 15 minutes).
+    public var reservationTimeToLive: Duration
+    /// How often expired reservations are released (a tenth of the time to live, between 100 ms and 30 s).
+    public var expirySweepInterval: Duration
+    /// Consumer settings of its event subscriptions.
+    public var consumer: ConsumerConfiguration = .init()
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.inventory.rawValue, defaultPort: ServiceName.inventory.port(), environment: environment)
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
+        self.reservationTimeToLive = .seconds(environment.int("RESERVATION_TTL_SECONDS", default: 900))
+        self.expirySweepInterval = min(max(reservationTimeToLive / 10, .milliseconds(100)), .seconds(30))
     }
 }
 
-/// Builds the inventory service: the product catalog with prices and stock.
+/// Builds the inventory service: the product catalog with prices and stock, reservations of ordered stock
+/// (`order.created`), shipping of paid orders (`order.fulfillment.requested`), releases (`order.cancelled`, expiry).
 public func buildInventoryService(_ configuration: InventoryServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
-    let messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    let reservations = Reservations(events: messaging.publisher, timeToLive: configuration.reservationTimeToLive, logger: logger)
+    var handlers = EventHandlers()
+    handlers.on(EventType.orderCreated, as: OrderCreated.self) { order, _, sql in try await reservations.reserve(order, in: sql) }
+    handlers.on(EventType.orderFulfillmentRequested, as: OrderEvent.self) { order, _, sql in try await reservations.ship(order, in: sql) }
+    handlers.on(EventType.orderCancelled, as: OrderEvent.self) { order, _, sql in try await reservations.release(orderId: order.orderId, in: sql) }
+    messaging.consume(group: "inventory-service", handlers: handlers, configuration: configuration.consumer)
+    let expiry = ReservationExpiry(reservations: reservations, database: database, interval: configuration.expirySweepInterval, logger: logger)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     InventoryController(repository: SQLProductRepository(database: database, events: messaging.publisher), verifier: verifier).addRoutes(to: router)
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    let prepared = messaging
+    var app = ServiceApplication.makeApplication(
+        router: router, settings: settings, services: database.services + messaging.services + [expiry], logger: logger
+    )
     app.beforeServerStarts {
         try await database.prepare(migrations: InventoryMigrations.all + MessagingMigrations.all)
-        try await messaging.prepare()
+        try await prepared.prepare()
     }
     return app
 }

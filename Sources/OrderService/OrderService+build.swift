@@ -33,6 +33,17 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         handlers.on(type, as: UserChanged.self) { change, _, sql in try await Replicas.upsertCustomer(change, in: sql) }
     }
     handlers.on(EventType.productUpdated, as: ProductChanged.self) { change, _, sql in try await Replicas.upsertProduct(change, in: sql) }
+    // The guide's choreography: payment → paid (→ fulfilment), shipped, or cancelled when the stock could not be had.
+    let publisher = messaging.publisher
+    handlers.on(EventType.paymentConfirmed, as: PaymentEvent.self) { payment, _, sql in
+        try await OrderEvents.paymentConfirmed(payment, in: sql, events: publisher, logger: logger)
+    }
+    handlers.on(EventType.orderProcessingFailed, as: OrderProcessingFailed.self) { failure, _, sql in
+        try await OrderEvents.move(failure.orderId, to: .cancelled, reason: failure.reason, in: sql, events: publisher, logger: logger)
+    }
+    handlers.on(EventType.orderShipped, as: OrderShipped.self) { shipped, _, sql in
+        try await OrderEvents.move(shipped.orderId, to: .shipped, trackingNumber: shipped.trackingNumber, in: sql, events: publisher, logger: logger)
+    }
     messaging.consume(group: "order-service", handlers: handlers, configuration: configuration.consumer)
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()

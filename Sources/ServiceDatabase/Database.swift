@@ -6,6 +6,7 @@ import PostgresKit
 import PostgresNIO
 import SQLKit
 import SQLiteKit
+import ServiceCore
 import ServiceLifecycle
 
 /// A service's own database: one SQL layer (SQLKit) over SQLite or PostgreSQL, so repositories are written once.
@@ -28,6 +29,8 @@ public final class Database: Sendable {
     let backend: Backend
     let logger: Logger
     private let closed = NIOLockedValueBox(false)
+    /// Opens when ``prepare(migrations:)`` has applied the migrations: background work waits on it.
+    public let prepared = Gate()
 
     /// The engine this database runs on.
     public var engine: Engine {
@@ -173,6 +176,7 @@ public final class Database: Sendable {
             }
         }
         try await Migrator(database: self, logger: logger).apply(migrations)
+        prepared.open()
     }
 
     /// PostgreSQL only: calls `onNotification` for every `NOTIFY channel` until cancelled (on a connection of its own).

@@ -81,6 +81,8 @@ public final class EventConsumer: Service, Sendable {
     let subscribes: Bool
     let owner = UUID().uuidString.lowercased()
     let wakeup = Wakeup()
+    /// Called after a handler's transaction committed (to wake the service's outbox relay for what handlers published).
+    let afterCommit: (@Sendable () -> Void)?
 
     public init(
         group: String,
@@ -89,8 +91,10 @@ public final class EventConsumer: Service, Sendable {
         handlers: EventHandlers,
         configuration: ConsumerConfiguration = .init(),
         subscribes: Bool = true,
-        logger: Logger
+        logger: Logger,
+        afterCommit: (@Sendable () -> Void)? = nil
     ) {
+        self.afterCommit = afterCommit
         self.group = group
         self.log = log
         self.database = database
@@ -162,6 +166,7 @@ public final class EventConsumer: Service, Sendable {
                     try await self.runHandler(for: delivery.event, in: sql)
                 }
             }
+            afterCommit?()
             return true
         } catch {
             logger.debug("A handler of a batch failed; handling the batch one event at a time", metadata: ["group": "\(group)", "error": "\(error)"])
@@ -201,6 +206,7 @@ public final class EventConsumer: Service, Sendable {
                 guard try await !self.recordInInbox([event.id], in: sql).isEmpty else { return }
                 try await self.runHandler(for: event, in: sql)
             }
+            afterCommit?()
             return true
         } catch let malformed as MalformedEvent {
             logger.error("Event dead-lettered", metadata: ["reason": "\(malformed.reason)"])

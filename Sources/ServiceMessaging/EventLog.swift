@@ -40,7 +40,7 @@ public final class EventLog: Sendable {
     /// Identifies this process's log in the notifications it sends.
     let instance = UUID().uuidString.lowercased()
     private let listeners = NIOLockedValueBox<[Wakeup]>([])
-    private let prepared = NIOLockedValueBox<(done: Bool, waiters: [UUID: CheckedContinuation<Void, Never>])>((false, [:]))
+    private let prepared = Gate()
 
     public init(database: Database, logger: Logger) {
         self.database = database
@@ -64,30 +64,13 @@ public final class EventLog: Sendable {
 
     /// Releases everything waiting in ``waitUntilPrepared()`` (for a log whose tables are known to exist).
     public func markPrepared() {
-        let waiters = prepared.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-            state.done = true
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
+        prepared.open()
     }
 
     /// Returns once the log's tables exist (relays and consumers start with this, so they never race the migrations),
     /// or when the task is cancelled.
     public func waitUntilPrepared() async {
-        let id = UUID()
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let ready = prepared.withLockedValue { state -> Bool in
-                    if state.done || Task.isCancelled { return true }
-                    state.waiters[id] = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        } onCancel: {
-            prepared.withLockedValue { $0.waiters.removeValue(forKey: id) }?.resume()
-        }
+        await prepared.wait()
     }
 
     /// Background work of the log's own database (run it before publishers and consumers, so it stops after them), and
@@ -135,10 +118,16 @@ public final class EventLog: Sendable {
 
     // MARK: Publishing
 
-    /// Declares that consumer group `group` receives events of `types` from now on (idempotent).
+    /// Declares that consumer group `group` receives events of exactly `types` from now on (idempotent): types it no
+    /// longer handles stop being delivered to it.
     public func declare(group: String, types: [String]) async throws {
         let now = Self.nowMillis()
         try await database.transaction { sql in
+            if types.isEmpty {
+                try await sql.delete(from: "subscriptions").where("group_name", .equal, group).run()
+            } else {
+                try await sql.delete(from: "subscriptions").where("group_name", .equal, group).where("event_type", .notIn, types).run()
+            }
             for type in types {
                 try await sql.raw(
                     """

@@ -32,7 +32,10 @@ public struct Messaging: Sendable {
     /// Adds a consumer group of this service with `handlers`.
     public mutating func consume(group: String, handlers: EventHandlers, configuration: ConsumerConfiguration = .init(), subscribes: Bool = true) {
         consumers.append(
-            EventConsumer(group: group, log: log, database: database, handlers: handlers, configuration: configuration, subscribes: subscribes, logger: logger)
+            EventConsumer(
+                group: group, log: log, database: database, handlers: handlers, configuration: configuration, subscribes: subscribes,
+                logger: logger, afterCommit: { [relay] in relay.wakeup.signal() }
+            )
         )
     }
 

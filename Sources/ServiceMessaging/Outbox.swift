@@ -42,6 +42,11 @@ public struct OutboxPublisher: Sendable {
         try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql)
     }
 
+    /// Adds a message of `type` for work queue `queue` carrying `payload`, inside the caller's transaction.
+    public func send(_ type: String, to queue: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
+        try await Outbox.send(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), to: queue, in: sql)
+    }
+
     /// Call after the transaction committed, so the relay moves the events at once instead of at its next poll.
     public func committed() { onCommit() }
 }

@@ -4,14 +4,18 @@ public struct ProductDTO: Codable, Sendable, Equatable {
     public var name: String
     /// Price in the shop's currency, with at most two decimals.
     public var price: Double
+    /// Units on hand (reserved ones included, until shipped).
     public var stock: Int
+    /// Units held for orders not shipped yet; `stock - reserved` can be ordered.
+    public var reserved: Int?
     public var updatedAt: String
 
-    public init(id: String, name: String, price: Double, stock: Int, updatedAt: String) {
+    public init(id: String, name: String, price: Double, stock: Int, reserved: Int? = nil, updatedAt: String) {
         self.id = id
         self.name = name
         self.price = price
         self.stock = stock
+        self.reserved = reserved
         self.updatedAt = updatedAt
     }
 }

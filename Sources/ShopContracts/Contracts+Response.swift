@@ -7,3 +7,4 @@ extension TokenResponse: ResponseEncodable {}
 extension ProductDTO: ResponseEncodable {}
 extension OrderDTO: ResponseEncodable {}
 extension UserChanged: ResponseEncodable {}
+extension PaymentDTO: ResponseEncodable {}

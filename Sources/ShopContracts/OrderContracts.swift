@@ -34,6 +34,8 @@ public struct OrderDTO: Codable, Sendable, Equatable {
     public var totalAmount: Double
     /// The customer's name and email from the order service's replica of users (absent until it has them).
     public var customer: Customer?
+    /// The carrier's tracking number, once shipped.
+    public var trackingNumber: String?
     public var createdAt: String
     public var updatedAt: String
 
@@ -49,9 +51,10 @@ public struct OrderDTO: Codable, Sendable, Equatable {
 
     public init(
         id: String, userId: String, status: String, items: [Item], shippingAddress: Address, totalAmount: Double,
-        customer: Customer? = nil, createdAt: String, updatedAt: String
+        customer: Customer? = nil, trackingNumber: String? = nil, createdAt: String, updatedAt: String
     ) {
         self.customer = customer
+        self.trackingNumber = trackingNumber
         self.id = id
         self.userId = userId
         self.status = status

@@ -28,5 +28,5 @@ public enum ServiceName: String, CaseIterable, Sendable, Codable {
     public var urlVariable: String { "\(rawValue.uppercased())_SERVICE_URL" }
 
     /// The services built so far, which `shop up` starts.
-    public static let implemented: [ServiceName] = [.auth, .user, .inventory, .order, .notification, .gateway]
+    public static let implemented: [ServiceName] = [.auth, .user, .inventory, .order, .payment, .notification, .gateway]
 }

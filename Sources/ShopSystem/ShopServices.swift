@@ -4,6 +4,7 @@ import Hummingbird
 import InventoryService
 import NotificationService
 import OrderService
+import PaymentService
 import ServiceLifecycle
 import ShopContracts
 import UserService
@@ -48,7 +49,9 @@ public enum ShopServices {
             configuration.settings.onServerRunning = onServerRunning
             return try await buildNotificationService(configuration)
         case .payment:
-            throw NotAvailable(name: name.rawValue)
+            var configuration = PaymentServiceConfiguration(environment: environment)
+            configuration.settings.onServerRunning = onServerRunning
+            return try await buildPaymentService(configuration)
         }
     }
 }

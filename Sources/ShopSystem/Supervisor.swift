@@ -97,7 +97,7 @@ public final class Supervisor: Service, Sendable {
         if let logDirectory {
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
             let path = (logDirectory as NSString).appendingPathComponent("\(service.rawValue).log")
-            if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try log.seekToEnd()
             process.standardOutput = log

@@ -100,7 +100,8 @@ import Testing
 
     @Test func unavailableUpstreamsOversizedBodiesAndHealth() async throws {
         try await Harness.with(.sqlite) { harness in
-            try await InProcessShop.with(harness) { shop in
+            // The payment service is reached at a port where nothing listens.
+            try await InProcessShop.with(harness, extraGatewaySetup: { $0.serviceURLs[.payment] = "http://127.0.0.1:9" }) { shop in
                 let token = try await harness.keys.token("someone")
                 let started = ContinuousClock.now
                 let payments = try await shop.call(.POST, "/api/payments", json: "{}", token: token)
@@ -126,6 +127,7 @@ import Testing
         try await Harness.with(.sqlite) { harness in
             try await InProcessShop.with(harness, extraGatewaySetup: { gateway in
                 gateway.healthChecked = [.user, .payment]
+                gateway.serviceURLs[.payment] = "http://127.0.0.1:9"
             }) { shop in
                 let health = try await shop.call(.GET, "/health/ready")
                 #expect(health.status == .serviceUnavailable)
@@ -162,10 +164,10 @@ import Testing
                 }
                 let other = try await harness.keys.token("someone-else")
                 #expect(try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: other).status == .forbidden)
-                // order.created became the customer's notification, once.
+                // order.created → the stock was reserved → ORDER_CONFIRMED reached the customer, once.
                 try await Self.eventually("the order notification") {
                     let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<NotificationListItem>.self)
-                    return page.results.map(\.id) == ["order-received-\(order.id)"] && page.results.first?.type == "ORDER_RECEIVED"
+                    return page.results.map(\.id) == ["order-confirmed-\(order.id)"] && page.results.first?.type == "ORDER_CONFIRMED"
                 }
                 let others = try await shop.call(.GET, "/api/notifications", token: other).json(Paginated<NotificationListItem>.self)
                 #expect(others.pagination.total == 0)

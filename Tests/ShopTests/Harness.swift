@@ -7,6 +7,7 @@ import NotificationService
 import ServiceMessaging
 import NIOConcurrencyHelpers
 import OrderService
+import PaymentService
 import ServiceAuth
 import ServiceCore
 import ServiceTesting
@@ -22,17 +23,24 @@ final class Harness: Sendable {
     let eventLogURL: String
     private let urls = NIOLockedValueBox<[String]>([])
 
-    private init(engine: TestDatabase, keys: TestKeys) {
+    private init(engine: TestDatabase, keys: TestKeys, reservationTimeToLive: Duration, processorTimeout: Duration) {
         self.engine = engine
         self.keys = keys
+        self.reservationTimeToLive = reservationTimeToLive
+        self.processorTimeout = processorTimeout
         self.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-test-\(UUID().uuidString)").path
         self.eventLogURL = engine == .postgres ? engine.freshURL(service: "eventlog") : ""
         urls.withLockedValue { $0.append(eventLogURL) }
     }
 
     /// Runs `body` with a harness, then drops its databases and files.
-    static func with<T: Sendable>(_ engine: TestDatabase, _ body: @Sendable (Harness) async throws -> T) async throws -> T {
-        let harness = Harness(engine: engine, keys: try await TestKeys())
+    static func with<T: Sendable>(
+        _ engine: TestDatabase,
+        reservationTimeToLive: Duration = .seconds(900),
+        processorTimeout: Duration = .seconds(2),
+        _ body: @Sendable (Harness) async throws -> T
+    ) async throws -> T {
+        let harness = Harness(engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout)
         do {
             let result = try await body(harness)
             await harness.cleanUp()
@@ -67,10 +75,34 @@ final class Harness: Sendable {
         return configuration
     }
 
+    /// How long the inventory holds an unpaid order's stock in this harness.
+    let reservationTimeToLive: Duration
+    /// The payment processor of this harness's payment services (its counters prove what was charged).
+    let processor = SandboxProcessor()
+    /// How long the payment service waits for the processor.
+    let processorTimeout: Duration
+
+    /// Where the notification service writes its `.eml` files.
+    var mailDirectory: String { (dataDirectory as NSString).appendingPathComponent("mail") }
+
     func inventory() -> InventoryServiceConfiguration {
         var configuration = InventoryServiceConfiguration(environment: [:])
         configuration.settings = settings(.inventory)
         configuration.tokenVerifier = keys.verifier
+        configuration.consumer = Self.fastConsumer
+        configuration.reservationTimeToLive = reservationTimeToLive
+        configuration.expirySweepInterval = min(max(reservationTimeToLive / 10, .milliseconds(50)), .seconds(1))
+        return configuration
+    }
+
+    func payment(orderURL: String) -> PaymentServiceConfiguration {
+        var configuration = PaymentServiceConfiguration(environment: [:])
+        configuration.settings = settings(.payment)
+        configuration.orderURL = orderURL
+        configuration.tokenVerifier = keys.verifier
+        configuration.consumer = Self.fastConsumer
+        configuration.processor = processor
+        configuration.processorTimeout = processorTimeout
         return configuration
     }
 
@@ -88,6 +120,7 @@ final class Harness: Sendable {
         configuration.settings = settings(.notification)
         configuration.tokenVerifier = keys.verifier
         configuration.consumer = Self.fastConsumer
+        configuration.mailDirectory = mailDirectory
         return configuration
     }
 

@@ -7,6 +7,7 @@ import NotificationService
 import NIOCore
 import NIOHTTP1
 import OrderService
+import PaymentService
 import ServiceCore
 import ServiceTesting
 import ShopContracts
@@ -19,7 +20,8 @@ struct InProcessShop: Sendable {
     let serviceURLs: [ServiceName: String]
     let client: HTTPClient
 
-    /// Starts inventory, order, user, auth and the gateway (in dependency order), seeds `catalog`, runs `body`.
+    /// Starts inventory, order, user, auth, notification, payment and the gateway (in dependency order), seeds `catalog`,
+    /// runs `body`.
     static func with<T: Sendable>(
         _ harness: Harness,
         catalog: [(String, ProductUpdate)] = [("product-1", ProductUpdate(name: "Wireless Mouse", price: 29.99, stock: 100))],
@@ -34,13 +36,15 @@ struct InProcessShop: Sendable {
                 return try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { userPorts in
                     let auth = harness.auth(userURL: Self.url(userPorts[0]))
                     let notification = harness.notification()
+                    let payment = harness.payment(orderURL: Self.url(orderPorts[0]))
                     return try await RunningService.with([
                         { var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) },
                         { var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c) },
+                        { var c = payment; c.settings.onServerRunning = $0; return try await buildPaymentService(c) },
                     ]) { authPorts in
                         let urls: [ServiceName: String] = [
                             .inventory: inventoryURL, .order: Self.url(orderPorts[0]), .user: Self.url(userPorts[0]), .auth: Self.url(authPorts[0]),
-                            .payment: "http://127.0.0.1:9", .notification: Self.url(authPorts[1]),
+                            .payment: Self.url(authPorts[2]), .notification: Self.url(authPorts[1]),
                         ]
                         var gateway = GatewayConfiguration(environment: [:])
                         gateway.settings = ServiceSettings(name: "gateway", port: 0, logLevel: .warning, maxBodyBytes: 64 * 1024)

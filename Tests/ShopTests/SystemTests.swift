@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -123,6 +124,35 @@ import Testing
             let order = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
             let recipient = try await InProcessShop.call(client, .GET, gateway + "/api/notifications/recipients/\(user.id)", token: token)
             return (try? order.json(OrderDTO.self).customer?.name) == "Walker Renamed" && (try? recipient.json(Contact.self).name) == "Walker Renamed"
+        }
+
+        // The guide's integration flow, finished across processes: pay (200, completed), then the order reads `paid`
+        // and `shipped` (eventually consistent), and each step was mailed as an .eml file.
+        let payment = try await InProcessShop.call(
+            client, .POST, gateway + "/api/payments",
+            json: #"{"orderId":"\#(placed.id)","amount":29.99,"paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#,
+            token: token
+        )
+        #expect(payment.status == .ok)
+        #expect(try payment.json(PaymentDTO.self).status == "completed")
+        let statuses = NIOLockedValueBox<[String]>([])
+        try await GatewayTests.eventually("the order to be shipped", timeout: .seconds(20)) {
+            let status = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token).json(OrderDTO.self).status
+            statuses.withLockedValue { if $0.last != status { $0.append(status) } }
+            return status == "shipped"
+        }
+        // Each status the order was seen in is a step of the machine, in order.
+        let seen = statuses.withLockedValue { $0 }
+        #expect(seen.allSatisfy { ["pending", "paid", "shipped"].contains($0) } && seen.last == "shipped", "\(seen)")
+        let mail = system.dataDirectory + "/mail"
+        try await GatewayTests.eventually("three mails", timeout: .seconds(20)) {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: mail)) ?? []
+            return Set(files) == Set(["order-confirmed", "payment-processed", "order-shipped"].map { "\($0)-\(placed.id).eml" })
+        }
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: mail)) ?? [] {
+            let text = (try? String(contentsOfFile: mail + "/" + file, encoding: .utf8)) ?? ""
+            #expect(text.contains("<\(email)>\r\n"), "\(file)")
+            #expect(!text.contains("4111111111111111"))
         }
 
         // The ids reached the services' own JSON logs (the order one through the gateway and on to the order service).

@@ -19,15 +19,25 @@ struct SQLProductRepository: ProductRepository {
     func upsert(id: String, update: ProductUpdate, at now: String) async throws -> (product: ProductDTO, created: Bool) {
         let result = try await database.transaction { sql -> (product: ProductDTO, created: Bool) in
             let existed = try await sql.raw("SELECT id FROM products WHERE id = \(bind: id)").first() != nil
-            try await sql.raw(
+            // Stock may not drop below what orders hold: the update applies only then (atomically with the check).
+            let saved = try await sql.raw(
                 """
                 INSERT INTO products (id, name, price_cents, stock, created_at, updated_at)
                 VALUES (\(bind: id), \(bind: update.name), \(bind: Money.cents(update.price)), \(bind: update.stock), \(bind: now), \(bind: now))
                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents,
                     stock = excluded.stock, updated_at = excluded.updated_at
+                WHERE products.reserved <= excluded.stock
+                RETURNING reserved
                 """
-            ).run()
-            let product = ProductDTO(id: id, name: update.name, price: Money.amount(Money.cents(update.price)), stock: update.stock, updatedAt: now)
+            ).first()
+            guard let saved else {
+                let reserved = try await sql.raw("SELECT reserved FROM products WHERE id = \(bind: id)").first()?.decode(column: "reserved", as: Int.self) ?? 0
+                throw APIError(.conflict, "Stock cannot be set below the \(reserved) units reserved for orders")
+            }
+            let product = ProductDTO(
+                id: id, name: update.name, price: Money.amount(Money.cents(update.price)), stock: update.stock,
+                reserved: try saved.decode(column: "reserved", as: Int.self), updatedAt: now
+            )
             let change = ProductChanged(id: id, name: product.name, price: product.price, stock: product.stock, updatedAt: now)
             try await events.add(EventType.productUpdated, key: id, payload: change, in: sql)
             return (product, !existed)
@@ -50,6 +60,7 @@ struct SQLProductRepository: ProductRepository {
             name: try row.decode(column: "name", as: String.self),
             price: Money.amount(try row.decode(column: "price_cents", as: Int64.self)),
             stock: try row.decode(column: "stock", as: Int.self),
+            reserved: try row.decode(column: "reserved", as: Int.self),
             updatedAt: try row.decode(column: "updated_at", as: String.self)
         )
     }

@@ -30,18 +30,57 @@ struct NotificationRepository: Sendable {
         ).run()
     }
 
-    /// Records the confirmation of a new order for its customer (once per order: the notification id is the order's).
-    static func recordOrderReceived(_ order: OrderCreated, in sql: any SQLDatabase) async throws {
-        let items = order.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
-        try await sql.raw(
+    /// A recipient the replica does not know yet (its `user.created` has not arrived): the message is retried later.
+    struct RecipientUnknown: Error, CustomStringConvertible {
+        var userId: String
+        var description: String { "recipient \(userId) is not in the replica yet" }
+    }
+
+    /// Handles one `order-notifications` message inside the consumer's transaction: records the notification and mails
+    /// it to the address in the replica. The notification's id comes from the message (kind and order), so a
+    /// redelivered message records and mails the same notification once.
+    static func deliver(_ note: OrderNotification, in sql: any SQLDatabase, mail: any MailSender, from: (name: String, address: String)) async throws {
+        guard let row = try await sql.raw("SELECT email, name FROM recipients WHERE user_id = \(bind: note.userId)").first() else {
+            throw RecipientUnknown(userId: note.userId)
+        }
+        let email = try row.decode(column: "email", as: String.self)
+        let name = try row.decode(column: "name", as: String.self)
+        let id = "\(note.kind.rawValue.lowercased().replacingOccurrences(of: "_", with: "-"))-\(note.orderId)"
+        let (subject, body) = compose(note, name: name)
+        let now = Date.now
+        let inserted = try await sql.raw(
             """
             INSERT INTO notifications (id, user_id, type, subject, body, created_at)
-            VALUES (\(bind: "order-received-\(order.orderId)"), \(bind: order.userId), 'ORDER_RECEIVED',
-                    \(bind: "Order \(order.orderId.prefix(8)) received"),
-                    \(bind: "We received your order of \(items), total \(String(format: "%.2f", order.totalAmount))."), \(bind: Timestamp.now()))
-            ON CONFLICT (id) DO NOTHING
+            VALUES (\(bind: id), \(bind: note.userId), \(bind: note.kind.rawValue), \(bind: subject), \(bind: body), \(bind: Timestamp.format(now)))
+            ON CONFLICT (id) DO NOTHING RETURNING id
             """
-        ).run()
+        ).all()
+        guard !inserted.isEmpty else { return }
+        try await mail.send(
+            MailMessage(id: id, fromName: from.name, fromAddress: from.address, toName: name, toAddress: email, subject: subject, body: body, date: now)
+        )
+    }
+
+    static func compose(_ note: OrderNotification, name: String) -> (subject: String, body: String) {
+        let order = String(note.orderId.prefix(8))
+        let detail = { (key: String) in note.details[key] ?? "" }
+        switch note.kind {
+        case .orderConfirmed:
+            return (
+                "Your order \(order) is confirmed",
+                "Hello \(name),\n\nWe have set aside \(detail("items")) for your order \(note.orderId).\nTotal: \(detail("total")).\n\nThank you for shopping with us."
+            )
+        case .paymentProcessed:
+            return (
+                "Payment received for order \(order)",
+                "Hello \(name),\n\nWe received your payment of \(detail("amount")) (\(detail("card"))) for order \(note.orderId).\nWe will ship it shortly."
+            )
+        case .orderShipped:
+            return (
+                "Your order \(order) has shipped",
+                "Hello \(name),\n\nYour order \(note.orderId) is on its way.\nTracking number: \(detail("trackingNumber")).\n"
+            )
+        }
     }
 
     func recipient(id: String) async throws -> Contact? {

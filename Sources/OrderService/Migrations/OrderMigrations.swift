@@ -55,5 +55,6 @@ enum OrderMigrations {
                 """,
             ]
         ),
+        Migration(version: 3, name: "tracking numbers", statements: ["ALTER TABLE orders ADD COLUMN tracking_number TEXT"]),
     ]
 }

@@ -59,23 +59,53 @@ struct SQLOrderRepository: OrderRepository {
     }
 
     func transition(id: String, to status: OrderStatus, at now: String) async throws -> OrderDTO? {
-        try await database.transaction { sql in
-            guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
-            let current = OrderStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending
-            guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
-            // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
-            let changed = try await sql.raw(
-                """
-                UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now)
-                WHERE id = \(bind: id) AND status = \(bind: current.rawValue) RETURNING id
-                """
-            ).all()
-            guard !changed.isEmpty else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
-            guard var order = try await Self.orders([row], sql: sql).first else { return nil }
-            order.status = status.rawValue
-            order.updatedAt = now
-            return order
+        let order = try await database.transaction { sql in
+            try await Self.transition(id: id, to: status, at: now, in: sql, events: events)
         }
+        events.committed()
+        return order
+    }
+
+    /// Moves an order to `status` inside the transaction `sql` and adds what the move publishes to the outbox:
+    /// `paid` → `order.fulfillment.requested`; `shipped` → an `ORDER_SHIPPED` notification; `cancelled` →
+    /// `order.cancelled` (the inventory releases the stock, the payment service refunds). Nil for an unknown order;
+    /// throws ``OrderRepositoryError/illegalTransition(from:to:)`` when the status machine refuses.
+    static func transition(
+        id: String, to status: OrderStatus, at now: String, reason: String? = nil, trackingNumber: String? = nil,
+        in sql: any SQLDatabase, events: OutboxPublisher
+    ) async throws -> OrderDTO? {
+        guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
+        let current = OrderStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending
+        guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
+        // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
+        let changed = try await sql.raw(
+            """
+            UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now),
+                tracking_number = COALESCE(\(bind: trackingNumber), tracking_number)
+            WHERE id = \(bind: id) AND status = \(bind: current.rawValue) RETURNING id
+            """
+        ).all()
+        guard !changed.isEmpty else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
+        guard var order = try await Self.orders([row], sql: sql).first else { return nil }
+        order.status = status.rawValue
+        order.updatedAt = now
+        if let trackingNumber { order.trackingNumber = trackingNumber }
+        switch status {
+        case .paid:
+            let request = OrderEvent(orderId: order.id, userId: order.userId, items: order.items)
+            try await events.add(EventType.orderFulfillmentRequested, key: order.id, payload: request, in: sql)
+        case .shipped:
+            let note = OrderNotification(
+                kind: .orderShipped, userId: order.userId, orderId: order.id, details: ["trackingNumber": order.trackingNumber ?? ""]
+            )
+            try await events.send(OrderNotification.eventType, to: Queue.orderNotifications, key: order.id, payload: note, in: sql)
+        case .cancelled:
+            let cancelled = OrderEvent(orderId: order.id, userId: order.userId, items: order.items, reason: reason ?? "cancelled")
+            try await events.add(EventType.orderCancelled, key: order.id, payload: cancelled, in: sql)
+        case .pending, .confirmed, .delivered:
+            break
+        }
+        return order
     }
 
     /// Assembles orders from their rows, loading all their lines in one query.
@@ -114,6 +144,7 @@ struct SQLOrderRepository: OrderRepository {
                 shippingAddress: address,
                 totalAmount: Money.amount(try row.decode(column: "total_cents", as: Int64.self)),
                 customer: customers[try row.decode(column: "user_id", as: String.self)],
+                trackingNumber: try row.decode(column: "tracking_number", as: String?.self),
                 createdAt: try row.decode(column: "created_at", as: String.self),
                 updatedAt: try row.decode(column: "updated_at", as: String.self)
             )

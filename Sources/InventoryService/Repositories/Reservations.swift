@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ServiceLifecycle
+import ServiceMessaging
+import ShopContracts
+
+/// Stock reservations of orders: reserve on `order.created`, commit and ship on `order.fulfillment.requested`, release
+/// on `order.cancelled` or when a reservation expires unpaid. Every step runs inside the consumer's transaction (with
+/// its inbox record), so a redelivered event has no second effect; stock never goes below zero because each change is
+/// a conditional update the database checks (`reserved <= stock`).
+struct Reservations: Sendable {
+    let events: OutboxPublisher
+    /// How long an unpaid order holds its stock.
+    let timeToLive: Duration
+    let logger: Logger
+
+    struct Shortage: Error {
+        var productId: String
+        var reason: String
+    }
+
+    /// Quantities per product, products in a fixed order (so concurrent reservations lock rows in the same order).
+    static func quantities(_ items: [OrderDTO.Item]) -> [(productId: String, quantity: Int)] {
+        Dictionary(items.map { ($0.productId, $0.quantity) }, uniquingKeysWith: +).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// `order.created`: reserves every line or none. Success queues `ORDER_CONFIRMED`; a shortage publishes
+    /// `order.processing.failed` (the order service cancels the order).
+    func reserve(_ order: OrderCreated, in sql: any SQLDatabase) async throws {
+        if try await sql.raw("SELECT order_id FROM reservations WHERE order_id = \(bind: order.orderId)").first() != nil { return }
+        let lines = Self.quantities(order.items)
+        var taken: [(productId: String, quantity: Int)] = []
+        do {
+            for line in lines {
+                let updated = try await sql.raw(
+                    """
+                    UPDATE products SET reserved = reserved + \(bind: line.quantity)
+                    WHERE id = \(bind: line.productId) AND stock - reserved >= \(bind: line.quantity) RETURNING id
+                    """
+                ).all()
+                guard !updated.isEmpty else {
+                    let known = try await sql.raw("SELECT id FROM products WHERE id = \(bind: line.productId)").first() != nil
+                    throw Shortage(productId: line.productId, reason: known ? "insufficient stock of \(line.productId)" : "unknown product \(line.productId)")
+                }
+                taken.append(line)
+            }
+        } catch let shortage as Shortage {
+            // Give back what this order took before the shortage (same transaction), then say why it failed.
+            for line in taken {
+                try await sql.raw("UPDATE products SET reserved = reserved - \(bind: line.quantity) WHERE id = \(bind: line.productId)").run()
+            }
+            logger.info("Order could not be reserved", metadata: ["orderId": "\(order.orderId)", "reason": "\(shortage.reason)"])
+            try await events.add(
+                EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: shortage.reason), in: sql
+            )
+            return
+        }
+        let now = Timestamp.now()
+        let expiresAt = EventClock.millis() + Int64(timeToLive.components.seconds * 1000 + timeToLive.components.attoseconds / 1_000_000_000_000_000)
+        for line in lines {
+            try await sql.raw(
+                """
+                INSERT INTO reservations (order_id, product_id, quantity, status, expires_at, created_at, updated_at)
+                VALUES (\(bind: order.orderId), \(bind: line.productId), \(bind: line.quantity), 'reserved', \(bind: expiresAt), \(bind: now), \(bind: now))
+                """
+            ).run()
+        }
+        let items = order.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
+        let note = OrderNotification(
+            kind: .orderConfirmed, userId: order.userId, orderId: order.orderId,
+            details: ["items": items, "total": String(format: "%.2f", order.totalAmount)]
+        )
+        try await events.send(OrderNotification.eventType, to: Queue.orderNotifications, key: order.orderId, payload: note, in: sql)
+    }
+
+    /// `order.fulfillment.requested`: turns the order's reservations into shipped stock and publishes `order.shipped`
+    /// with a tracking number. An order whose reservation was released meanwhile (it expired, or the order was
+    /// cancelled) is not shipped: `order.processing.failed` says why.
+    func ship(_ order: OrderEvent, in sql: any SQLDatabase) async throws {
+        if try await sql.raw("SELECT order_id FROM shipments WHERE order_id = \(bind: order.orderId)").first() != nil { return }
+        let rows = try await sql.raw(
+            "SELECT product_id, quantity, status FROM reservations WHERE order_id = \(bind: order.orderId) ORDER BY product_id"
+        ).all()
+        let held = try rows.filter { try $0.decode(column: "status", as: String.self) == "reserved" }
+        guard !rows.isEmpty, held.count == rows.count else {
+            let reason = rows.isEmpty ? "no stock was reserved for the order" : "the order's reservation was released before payment"
+            logger.warning("Paid order cannot be shipped", metadata: ["orderId": "\(order.orderId)", "reason": "\(reason)"])
+            try await events.add(
+                EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: reason), in: sql
+            )
+            return
+        }
+        for row in held {
+            let productId = try row.decode(column: "product_id", as: String.self)
+            let quantity = try row.decode(column: "quantity", as: Int.self)
+            try await sql.raw(
+                "UPDATE products SET stock = stock - \(bind: quantity), reserved = reserved - \(bind: quantity) WHERE id = \(bind: productId)"
+            ).run()
+        }
+        let now = Timestamp.now()
+        try await sql.raw(
+            "UPDATE reservations SET status = 'committed', updated_at = \(bind: now) WHERE order_id = \(bind: order.orderId) AND status = 'reserved'"
+        ).run()
+        let tracking = Self.trackingNumber()
+        try await sql.raw(
+            "INSERT INTO shipments (order_id, tracking_number, shipped_at) VALUES (\(bind: order.orderId), \(bind: tracking), \(bind: now))"
+        ).run()
+        logger.info("Order shipped", metadata: ["orderId": "\(order.orderId)", "trackingNumber": "\(tracking)"])
+        try await events.add(EventType.orderShipped, key: order.orderId, payload: OrderShipped(orderId: order.orderId, trackingNumber: tracking), in: sql)
+    }
+
+    /// Releases the order's held stock (`order.cancelled`, or expiry); answers whether anything was held.
+    @discardableResult
+    func release(orderId: String, in sql: any SQLDatabase) async throws -> Bool {
+        let held = try await sql.raw(
+            "SELECT product_id, quantity FROM reservations WHERE order_id = \(bind: orderId) AND status = 'reserved' ORDER BY product_id"
+        ).all()
+        for row in held {
+            let productId = try row.decode(column: "product_id", as: String.self)
+            let quantity = try row.decode(column: "quantity", as: Int.self)
+            try await sql.raw("UPDATE products SET reserved = reserved - \(bind: quantity) WHERE id = \(bind: productId)").run()
+        }
+        try await sql.raw(
+            "UPDATE reservations SET status = 'released', updated_at = \(bind: Timestamp.now()) WHERE order_id = \(bind: orderId) AND status = 'reserved'"
+        ).run()
+        return !held.isEmpty
+    }
+
+    /// Releases reservations that expired unpaid, one order per transaction, each with `order.processing.failed` (the
+    /// order service cancels the order). Answers how many orders it released.
+    func expire(in database: Database, now: Int64 = EventClock.millis()) async throws -> Int {
+        let due = try await database.withConnection { sql in
+            try await sql.raw(
+                "SELECT DISTINCT order_id FROM reservations WHERE status = 'reserved' AND expires_at < \(bind: now) LIMIT 100"
+            ).all().map { try $0.decode(column: "order_id", as: String.self) }
+        }
+        var released = 0
+        for orderId in due {
+            let changed = try await database.transaction { sql -> Bool in
+                // Checked again inside the transaction: a shipment may have committed it meanwhile.
+                let still = try await sql.raw(
+                    "SELECT order_id FROM reservations WHERE order_id = \(bind: orderId) AND status = 'reserved' AND expires_at < \(bind: now)"
+                ).first()
+                guard still != nil, try await release(orderId: orderId, in: sql) else { return false }
+                let failure = OrderProcessingFailed(orderId: orderId, reason: "the stock reservation expired before payment")
+                try await events.add(EventType.orderProcessingFailed, key: orderId, payload: failure, in: sql)
+                return true
+            }
+            if changed {
+                released += 1
+                logger.info("Reservation expired", metadata: ["orderId": "\(orderId)"])
+            }
+        }
+        if released > 0 { events.committed() }
+        return released
+    }
+
+    /// A carrier-style tracking number: `SHOP` + 12 random digits and letters.
+    static func trackingNumber() -> String {
+        let alphabet = Array("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+        return "SHOP" + String((0..<12).map { _ in alphabet.randomElement()! })
+    }
+}
+
+/// Milliseconds since 1970, for expiry times.
+enum EventClock {
+    static func millis() -> Int64 { Int64(Date.now.timeIntervalSince1970 * 1000) }
+}
+
+/// Sweeps expired reservations at an interval while the service runs.
+struct ReservationExpiry: Service {
+    let reservations: Reservations
+    let database: Database
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await database.prepared.wait() }
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+            do {
+                _ = try await reservations.expire(in: database)
+            } catch {
+                logger.warning("Reservation expiry failed; trying again later", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceAuth
+import ServiceCore
+import ShopContracts
+
+/// `POST /payments` (charge an order), `GET /payments/:id` (the caller's payment).
+struct PaymentController {
+    let repository: PaymentRepository
+    let orders: ServiceClient
+    let processor: any PaymentProcessor
+    /// How long the processor has to answer a charge.
+    let processorTimeout: Duration
+    let verifier: TokenVerifier
+
+    func addRoutes(to router: Router<ServiceRequestContext>) {
+        router.group("payments")
+            .add(middleware: AuthMiddleware(verifier: verifier))
+            .post(use: pay)
+            .get(":id", use: get)
+    }
+
+    /// The validated body of `POST /payments`.
+    struct PaymentInput: Sendable {
+        var orderId: String
+        var amount: Double
+        var card: Card
+
+        /// What identifies the request for its Idempotency-Key: everything but the secrets.
+        var fingerprint: String {
+            "\(orderId)|\(Money.cents(amount))|\(card.brand)|\(card.last4)|\(card.expiryMonth)/\(card.expiryYear)"
+        }
+
+        init(body: JSONValue, now: Date) throws {
+            self = try Validation.validate(body) { body in
+                body.allowOnly(["orderId", "amount", "paymentMethod", "cardDetails"])
+                let orderId = body.string("orderId", maxLength: 64, rule: Rules.identifier)
+                let amount = body.number("amount", positive: true, maximum: 1_000_000, maxFractionDigits: 2)
+                _ = body.string("paymentMethod", maxLength: 32) { method in
+                    ["credit_card", "debit_card", "card"].contains(method) ? nil : "must be one of credit_card, debit_card, card"
+                }
+                let card = body.object("cardDetails").map { card -> Card? in
+                    card.allowOnly(["number", "expiryMonth", "expiryYear", "cvv", "holderName"])
+                    _ = card.string("holderName", required: false, maxLength: 100)
+                    // Spaces and dashes between digit groups are allowed, as people type them.
+                    let number = card.string("number", maxLength: 23) { raw in
+                        let digits = raw.filter { $0 != " " && $0 != "-" }
+                        guard digits.allSatisfy(\.isASCIIDigit), (12...19).contains(digits.count) else { return "must be 12 to 19 digits" }
+                        return Card.passesLuhn(digits) ? nil : "is not a valid card number"
+                    }
+                    let month = card.integer("expiryMonth", in: 1...12)
+                    let year = card.integer("expiryYear", in: 2000...2100)
+                    let cvv = card.string("cvv", maxLength: 4) { cvv in
+                        cvv.count >= 3 && cvv.allSatisfy(\.isASCIIDigit) ? nil : "must be 3 or 4 digits"
+                    }
+                    guard let number, let month, let year, let cvv else { return nil }
+                    let parsed = Card(number: number.filter { $0 != " " && $0 != "-" }, expiryMonth: month, expiryYear: year, cvv: cvv)
+                    if parsed.isExpired(on: now) {
+                        card.fail("expiryYear", "the card has expired")
+                        return nil
+                    }
+                    return parsed
+                }
+                guard let orderId, let amount, let card = card ?? nil else { return nil }
+                return PaymentInput(orderId: orderId, amount: amount, card: card)
+            }
+        }
+
+        init(orderId: String, amount: Double, card: Card) {
+            self.orderId = orderId
+            self.amount = amount
+            self.card = card
+        }
+    }
+
+    @Sendable func pay(request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let key = try idempotencyKey(request)
+        var request = request
+        let input = try PaymentInput(body: try await request.jsonBody(context: context), now: .now)
+        var logger = context.logger
+        logger[metadataKey: "orderId"] = .string(input.orderId)
+
+        // A repeated Idempotency-Key is answered before anything else: its first answer stands, whatever happened since.
+        var retried: PaymentRecord?
+        if let key, let existing = try await repository.find(userId: identity.subject, key: key) {
+            guard existing.fingerprint == input.fingerprint else {
+                throw APIError(.unprocessableContent, "This Idempotency-Key was used with a different request")
+            }
+            if let response = existing.response {
+                logger.info("Repeated payment request answered from its first result", metadata: ["paymentId": "\(existing.payment.id)"])
+                return Self.json(status: response.status, body: response.body, replayed: true)
+            }
+            guard existing.payment.status == "failed" else {
+                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+            }
+            retried = existing
+        }
+
+        // The order as its owner sees it: the order service answers 404/403 for an unknown or someone else's order.
+        let order = try await fetchOrder(input.orderId, bearer: BearerToken.extract(request.headers[.authorization]))
+        guard Money.cents(order.totalAmount) == Money.cents(input.amount) else {
+            throw APIError.validation([.init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")])
+        }
+        if order.status == "paid" || order.status == "shipped" || order.status == "delivered" {
+            throw APIError(.conflict, "Order is already paid")
+        }
+        guard order.status == "pending" || order.status == "confirmed" else {
+            throw APIError(.conflict, "An order that is \(order.status) cannot be paid")
+        }
+
+        var record: PaymentRecord
+        if let retried {
+            // A charge whose outcome was unknown, tried again under the same payment (and processor key).
+            guard try await repository.retry(id: retried.payment.id) else {
+                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+            }
+            record = retried
+        } else {
+            let candidate = PaymentRecord(
+                payment: PaymentDTO(
+                    id: UUID().uuidString.lowercased(), orderId: order.id, amount: order.totalAmount, status: "processing",
+                    card: .init(brand: input.card.brand, last4: input.card.last4), createdAt: Timestamp.now()
+                ),
+                userId: identity.subject, fingerprint: input.fingerprint, processorReference: nil, response: nil
+            )
+            switch try await repository.start(candidate, idempotencyKey: key) {
+            case .started(let started):
+                record = started
+            case .existing:
+                // The same key arrived twice at once; the other request is charging.
+                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+            case .orderTaken(let status):
+                throw APIError(.conflict, status == "processing" ? "A payment for this order is already in progress" : "Order is already paid")
+            }
+        }
+
+        // The processor's idempotency key is the payment's id: a retry of this payment charges at most once.
+        let charge = ChargeRequest(idempotencyKey: record.payment.id, amountCents: Money.cents(record.payment.amount), card: input.card)
+        let outcome: ChargeOutcome
+        do {
+            outcome = try await withDeadline(processorTimeout) { try await processor.charge(charge) }
+        } catch {
+            try await repository.fail(id: record.payment.id, failure: "processor did not answer: \(error)")
+            logger.warning("Payment processor did not answer", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])
+            throw APIError(
+                .gatewayTimeout, "The payment processor did not answer in time; nothing was charged twice — retry with the same Idempotency-Key",
+                extra: ["paymentId": record.payment.id]
+            )
+        }
+        switch outcome {
+        case .approved(let reference):
+            record.payment.status = "completed"
+            let body = String(decoding: try JSONEncoder().encode(record.payment), as: UTF8.self)
+            try await repository.complete(record, reference: reference, response: body)
+            logger.info("Payment completed", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])
+            return Self.json(status: 200, body: body, replayed: false)
+        case .declined(let code, let message):
+            let error = APIError(.init(code: 402, reasonPhrase: "Payment Required"), message, extra: ["code": code, "paymentId": record.payment.id])
+            let body = String(buffer: error.body)
+            try await repository.decline(id: record.payment.id, failure: code, responseStatus: 402, response: body)
+            logger.info("Payment declined", metadata: ["paymentId": "\(record.payment.id)", "code": "\(code)", "card": "\(input.card)"])
+            return Self.json(status: 402, body: body, replayed: false)
+        }
+    }
+
+    @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {
+        let id = try context.parameters.require("id")
+        guard let record = try await repository.find(id: id) else { throw APIError.notFound("Payment not found") }
+        guard try context.requireIdentity().canAccess(ownerID: record.userId) else { throw APIError.forbidden() }
+        return record.payment
+    }
+
+    /// The `Idempotency-Key` header, if any: 1–255 printable ASCII characters.
+    func idempotencyKey(_ request: Request) throws -> String? {
+        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" must be 1 to 255 printable ASCII characters")])
+        }
+        return key
+    }
+
+    func fetchOrder(_ id: String, bearer: String?) async throws -> OrderDTO {
+        let response = try await orders.get("/orders/\(id)", bearer: bearer)
+        switch response.status {
+        case 200: return try response.decode(OrderDTO.self)
+        case 404: throw APIError.notFound("Order not found")
+        case 403: throw APIError.forbidden("This order belongs to someone else")
+        case 401: throw APIError.unauthorized()
+        default: throw APIError(.badGateway, "Order service answered \(response.status)")
+        }
+    }
+
+    static func json(status: Int, body: String, replayed: Bool) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// Runs `body`, cancelling it and throwing ``ProcessorUnavailable`` when it takes longer than `timeout`.
+func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw ProcessorUnavailable(description: "no answer within \(timeout)")
+        }
+        return value
+    }
+}

@@ -1,0 +1,73 @@
+import Hummingbird
+import SQLKit
+import ServiceAuth
+import ServiceCore
+import ServiceDatabase
+import ServiceMessaging
+import ShopContracts
+
+/// Configuration of the payment service.
+public struct PaymentServiceConfiguration: Sendable {
+    public var settings: ServiceSettings
+    public var authURL: String
+    public var orderURL: String
+    /// Verifier to use instead of fetching keys from `authURL` (in-process wiring, tests).
+    public var tokenVerifier: TokenVerifier?
+    /// Where charges and refunds go; the sandbox processor by default.
+    public var processor: any PaymentProcessor = SandboxProcessor()
+    /// How long the processor has to answer a charge (`PAYMENT_PROCESSOR_TIMEOUT_MS`, default 10 s).
+    public var processorTimeout: Duration
+    /// Consumer settings of its event subscriptions.
+    public var consumer: ConsumerConfiguration = .init()
+
+    public init(environment: Environment = Environment()) {
+        self.settings = ServiceSettings(name: ServiceName.payment.rawValue, defaultPort: ServiceName.payment.port(), environment: environment)
+        self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
+        self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
+        self.processorTimeout = .milliseconds(environment.int("PAYMENT_PROCESSOR_TIMEOUT_MS", default: 10_000))
+    }
+}
+
+/// Builds the payment service: charges through a processor (idempotent, card data never stored), `payment.confirmed`
+/// and `PAYMENT_PROCESSED` through the outbox, and refunds of cancelled orders (`order.cancelled`).
+public func buildPaymentService(_ configuration: PaymentServiceConfiguration) async throws -> some ApplicationProtocol {
+    let settings = configuration.settings
+    let logger = ServiceApplication.logger(for: settings)
+    let database = try await Database.open(for: settings, logger: logger)
+    var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    let repository = PaymentRepository(database: database, events: messaging.publisher)
+    let processor = configuration.processor
+    var handlers = EventHandlers()
+    // A cancelled order gives its money back. The processor's refund is keyed by the payment, so a redelivered event
+    // (or a retry after a crash between refund and commit) refunds once.
+    handlers.on(EventType.orderCancelled, as: OrderEvent.self) { cancelled, _, sql in
+        guard let payment = try await PaymentRepository.completed(orderId: cancelled.orderId, in: sql),
+            let reference = payment.processorReference
+        else { return }
+        let refund = try await processor.refund(
+            reference: reference, amountCents: Money.cents(payment.payment.amount), idempotencyKey: "refund-\(payment.payment.id)"
+        )
+        try await repository.markRefunded(payment, reference: refund, in: sql)
+        logger.info("Payment refunded", metadata: ["paymentId": "\(payment.payment.id)", "orderId": "\(cancelled.orderId)"])
+    }
+    messaging.consume(group: "payment-service", handlers: handlers, configuration: configuration.consumer)
+
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+    var health = HealthChecker()
+    health.addCheck(database: database)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    PaymentController(
+        repository: repository,
+        orders: ServiceClient(name: "order", baseURL: configuration.orderURL),
+        processor: processor,
+        processorTimeout: configuration.processorTimeout,
+        verifier: verifier
+    ).addRoutes(to: router)
+    let prepared = messaging
+    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    app.beforeServerStarts {
+        try await database.prepare(migrations: PaymentMigrations.all + MessagingMigrations.all)
+        try await prepared.prepare()
+    }
+    return app
+}

@@ -1,0 +1,3 @@
+import ShopSystem
+
+try await ServiceMain.run([.payment])
