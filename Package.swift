@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ServiceAuth", targets: ["ServiceAuth"]),
         .library(name: "ServiceProxy", targets: ["ServiceProxy"]),
         .library(name: "ServiceMessaging", targets: ["ServiceMessaging"]),
+        .library(name: "ServiceSaga", targets: ["ServiceSaga"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -88,6 +89,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ServiceSaga",
+            dependencies: [
+                "ServiceCore", "ServiceDatabase",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ServiceTesting",
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth",
@@ -129,7 +139,7 @@ let package = Package(
         ),
         .target(
             name: "OrderService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -167,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "ServiceCoreTests",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceTesting",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

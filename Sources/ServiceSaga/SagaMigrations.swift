@@ -1,0 +1,41 @@
+import ServiceDatabase
+
+/// Tables a service needs to orchestrate sagas durably; add to its migrations.
+public enum SagaMigrations {
+    public static let all: [Migration] = [
+        Migration(
+            version: 20_001,
+            name: "sagas",
+            statements: [
+                """
+                CREATE TABLE sagas (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    next_step INTEGER NOT NULL,
+                    compensate_from INTEGER,
+                    error TEXT,
+                    error_status INTEGER,
+                    owner TEXT,
+                    lease_until BIGINT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX sagas_unfinished ON sagas (status, lease_until)",
+                """
+                CREATE TABLE saga_steps (
+                    saga_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    step TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    error TEXT,
+                    at TEXT NOT NULL,
+                    PRIMARY KEY (saga_id, seq)
+                )
+                """,
+            ]
+        )
+    ]
+}

@@ -1,0 +1,364 @@
+import Foundation
+import Logging
+import SQLKit
+import ServiceCore
+import ServiceDatabase
+import ServiceLifecycle
+
+/// Runs sagas of one definition durably on the service's database.
+///
+/// Every transition is committed before the next action: the saga row holds the state, the next step to run (or to
+/// compensate) and a lease; `saga_steps` keeps the history. A saga runs under a lease of this orchestrator, renewed at
+/// each step; when a process dies, its sagas' leases run out and whichever orchestrator runs next (the restarted
+/// process, or another instance) picks them up where they stood and either completes or compensates them. A step that
+/// may have run when the process died is run again — steps are idempotent by their key.
+public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendable {
+    public let definition: SagaDefinition<State>
+    let database: Database
+    let logger: Logger
+    /// How long a saga stays with this orchestrator without a sign of life (a step boundary).
+    let lease: Duration
+    /// How often unfinished sagas whose lease ran out are looked for.
+    let recoveryInterval: Duration
+    let owner = UUID().uuidString.lowercased()
+    /// A test's hook: called at each step boundary, before the next transition; throwing there stops the saga as a
+    /// crash would (nothing more is written).
+    let boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)?
+
+    public init(
+        definition: SagaDefinition<State>,
+        database: Database,
+        logger: Logger,
+        lease: Duration? = nil,
+        recoveryInterval: Duration = .seconds(1),
+        boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)? = nil
+    ) {
+        self.definition = definition
+        self.database = database
+        self.logger = logger
+        // Longer than any one step may take, so a live orchestrator never loses a saga mid-step.
+        let longest = definition.steps.map(\.timeout).max() ?? .seconds(10)
+        self.lease = lease ?? max(longest * 3, .seconds(30))
+        self.recoveryInterval = recoveryInterval
+        self.boundary = boundary
+    }
+
+    static func millis(_ instant: Date = .now) -> Int64 { Int64(instant.timeIntervalSince1970 * 1000) }
+    var leaseMillis: Int64 { Int64(lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000) }
+
+    // MARK: Starting and reading
+
+    /// Stores a new saga (leased to this orchestrator); false when one with this id exists already.
+    @discardableResult
+    public func start(id: String, state: State) async throws -> Bool {
+        let now = Timestamp.now()
+        let text = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        do {
+            try await database.transaction { sql in
+                try await sql.raw(
+                    """
+                    INSERT INTO sagas (id, name, status, state, next_step, owner, lease_until, created_at, updated_at)
+                    VALUES (\(bind: id), \(bind: self.definition.name), 'running', \(bind: text), 0, \(bind: self.owner),
+                            \(bind: Self.millis() + self.leaseMillis), \(bind: now), \(bind: now))
+                    """
+                ).run()
+            }
+            return true
+        } catch where Database.isUniqueViolation(error) {
+            return false
+        }
+    }
+
+    /// Runs saga `id` until it is finished, or until it is not this orchestrator's to run (another holds its lease);
+    /// answers its record at that point.
+    @discardableResult
+    public func run(id: String) async throws -> SagaRecord<State>? {
+        guard try await claim(id: id) else { return try await record(id: id) }
+        do {
+            while try await advance(id: id) {}
+        } catch let crash as SimulatedCrash {
+            throw crash
+        } catch {
+            // The database failed under us: the lease runs out and the saga is resumed later.
+            logger.warning("Saga paused by an error; it resumes when its lease runs out", metadata: ["sagaId": "\(id)", "error": "\(error)"])
+        }
+        return try await record(id: id)
+    }
+
+    /// The saga's record, with its history.
+    public func record(id: String) async throws -> SagaRecord<State>? {
+        try await database.withConnection { sql in
+            guard let row = try await sql.raw("SELECT * FROM sagas WHERE id = \(bind: id)").first() else { return nil }
+            let history = try await sql.raw("SELECT step, status, error, at FROM saga_steps WHERE saga_id = \(bind: id) ORDER BY seq").all().map {
+                SagaRecord<State>.Entry(
+                    name: try $0.decode(column: "step", as: String.self), status: try $0.decode(column: "status", as: String.self),
+                    at: try $0.decode(column: "at", as: String.self), error: try $0.decode(column: "error", as: String?.self)
+                )
+            }
+            return SagaRecord(
+                id: id,
+                status: SagaStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
+                state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),
+                error: try row.decode(column: "error", as: String?.self),
+                errorStatus: try row.decode(column: "error_status", as: Int?.self),
+                history: history
+            )
+        }
+    }
+
+    // MARK: Recovery
+
+    /// Resumes unfinished sagas of this definition whose lease ran out, at start and then every `recoveryInterval`.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.database.prepared.wait() }
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                for id in try await orphans() {
+                    guard !Task.isShuttingDownGracefully else { break }
+                    logger.info("Resuming saga", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
+                    _ = try await run(id: id)
+                }
+            } catch {
+                logger.warning("Saga recovery failed; trying again", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.recoveryInterval) }
+        }
+    }
+
+    /// Unfinished sagas of this definition whose lease ran out.
+    public func orphans() async throws -> [String] {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                SELECT id FROM sagas WHERE name = \(bind: self.definition.name) AND status IN ('running', 'compensating')
+                  AND lease_until < \(bind: Self.millis()) ORDER BY created_at LIMIT 50
+                """
+            ).all().map { try $0.decode(column: "id", as: String.self) }
+        }
+    }
+
+    /// Takes the lease of an unfinished saga that is free (or already ours); false otherwise.
+    func claim(id: String) async throws -> Bool {
+        try await database.withConnection { sql in
+            try await !sql.raw(
+                """
+                UPDATE sagas SET owner = \(bind: self.owner), lease_until = \(bind: Self.millis() + self.leaseMillis)
+                WHERE id = \(bind: id) AND status IN ('running', 'compensating')
+                  AND (owner = \(bind: self.owner) OR lease_until < \(bind: Self.millis()))
+                RETURNING id
+                """
+            ).all().isEmpty
+        }
+    }
+
+    // MARK: Execution
+
+    struct Position {
+        var status: SagaStatus
+        var state: State
+        var nextStep: Int
+        var compensateFrom: Int?
+    }
+
+    /// Thrown by the test hook to stop a saga the way a crash would.
+    public struct SimulatedCrash: Error {
+        public init() {}
+    }
+
+    /// Does one transition of saga `id`; false when it is finished (or no longer ours).
+    func advance(id: String) async throws -> Bool {
+        guard let position = try await load(id: id) else { return false }
+        switch position.status {
+        case .completed, .compensated, .failed:
+            return false
+        case .running:
+            guard position.nextStep < definition.steps.count else {
+                try await boundary?(id, "complete")
+                try await finish(id: id, status: .completed)
+                logger.info("Saga completed", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
+                return false
+            }
+            try await execute(step: position.nextStep, of: id, state: position.state)
+            return true
+        case .compensating:
+            let index = position.compensateFrom ?? -1
+            guard index >= 0 else {
+                try await boundary?(id, "compensated")
+                try await finish(id: id, status: .compensated)
+                logger.info("Saga compensated", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
+                return false
+            }
+            return try await compensate(step: index, of: id, state: position.state)
+        }
+    }
+
+    func execute(step index: Int, of id: String, state: State) async throws {
+        let step = definition.steps[index]
+        try await boundary?(id, "before \(step.name)")
+        try await transition(id: id, history: (step.name, "started", nil)) { _ in }
+        var attempt = 0
+        while true {
+            attempt += 1
+            let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
+            do {
+                let changed = try await Self.withTimeout(step.timeout) {
+                    var next = state
+                    try await step.action(&next, context)
+                    return next
+                }
+                try await boundary?(id, "after \(step.name)")
+                try await transition(id: id, history: (step.name, "completed", nil)) { sql in
+                    try await sql.raw(
+                        "UPDATE sagas SET state = \(bind: try Self.encode(changed)), next_step = \(bind: index + 1) WHERE id = \(bind: id)"
+                    ).run()
+                }
+                return
+            } catch let failure as SagaStepFailure {
+                try await fail(id: id, at: index, step: step.name, message: failure.message, status: failure.status)
+                return
+            } catch let crash as SimulatedCrash {
+                throw crash
+            } catch {
+                guard attempt < step.maxAttempts else {
+                    try await fail(id: id, at: index, step: step.name, message: "\(error)", status: 503)
+                    return
+                }
+                logger.warning("Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
+                try await Task.sleep(for: definition.backoff(afterAttempt: attempt))
+                try await renew(id: id)
+            }
+        }
+    }
+
+    /// The step at `index` failed: compensate from it (its effect may be partial or unknown) back to the first.
+    func fail(id: String, at index: Int, step: String, message: String, status: Int) async throws {
+        logger.info("Saga step failed; compensating", metadata: ["sagaId": "\(id)", "step": "\(step)", "error": "\(message)"])
+        try await boundary?(id, "failed \(step)")
+        try await transition(id: id, history: (step, "failed", message)) { sql in
+            try await sql.raw(
+                """
+                UPDATE sagas SET status = 'compensating', compensate_from = \(bind: index), error = \(bind: String(message.prefix(2000))),
+                    error_status = \(bind: status)
+                WHERE id = \(bind: id)
+                """
+            ).run()
+        }
+    }
+
+    /// Compensates the step at `index`, retrying; false (and `failed`) when it keeps failing.
+    func compensate(step index: Int, of id: String, state: State) async throws -> Bool {
+        let step = definition.steps[index]
+        try await boundary?(id, "before compensating \(step.name)")
+        var attempt = 0
+        while let compensation = step.compensation {
+            attempt += 1
+            let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
+            do {
+                try await Self.withTimeout(step.timeout) { try await compensation(state, context) }
+                break
+            } catch let crash as SimulatedCrash {
+                throw crash
+            } catch {
+                guard attempt < definition.compensationAttempts else {
+                    logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
+                    try await transition(id: id, history: (step.name, "compensation failed", "\(error)")) { sql in
+                        try await sql.raw("UPDATE sagas SET status = 'failed' WHERE id = \(bind: id)").run()
+                    }
+                    return false
+                }
+                try await Task.sleep(for: definition.backoff(afterAttempt: attempt))
+                try await renew(id: id)
+            }
+        }
+        try await boundary?(id, "after compensating \(step.name)")
+        try await transition(id: id, history: (step.name, "compensated", nil)) { sql in
+            try await sql.raw("UPDATE sagas SET compensate_from = \(bind: index - 1) WHERE id = \(bind: id)").run()
+        }
+        return true
+    }
+
+    /// Commits one transition: `change`, a history entry, and a renewed lease — only while the saga is still ours.
+    func transition(id: String, history: (step: String, status: String, error: String?), _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void)
+        async throws
+    {
+        try await database.transaction { sql in
+            let ours = try await sql.raw(
+                """
+                UPDATE sagas SET lease_until = \(bind: Self.millis() + self.leaseMillis), updated_at = \(bind: Timestamp.now())
+                WHERE id = \(bind: id) AND owner = \(bind: self.owner) RETURNING id
+                """
+            ).all()
+            guard !ours.isEmpty else { throw LeaseLost() }
+            try await change(sql)
+            let seq = try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
+                .decode(column: "next", as: Int.self) ?? 1
+            try await sql.raw(
+                """
+                INSERT INTO saga_steps (saga_id, seq, step, status, error, at)
+                VALUES (\(bind: id), \(bind: seq), \(bind: history.step), \(bind: history.status), \(bind: history.error.map { String($0.prefix(2000)) }),
+                        \(bind: Timestamp.now()))
+                """
+            ).run()
+        }
+    }
+
+    struct LeaseLost: Error {}
+
+    func renew(id: String) async throws {
+        try await transitionWithoutHistory(id: id) { _ in }
+    }
+
+    func finish(id: String, status: SagaStatus) async throws {
+        try await transitionWithoutHistory(id: id) { sql in
+            try await sql.raw("UPDATE sagas SET status = \(bind: status.rawValue), owner = NULL WHERE id = \(bind: id)").run()
+        }
+    }
+
+    func transitionWithoutHistory(id: String, _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws {
+        try await database.transaction { sql in
+            let ours = try await sql.raw(
+                """
+                UPDATE sagas SET lease_until = \(bind: Self.millis() + self.leaseMillis), updated_at = \(bind: Timestamp.now())
+                WHERE id = \(bind: id) AND owner = \(bind: self.owner) RETURNING id
+                """
+            ).all()
+            guard !ours.isEmpty else { throw LeaseLost() }
+            try await change(sql)
+        }
+    }
+
+    func load(id: String) async throws -> Position? {
+        try await database.withConnection { sql in
+            guard let row = try await sql.raw("SELECT * FROM sagas WHERE id = \(bind: id) AND owner = \(bind: self.owner)").first() else { return nil }
+            return Position(
+                status: SagaStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
+                state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),
+                nextStep: try row.decode(column: "next_step", as: Int.self),
+                compensateFrom: try row.decode(column: "compensate_from", as: Int?.self)
+            )
+        }
+    }
+
+    static func encode(_ state: State) throws -> String {
+        String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+    }
+
+    struct StepTimedOut: Error, CustomStringConvertible {
+        var timeout: Duration
+        var description: String { "the step did not finish within \(timeout)" }
+    }
+
+    /// Runs `body`, cancelling it and throwing ``StepTimedOut`` after `timeout`.
+    static func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw StepTimedOut(timeout: timeout) }
+            return value
+        }
+    }
+}
