@@ -99,8 +99,9 @@ struct PaymentController {
             retried = existing
         }
 
-        // The order as its owner sees it: the order service answers 404/403 for an unknown or someone else's order.
-        let order = try await fetchOrder(input.orderId, bearer: BearerToken.extract(request.headers[.authorization]))
+        // The order, asked for as this service (orders:read); only its owner may pay it.
+        let order = try await fetchOrder(input.orderId)
+        guard order.userId == identity.subject else { throw APIError.forbidden("This order belongs to someone else") }
         guard Money.cents(order.totalAmount) == Money.cents(input.amount) else {
             throw APIError.validation([.init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")])
         }
@@ -182,14 +183,14 @@ struct PaymentController {
         return key
     }
 
-    func fetchOrder(_ id: String, bearer: String?) async throws -> OrderDTO {
-        let response = try await orders.get("/orders/\(id)", bearer: bearer)
+    func fetchOrder(_ id: String) async throws -> OrderDTO {
+        let response = try await orders.get("/internal/orders/\(id)")
         switch response.status {
         case 200: return try response.decode(OrderDTO.self)
         case 404: throw APIError.notFound("Order not found")
-        case 403: throw APIError.forbidden("This order belongs to someone else")
-        case 401: throw APIError.unauthorized()
-        default: throw APIError(.badGateway, "Order service answered \(response.status)")
+        default:
+            // 401/403 here mean this service's own identity was refused: not the caller's fault.
+            throw APIError(.badGateway, "Order service answered \(response.status)")
         }
     }
 

@@ -19,12 +19,17 @@ public struct PaymentServiceConfiguration: Sendable {
     public var processorTimeout: Duration
     /// Consumer settings of its event subscriptions.
     public var consumer: ConsumerConfiguration = .init()
+    /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
+    public var serviceSecret: String?
+    /// Where its service tokens come from; nil: the auth service, with ``serviceSecret``.
+    public var serviceTokens: ServiceTokenSource?
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.payment.rawValue, defaultPort: ServiceName.payment.port(), environment: environment)
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
         self.processorTimeout = .milliseconds(environment.int("PAYMENT_PROCESSOR_TIMEOUT_MS", default: 10_000))
+        self.serviceSecret = environment.get("SERVICE_SECRET")
     }
 }
 
@@ -53,12 +58,17 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     messaging.consume(group: "payment-service", handlers: handlers, configuration: configuration.consumer)
 
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+    let tokens = try configuration.serviceTokens
+        ?? .forService(
+            ServiceName.payment.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
+            dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+        )
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     PaymentController(
         repository: repository,
-        orders: ServiceClient(name: "order", baseURL: configuration.orderURL),
+        orders: ServiceClient(name: "order", baseURL: configuration.orderURL, credentials: tokens),
         processor: processor,
         processorTimeout: configuration.processorTimeout,
         verifier: verifier

@@ -45,3 +45,20 @@ public enum BearerToken {
         return token.isEmpty ? nil : token
     }
 }
+
+/// After ``AuthMiddleware``: lets through only a service token holding `scope` (403 otherwise) — for the internal
+/// endpoints one service offers another, so that a user token, or a service without the permission, is refused.
+public struct RequireServiceScope: RouterMiddleware {
+    public typealias Context = ServiceRequestContext
+    let scope: String
+
+    public init(_ scope: String) {
+        self.scope = scope
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let identity = context.identity else { throw APIError.unauthorized() }
+        guard identity.isService(with: scope) else { throw APIError.forbidden("This endpoint needs a service token with scope \(scope)") }
+        return try await next(request, context)
+    }
+}

@@ -19,10 +19,15 @@ public struct TokenIssuer: Sendable {
     }
 
     /// A signed token for `subject` with `role`, and its lifetime in seconds.
-    public func issue(subject: String, role: Identity.Role, email: String?, now: Date = .now) async throws -> (token: String, expiresIn: Int) {
+    public func issue(subject: String, role: Identity.Role, email: String?, scopes: [String] = [], now: Date = .now) async throws -> (
+        token: String, expiresIn: Int
+    ) {
         let lifetime = role == .service ? serviceTokenLifetime : userTokenLifetime
         let seconds = Int(lifetime.components.seconds)
-        let claims = TokenClaims(subject: subject, role: role, email: email, issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(seconds)))
+        let claims = TokenClaims(
+            subject: subject, role: role, email: email, scopes: role == .service ? scopes : [], issuedAt: now,
+            expiresAt: now.addingTimeInterval(TimeInterval(seconds))
+        )
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: signingKey.keyID))
         return (token, seconds)
     }

@@ -37,4 +37,7 @@ extension HTTPFields {
 
     /// A JSON content type.
     public static var json: HTTPFields { [.contentType: "application/json"] }
+
+    /// JSON with `Authorization: Bearer token`.
+    public static func json(bearer token: String) -> HTTPFields { [.contentType: "application/json", .authorization: "Bearer \(token)"] }
 }

@@ -49,7 +49,7 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
         orders: ServiceClient(name: "order", baseURL: configuration.orderURL),
         verifier: verifier
     ).addRoutes(to: router)
-    CredentialsController(repository: repository, hasher: hasher).addRoutes(to: router)
+    CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)
 
     var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
     app.beforeServerStarts {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ServiceAuth
 import ServiceCore
 import ServiceLifecycle
 import ShopContracts
@@ -32,6 +33,8 @@ struct Up: AsyncParsableCommand {
         logger.logLevel = level
 
         let admin = try AdminAccount.password(dataDirectory: dataDirectory)
+        // The services' client secrets, made once before any service starts (each reads its own; auth reads all).
+        _ = try ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.allCases.map(\.rawValue))
         let system = LocalSystem(
             portBase: portBase,
             dataDirectory: dataDirectory,

@@ -54,6 +54,51 @@ import UserService
         }
     }
 
+    @Test func servicesGetScopedTokensForTheirOwnSecretOnly() async throws {
+        try await Harness.with(.sqlite) { harness in
+            var configuration = harness.auth(userURL: "http://127.0.0.1:9")
+            configuration.serviceClients = ["payment": "payment-secret", "notification": "notification-secret"]
+            try await buildAuthService(configuration).test(.router) { client in
+                let login = { (body: String) in
+                    try await client.execute(uri: "/auth/service", method: .post, headers: .json, body: .json(body)) { $0 }
+                }
+                let good = try await login(#"{"serviceId":"payment","serviceSecret":"payment-secret"}"#)
+                #expect(good.status == .ok)
+                let token = try good.json(ServiceToken.self)
+                #expect(token.expiresIn == 900)
+                let jwks = try await client.execute(uri: "/.well-known/jwks.json", method: .get) { try $0.json(JWKS.self) }
+                let identity = try await TokenVerifierFactory.verify(token.token, jwks: jwks)
+                #expect(identity.role == .service)
+                #expect(identity.subject == "payment")
+                #expect(identity.scopes == Set(Scope.granted(to: .payment)))
+                // The notification service has no scope at all: it cannot read orders, let alone charge a card.
+                let notification = try await login(#"{"serviceId":"notification","serviceSecret":"notification-secret"}"#).json(ServiceToken.self)
+                #expect(try await TokenVerifierFactory.verify(notification.token, jwks: jwks).scopes.isEmpty)
+
+                for body in [
+                    #"{"serviceId":"payment","serviceSecret":"notification-secret"}"#,
+                    #"{"serviceId":"payment","serviceSecret":"payment-secreT"}"#,
+                    #"{"serviceId":"nobody","serviceSecret":"payment-secret"}"#,
+                ] {
+                    let refused = try await login(body)
+                    #expect(refused.status == .unauthorized, "\(body)")
+                    #expect(refused.errorMessage == "Invalid service credentials")
+                }
+                #expect(try await login(#"{"serviceId":"payment"}"#).status == .badRequest)
+                #expect(try await login("[]").status == .badRequest)
+            }
+        }
+    }
+
+    @Test func aUserTokenCannotCarryScopes() async throws {
+        let keys = try await TestKeys()
+        // A token minted with role user and scopes (as a forger would like) yields a user identity without them.
+        let forged = try await keys.issuer.issue(subject: "u", role: .user, email: nil, scopes: [Scope.paymentsCharge]).token
+        let identity = try await keys.verifier.verify(forged)
+        #expect(identity.scopes.isEmpty)
+        #expect(!identity.isService(with: Scope.paymentsCharge))
+    }
+
     @Test func loginIs503WhenTheUserServiceIsDown() async throws {
         try await Harness.with(.sqlite) { harness in
             try await buildAuthService(harness.auth(userURL: "http://127.0.0.1:9")).test(.router) { client in

@@ -103,6 +103,7 @@ final class Harness: Sendable {
         configuration.consumer = Self.fastConsumer
         configuration.processor = processor
         configuration.processorTimeout = processorTimeout
+        configuration.serviceTokens = keys.serviceTokens(ServiceName.payment.rawValue, scopes: Scope.granted(to: .payment))
         return configuration
     }
 

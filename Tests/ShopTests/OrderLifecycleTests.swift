@@ -211,6 +211,26 @@ import Testing
         }
     }
 
+    @Test func internalOrderReadsNeedAServiceTokenWithOrdersRead() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await Self.customer(shop)
+                let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody(quantity: 1), token: token).json(OrderDTO.self)
+                let url = try #require(shop.serviceURLs[.order]) + "/internal/orders/\(order.id)"
+                for (what, intruder) in try await harness.keys.intruders(for: Scope.ordersRead) + [("the owner's own token", token)] {
+                    let response = try await InProcessShop.call(shop.client, .GET, url, token: intruder)
+                    #expect(response.status == (intruder == nil || what.contains("expired") ? .unauthorized : .forbidden), "\(what)")
+                    #expect(!String(buffer: response.body).contains(order.id), "\(what)")
+                }
+                let service = try await harness.keys.token("payment", role: .service, scopes: [Scope.ordersRead])
+                #expect(try await InProcessShop.call(shop.client, .GET, url, token: service).json(OrderDTO.self).id == order.id)
+                // Not reachable through the gateway at all.
+                #expect(try await shop.call(.GET, "/api/internal/orders/\(order.id)", token: service).status == .notFound)
+                #expect(try await shop.call(.GET, "/api/orders/../internal/orders/\(order.id)", token: service).status == .badRequest)
+            }
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func anUnpaidReservationExpiresAndItsOrderIsCancelled(_ engine: TestDatabase) async throws {
         try await Harness.with(engine, reservationTimeToLive: .milliseconds(600)) { harness in

@@ -159,10 +159,21 @@ import UserService
 
     @Test func credentialsAreCheckedForTheAuthService() async throws {
         try await Harness.with(.sqlite) { harness in
+            let service = try await harness.keys.token("auth", role: .service, scopes: [Scope.credentialsVerify])
+            let intruders = try await harness.keys.intruders(for: Scope.credentialsVerify)
             try await buildUserService(harness.user()).test(.router) { client in
                 let jane = try await signUp(client)
                 let verify = { (body: String) in
-                    try await client.execute(uri: "/internal/credentials/verify", method: .post, headers: .json, body: .json(body)) { $0 }
+                    try await client.execute(uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service), body: .json(body)) { $0 }
+                }
+                // Only the auth service's token (with its scope) gets an answer.
+                for (what, token) in intruders {
+                    let headers: HTTPFields = token.map { .json(bearer: $0) } ?? .json
+                    let response = try await client.execute(
+                        uri: "/internal/credentials/verify", method: .post, headers: headers, body: .json(#"{"email":"jane@example.com","password":"Secret123"}"#)
+                    ) { $0 }
+                    #expect(response.status == (token == nil || what.contains("expired") ? .unauthorized : .forbidden), "\(what)")
+                    #expect(!String(buffer: response.body).contains(jane.id), "\(what)")
                 }
                 let good = try await verify(#"{"email":"jane@example.com","password":"Secret123"}"#)
                 #expect(good.status == .ok)
@@ -177,9 +188,10 @@ import UserService
     @Test func theAdminAccountIsCreatedOnceAtStart() async throws {
         try await Harness.with(.sqlite) { harness in
             let configuration = harness.user(adminPassword: "AdminPass1")
+            let service = try await harness.keys.token("auth", role: .service, scopes: [Scope.credentialsVerify])
             try await buildUserService(configuration).test(.router) { client in
                 try await client.execute(
-                    uri: "/internal/credentials/verify", method: .post, headers: .json,
+                    uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service),
                     body: .json(#"{"email":"admin@shop.local","password":"AdminPass1"}"#)
                 ) { response async throws in
                     #expect(response.status == .ok)
@@ -192,6 +204,7 @@ import UserService
     @Test(arguments: TestDatabase.available)
     func controlCharactersAreRefusedOnEveryEngine(_ engine: TestDatabase) async throws {
         try await Harness.with(engine) { harness in
+            let service = try await harness.keys.token("auth", role: .service, scopes: [Scope.credentialsVerify])
             try await buildUserService(harness.user()).test(.router) { client in
                 for body in [
                     #"{"email":"jane@example.com","name":"Ja\u0000ne","password":"Secret123"}"#,
@@ -204,7 +217,7 @@ import UserService
                     }
                 }
                 try await client.execute(
-                    uri: "/internal/credentials/verify", method: .post, headers: .json, body: .json(#"{"email":"\u0000","password":"x"}"#)
+                    uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service), body: .json(#"{"email":"\u0000","password":"x"}"#)
                 ) { response async throws in
                     #expect(response.status == .badRequest)
                 }
@@ -218,7 +231,7 @@ import UserService
                 }
                 _ = try await signUp(client, #"{"email":"jane@example.com","name":"Jane","password":" Secret123 "}"#)
                 try await client.execute(
-                    uri: "/internal/credentials/verify", method: .post, headers: .json,
+                    uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service),
                     body: .json(#"{"email":"jane@example.com","password":"Secret123"}"#)
                 ) { response async throws in
                     #expect(response.status == .unauthorized)
@@ -238,9 +251,10 @@ import UserService
                 async let repassworded = client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"password":"Newer1234"}"#)) { $0.status }
                 #expect(try await renamed == .ok)
                 #expect(try await repassworded == .ok)
+                let service = try await harness.keys.token("auth", role: .service, scopes: [Scope.credentialsVerify])
                 let verify = { (password: String) in
                     try await client.execute(
-                        uri: "/internal/credentials/verify", method: .post, headers: .json,
+                        uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service),
                         body: .json(#"{"email":"jane@example.com","password":"\#(password)"}"#)
                     ) { $0 }
                 }

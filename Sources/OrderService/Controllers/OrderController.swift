@@ -19,6 +19,17 @@ struct OrderController<Repository: OrderRepository> {
             .get("user/:userId", use: listForUser)
             .get(":id", use: get)
             .post(":id/cancel", use: cancel)
+        // For other services (the payment service checks the order it charges): a service token with orders:read.
+        router.group("internal/orders")
+            .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireServiceScope(Scope.ordersRead))
+            .get(":id", use: getForService)
+    }
+
+    @Sendable func getForService(request: Request, context: ServiceRequestContext) async throws -> OrderDTO {
+        let id = try context.parameters.require("id")
+        guard let order = try await repository.find(id: id) else { throw APIError.notFound("Order not found") }
+        return order
     }
 
     @Sendable func create(request: Request, context: ServiceRequestContext) async throws -> EditedResponse<OrderDTO> {

@@ -16,11 +16,18 @@ public struct ServiceClient: Sendable {
     let http: HTTPClient
     let timeout: TimeAmount
 
-    public init(name: String, baseURL: String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5)) {
+    /// When set, calls without an explicit bearer carry this service's own token (and `X-Service-ID`).
+    public let credentials: (any ServiceCredentials)?
+
+    public init(
+        name: String, baseURL: String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
+        credentials: (any ServiceCredentials)? = nil
+    ) {
         self.name = name
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.http = http
         self.timeout = timeout
+        self.credentials = credentials
     }
 
     static let logger = Logger(label: "service-client")
@@ -59,6 +66,16 @@ public struct ServiceClient: Sendable {
         }
         if let bearer {
             request.headers.add(name: "authorization", value: "Bearer \(bearer)")
+        } else if let credentials {
+            let token: String
+            do {
+                token = try await credentials.token()
+            } catch {
+                Self.logger.warning("No service token to call another service", metadata: ["service": "\(name)", "error": "\(error)"])
+                throw APIError.unavailable("\(name) service unavailable")
+            }
+            request.headers.add(name: "authorization", value: "Bearer \(token)")
+            request.headers.add(name: "x-service-id", value: credentials.serviceID)
         }
         if let body {
             request.headers.add(name: "content-type", value: "application/json")
@@ -92,4 +109,10 @@ extension HTTPClient {
         configuration.timeout.connect = .seconds(5)
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
+}
+
+/// A service's own identity for calls to other services: its id, and a (cached) token proving it.
+public protocol ServiceCredentials: Sendable {
+    var serviceID: String { get }
+    func token() async throws -> String
 }

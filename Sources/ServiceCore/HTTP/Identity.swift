@@ -13,12 +13,20 @@ public struct Identity: Sendable, Equatable, Codable {
     public var email: String?
     /// The raw bearer token, kept so a service can act on behalf of the caller downstream.
     public var token: String
+    /// What a service token allows (e.g. `orders:read`); empty for users.
+    public var scopes: Set<String>
 
-    public init(subject: String, role: Role, email: String? = nil, token: String) {
+    public init(subject: String, role: Role, email: String? = nil, token: String, scopes: Set<String> = []) {
         self.subject = subject
         self.role = role
         self.email = email
         self.token = token
+        self.scopes = scopes
+    }
+
+    /// True for a service identity holding `scope`.
+    public func isService(with scope: String) -> Bool {
+        role == .service && scopes.contains(scope)
     }
 
     /// True when this identity may act on resources owned by `ownerID`.

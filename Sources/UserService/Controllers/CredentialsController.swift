@@ -1,15 +1,21 @@
 import Hummingbird
+import ServiceAuth
 import ServiceCore
 import ShopContracts
 
 /// The internal route the auth service calls at login: checks an email and password and answers the user, or 401.
-/// It lives under `/internal`, which the gateway never forwards.
+/// It lives under `/internal`, which the gateway never forwards, and answers only a service token with scope
+/// `credentials:verify`.
 struct CredentialsController<Repository: UserRepository> {
     let repository: Repository
     let hasher: PasswordHasher
+    let verifier: TokenVerifier
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
-        router.post("internal/credentials/verify", use: verify)
+        router.group("internal/credentials")
+            .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireServiceScope(Scope.credentialsVerify))
+            .post("verify", use: verify)
     }
 
     @Sendable func verify(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
