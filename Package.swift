@@ -111,7 +111,7 @@ let package = Package(
         // MARK: The shop
         .target(
             name: "ShopContracts",
-            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["ServiceCore", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -45,6 +45,7 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     InventoryController(repository: SQLProductRepository(database: database, events: messaging.publisher), verifier: verifier).addRoutes(to: router)
+    ReservationController(reservations: reservations, database: database, verifier: verifier).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
         router: router, settings: settings, services: database.services + messaging.services + [expiry], logger: logger

@@ -3,6 +3,7 @@ import ServiceAuth
 import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
+import ServiceSaga
 import ShopContracts
 
 /// Configuration of the order service.
@@ -14,15 +15,34 @@ public struct OrderServiceConfiguration: Sendable {
     public var tokenVerifier: TokenVerifier?
     /// Consumer settings of its event subscriptions.
     public var consumer: ConsumerConfiguration = .init()
+    public var paymentURL: String
+    /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
+    public var serviceSecret: String?
+    /// Where its service tokens come from; nil: the auth service, with ``serviceSecret``.
+    public var serviceTokens: ServiceTokenSource?
+    /// How long `POST /checkout` waits for the saga before answering 202 (`CHECKOUT_WAIT_MS`, default 5 s).
+    public var checkoutWait: Duration
+    /// How long the charge step may take (`CHECKOUT_CHARGE_TIMEOUT_MS`, default 20 s: more than the processor's 10).
+    public var chargeTimeout: Duration
+    /// The lease of a running saga (`SAGA_LEASE_MS`); after a crash, another run picks the saga up once it ran out.
+    public var sagaLease: Duration?
+    /// How often unfinished sagas are looked for.
+    public var sagaRecoveryInterval: Duration = .seconds(1)
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.order.rawValue, defaultPort: ServiceName.order.port(), environment: environment)
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.inventoryURL = environment.string(ServiceName.inventory.urlVariable, default: "http://127.0.0.1:\(ServiceName.inventory.port())")
+        self.paymentURL = environment.string(ServiceName.payment.urlVariable, default: "http://127.0.0.1:\(ServiceName.payment.port())")
+        self.serviceSecret = environment.get("SERVICE_SECRET")
+        self.checkoutWait = .milliseconds(environment.int("CHECKOUT_WAIT_MS", default: 5000))
+        self.chargeTimeout = .milliseconds(environment.int("CHECKOUT_CHARGE_TIMEOUT_MS", default: 20_000))
+        self.sagaLease = environment.get("SAGA_LEASE_MS").flatMap(Int.init).map { .milliseconds($0) }
     }
 }
 
-/// Builds the order service: orders priced from the catalog, per-user listing with pagination, and the status machine.
+/// Builds the order service: orders priced from the catalog, per-user listing with pagination, the status machine
+/// driven by the other services' events, and the checkout saga (orchestrated here, durable in this service's database).
 public func buildOrderService(_ configuration: OrderServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
@@ -49,18 +69,35 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
-    OrderController(
-        repository: SQLOrderRepository(database: database, events: messaging.publisher),
-        catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL),
-        replicas: Replicas(database: database),
-        verifier: verifier
+    let pricing = CatalogPricing(catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL), replicas: Replicas(database: database))
+    let repository = SQLOrderRepository(database: database, events: messaging.publisher)
+    OrderController(repository: repository, pricing: pricing, verifier: verifier).addRoutes(to: router)
+
+    let tokens = try configuration.serviceTokens
+        ?? .forService(
+            ServiceName.order.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
+            dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+        )
+    let vault = CardVault()
+    let saga = CheckoutSaga.definition(
+        inventory: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens),
+        payments: ServiceClient(name: "payment", baseURL: configuration.paymentURL, timeout: .seconds(30), credentials: tokens),
+        repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout
+    )
+    let orchestrator = SagaOrchestrator(
+        definition: saga, database: database, logger: logger, lease: configuration.sagaLease, recoveryInterval: configuration.sagaRecoveryInterval
+    )
+    CheckoutController(
+        orchestrator: orchestrator, pricing: pricing, vault: vault, database: database, verifier: verifier, wait: configuration.checkoutWait, logger: logger
     ).addRoutes(to: router)
     // The event log's dead letters are administered here (the gateway routes /api/admin/dlq to this service).
     DeadLetterController(log: messaging.log).addRoutes(to: router.group().add(middleware: AuthMiddleware(verifier: verifier)))
     let prepared = messaging
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    var app = ServiceApplication.makeApplication(
+        router: router, settings: settings, services: database.services + messaging.services + [orchestrator], logger: logger
+    )
     app.beforeServerStarts {
-        try await database.prepare(migrations: OrderMigrations.all + MessagingMigrations.all)
+        try await database.prepare(migrations: OrderMigrations.all + MessagingMigrations.all + SagaMigrations.all)
         try await prepared.prepare()
     }
     return app

@@ -20,6 +20,31 @@ struct PaymentController {
             .add(middleware: AuthMiddleware(verifier: verifier))
             .post(use: pay)
             .get(":id", use: get)
+        // For the checkout saga (the order service's token): charge, look a charge up by its key, refund.
+        let charges = router.group("internal/charges").add(middleware: AuthMiddleware(verifier: verifier))
+        charges.group().add(middleware: RequireServiceScope(Scope.paymentsCharge))
+            .post(use: chargeForService)
+            .get(use: findForService)
+        charges.group().add(middleware: RequireServiceScope(Scope.paymentsRefund))
+            .post(":id/refund", use: refundForService)
+    }
+
+    /// `GET /internal/charges?userId=&idempotencyKey=`: the payment a charge with that key made, if any.
+    @Sendable func findForService(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {
+        guard let userId = request.uri.queryParameters.get("userId"), let key = request.uri.queryParameters.get("idempotencyKey") else {
+            throw APIError.validation([.init(field: "idempotencyKey", message: "\"userId\" and \"idempotencyKey\" are required")])
+        }
+        guard let record = try await repository.find(userId: userId, key: key) else { throw APIError.notFound("Payment not found") }
+        return record.payment
+    }
+
+    /// `POST /internal/charges/:id/refund`: refunds a completed payment (once, however often asked); a payment that took
+    /// no money is answered as it is.
+    @Sendable func refundForService(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {
+        let id = try context.parameters.require("id")
+        guard let record = try await repository.refund(id: id, processor: processor) else { throw APIError.notFound("Payment not found") }
+        context.logger.info("Refund requested", metadata: ["paymentId": "\(id)", "status": "\(record.payment.status)"])
+        return record.payment
     }
 
     /// The validated body of `POST /payments`.
@@ -27,51 +52,31 @@ struct PaymentController {
         var orderId: String
         var amount: Double
         var card: Card
+        /// Whose payment it is: given by the calling service on the internal endpoint.
+        var userId: String?
 
         /// What identifies the request for its Idempotency-Key: everything but the secrets.
         var fingerprint: String {
             "\(orderId)|\(Money.cents(amount))|\(card.brand)|\(card.last4)|\(card.expiryMonth)/\(card.expiryYear)"
         }
 
-        init(body: JSONValue, now: Date) throws {
+        init(body: JSONValue, now: Date, forService: Bool = false) throws {
             self = try Validation.validate(body) { body in
-                body.allowOnly(["orderId", "amount", "paymentMethod", "cardDetails"])
+                body.allowOnly(forService ? ["orderId", "userId", "amount", "paymentMethod", "cardDetails"] : ["orderId", "amount", "paymentMethod", "cardDetails"])
+                let userId = forService ? body.string("userId", maxLength: 64, rule: Rules.identifier) : nil
                 let orderId = body.string("orderId", maxLength: 64, rule: Rules.identifier)
                 let amount = body.number("amount", positive: true, maximum: 1_000_000, maxFractionDigits: 2)
-                _ = body.string("paymentMethod", maxLength: 32) { method in
-                    ["credit_card", "debit_card", "card"].contains(method) ? nil : "must be one of credit_card, debit_card, card"
-                }
-                let card = body.object("cardDetails").map { card -> Card? in
-                    card.allowOnly(["number", "expiryMonth", "expiryYear", "cvv", "holderName"])
-                    _ = card.string("holderName", required: false, maxLength: 100)
-                    // Spaces and dashes between digit groups are allowed, as people type them.
-                    let number = card.string("number", maxLength: 23) { raw in
-                        let digits = raw.filter { $0 != " " && $0 != "-" }
-                        guard digits.allSatisfy(\.isASCIIDigit), (12...19).contains(digits.count) else { return "must be 12 to 19 digits" }
-                        return Card.passesLuhn(digits) ? nil : "is not a valid card number"
-                    }
-                    let month = card.integer("expiryMonth", in: 1...12)
-                    let year = card.integer("expiryYear", in: 2000...2100)
-                    let cvv = card.string("cvv", maxLength: 4) { cvv in
-                        cvv.count >= 3 && cvv.allSatisfy(\.isASCIIDigit) ? nil : "must be 3 or 4 digits"
-                    }
-                    guard let number, let month, let year, let cvv else { return nil }
-                    let parsed = Card(number: number.filter { $0 != " " && $0 != "-" }, expiryMonth: month, expiryYear: year, cvv: cvv)
-                    if parsed.isExpired(on: now) {
-                        card.fail("expiryYear", "the card has expired")
-                        return nil
-                    }
-                    return parsed
-                }
-                guard let orderId, let amount, let card = card ?? nil else { return nil }
-                return PaymentInput(orderId: orderId, amount: amount, card: card)
+                let card = CardDetails.read(from: body, now: now)
+                guard let orderId, let amount, let card, !forService || userId != nil else { return nil }
+                return PaymentInput(orderId: orderId, amount: amount, card: card, userId: userId)
             }
         }
 
-        init(orderId: String, amount: Double, card: Card) {
+        init(orderId: String, amount: Double, card: Card, userId: String?) {
             self.orderId = orderId
             self.amount = amount
             self.card = card
+            self.userId = userId
         }
     }
 
@@ -80,12 +85,43 @@ struct PaymentController {
         let key = try idempotencyKey(request)
         var request = request
         let input = try PaymentInput(body: try await request.jsonBody(context: context), now: .now)
-        var logger = context.logger
-        logger[metadataKey: "orderId"] = .string(input.orderId)
+        return try await charge(input, userId: identity.subject, key: key, logger: context.logger) { amount in
+            // The order, asked for as this service (orders:read); only its owner may pay it, in full, once.
+            let order = try await fetchOrder(input.orderId)
+            guard order.userId == identity.subject else { throw APIError.forbidden("This order belongs to someone else") }
+            guard Money.cents(order.totalAmount) == Money.cents(input.amount) else {
+                throw APIError.validation([.init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")])
+            }
+            if order.status == "paid" || order.status == "shipped" || order.status == "delivered" {
+                throw APIError(.conflict, "Order is already paid")
+            }
+            guard order.status == "pending" || order.status == "confirmed" else {
+                throw APIError(.conflict, "An order that is \(order.status) cannot be paid")
+            }
+        }
+    }
 
+    /// `POST /internal/charges` (scope payments:charge): the checkout saga's charge for an order it has not created yet.
+    /// The calling service vouches for the user and the amount; the Idempotency-Key header is required.
+    @Sendable func chargeForService(request: Request, context: ServiceRequestContext) async throws -> Response {
+        guard let key = try idempotencyKey(request) else {
+            throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" is required")])
+        }
+        var request = request
+        let input = try PaymentInput(body: try await request.jsonBody(context: context), now: .now, forService: true)
+        return try await charge(input, userId: input.userId ?? "", key: key, logger: context.logger, check: nil)
+    }
+
+    /// Charges `input` for `userId`: answers a repeated Idempotency-Key from its first result, runs `check` (the order's
+    /// checks), records the payment, asks the processor, and answers 200, 402 or 504.
+    func charge(
+        _ input: PaymentInput, userId: String, key: String?, logger: Logger, check: (@Sendable (Double) async throws -> Void)?
+    ) async throws -> Response {
+        var logger = logger
+        logger[metadataKey: "orderId"] = .string(input.orderId)
         // A repeated Idempotency-Key is answered before anything else: its first answer stands, whatever happened since.
         var retried: PaymentRecord?
-        if let key, let existing = try await repository.find(userId: identity.subject, key: key) {
+        if let key, let existing = try await repository.find(userId: userId, key: key) {
             guard existing.fingerprint == input.fingerprint else {
                 throw APIError(.unprocessableContent, "This Idempotency-Key was used with a different request")
             }
@@ -99,18 +135,7 @@ struct PaymentController {
             retried = existing
         }
 
-        // The order, asked for as this service (orders:read); only its owner may pay it.
-        let order = try await fetchOrder(input.orderId)
-        guard order.userId == identity.subject else { throw APIError.forbidden("This order belongs to someone else") }
-        guard Money.cents(order.totalAmount) == Money.cents(input.amount) else {
-            throw APIError.validation([.init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")])
-        }
-        if order.status == "paid" || order.status == "shipped" || order.status == "delivered" {
-            throw APIError(.conflict, "Order is already paid")
-        }
-        guard order.status == "pending" || order.status == "confirmed" else {
-            throw APIError(.conflict, "An order that is \(order.status) cannot be paid")
-        }
+        try await check?(input.amount)
 
         var record: PaymentRecord
         if let retried {
@@ -122,10 +147,10 @@ struct PaymentController {
         } else {
             let candidate = PaymentRecord(
                 payment: PaymentDTO(
-                    id: UUID().uuidString.lowercased(), orderId: order.id, amount: order.totalAmount, status: "processing",
+                    id: UUID().uuidString.lowercased(), orderId: input.orderId, amount: input.amount, status: "processing",
                     card: .init(brand: input.card.brand, last4: input.card.last4), createdAt: Timestamp.now()
                 ),
-                userId: identity.subject, fingerprint: input.fingerprint, processorReference: nil, response: nil
+                userId: userId, fingerprint: input.fingerprint, processorReference: nil, response: nil
             )
             switch try await repository.start(candidate, idempotencyKey: key) {
             case .started(let started):

@@ -142,6 +142,28 @@ struct PaymentRepository: Sendable {
         try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) AND status = 'completed'").first().map(Self.record)
     }
 
+    /// Refunds a completed payment through `processor` and records it, inside the transaction `sql`; false when the
+    /// payment took no money (declined, failed) or was refunded already. The processor's refund is keyed by the
+    /// payment, so doing this again (a redelivery, a retry after a crash between refund and commit) refunds once.
+    func refund(_ record: PaymentRecord, processor: any PaymentProcessor, in sql: any SQLDatabase) async throws -> Bool {
+        guard record.payment.status == "completed", let reference = record.processorReference else { return false }
+        let refund = try await processor.refund(
+            reference: reference, amountCents: Money.cents(record.payment.amount), idempotencyKey: "refund-\(record.payment.id)"
+        )
+        try await markRefunded(record, reference: refund, in: sql)
+        return true
+    }
+
+    /// Refunds payment `id` (see ``refund(_:processor:in:)``); answers the payment as it now is, nil when unknown.
+    func refund(id: String, processor: any PaymentProcessor) async throws -> PaymentRecord? {
+        let refunded = try await database.transaction { sql -> Bool? in
+            guard let record = try await sql.raw("SELECT * FROM payments WHERE id = \(bind: id)").first().map(Self.record) else { return nil }
+            return try await refund(record, processor: processor, in: sql)
+        }
+        if refunded == true { events.committed() }
+        return refunded == nil ? nil : try await find(id: id)
+    }
+
     /// Marks a payment refunded and publishes `payment.refunded`, inside the transaction `sql`.
     func markRefunded(_ record: PaymentRecord, reference: String, in sql: any SQLDatabase) async throws {
         try await sql.raw(

@@ -46,14 +46,10 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     // A cancelled order gives its money back. The processor's refund is keyed by the payment, so a redelivered event
     // (or a retry after a crash between refund and commit) refunds once.
     handlers.on(EventType.orderCancelled, as: OrderEvent.self) { cancelled, _, sql in
-        guard let payment = try await PaymentRepository.completed(orderId: cancelled.orderId, in: sql),
-            let reference = payment.processorReference
-        else { return }
-        let refund = try await processor.refund(
-            reference: reference, amountCents: Money.cents(payment.payment.amount), idempotencyKey: "refund-\(payment.payment.id)"
-        )
-        try await repository.markRefunded(payment, reference: refund, in: sql)
-        logger.info("Payment refunded", metadata: ["paymentId": "\(payment.payment.id)", "orderId": "\(cancelled.orderId)"])
+        guard let payment = try await PaymentRepository.completed(orderId: cancelled.orderId, in: sql) else { return }
+        if try await repository.refund(payment, processor: processor, in: sql) {
+            logger.info("Payment refunded", metadata: ["paymentId": "\(payment.payment.id)", "orderId": "\(cancelled.orderId)"])
+        }
     }
     messaging.consume(group: "payment-service", handlers: handlers, configuration: configuration.consumer)
 

@@ -31,3 +31,22 @@ public struct ProductUpdate: Codable, Sendable {
         self.stock = stock
     }
 }
+
+/// Body of the inventory's internal `POST /internal/reservations` (the checkout saga's first step).
+public struct ReservationRequest: Codable, Sendable {
+    public struct Line: Codable, Sendable, Equatable {
+        public var productId: String
+        public var quantity: Int
+        public init(productId: String, quantity: Int) {
+            self.productId = productId
+            self.quantity = quantity
+        }
+    }
+
+    public var orderId: String
+    public var items: [Line]
+    public init(orderId: String, items: [Line]) {
+        self.orderId = orderId
+        self.items = items
+    }
+}

@@ -8,3 +8,4 @@ extension ProductDTO: ResponseEncodable {}
 extension OrderDTO: ResponseEncodable {}
 extension UserChanged: ResponseEncodable {}
 extension PaymentDTO: ResponseEncodable {}
+extension CheckoutDTO: ResponseEncodable {}

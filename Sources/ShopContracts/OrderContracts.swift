@@ -65,3 +65,37 @@ public struct OrderDTO: Codable, Sendable, Equatable {
         self.updatedAt = updatedAt
     }
 }
+
+/// A checkout (`POST /checkout`, `GET /checkout/:id`): the saga's state and history.
+public struct CheckoutDTO: Codable, Sendable, Equatable {
+    public struct Step: Codable, Sendable, Equatable {
+        public var name: String
+        /// `started`, `completed`, `failed`, `compensated`, `compensation failed`.
+        public var status: String
+        public var at: String
+        public var error: String?
+        public init(name: String, status: String, at: String, error: String? = nil) {
+            self.name = name
+            self.status = status
+            self.at = at
+            self.error = error
+        }
+    }
+
+    public var id: String
+    /// `running`, `completed`, `compensating`, `compensated`, `failed` (needs an operator).
+    public var status: String
+    /// The order, once the checkout completed.
+    public var orderId: String?
+    /// Why it did not complete.
+    public var error: String?
+    public var steps: [Step]?
+
+    public init(id: String, status: String, orderId: String? = nil, error: String? = nil, steps: [Step]? = nil) {
+        self.id = id
+        self.status = status
+        self.orderId = orderId
+        self.error = error
+        self.steps = steps
+    }
+}

@@ -6,6 +6,7 @@ import InventoryService
 import NotificationService
 import ServiceMessaging
 import NIOConcurrencyHelpers
+import NIOPosix
 import OrderService
 import PaymentService
 import ServiceAuth
@@ -23,9 +24,10 @@ final class Harness: Sendable {
     let eventLogURL: String
     private let urls = NIOLockedValueBox<[String]>([])
 
-    private init(engine: TestDatabase, keys: TestKeys, reservationTimeToLive: Duration, processorTimeout: Duration) {
+    private init(engine: TestDatabase, keys: TestKeys, reservationTimeToLive: Duration, processorTimeout: Duration, sagaLease: Duration?) {
         self.engine = engine
         self.keys = keys
+        self.sagaLease = sagaLease
         self.reservationTimeToLive = reservationTimeToLive
         self.processorTimeout = processorTimeout
         self.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-test-\(UUID().uuidString)").path
@@ -38,9 +40,12 @@ final class Harness: Sendable {
         _ engine: TestDatabase,
         reservationTimeToLive: Duration = .seconds(900),
         processorTimeout: Duration = .seconds(2),
+        sagaLease: Duration? = nil,
         _ body: @Sendable (Harness) async throws -> T
     ) async throws -> T {
-        let harness = Harness(engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout)
+        let harness = Harness(
+            engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout, sagaLease: sagaLease
+        )
         do {
             let result = try await body(harness)
             await harness.cleanUp()
@@ -81,6 +86,8 @@ final class Harness: Sendable {
     let processor = SandboxProcessor()
     /// How long the payment service waits for the processor.
     let processorTimeout: Duration
+    /// The lease of the order service's sagas (short, so a test can resume a saga after a simulated crash).
+    let sagaLease: Duration?
 
     /// Where the notification service writes its `.eml` files.
     var mailDirectory: String { (dataDirectory as NSString).appendingPathComponent("mail") }
@@ -107,10 +114,14 @@ final class Harness: Sendable {
         return configuration
     }
 
-    func order(inventoryURL: String) -> OrderServiceConfiguration {
+    func order(inventoryURL: String, paymentURL: String = "http://127.0.0.1:9") -> OrderServiceConfiguration {
         var configuration = OrderServiceConfiguration(environment: [:])
         configuration.settings = settings(.order)
         configuration.inventoryURL = inventoryURL
+        configuration.paymentURL = paymentURL
+        configuration.serviceTokens = keys.serviceTokens(ServiceName.order.rawValue, scopes: Scope.granted(to: .order))
+        configuration.chargeTimeout = processorTimeout + .seconds(2)
+        configuration.sagaLease = sagaLease
         configuration.tokenVerifier = keys.verifier
         configuration.consumer = Self.fastConsumer
         return configuration
@@ -155,6 +166,13 @@ final class Harness: Sendable {
             }
             return try await body(url)
         }
+    }
+
+    /// A port nothing listens on now (for a service whose URL another must know before it starts).
+    static func freePort() throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? channel.close().wait() }
+        return channel.localAddress?.port ?? 0
     }
 
     struct SetupFailed: Error {

@@ -29,14 +29,21 @@ struct InProcessShop: Sendable {
         extraGatewaySetup: @escaping @Sendable (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @Sendable @escaping (InProcessShop) async throws -> T
     ) async throws -> T {
+        // The order service calls the payment service, which starts later (it needs the order service's URL): it gets
+        // a port chosen now.
+        let paymentPort = try Harness.freePort()
         return try await harness.withCatalog(catalog) { inventoryURL in
-            let order = harness.order(inventoryURL: inventoryURL)
+            let order = harness.order(inventoryURL: inventoryURL, paymentURL: Self.url(paymentPort))
             return try await RunningService.with([{ var c = order; c.settings.onServerRunning = $0; return try await buildOrderService(c) }]) { orderPorts in
                 let user = harness.user(orderURL: Self.url(orderPorts[0]), adminPassword: adminPassword)
                 return try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { userPorts in
                     let auth = harness.auth(userURL: Self.url(userPorts[0]))
                     let notification = harness.notification()
-                    let payment = harness.payment(orderURL: Self.url(orderPorts[0]))
+                    let payment = {
+                        var payment = harness.payment(orderURL: Self.url(orderPorts[0]))
+                        payment.settings.port = paymentPort
+                        return payment
+                    }()
                     return try await RunningService.with([
                         { var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) },
                         { var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c) },

@@ -28,10 +28,44 @@ struct Reservations: Sendable {
     }
 
     /// `order.created`: reserves every line or none. Success queues `ORDER_CONFIRMED`; a shortage publishes
-    /// `order.processing.failed` (the order service cancels the order).
+    /// `order.processing.failed` (the order service cancels the order). An order whose stock the checkout saga reserved
+    /// before creating it is only confirmed.
     func reserve(_ order: OrderCreated, in sql: any SQLDatabase) async throws {
-        if try await sql.raw("SELECT order_id FROM reservations WHERE order_id = \(bind: order.orderId)").first() != nil { return }
-        let lines = Self.quantities(order.items)
+        let existing = try await sql.raw("SELECT status FROM reservations WHERE order_id = \(bind: order.orderId)").all()
+            .map { try $0.decode(column: "status", as: String.self) }
+        if existing.isEmpty {
+            do {
+                try await hold(orderId: order.orderId, lines: Self.quantities(order.items), in: sql)
+            } catch let shortage as Shortage {
+                logger.info("Order could not be reserved", metadata: ["orderId": "\(order.orderId)", "reason": "\(shortage.reason)"])
+                try await events.add(
+                    EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: shortage.reason),
+                    in: sql
+                )
+                return
+            }
+        } else if !existing.allSatisfy({ $0 == "reserved" || $0 == "committed" }) {
+            return
+        }
+        let items = order.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
+        let note = OrderNotification(
+            kind: .orderConfirmed, userId: order.userId, orderId: order.orderId,
+            details: ["items": items, "total": String(format: "%.2f", order.totalAmount)]
+        )
+        try await events.send(OrderNotification.eventType, to: Queue.orderNotifications, key: order.orderId, payload: note, in: sql)
+    }
+
+    /// Holds stock for every line of `orderId` or for none (throws ``Shortage``, leaving nothing held), inside `sql`.
+    /// Holding again what the order holds already is a no-op; an order whose hold was released cannot hold again.
+    func hold(orderId: String, lines: [(productId: String, quantity: Int)], in sql: any SQLDatabase) async throws {
+        let existing = try await sql.raw("SELECT status FROM reservations WHERE order_id = \(bind: orderId)").all()
+            .map { try $0.decode(column: "status", as: String.self) }
+        guard existing.isEmpty else {
+            guard existing.allSatisfy({ $0 == "reserved" || $0 == "committed" }) else {
+                throw Shortage(productId: "", reason: "the order's reservation was released")
+            }
+            return
+        }
         var taken: [(productId: String, quantity: Int)] = []
         do {
             for line in lines {
@@ -48,15 +82,11 @@ struct Reservations: Sendable {
                 taken.append(line)
             }
         } catch let shortage as Shortage {
-            // Give back what this order took before the shortage (same transaction), then say why it failed.
+            // Give back what this order took before the shortage (same transaction).
             for line in taken {
                 try await sql.raw("UPDATE products SET reserved = reserved - \(bind: line.quantity) WHERE id = \(bind: line.productId)").run()
             }
-            logger.info("Order could not be reserved", metadata: ["orderId": "\(order.orderId)", "reason": "\(shortage.reason)"])
-            try await events.add(
-                EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: shortage.reason), in: sql
-            )
-            return
+            throw shortage
         }
         let now = Timestamp.now()
         let expiresAt = EventClock.millis() + Int64(timeToLive.components.seconds * 1000 + timeToLive.components.attoseconds / 1_000_000_000_000_000)
@@ -64,16 +94,10 @@ struct Reservations: Sendable {
             try await sql.raw(
                 """
                 INSERT INTO reservations (order_id, product_id, quantity, status, expires_at, created_at, updated_at)
-                VALUES (\(bind: order.orderId), \(bind: line.productId), \(bind: line.quantity), 'reserved', \(bind: expiresAt), \(bind: now), \(bind: now))
+                VALUES (\(bind: orderId), \(bind: line.productId), \(bind: line.quantity), 'reserved', \(bind: expiresAt), \(bind: now), \(bind: now))
                 """
             ).run()
         }
-        let items = order.items.map { "\($0.quantity) × \($0.name)" }.joined(separator: ", ")
-        let note = OrderNotification(
-            kind: .orderConfirmed, userId: order.userId, orderId: order.orderId,
-            details: ["items": items, "total": String(format: "%.2f", order.totalAmount)]
-        )
-        try await events.send(OrderNotification.eventType, to: Queue.orderNotifications, key: order.orderId, payload: note, in: sql)
     }
 
     /// `order.fulfillment.requested`: turns the order's reservations into shipped stock and publishes `order.shipped`

@@ -56,5 +56,19 @@ enum OrderMigrations {
             ]
         ),
         Migration(version: 3, name: "tracking numbers", statements: ["ALTER TABLE orders ADD COLUMN tracking_number TEXT"]),
+        Migration(
+            version: 4,
+            name: "checkouts by idempotency key",
+            statements: [
+                """
+                CREATE TABLE checkouts (
+                    user_id TEXT NOT NULL,
+                    idempotency_key TEXT NOT NULL,
+                    saga_id TEXT NOT NULL,
+                    PRIMARY KEY (user_id, idempotency_key)
+                )
+                """
+            ]
+        ),
     ]
 }

@@ -12,29 +12,48 @@ struct SQLOrderRepository: OrderRepository {
     let events: OutboxPublisher
 
     func create(_ order: OrderDTO) async throws {
+        try await database.transaction { sql in try await Self.insert(order, in: sql, events: events) }
+        events.committed()
+    }
+
+    /// Stores an order the checkout saga has paid for already (id chosen by the saga): `order.created`, and at once
+    /// `order.fulfillment.requested`. Idempotent: an order that exists is left as it is.
+    func createPaid(_ order: OrderDTO) async throws {
+        var paid = order
+        paid.status = OrderStatus.paid.rawValue
+        let created = try await database.transaction { sql -> Bool in
+            guard try await sql.raw("SELECT id FROM orders WHERE id = \(bind: order.id)").first() == nil else { return false }
+            try await Self.insert(paid, in: sql, events: events)
+            try await events.add(
+                EventType.orderFulfillmentRequested, key: order.id, payload: OrderEvent(orderId: order.id, userId: order.userId, items: order.items), in: sql
+            )
+            return true
+        }
+        if created { events.committed() }
+    }
+
+    /// Inserts an order with its lines and adds `order.created` to the outbox, inside `sql`.
+    static func insert(_ order: OrderDTO, in sql: any SQLDatabase, events: OutboxPublisher) async throws {
         let address = String(decoding: try JSONEncoder().encode(order.shippingAddress), as: UTF8.self)
-        try await database.transaction { sql in
+        try await sql.raw(
+            """
+            INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at, seq)
+            VALUES (\(bind: order.id), \(bind: order.userId), \(bind: order.status), \(bind: Money.cents(order.totalAmount)),
+                    \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt),
+                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM orders))
+            """
+        ).run()
+        for (line, item) in order.items.enumerated() {
             try await sql.raw(
                 """
-                INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at, seq)
-                VALUES (\(bind: order.id), \(bind: order.userId), \(bind: order.status), \(bind: Money.cents(order.totalAmount)),
-                        \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt),
-                        (SELECT COALESCE(MAX(seq), 0) + 1 FROM orders))
+                INSERT INTO order_items (order_id, line_no, product_id, name, quantity, price_cents)
+                VALUES (\(bind: order.id), \(bind: line), \(bind: item.productId), \(bind: item.name), \(bind: item.quantity),
+                        \(bind: Money.cents(item.price)))
                 """
             ).run()
-            for (line, item) in order.items.enumerated() {
-                try await sql.raw(
-                    """
-                    INSERT INTO order_items (order_id, line_no, product_id, name, quantity, price_cents)
-                    VALUES (\(bind: order.id), \(bind: line), \(bind: item.productId), \(bind: item.name), \(bind: item.quantity),
-                            \(bind: Money.cents(item.price)))
-                    """
-                ).run()
-            }
-            let created = OrderCreated(orderId: order.id, userId: order.userId, totalAmount: order.totalAmount, items: order.items)
-            try await events.add(EventType.orderCreated, key: order.id, payload: created, in: sql)
         }
-        events.committed()
+        let created = OrderCreated(orderId: order.id, userId: order.userId, totalAmount: order.totalAmount, items: order.items)
+        try await events.add(EventType.orderCreated, key: order.id, payload: created, in: sql)
     }
 
     func find(id: String) async throws -> OrderDTO? {

@@ -56,11 +56,13 @@ public struct ServiceClient: Sendable {
         _ method: HTTPMethod,
         _ path: String,
         body: (some Encodable & Sendable)? = Optional<String>.none,
-        bearer: String? = nil
+        bearer: String? = nil,
+        headers: [(String, String)] = []
     ) async throws -> Response {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         request.headers.add(name: "accept", value: "application/json")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let correlation = CorrelationID.current {
             request.headers.add(name: CorrelationID.headerName, value: correlation)
         }

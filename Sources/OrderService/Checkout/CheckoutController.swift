@@ -1,0 +1,159 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import SQLKit
+import ServiceAuth
+import ServiceCore
+import ServiceDatabase
+import ServiceSaga
+import ShopContracts
+
+/// `POST /checkout` runs the checkout saga (with an optional Idempotency-Key); `GET /checkout/:id` shows it.
+struct CheckoutController {
+    let orchestrator: SagaOrchestrator<CheckoutState>
+    let pricing: CatalogPricing
+    let vault: CardVault
+    let database: Database
+    let verifier: TokenVerifier
+    /// How long `POST /checkout` waits for the saga before answering 202.
+    let wait: Duration
+    let logger: Logger
+
+    func addRoutes(to router: Router<ServiceRequestContext>) {
+        router.group("checkout")
+            .add(middleware: AuthMiddleware(verifier: verifier))
+            .post(use: checkout)
+            .get(":id", use: get)
+    }
+
+    struct Input: Sendable {
+        var order: NewOrder
+        var card: CardDetails
+    }
+
+    @Sendable func checkout(request: Request, context: ServiceRequestContext) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let key = try Self.idempotencyKey(request)
+        var request = request
+        let input = try Validation.validate(try await request.jsonBody(context: context)) { body -> Input? in
+            body.allowOnly(["items", "shippingAddress", "paymentMethod", "cardDetails"])
+            let order = NewOrder.read(from: body)
+            let card = CardDetails.read(from: body, now: .now)
+            guard let order, let card else { return nil }
+            return Input(order: order, card: card)
+        }
+        // A repeated key answers with the checkout it started.
+        if let key, let existing = try await sagaID(userId: identity.subject, key: key) {
+            return try await answer(existing, userId: identity.subject, waited: true)
+        }
+        let items = try await pricing.items(for: input.order.items)
+        let sagaID = UUID().uuidString.lowercased()
+        if let key {
+            guard try await claim(key: key, userId: identity.subject, sagaID: sagaID) else {
+                // Another request with this key got there first.
+                let winner = try await self.sagaID(userId: identity.subject, key: key) ?? sagaID
+                return try await answer(winner, userId: identity.subject, waited: true)
+            }
+        }
+        let state = CheckoutState(
+            orderId: UUID().uuidString.lowercased(), userId: identity.subject, items: items, shippingAddress: input.order.shippingAddress,
+            totalCents: items.reduce(Int64(0)) { $0 + Money.cents($1.price) * Int64($1.quantity) }
+        )
+        vault.put(input.card, for: sagaID)
+        try await orchestrator.start(id: sagaID, state: state)
+        context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])
+        // The saga runs on its own task, so a client that hangs up does not stop it; the answer waits a little for it.
+        let orchestrator = self.orchestrator
+        let vault = self.vault
+        let logger = context.logger
+        let run = Task {
+            defer { vault.remove(sagaID) }
+            do {
+                try await orchestrator.run(id: sagaID)
+            } catch {
+                logger.error("Checkout saga stopped", metadata: ["sagaId": "\(sagaID)", "error": "\(error)"])
+            }
+        }
+        let finished = await Self.waitFor(run, upTo: wait)
+        return try await answer(sagaID, userId: identity.subject, waited: finished)
+    }
+
+    @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> CheckoutDTO {
+        let id = try context.parameters.require("id")
+        guard let record = try await orchestrator.record(id: id) else { throw APIError.notFound("Checkout not found") }
+        guard try context.requireIdentity().canAccess(ownerID: record.state.userId) else { throw APIError.forbidden() }
+        return Self.dto(record, withSteps: true)
+    }
+
+    /// The answer to `POST /checkout`: 201 completed, the failing step's status when compensated (or failed), 202 while
+    /// it runs.
+    func answer(_ sagaID: String, userId: String, waited: Bool) async throws -> Response {
+        guard let record = try await orchestrator.record(id: sagaID) else { throw APIError.notFound("Checkout not found") }
+        guard record.state.userId == userId else { throw APIError.forbidden() }
+        let dto = Self.dto(record, withSteps: false)
+        let status: HTTPResponse.Status
+        switch record.status {
+        case .completed: status = .created
+        case .compensated, .failed: status = .init(code: record.errorStatus ?? 409)
+        case .running, .compensating: status = .accepted
+        }
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/checkout/\(sagaID)"]
+        if !waited { headers[.retryAfter] = "1" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(dto))))
+    }
+
+    static func dto(_ record: SagaRecord<CheckoutState>, withSteps: Bool) -> CheckoutDTO {
+        CheckoutDTO(
+            id: record.id,
+            status: record.status.rawValue,
+            orderId: record.status == .completed ? record.state.orderId : nil,
+            error: record.status == .completed ? nil : record.error,
+            steps: withSteps ? record.history.map { CheckoutDTO.Step(name: $0.name, status: $0.status, at: $0.at, error: $0.error) } : nil
+        )
+    }
+
+    /// Waits for `task` at most `limit`; true when it finished.
+    static func waitFor(_ task: Task<Void, Never>, upTo limit: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await task.value
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    static func idempotencyKey(_ request: Request) throws -> String? {
+        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
+        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+            throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" must be 1 to 255 printable ASCII characters")])
+        }
+        return key
+    }
+
+    func sagaID(userId: String, key: String) async throws -> String? {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT saga_id FROM checkouts WHERE user_id = \(bind: userId) AND idempotency_key = \(bind: key)").first()?
+                .decode(column: "saga_id", as: String.self)
+        }
+    }
+
+    /// Records that `key` starts saga `sagaID`; false when the key was taken meanwhile.
+    func claim(key: String, userId: String, sagaID: String) async throws -> Bool {
+        try await database.withConnection { sql in
+            try await !sql.raw(
+                """
+                INSERT INTO checkouts (user_id, idempotency_key, saga_id) VALUES (\(bind: userId), \(bind: key), \(bind: sagaID))
+                ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING saga_id
+                """
+            ).all().isEmpty
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import NIOHTTP1
+import PaymentService
+import ServiceCore
+import ServiceTesting
+import ShopContracts
+import Testing
+
+/// `POST /api/checkout`: the guide's createOrderSaga through the gateway, in process.
+@Suite struct CheckoutTests {
+    static func body(quantity: Int = 1, product: String = "product-1", price: Double = 29.99, number: String = "4111111111111111") -> String {
+        #"{"items":[{"productId":"\#(product)","quantity":\#(quantity),"price":\#(price)}],"# + OrderLifecycleTests.address
+            + #","paymentMethod":"credit_card","cardDetails":{"number":"\#(number)","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
+    }
+
+    static func steps(_ shop: InProcessShop, _ id: String, token: String) async throws -> [String] {
+        try await shop.call(.GET, "/api/checkout/\(id)", token: token).json(CheckoutDTO.self).steps?.map { "\($0.name) \($0.status)" } ?? []
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aCheckoutReservesChargesCreatesAndShips(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop)
+                let reply = try await shop.call(.POST, "/api/checkout", json: Self.body(quantity: 2), token: token)
+                #expect(reply.status == .created)
+                let checkout = try reply.json(CheckoutDTO.self)
+                #expect(checkout.status == "completed")
+                let orderId = try #require(checkout.orderId)
+                #expect(try await Self.steps(shop, checkout.id, token: token) == [
+                    "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment completed",
+                    "createOrder started", "createOrder completed",
+                ])
+                let order = try await OrderLifecycleTests.order(shop, orderId, token: token)
+                #expect(order.totalAmount == 59.98)
+                try await OrderLifecycleTests.eventually("the order to ship") {
+                    try await OrderLifecycleTests.order(shop, orderId, token: token).status == "shipped"
+                }
+                let product = try await OrderLifecycleTests.product(shop)
+                #expect(product.stock == 98)
+                #expect(product.reserved == 0)
+                #expect(harness.processor.approvedCharges == 1)
+                try await OrderLifecycleTests.eventually("three notifications") {
+                    let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<OrderLifecycleTests.Listed>.self)
+                    return Set(page.results.map(\.type)) == ["ORDER_CONFIRMED", "PAYMENT_PROCESSED", "ORDER_SHIPPED"]
+                }
+                // Someone else cannot see it.
+                let other = try await harness.keys.token("someone-else")
+                #expect(try await shop.call(.GET, "/api/checkout/\(checkout.id)", token: other).status == .forbidden)
+                #expect(try await shop.call(.GET, "/api/checkout/no-such-checkout", token: token).status == .notFound)
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func aFailingStepCompensatesWhatWasDoneAndAnswersItsStatus(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop)
+                // Declined card: the reservation is released, nothing is charged, no order exists.
+                let declined = try await shop.call(.POST, "/api/checkout", json: Self.body(quantity: 3, number: SandboxProcessor.declined), token: token)
+                #expect(declined.status.code == 402)
+                #expect(declined.object["status"] as? String == "compensated")
+                #expect(declined.object["error"] as? String == "The card was declined")
+                let id = try #require(declined.object["id"] as? String)
+                #expect(try await Self.steps(shop, id, token: token) == [
+                    "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment failed",
+                    "chargePayment compensated", "reserveInventory compensated",
+                ])
+                #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
+
+                // Not enough stock: the first step fails, nothing else runs.
+                let tooMany = try await shop.call(.POST, "/api/checkout", json: Self.body(quantity: 101), token: token)
+                #expect(tooMany.status == .conflict)
+                #expect((tooMany.object["error"] as? String)?.contains("insufficient stock of product-1") == true)
+                #expect(harness.processor.approvedCharges == 0)
+                let orders = try await shop.call(.GET, "/api/orders", token: token).json(Paginated<OrderDTO>.self)
+                #expect(orders.pagination.total == 0)
+
+                // Bad input never starts a saga.
+                let bad = try await shop.call(.POST, "/api/checkout", json: Self.body(number: "4111111111111112"), token: token)
+                #expect(bad.status == .badRequest)
+                #expect(try await shop.call(.POST, "/api/checkout", json: Self.body(price: 1.00), token: token).status == .conflict)
+                #expect(try await shop.call(.POST, "/api/checkout", json: "{}", token: token).status == .badRequest)
+                #expect(try await shop.call(.POST, "/api/checkout", json: Self.body()).status == .unauthorized)
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func theSameIdempotencyKeyChecksOutOnce(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop)
+                let replies = try await withThrowingTaskGroup(of: InProcessShop.Reply.self) { group in
+                    for _ in 0..<3 {
+                        group.addTask { try await shop.call(.POST, "/api/checkout", json: Self.body(), token: token, headers: [("Idempotency-Key", "cart-1")]) }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                let ids = Set(replies.compactMap { $0.object["id"] as? String })
+                #expect(ids.count == 1)
+                try await OrderLifecycleTests.eventually("the checkout to complete") {
+                    try await shop.call(.GET, "/api/checkout/\(ids.first ?? "")", token: token).json(CheckoutDTO.self).status == "completed"
+                }
+                #expect(harness.processor.approvedCharges == 1)
+                let orders = try await shop.call(.GET, "/api/orders", token: token).json(Paginated<OrderDTO>.self)
+                #expect(orders.pagination.total == 1)
+            }
+        }
+    }
+}
