@@ -109,4 +109,29 @@ import Testing
             }
         }
     }
+
+    @Test(arguments: TestDatabase.available)
+    func simultaneousCheckoutsForTheLastItemsNeverOversell(_ engine: TestDatabase) async throws {
+        let catalog = [("last-items", ProductUpdate(name: "Last Items", price: 10, stock: 5))]
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness, catalog: catalog) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop)
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<12 {
+                        group.addTask {
+                            Int(try await shop.call(.POST, "/api/checkout", json: Self.body(product: "last-items", price: 10), token: token).status.code)
+                        }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses.filter { $0 == 201 }.count == 5, "\(statuses)")
+                #expect(statuses.filter { $0 == 409 }.count == 7, "\(statuses)")
+                #expect(harness.processor.approvedCharges == 5)
+                try await OrderLifecycleTests.eventually("the five to ship", timeout: .seconds(30)) {
+                    let product = try await OrderLifecycleTests.product(shop, "last-items")
+                    return product.stock == 0 && product.reserved == 0
+                }
+            }
+        }
+    }
 }
