@@ -92,6 +92,7 @@ let package = Package(
             name: "ServiceSaga",
             dependencies: [
                 "ServiceCore", "ServiceDatabase",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

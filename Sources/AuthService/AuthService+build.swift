@@ -42,8 +42,12 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
         signingKey: key, userTokenLifetime: .seconds(configuration.tokenLifetimeSeconds),
         serviceTokenLifetime: .seconds(configuration.serviceTokenLifetimeSeconds)
     )
-    let clients = try configuration.serviceClients
-        ?? ServiceSecrets.loadOrCreate(dataDirectory: settings.dataDirectory, services: ServiceName.allCases.map(\.rawValue))
+    let configuredClients = configuration.serviceClients
+    let dataDirectory = settings.dataDirectory
+    let clients: @Sendable () throws -> [String: String] = {
+        try configuredClients ?? ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.allCases.map(\.rawValue))
+    }
+    _ = try clients()
     // The auth service signs its own service token (to ask the user service about credentials).
     let ownToken = ServiceTokenSource.local(issuer: issuer, serviceID: ServiceName.auth.rawValue, scopes: Scope.granted(to: .auth))
     let users = ServiceClient(name: "user", baseURL: configuration.userURL, credentials: ownToken)

@@ -11,32 +11,34 @@ public enum ServiceSecrets {
         (dataDirectory as NSString).appendingPathComponent("secrets/service-clients.json")
     }
 
-    /// The secrets in `dataDirectory`, created for `services` if the file is missing (others' additions are kept).
+    /// The secrets in `dataDirectory`, created for `services` if the file is missing. Safe when several processes start
+    /// at once: the file is created with link(2), which fails if another process created it first — and then the file
+    /// on disk is the one everybody uses.
     public static func loadOrCreate(dataDirectory: String, services: [String]) throws -> [String: String] {
         let file = path(in: dataDirectory)
-        var secrets = (try? load(file)) ?? [:]
-        let missing = services.filter { secrets[$0] == nil }
-        guard !missing.isEmpty else { return secrets }
-        for service in missing { secrets[service] = randomSecret() }
-        let directory = (file as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let temporary = file + ".\(UUID().uuidString).tmp"
-        let data = try JSONEncoder().encode(secrets)
-        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
-        defer { try? FileManager.default.removeItem(atPath: temporary) }
-        if FileManager.default.fileExists(atPath: file) {
-            // The file lacks some services (a newer version added one): replace it whole.
-            guard rename(temporary, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
-            return secrets
-        }
-        // First creation: link(2) fails if another process created the file meanwhile, and then its secrets win.
-        if link(temporary, file) != 0 {
+        for _ in 0..<3 {
+            var secrets = (try? load(file)) ?? [:]
+            let missing = services.filter { secrets[$0] == nil }
+            guard !missing.isEmpty else { return secrets }
+            let existed = FileManager.default.fileExists(atPath: file)
+            for service in missing { secrets[service] = randomSecret() }
+            let directory = (file as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let temporary = file + ".\(UUID().uuidString).tmp"
+            guard FileManager.default.createFile(atPath: temporary, contents: try JSONEncoder().encode(secrets), attributes: [.posixPermissions: 0o600]) else {
+                throw CocoaError(.fileWriteUnknown)
+            }
+            defer { try? FileManager.default.removeItem(atPath: temporary) }
+            if existed {
+                // A file from an older version that lacks a newer service: extended with the existing secrets kept.
+                guard rename(temporary, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
+                return secrets
+            }
+            if link(temporary, file) == 0 { return secrets }
             guard errno == EEXIST else { throw CocoaError(.fileWriteUnknown) }
-            return try load(file)
+            // Another process created it first: use the file as it is (next round).
         }
-        return secrets
+        return try load(file)
     }
 
     static func load(_ file: String) throws -> [String: String] {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
 import ServiceDatabase
@@ -21,6 +22,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// How often unfinished sagas whose lease ran out are looked for.
     let recoveryInterval: Duration
     let owner = UUID().uuidString.lowercased()
+    /// Sagas this orchestrator is running now: the recovery loop never starts a second run of one.
+    private let running = NIOLockedValueBox<Set<String>>([])
     /// A test's hook: called at each step boundary, before the next transition; throwing there stops the saga as a
     /// crash would (nothing more is written).
     let boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)?
@@ -73,6 +76,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// answers its record at that point.
     @discardableResult
     public func run(id: String) async throws -> SagaRecord<State>? {
+        guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
+        defer { _ = running.withLockedValue { $0.remove(id) } }
         guard try await claim(id: id) else { return try await record(id: id) }
         do {
             while try await advance(id: id) {}
@@ -201,10 +206,12 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             attempt += 1
             let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
             do {
-                let changed = try await Self.withTimeout(step.timeout) {
-                    var next = state
-                    try await step.action(&next, context)
-                    return next
+                let changed = try await withHeartbeat(id: id) {
+                    try await Self.withTimeout(step.timeout) {
+                        var next = state
+                        try await step.action(&next, context)
+                        return next
+                    }
                 }
                 try await boundary?(id, "after \(step.name)")
                 try await transition(id: id, history: (step.name, "completed", nil)) { sql in
@@ -218,6 +225,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 return
             } catch let crash as SimulatedCrash {
                 throw crash
+            } catch let lost as LeaseLost {
+                throw lost
             } catch {
                 guard attempt < step.maxAttempts else {
                     try await fail(id: id, at: index, step: step.name, message: "\(error)", status: 503)
@@ -254,10 +263,12 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             attempt += 1
             let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
             do {
-                try await Self.withTimeout(step.timeout) { try await compensation(state, context) }
+                try await withHeartbeat(id: id) { try await Self.withTimeout(step.timeout) { try await compensation(state, context) } }
                 break
             } catch let crash as SimulatedCrash {
                 throw crash
+            } catch let lost as LeaseLost {
+                throw lost
             } catch {
                 guard attempt < definition.compensationAttempts else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
@@ -303,6 +314,23 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     }
 
     struct LeaseLost: Error {}
+
+    /// Runs `body` while renewing the saga's lease every third of it, so a step longer than the lease is not taken for
+    /// a dead one; stops `body` (and throws ``LeaseLost``) if another orchestrator has taken the saga meanwhile.
+    func withHeartbeat<T: Sendable>(id: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: self.lease / 3)
+                    try await self.renew(id: id)
+                }
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw LeaseLost() }
+            return value
+        }
+    }
 
     func renew(id: String) async throws {
         try await transitionWithoutHistory(id: id) { _ in }

@@ -11,6 +11,8 @@ public struct LocalSystem: Sendable {
     public var adminPassword: String
     public var logLevel: String
     public var services: [ServiceName]
+    /// Settings added to every service's environment (e.g. `SAGA_LEASE_MS`), after the defaults.
+    public var extraEnvironment: [String: String] = [:]
 
     public init(
         portBase: Int = 3000,
@@ -55,6 +57,7 @@ public struct LocalSystem: Sendable {
         }
         environment["SHOP_ADMIN_PASSWORD"] = nil
         environment["GATEWAY_HEALTH_SERVICES"] = services.filter { $0 != .gateway }.map(\.rawValue).joined(separator: ",")
+        environment.merge(extraEnvironment) { _, extra in extra }
         return environment
     }
 }

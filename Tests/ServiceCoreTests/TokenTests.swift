@@ -81,3 +81,35 @@ import Testing
         #expect(BearerToken.extract(nil) == nil)
     }
 }
+
+@Suite struct ServiceSecretsTests {
+    @Test func processesStartingTogetherAgreeOnOneSetOfSecrets() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let services = ["auth", "order", "payment"]
+        let results = try await withThrowingTaskGroup(of: [String: String].self) { group in
+            for _ in 0..<16 {
+                group.addTask { try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: services) }
+            }
+            return try await group.reduce(into: [[String: String]]()) { $0.append($1) }
+        }
+        #expect(Set(results).count == 1)
+        #expect(results.first?.keys.sorted() == services)
+        #expect(try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: services) == results.first)
+        let attributes = try FileManager.default.attributesOfItem(atPath: ServiceSecrets.path(in: directory))
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // A newer version with one more service keeps the existing secrets.
+        let extended = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: services + ["inventory"])
+        #expect(extended.filter { $0.key != "inventory" } == results.first)
+        #expect(extended["inventory"] != nil)
+    }
+
+    @Test func secretsCompareInFullAndParseFromTheEnvironmentForm() {
+        #expect(ServiceSecrets.constantTimeEquals("abc", "abc"))
+        #expect(!ServiceSecrets.constantTimeEquals("abc", "abd"))
+        #expect(!ServiceSecrets.constantTimeEquals("abc", "abcd"))
+        #expect(!ServiceSecrets.constantTimeEquals("", "a"))
+        #expect(ServiceSecrets.parse("order=s1, payment = s2,broken") == ["order": "s1", "payment": "s2"])
+        #expect(ServiceSecrets.randomSecret() != ServiceSecrets.randomSecret())
+    }
+}

@@ -6,8 +6,8 @@ import ShopContracts
 /// `POST /auth/service` (the guide's service authentication): a service proves itself with its client id and secret
 /// and gets a short-lived token carrying the scopes granted to it.
 struct ServiceLoginController {
-    /// Client id → secret.
-    let clients: [String: String]
+    /// Client id → secret (read at each login: the local secrets file may be created after this service started).
+    let clients: @Sendable () throws -> [String: String]
     let issuer: TokenIssuer
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
@@ -24,7 +24,7 @@ struct ServiceLoginController {
             return ServiceLogin(serviceId: id, serviceSecret: secret)
         }
         // Unknown id and wrong secret look the same, and the comparison takes the same time either way.
-        let expected = clients[login.serviceId] ?? ServiceSecrets.randomSecret()
+        let expected = try clients()[login.serviceId] ?? ServiceSecrets.randomSecret()
         guard ServiceSecrets.constantTimeEquals(expected, login.serviceSecret), let service = ServiceName(rawValue: login.serviceId) else {
             context.logger.warning("Service login refused", metadata: ["serviceId": "\(login.serviceId.prefix(64))"])
             throw APIError(.unauthorized, "Invalid service credentials")
