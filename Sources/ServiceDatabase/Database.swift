@@ -122,8 +122,14 @@ public final class Database: Sendable {
         self.init(backend: .sqlite(connection, AsyncLock(), pool), logger: logger)
     }
 
+    /// What this process asked of its databases: committed transactions, and statements run outside a transaction
+    /// (each of which PostgreSQL and SQLite commit on its own when it writes). For benchmarks that report commits per
+    /// operation.
+    public static let usage = NIOLockedValueBox<(transactions: Int, connectionUses: Int)>((0, 0))
+
     /// Runs `body` with a connection, outside any transaction.
     public func withConnection<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        Self.usage.withLockedValue { $0.connectionUses += 1 }
         switch backend {
         case .sqlite(let connection, let lock, _):
             return try await lock.withLock { try await body(connection.sql(queryLogLevel: nil)) }
@@ -145,6 +151,7 @@ public final class Database: Sendable {
                 do {
                     let value = try await body(sql)
                     try await sql.raw("COMMIT").run()
+                    Self.usage.withLockedValue { $0.transactions += 1 }
                     return value
                 } catch {
                     try? await sql.raw("ROLLBACK").run()
@@ -153,9 +160,11 @@ public final class Database: Sendable {
             }
         case .postgres(let client, _):
             do {
-                return try await client.withTransaction(logger: logger) { connection in
+                let value = try await client.withTransaction(logger: logger) { connection in
                     try await body(connection.sql(queryLogLevel: nil))
                 }
+                Self.usage.withLockedValue { $0.transactions += 1 }
+                return value
             } catch let error as PostgresTransactionError {
                 // The body's own error (after a clean rollback) is what callers handle, on either engine.
                 if let closureError = error.closureError, error.rollbackError == nil { throw closureError }
@@ -211,7 +220,7 @@ public final class Database: Sendable {
         // A database dropped without close() (a start-up that failed half way) still closes its SQLite file; the
         // close future keeps the connection alive until it is done.
         guard case .sqlite(let connection, _, _) = backend, !closed.withLockedValue({ $0 }) else { return }
-        connection.close().whenComplete { _ in }
+        connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     /// True when `error` is a unique-constraint violation on either engine.

@@ -9,7 +9,31 @@ import ServiceMessaging
 
 /// `shop bench …`: benchmarks that print figures (never run as tests).
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self])
+    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self])
+
+    /// Runs `body` for 0..<count on `width` concurrent tasks (each takes the next number when it is free).
+    static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+        let next = NIOLockedValueBox(0)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<max(width, 1) {
+                tasks.addTask {
+                    while true {
+                        let n = next.withLockedValue { value -> Int in
+                            defer { value += 1 }
+                            return value
+                        }
+                        guard n < count else { return }
+                        try await body(n)
+                    }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
 
     /// `shop bench events`: the event bus against its engine's raw commit rate, in one run.
     struct Events: AsyncParsableCommand {
@@ -120,24 +144,9 @@ struct Bench: AsyncParsableCommand {
             }
         }
 
-        /// Runs `body` for 0..<count on `publishers` concurrent tasks (each takes the next number when it is free).
+        /// Runs `body` for 0..<count on `publishers` concurrent tasks.
         func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
-            let next = NIOLockedValueBox(0)
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                for _ in 0..<max(publishers, 1) {
-                    tasks.addTask {
-                        while true {
-                            let n = next.withLockedValue { value -> Int in
-                                defer { value += 1 }
-                                return value
-                            }
-                            guard n < count else { return }
-                            try await body(n)
-                        }
-                    }
-                }
-                try await tasks.waitForAll()
-            }
+            try await Bench.concurrently(count, width: publishers, body)
         }
 
         func publish(n: Int, service: Database, relay: OutboxRelay) async throws {
@@ -151,9 +160,7 @@ struct Bench: AsyncParsableCommand {
             relay.wakeup.signal()
         }
 
-        static func seconds(_ duration: Duration) -> Double {
-            Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        }
+        static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
     }
 }
 

@@ -84,21 +84,15 @@ import Testing
         )
     }
 
-    /// A loopback port with no listener.
-    static func deadPort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        let port = channel.localAddress!.port!
-        try channel.close().wait()
-        return port
-    }
-
     func withProxy(
         maxBody: Int = 1 << 20,
         timeout: TimeAmount = .seconds(5),
         idleTimeout: TimeAmount = .seconds(60),
         _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void
     ) async throws {
-        let dead = try Self.deadPort()
+        let closed = try ClosedPort()
+        let dead = closed.port
+        defer { withExtendedLifetime(closed) {} }
         try await RunningService.with([{ Self.upstream(onServerRunning: $0) }]) { ports in
             try await RunningService.with([
                 { onServerRunning in

@@ -204,6 +204,7 @@ import Testing
                     }
                     await services.triggerGracefulShutdown()
                 }
+                await log.database.close()
                 #expect(harness.processor.refundedCents == 2999)
                 let other = try await harness.keys.token("someone-else")
                 #expect(try await shop.call(.GET, "/api/payments/\(payment.id)", token: other).status == .forbidden)
