@@ -16,6 +16,8 @@ public struct OrderServiceConfiguration: Sendable {
     /// Consumer settings of its event subscriptions.
     public var consumer: ConsumerConfiguration = .init()
     public var paymentURL: String
+    /// Where the payment service is, asked at each call instead of ``paymentURL`` (in-process wiring, tests).
+    public var locatePayment: (@Sendable () -> String)?
     /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
     public var serviceSecret: String?
     /// Where its service tokens come from; nil: the auth service, with ``serviceSecret``.
@@ -81,7 +83,9 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let vault = CardVault()
     let saga = CheckoutSaga.definition(
         inventory: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens),
-        payments: ServiceClient(name: "payment", baseURL: configuration.paymentURL, timeout: .seconds(30), credentials: tokens),
+        payments: ServiceClient(
+            name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30), credentials: tokens
+        ),
         repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout
     )
     let orchestrator = SagaOrchestrator(

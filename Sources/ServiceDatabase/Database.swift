@@ -32,6 +32,12 @@ public final class Database: Sendable {
     /// Opens when ``prepare(migrations:)`` has applied the migrations: background work waits on it.
     public let prepared = Gate()
 
+    /// The PostgreSQL schema of this database; nil on SQLite.
+    public var schema: String? {
+        if case .postgres(_, let schema) = backend { return schema }
+        return nil
+    }
+
     /// The engine this database runs on.
     public var engine: Engine {
         switch backend {
@@ -85,7 +91,11 @@ public final class Database: Sendable {
                 database: settings.database,
                 tls: .disable
             )
-            config.options.additionalStartupParameters = [("search_path", settings.schema)]
+            config.options.additionalStartupParameters = [
+                ("search_path", settings.schema),
+                // A session left inside a transaction (its task gone) is ended by the server, releasing its locks.
+                ("idle_in_transaction_session_timeout", "30000"),
+            ]
             config.options.maximumConnections = 10
             config.options.connectTimeout = .seconds(5)
             let client = PostgresClient(configuration: config, backgroundLogger: logger)
@@ -147,14 +157,17 @@ public final class Database: Sendable {
             return try await lock.withLock {
                 let sql = connection.sql(queryLogLevel: nil)
                 // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read lock.
-                try await sql.raw("BEGIN IMMEDIATE").run()
+                // BEGIN, COMMIT and ROLLBACK run shielded from the caller's cancellation: a cancelled task must never
+                // leave the shared connection inside a transaction (the next BEGIN would fail, and the write lock
+                // would stay taken).
+                try await Self.shielded { try await sql.raw("BEGIN IMMEDIATE").run() }
                 do {
                     let value = try await body(sql)
-                    try await sql.raw("COMMIT").run()
+                    try await Self.shielded { try await sql.raw("COMMIT").run() }
                     Self.usage.withLockedValue { $0.transactions += 1 }
                     return value
                 } catch {
-                    try? await sql.raw("ROLLBACK").run()
+                    try? await Self.shielded { try await sql.raw("ROLLBACK").run() }
                     throw error
                 }
             }
@@ -173,13 +186,18 @@ public final class Database: Sendable {
         }
     }
 
+    /// Runs `operation` in a task of its own, which the caller's cancellation does not reach.
+    static func shielded(_ operation: @escaping @Sendable () async throws -> Void) async throws {
+        try await Task { try await operation() }.value
+    }
+
     /// Creates the service's schema (PostgreSQL) and applies the migrations not yet applied.
     public func prepare(migrations: [Migration]) async throws {
         if case .postgres(let client, let schema) = backend {
             // Several processes may start at once: `CREATE SCHEMA IF NOT EXISTS` races on PostgreSQL's catalog, so it
             // runs under the same advisory lock as the migrations. The name was checked to be a plain identifier.
             _ = try await transaction { sql in
-                try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Migrator.lockKey))").run()
+                try await Migrator.lock(schema, in: sql)
                 try await sql.raw("CREATE SCHEMA IF NOT EXISTS \(unsafeRaw: "\"\(schema)\"")").run()
                 try await sql.raw(Migrator.createTable).run()
             }

@@ -30,8 +30,24 @@ struct Migrator {
     let database: Database
     let logger: Logger
 
-    /// The advisory lock that serialises schema changes across processes on PostgreSQL.
-    static let lockKey = 72_439_115
+    /// The advisory lock that serialises changes of `schema` across processes on PostgreSQL (the replicas of one
+    /// service starting together). One key per schema: services of other schemas never wait for each other, so a
+    /// session stuck while holding one lock cannot hold up every service on the server.
+    static func lockKey(_ schema: String) -> Int64 {
+        // FNV-1a, 32 bits: stable across processes and versions (Swift's hashValue is seeded per process).
+        var hash: UInt32 = 2_166_136_261
+        for byte in schema.utf8 {
+            hash ^= UInt32(byte)
+            hash = hash &* 16_777_619
+        }
+        return 72_439_115_000 + Int64(hash)
+    }
+
+    /// Locks `schema`'s migrations inside the transaction `sql` (PostgreSQL), waiting at most a minute for the lock.
+    static func lock(_ schema: String, in sql: any SQLDatabase) async throws {
+        try await sql.raw("SET LOCAL lock_timeout = '60s'").run()
+        try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: lockKey(schema)))").run()
+    }
     static let createTable: SQLQueryString =
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
 
@@ -46,16 +62,12 @@ struct Migrator {
             throw DuplicateVersion(version: next.version)
         }
         try await database.transaction { sql in
-            if database.engine == .postgres {
-                try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Self.lockKey))").run()
-            }
+            if let schema = database.schema { try await Self.lock(schema, in: sql) }
             try await sql.raw(Self.createTable).run()
         }
         for migration in sorted {
             let applied = try await database.transaction { sql -> Bool in
-                if database.engine == .postgres {
-                    try await sql.raw("SELECT pg_advisory_xact_lock(\(literal: Self.lockKey))").run()
-                }
+                if let schema = database.schema { try await Self.lock(schema, in: sql) }
                 let existing = try await sql.raw("SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)").all()
                 guard existing.isEmpty else { return false }
                 try await migration.apply(sql)

@@ -84,9 +84,9 @@ import Testing
                     }
                 }
             }
-            // Kill the orchestrator twice while checkouts run.
+            // Kill the orchestrator twice, at random moments while checkouts run.
             group.addTask {
-                for pause in [Duration.milliseconds(400), .milliseconds(1200)] {
+                for pause in [Duration.milliseconds(Int.random(in: 200...700)), .milliseconds(Int.random(in: 600...1400))] {
                     try await Task.sleep(for: pause)
                     guard let pid = supervisor.processIdentifier(of: .order) else { continue }
                     let restarts = supervisor.restartCount(of: .order)

@@ -23,7 +23,7 @@ import Testing
             try await InProcessShop.with(harness) { shop in
                 let (_, token) = try await OrderLifecycleTests.customer(shop)
                 let reply = try await shop.call(.POST, "/api/checkout", json: Self.body(quantity: 2), token: token)
-                #expect(reply.status == .created)
+                #expect(reply.status == .created, "\(String(buffer: reply.body))")
                 let checkout = try reply.json(CheckoutDTO.self)
                 #expect(checkout.status == "completed")
                 let orderId = try #require(checkout.orderId)

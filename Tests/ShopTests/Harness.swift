@@ -6,7 +6,6 @@ import InventoryService
 import NotificationService
 import ServiceMessaging
 import NIOConcurrencyHelpers
-import NIOPosix
 import OrderService
 import PaymentService
 import ServiceAuth
@@ -114,11 +113,12 @@ final class Harness: Sendable {
         return configuration
     }
 
-    func order(inventoryURL: String, paymentURL: String = "http://127.0.0.1:9") -> OrderServiceConfiguration {
+    func order(inventoryURL: String, paymentURL: String = "http://127.0.0.1:9", locatePayment: (@Sendable () -> String)? = nil) -> OrderServiceConfiguration {
         var configuration = OrderServiceConfiguration(environment: [:])
         configuration.settings = settings(.order)
         configuration.inventoryURL = inventoryURL
         configuration.paymentURL = paymentURL
+        configuration.locatePayment = locatePayment
         configuration.serviceTokens = keys.serviceTokens(ServiceName.order.rawValue, scopes: Scope.granted(to: .order))
         configuration.chargeTimeout = processorTimeout + .seconds(2)
         configuration.sagaLease = sagaLease
@@ -166,13 +166,6 @@ final class Harness: Sendable {
             }
             return try await body(url)
         }
-    }
-
-    /// A port nothing listens on now (for a service whose URL another must know before it starts).
-    static func freePort() throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
-        defer { try? channel.close().wait() }
-        return channel.localAddress?.port ?? 0
     }
 
     struct SetupFailed: Error {

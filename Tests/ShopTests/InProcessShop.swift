@@ -4,6 +4,7 @@ import Foundation
 import GatewayService
 import InventoryService
 import NotificationService
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import OrderService
@@ -29,26 +30,43 @@ struct InProcessShop: Sendable {
         extraGatewaySetup: @escaping @Sendable (inout GatewayConfiguration) -> Void = { _ in },
         _ body: @Sendable @escaping (InProcessShop) async throws -> T
     ) async throws -> T {
-        // The order service calls the payment service, which starts later (it needs the order service's URL): it gets
-        // a port chosen now.
-        let paymentPort = try Harness.freePort()
+        // A whole shop is seven services with their databases and consumers: on two cores, more than two at once
+        // (tests run in parallel) starve each other into timeouts. Tests beyond that wait here, before any deadline.
+        await ShopThrottle.shared.acquire()
+        do {
+            let result = try await run(harness, catalog: catalog, adminPassword: adminPassword, extraGatewaySetup: extraGatewaySetup, body)
+            await ShopThrottle.shared.release()
+            return result
+        } catch {
+            await ShopThrottle.shared.release()
+            throw error
+        }
+    }
+
+    static func run<T: Sendable>(
+        _ harness: Harness,
+        catalog: [(String, ProductUpdate)],
+        adminPassword: String,
+        extraGatewaySetup: @escaping @Sendable (inout GatewayConfiguration) -> Void,
+        _ body: @Sendable @escaping (InProcessShop) async throws -> T
+    ) async throws -> T {
+        // The order service calls the payment service, which starts later (it needs the order service's URL): the order
+        // service looks it up at each call.
+        let paymentURL = NIOLockedValueBox("http://127.0.0.1:9")
         return try await harness.withCatalog(catalog) { inventoryURL in
-            let order = harness.order(inventoryURL: inventoryURL, paymentURL: Self.url(paymentPort))
+            let order = harness.order(inventoryURL: inventoryURL, locatePayment: { paymentURL.withLockedValue { $0 } })
             return try await RunningService.with([{ var c = order; c.settings.onServerRunning = $0; return try await buildOrderService(c) }]) { orderPorts in
                 let user = harness.user(orderURL: Self.url(orderPorts[0]), adminPassword: adminPassword)
                 return try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { userPorts in
                     let auth = harness.auth(userURL: Self.url(userPorts[0]))
                     let notification = harness.notification()
-                    let payment = {
-                        var payment = harness.payment(orderURL: Self.url(orderPorts[0]))
-                        payment.settings.port = paymentPort
-                        return payment
-                    }()
+                    let payment = harness.payment(orderURL: Self.url(orderPorts[0]))
                     return try await RunningService.with([
                         { var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) },
                         { var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c) },
                         { var c = payment; c.settings.onServerRunning = $0; return try await buildPaymentService(c) },
                     ]) { authPorts in
+                        paymentURL.withLockedValue { $0 = Self.url(authPorts[2]) }
                         let urls: [ServiceName: String] = [
                             .inventory: inventoryURL, .order: Self.url(orderPorts[0]), .user: Self.url(userPorts[0]), .auth: Self.url(authPorts[0]),
                             .payment: Self.url(authPorts[2]), .notification: Self.url(authPorts[1]),
@@ -106,5 +124,32 @@ struct InProcessShop: Sendable {
         }
         let response = try await client.execute(request, timeout: .seconds(15))
         return Reply(status: response.status, headers: response.headers, body: try await response.body.collect(upTo: 4 << 20))
+    }
+}
+
+/// At most two in-process shops at a time (see ``InProcessShop/with``).
+actor ShopThrottle {
+    static let shared = ShopThrottle(permits: 2)
+    private var permits: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(permits: Int) {
+        self.permits = permits
+    }
+
+    func acquire() async {
+        if permits > 0 {
+            permits -= 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            permits += 1
+        } else {
+            waiters.removeFirst().resume()
+        }
     }
 }

@@ -11,8 +11,9 @@ import NIOPosix
 public struct ServiceClient: Sendable {
     /// Name of the called service, used in error messages.
     public let name: String
-    /// Base URL such as `http://127.0.0.1:3002`.
-    public let baseURL: String
+    /// Base URL such as `http://127.0.0.1:3002`, looked up at each call (a fixed URL, or where the service is now).
+    let locate: @Sendable () -> String
+    public var baseURL: String { locate() }
     let http: HTTPClient
     let timeout: TimeAmount
 
@@ -23,8 +24,17 @@ public struct ServiceClient: Sendable {
         name: String, baseURL: String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
         credentials: (any ServiceCredentials)? = nil
     ) {
+        let fixed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.init(name: name, locate: { fixed }, http: http, timeout: timeout, credentials: credentials)
+    }
+
+    /// A client whose base URL `locate` gives at each call (for a service whose address is known only later).
+    public init(
+        name: String, locate: @escaping @Sendable () -> String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
+        credentials: (any ServiceCredentials)? = nil
+    ) {
         self.name = name
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.locate = locate
         self.http = http
         self.timeout = timeout
         self.credentials = credentials
