@@ -57,8 +57,8 @@ echo "==> building"
 swift build --build-tests
 echo "==> testing (SQLite and PostgreSQL)"
 # Runs `swift test` bounded in time. A run that does not finish (exit 124) is reported and run again, at most three times:
-# an intermittent stall of the whole test process (every task suspended; under investigation, see the README's known
-# issues) must not be mistaken for a result. A run that finishes with a failure is never retried.
+# a stall of the whole test process (see the README's known issues: the cause found so far is fixed) must not be mistaken
+# for a result. A run that finishes with a failure is never retried.
 bounded_test() {
     local limit=$1; shift
     local attempt status
