@@ -62,6 +62,8 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     app.beforeServerStarts {
         try await database.prepare(migrations: NotificationMigrations.all + MessagingMigrations.all)
         try await prepared.prepare()
+        // Retired: notifications of order.created (ORDER_RECEIVED) became the order-notifications queue's ORDER_CONFIRMED.
+        try await prepared.log.unsubscribe(group: "notification-service", types: [EventType.orderCreated])
     }
     return app
 }

@@ -29,6 +29,12 @@ struct PaymentController {
             .post(":id/refund", use: refundForService)
     }
 
+    /// A request that may succeed when repeated shortly (another one with its key or order is still charging): 503
+    /// with `Retry-After`, so a caller retries instead of taking it as a refusal.
+    static func inProgress(_ message: String) -> APIError {
+        APIError(.serviceUnavailable, message, headers: [.retryAfter: "1"], extra: ["code": "in_progress"])
+    }
+
     /// `GET /internal/charges?userId=&idempotencyKey=`: the payment a charge with that key made, if any.
     @Sendable func findForService(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {
         guard let userId = request.uri.queryParameters.get("userId"), let key = request.uri.queryParameters.get("idempotencyKey") else {
@@ -42,6 +48,9 @@ struct PaymentController {
     /// no money is answered as it is.
     @Sendable func refundForService(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {
         let id = try context.parameters.require("id")
+        guard let current = try await repository.find(id: id) else { throw APIError.notFound("Payment not found") }
+        // A charge still running may yet take money: answer "try again" rather than "nothing to refund".
+        if current.payment.status == "processing" { throw Self.inProgress("The payment is still being charged") }
         guard let record = try await repository.refund(id: id, processor: processor) else { throw APIError.notFound("Payment not found") }
         context.logger.info("Refund requested", metadata: ["paymentId": "\(id)", "status": "\(record.payment.status)"])
         return record.payment
@@ -130,7 +139,7 @@ struct PaymentController {
                 return Self.json(status: response.status, body: response.body, replayed: true)
             }
             guard existing.payment.status == "failed" else {
-                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+                throw Self.inProgress("A request with this Idempotency-Key is in progress")
             }
             retried = existing
         }
@@ -141,7 +150,7 @@ struct PaymentController {
         if let retried {
             // A charge whose outcome was unknown, tried again under the same payment (and processor key).
             guard try await repository.retry(id: retried.payment.id) else {
-                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+                throw Self.inProgress("A request with this Idempotency-Key is in progress")
             }
             record = retried
         } else {
@@ -157,9 +166,10 @@ struct PaymentController {
                 record = started
             case .existing:
                 // The same key arrived twice at once; the other request is charging.
-                throw APIError(.conflict, "A request with this Idempotency-Key is in progress")
+                throw Self.inProgress("A request with this Idempotency-Key is in progress")
             case .orderTaken(let status):
-                throw APIError(.conflict, status == "processing" ? "A payment for this order is already in progress" : "Order is already paid")
+                if status == "processing" { throw Self.inProgress("A payment for this order is already in progress") }
+                throw APIError(.conflict, "Order is already paid")
             }
         }
 

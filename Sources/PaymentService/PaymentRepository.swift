@@ -63,7 +63,7 @@ struct PaymentRepository: Sendable {
                 continue
             }
         }
-        throw APIError(.conflict, "A payment for this order is already in progress")
+        throw PaymentController.inProgress("A payment for this order is already in progress")
     }
 
     /// Takes a payment whose charge failed without an answer (`failed`) back to `processing`, for a retry with the same
@@ -154,24 +154,29 @@ struct PaymentRepository: Sendable {
         return true
     }
 
-    /// Refunds payment `id` (see ``refund(_:processor:in:)``); answers the payment as it now is, nil when unknown.
+    /// Refunds payment `id`: the processor first (keyed by the payment, so a repeat refunds once), outside any
+    /// transaction, then the record in a short one. Answers the payment as it now is, nil when unknown.
     func refund(id: String, processor: any PaymentProcessor) async throws -> PaymentRecord? {
-        let refunded = try await database.transaction { sql -> Bool? in
-            guard let record = try await sql.raw("SELECT * FROM payments WHERE id = \(bind: id)").first().map(Self.record) else { return nil }
-            return try await refund(record, processor: processor, in: sql)
-        }
-        if refunded == true { events.committed() }
-        return refunded == nil ? nil : try await find(id: id)
+        guard let record = try await find(id: id) else { return nil }
+        guard record.payment.status == "completed", let reference = record.processorReference else { return record }
+        let refund = try await processor.refund(
+            reference: reference, amountCents: Money.cents(record.payment.amount), idempotencyKey: "refund-\(record.payment.id)"
+        )
+        try await database.transaction { sql in try await markRefunded(record, reference: refund, in: sql) }
+        events.committed()
+        return try await find(id: id)
     }
 
     /// Marks a payment refunded and publishes `payment.refunded`, inside the transaction `sql`.
     func markRefunded(_ record: PaymentRecord, reference: String, in sql: any SQLDatabase) async throws {
-        try await sql.raw(
+        let changed = try await sql.raw(
             """
             UPDATE payments SET status = 'refunded', refund_reference = \(bind: reference), updated_at = \(bind: Timestamp.now())
-            WHERE id = \(bind: record.payment.id) AND status = 'completed'
+            WHERE id = \(bind: record.payment.id) AND status = 'completed' RETURNING id
             """
-        ).run()
+        ).all()
+        // Refunded already (a concurrent refund of the same payment): announced once.
+        guard !changed.isEmpty else { return }
         let payment = record.payment
         let event = PaymentEvent(paymentId: payment.id, orderId: payment.orderId, userId: record.userId, amount: payment.amount)
         try await events.add(EventType.paymentRefunded, key: payment.orderId, payload: event, in: sql)

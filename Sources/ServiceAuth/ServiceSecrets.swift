@@ -17,10 +17,11 @@ public enum ServiceSecrets {
     public static func loadOrCreate(dataDirectory: String, services: [String]) throws -> [String: String] {
         let file = path(in: dataDirectory)
         for _ in 0..<3 {
-            var secrets = (try? load(file)) ?? [:]
+            let existed = FileManager.default.fileExists(atPath: file)
+            // A file that exists but cannot be read is an error, never a reason to make new secrets for everybody.
+            var secrets = existed ? try load(file) : [:]
             let missing = services.filter { secrets[$0] == nil }
             guard !missing.isEmpty else { return secrets }
-            let existed = FileManager.default.fileExists(atPath: file)
             for service in missing { secrets[service] = randomSecret() }
             let directory = (file as NSString).deletingLastPathComponent
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -30,9 +31,10 @@ public enum ServiceSecrets {
             }
             defer { try? FileManager.default.removeItem(atPath: temporary) }
             if existed {
-                // A file from an older version that lacks a newer service: extended with the existing secrets kept.
+                // A file from an older version that lacks a newer service: extended with the existing secrets kept,
+                // then read back, so that two processes extending it at once both answer what is on disk.
                 guard rename(temporary, file) == 0 else { throw CocoaError(.fileWriteUnknown) }
-                return secrets
+                continue
             }
             if link(temporary, file) == 0 { return secrets }
             guard errno == EEXIST else { throw CocoaError(.fileWriteUnknown) }

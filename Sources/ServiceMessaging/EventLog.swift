@@ -118,16 +118,12 @@ public final class EventLog: Sendable {
 
     // MARK: Publishing
 
-    /// Declares that consumer group `group` receives events of exactly `types` from now on (idempotent): types it no
-    /// longer handles stop being delivered to it.
+    /// Declares that consumer group `group` receives events of `types` from now on (idempotent). It only adds: an
+    /// instance of an older version starting during a rolling update must not take away what a newer one subscribed
+    /// to. A type a group stops handling is removed on purpose, with ``unsubscribe(group:types:)``.
     public func declare(group: String, types: [String]) async throws {
         let now = Self.nowMillis()
         try await database.transaction { sql in
-            if types.isEmpty {
-                try await sql.delete(from: "subscriptions").where("group_name", .equal, group).run()
-            } else {
-                try await sql.delete(from: "subscriptions").where("group_name", .equal, group).where("event_type", .notIn, types).run()
-            }
             for type in types {
                 try await sql.raw(
                     """
@@ -136,6 +132,14 @@ public final class EventLog: Sendable {
                     """
                 ).run()
             }
+        }
+    }
+
+    /// Stops delivering events of `types` to `group` (a deliberate, versioned removal: a handler that was retired).
+    public func unsubscribe(group: String, types: [String]) async throws {
+        guard !types.isEmpty else { return }
+        try await database.withConnection { sql in
+            try await sql.delete(from: "subscriptions").where("group_name", .equal, group).where("event_type", .in, types).run()
         }
     }
 

@@ -51,13 +51,15 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
 
     // MARK: Starting and reading
 
-    /// Stores a new saga (leased to this orchestrator); false when one with this id exists already.
+    /// Stores a new saga (leased to this orchestrator); false when one with this id exists already, or when `also`
+    /// — run in the same transaction, e.g. to record an idempotency key — answers false (then nothing is stored).
     @discardableResult
-    public func start(id: String, state: State) async throws -> Bool {
+    public func start(id: String, state: State, also: (@Sendable (any SQLDatabase) async throws -> Bool)? = nil) async throws -> Bool {
         let now = Timestamp.now()
         let text = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         do {
             try await database.transaction { sql in
+                if let also, try await !also(sql) { throw NotStarted() }
                 try await sql.raw(
                     """
                     INSERT INTO sagas (id, name, status, state, next_step, owner, lease_until, created_at, updated_at)
@@ -67,10 +69,12 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 ).run()
             }
             return true
-        } catch where Database.isUniqueViolation(error) {
+        } catch where Database.isUniqueViolation(error) || error is NotStarted {
             return false
         }
     }
+
+    struct NotStarted: Error {}
 
     /// Runs saga `id` until it is finished, or until it is not this orchestrator's to run (another holds its lease);
     /// answers its record at that point.
@@ -202,24 +206,18 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         try await boundary?(id, "before \(step.name)")
         try await transition(id: id, history: (step.name, "started", nil)) { _ in }
         var attempt = 0
-        while true {
+        var changed: State?
+        while changed == nil {
             attempt += 1
             let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
             do {
-                let changed = try await withHeartbeat(id: id) {
+                changed = try await withHeartbeat(id: id) {
                     try await Self.withTimeout(step.timeout) {
                         var next = state
                         try await step.action(&next, context)
                         return next
                     }
                 }
-                try await boundary?(id, "after \(step.name)")
-                try await transition(id: id, history: (step.name, "completed", nil)) { sql in
-                    try await sql.raw(
-                        "UPDATE sagas SET state = \(bind: try Self.encode(changed)), next_step = \(bind: index + 1) WHERE id = \(bind: id)"
-                    ).run()
-                }
-                return
             } catch let failure as SagaStepFailure {
                 try await fail(id: id, at: index, step: step.name, message: failure.message, status: failure.status)
                 return
@@ -236,6 +234,15 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 try await Task.sleep(for: definition.backoff(afterAttempt: attempt))
                 try await renew(id: id)
             }
+        }
+        // Recording the success is outside the step's retries: should the database fail here, the saga pauses (and is
+        // resumed when its lease runs out, re-running the idempotent step) instead of counting a done step as failed.
+        guard let changed else { return }
+        try await boundary?(id, "after \(step.name)")
+        try await transition(id: id, history: (step.name, "completed", nil)) { sql in
+            try await sql.raw(
+                "UPDATE sagas SET state = \(bind: try Self.encode(changed)), next_step = \(bind: index + 1) WHERE id = \(bind: id)"
+            ).run()
         }
     }
 

@@ -230,6 +230,20 @@ import Testing
     }
 
     @Test(arguments: TestDatabase.available)
+    func declaringOnlyAddsAndUnsubscribingRemovesOnPurpose(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { _, log in
+            try await log.declare(group: "g", types: ["a", "b"])
+            // An older instance declaring fewer types takes nothing away.
+            try await log.declare(group: "g", types: ["a"])
+            try await log.publish(try Self.event("b", key: "k", n: 1))
+            #expect(try await log.counts(group: "g") == ["ready": 1])
+            try await log.unsubscribe(group: "g", types: ["b"])
+            try await log.publish(try Self.event("b", key: "k", n: 2))
+            #expect(try await log.counts(group: "g") == ["ready": 1])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
     func malformedAndUnhandledEventsAreDeadLetteredWithoutStoppingTheConsumer(_ engine: TestDatabase) async throws {
         try await withMessaging(engine) { service, log in
             let consumer = consumer("work", service, log, Self.recordingHandlers(), subscribes: false)

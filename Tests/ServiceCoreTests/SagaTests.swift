@@ -93,6 +93,9 @@ import Testing
             let saga = Self.orchestrator(Self.definition(downstream), database)
             #expect(try await saga.start(id: "s1", state: Trip()))
             #expect(try await !saga.start(id: "s1", state: Trip()))
+            // What runs in the start's transaction can veto it: nothing is stored then.
+            #expect(try await !saga.start(id: "vetoed", state: Trip()) { _ in false })
+            #expect(try await saga.record(id: "vetoed") == nil)
             let record = try #require(try await saga.run(id: "s1"))
             #expect(record.status == .completed)
             #expect(record.state.done == ["reserve", "charge", "create"])

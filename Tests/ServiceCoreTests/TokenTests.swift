@@ -104,6 +104,16 @@ import Testing
         #expect(extended["inventory"] != nil)
     }
 
+    @Test func anUnreadableSecretsFileIsAnErrorNotANewSetOfSecrets() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = ServiceSecrets.path(in: directory)
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: file))
+        #expect(throws: (any Error).self) { try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ["auth"]) }
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == "not json")
+    }
+
     @Test func secretsCompareInFullAndParseFromTheEnvironmentForm() {
         #expect(ServiceSecrets.constantTimeEquals("abc", "abc"))
         #expect(!ServiceSecrets.constantTimeEquals("abc", "abd"))

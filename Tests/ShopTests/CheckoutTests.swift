@@ -88,6 +88,35 @@ import Testing
     }
 
     @Test(arguments: TestDatabase.available)
+    func aHoldThatArrivesAfterItsReleaseIsRefused(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let inventory = try #require(shop.serviceURLs[.inventory])
+                let service = try await harness.keys.token("order", role: .service, scopes: [Scope.inventoryReserve])
+                let hold = #"{"orderId":"late-1","items":[{"productId":"product-1","quantity":2}]}"#
+                // The saga's compensation ran first (its hold timed out on the way) ...
+                let released = try await InProcessShop.call(shop.client, .DELETE, inventory + "/internal/reservations/late-1", token: service)
+                #expect(released.status == .ok)
+                // ... so the hold that arrives afterwards keeps nothing.
+                let late = try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: hold, token: service)
+                #expect(late.status == .conflict)
+                #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
+                // A hold, then its release, gives the units back once however often it is released.
+                let other = #"{"orderId":"held-1","items":[{"productId":"product-1","quantity":3}]}"#
+                #expect(try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: service).status == .created)
+                #expect(try await OrderLifecycleTests.product(shop).reserved == 3)
+                for _ in 0..<2 {
+                    _ = try await InProcessShop.call(shop.client, .DELETE, inventory + "/internal/reservations/held-1", token: service)
+                }
+                #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
+                // Without the scope: refused.
+                let user = try await harness.keys.token("u1")
+                #expect(try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: user).status == .forbidden)
+            }
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
     func theSameIdempotencyKeyChecksOutOnce(_ engine: TestDatabase) async throws {
         try await Harness.with(engine) { harness in
             try await InProcessShop.with(harness) { shop in

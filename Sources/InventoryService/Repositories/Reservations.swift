@@ -105,12 +105,16 @@ struct Reservations: Sendable {
     /// cancelled) is not shipped: `order.processing.failed` says why.
     func ship(_ order: OrderEvent, in sql: any SQLDatabase) async throws {
         if try await sql.raw("SELECT order_id FROM shipments WHERE order_id = \(bind: order.orderId)").first() != nil { return }
-        let rows = try await sql.raw(
-            "SELECT product_id, quantity, status FROM reservations WHERE order_id = \(bind: order.orderId) ORDER BY product_id"
+        // Commit the held rows first (`UPDATE … RETURNING`): a release racing this shipment then finds nothing to give back.
+        let held = try await sql.raw(
+            """
+            UPDATE reservations SET status = 'committed', updated_at = \(bind: Timestamp.now())
+            WHERE order_id = \(bind: order.orderId) AND status = 'reserved' RETURNING product_id, quantity
+            """
         ).all()
-        let held = try rows.filter { try $0.decode(column: "status", as: String.self) == "reserved" }
-        guard !rows.isEmpty, held.count == rows.count else {
-            let reason = rows.isEmpty ? "no stock was reserved for the order" : "the order's reservation was released before payment"
+        guard !held.isEmpty else {
+            let any = try await sql.raw("SELECT order_id FROM reservations WHERE order_id = \(bind: order.orderId)").first()
+            let reason = any == nil ? "no stock was reserved for the order" : "the order's reservation was released before payment"
             logger.warning("Paid order cannot be shipped", metadata: ["orderId": "\(order.orderId)", "reason": "\(reason)"])
             try await events.add(
                 EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: reason), in: sql
@@ -125,9 +129,6 @@ struct Reservations: Sendable {
             ).run()
         }
         let now = Timestamp.now()
-        try await sql.raw(
-            "UPDATE reservations SET status = 'committed', updated_at = \(bind: now) WHERE order_id = \(bind: order.orderId) AND status = 'reserved'"
-        ).run()
         let tracking = Self.trackingNumber()
         try await sql.raw(
             "INSERT INTO shipments (order_id, tracking_number, shipped_at) VALUES (\(bind: order.orderId), \(bind: tracking), \(bind: now))"
@@ -136,22 +137,38 @@ struct Reservations: Sendable {
         try await events.add(EventType.orderShipped, key: order.orderId, payload: OrderShipped(orderId: order.orderId, trackingNumber: tracking), in: sql)
     }
 
-    /// Releases the order's held stock (`order.cancelled`, or expiry); answers whether anything was held.
+    /// Releases the order's held stock (`order.cancelled`, the saga's compensation, or expiry); answers whether anything
+    /// was held. The reservation rows change first (`UPDATE … RETURNING`), so two releases — or a release racing a
+    /// shipment — never both give the same units back. An order that held nothing gets a `released` marker, so a hold
+    /// that arrives late (after its compensation) is refused instead of keeping stock for nobody.
     @discardableResult
     func release(orderId: String, in sql: any SQLDatabase) async throws -> Bool {
         let held = try await sql.raw(
-            "SELECT product_id, quantity FROM reservations WHERE order_id = \(bind: orderId) AND status = 'reserved' ORDER BY product_id"
+            """
+            UPDATE reservations SET status = 'released', updated_at = \(bind: Timestamp.now())
+            WHERE order_id = \(bind: orderId) AND status = 'reserved' RETURNING product_id, quantity
+            """
         ).all()
         for row in held {
             let productId = try row.decode(column: "product_id", as: String.self)
             let quantity = try row.decode(column: "quantity", as: Int.self)
             try await sql.raw("UPDATE products SET reserved = reserved - \(bind: quantity) WHERE id = \(bind: productId)").run()
         }
-        try await sql.raw(
-            "UPDATE reservations SET status = 'released', updated_at = \(bind: Timestamp.now()) WHERE order_id = \(bind: orderId) AND status = 'reserved'"
-        ).run()
+        if held.isEmpty, try await sql.raw("SELECT order_id FROM reservations WHERE order_id = \(bind: orderId)").first() == nil {
+            let now = Timestamp.now()
+            try await sql.raw(
+                """
+                INSERT INTO reservations (order_id, product_id, quantity, status, expires_at, created_at, updated_at)
+                VALUES (\(bind: orderId), \(bind: Self.releasedMarker), 1, 'released', 0, \(bind: now), \(bind: now))
+                ON CONFLICT (order_id, product_id) DO NOTHING
+                """
+            ).run()
+        }
         return !held.isEmpty
     }
+
+    /// The product id of the row that records "released before anything was held".
+    static let releasedMarker = "*released*"
 
     /// Releases reservations that expired unpaid, one order per transaction, each with `order.processing.failed` (the
     /// order service cancels the order). Answers how many orders it released.

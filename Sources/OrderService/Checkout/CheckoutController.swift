@@ -49,19 +49,29 @@ struct CheckoutController {
         }
         let items = try await pricing.items(for: input.order.items)
         let sagaID = UUID().uuidString.lowercased()
-        if let key {
-            guard try await claim(key: key, userId: identity.subject, sagaID: sagaID) else {
-                // Another request with this key got there first.
-                let winner = try await self.sagaID(userId: identity.subject, key: key) ?? sagaID
-                return try await answer(winner, userId: identity.subject, waited: true)
-            }
-        }
         let state = CheckoutState(
             orderId: UUID().uuidString.lowercased(), userId: identity.subject, items: items, shippingAddress: input.order.shippingAddress,
             totalCents: items.reduce(Int64(0)) { $0 + Money.cents($1.price) * Int64($1.quantity) }
         )
         vault.put(input.card, for: sagaID)
-        try await orchestrator.start(id: sagaID, state: state)
+        // The key (if any) and the saga are stored in one transaction: a key never points at a saga that is not there.
+        let userId = identity.subject
+        let started = try await orchestrator.start(id: sagaID, state: state) { sql in
+            guard let key else { return true }
+            return try await !sql.raw(
+                """
+                INSERT INTO checkouts (user_id, idempotency_key, saga_id) VALUES (\(bind: userId), \(bind: key), \(bind: sagaID))
+                ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING saga_id
+                """
+            ).all().isEmpty
+        }
+        guard started else {
+            vault.remove(sagaID)
+            // Another request with this key got there first.
+            let winner = try await key.asyncMap { try await self.sagaID(userId: userId, key: $0) } ?? nil
+            guard let winner else { throw APIError(.conflict, "A checkout with this Idempotency-Key is being started") }
+            return try await answer(winner, userId: userId, waited: true)
+        }
         context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])
         // The saga runs on its own task, so a client that hangs up does not stop it; the answer waits a little for it.
         let orchestrator = self.orchestrator
@@ -144,16 +154,12 @@ struct CheckoutController {
                 .decode(column: "saga_id", as: String.self)
         }
     }
+}
 
-    /// Records that `key` starts saga `sagaID`; false when the key was taken meanwhile.
-    func claim(key: String, userId: String, sagaID: String) async throws -> Bool {
-        try await database.withConnection { sql in
-            try await !sql.raw(
-                """
-                INSERT INTO checkouts (user_id, idempotency_key, saga_id) VALUES (\(bind: userId), \(bind: key), \(bind: sagaID))
-                ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING saga_id
-                """
-            ).all().isEmpty
-        }
+extension Optional {
+    /// `map` with an async transform.
+    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }
