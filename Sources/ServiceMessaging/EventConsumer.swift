@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Logging
 import SQLKit
 import ServiceDatabase
@@ -48,7 +49,7 @@ public struct ConsumerConfiguration: Sendable {
         baseBackoff: Duration = .milliseconds(200),
         maxBackoff: Duration = .seconds(30),
         pollInterval: Duration = .milliseconds(100),
-        linger: Duration = .milliseconds(2)
+        linger: Duration = .milliseconds(5)
     ) {
         self.prefetch = prefetch
         self.visibilityTimeout = visibilityTimeout
@@ -81,6 +82,8 @@ public final class EventConsumer: Service, Sendable {
     let subscribes: Bool
     let owner = UUID().uuidString.lowercased()
     let wakeup = Wakeup()
+    /// Busy passes of the loop and the deliveries they handled (for benchmarks: the batch size reached).
+    public let passes = NIOLockedValueBox<(passes: Int, items: Int)>((0, 0))
     /// Called after a handler's transaction committed (to wake the service's outbox relay for what handlers published).
     let afterCommit: (@Sendable () -> Void)?
 
@@ -122,7 +125,8 @@ public final class EventConsumer: Service, Sendable {
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 handled = try await pollOnce()
-                linger.passBegan(at: start, foundWork: handled > 0)
+                if handled > 0 { passes.withLockedValue { $0.passes += 1; $0.items += handled } }
+                linger.passBegan(at: start, found: handled)
             } catch {
                 logger.warning("Event consumer could not reach the event log", metadata: ["group": "\(group)", "error": "\(error)"])
                 handled = 0

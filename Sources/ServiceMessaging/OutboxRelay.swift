@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Logging
 import SQLKit
 import ServiceDatabase
@@ -17,6 +18,8 @@ public final class OutboxRelay: Service, Sendable {
     let maxBackoff: Duration
     /// Under load, the least time between two passes (see ``Linger``).
     let linger: Duration
+    /// Busy passes of the loop and the rows they moved (for benchmarks: rows per pass is the batch size reached).
+    public let passes = NIOLockedValueBox<(passes: Int, items: Int)>((0, 0))
     /// Signal after committing a transaction that added to the outbox, for prompt delivery.
     public let wakeup = Wakeup()
 
@@ -27,7 +30,7 @@ public final class OutboxRelay: Service, Sendable {
         batchSize: Int = 100,
         pollInterval: Duration = .milliseconds(250),
         maxBackoff: Duration = .seconds(5),
-        linger: Duration = .milliseconds(2)
+        linger: Duration = .milliseconds(5)
     ) {
         self.database = database
         self.log = log
@@ -47,7 +50,8 @@ public final class OutboxRelay: Service, Sendable {
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 let moved = try await relayBatch()
-                linger.passBegan(at: start, foundWork: moved > 0)
+                if moved > 0 { passes.withLockedValue { $0.passes += 1; $0.items += moved } }
+                linger.passBegan(at: start, found: moved)
                 failures = 0
                 if moved < batchSize {
                     await cancelWhenGracefulShutdown { await self.wakeup.wait(timeout: self.pollInterval) }

@@ -84,10 +84,10 @@ public final class Wakeup: Sendable {
     }
 }
 
-/// Spaces a loop's busy passes at least `interval` apart (the "linger" of batching producers): when the previous pass
-/// found work and began less than `interval` ago, the next waits out the rest, so that under load each pass takes a
-/// bigger batch instead of many passes taking one item each. When the loop was idle, the next pass starts at once, so
-/// a lone event pays no delay.
+/// Spaces a loop's passes at least `interval` apart while it is under load (the "linger" of batching producers): when
+/// the previous pass found more than one item — items arrive faster than passes — and began less than `interval` ago,
+/// the next waits out the rest, so each pass takes a bigger batch instead of many passes taking one item each. A pass
+/// that found one item or none lingers not at all, so at a moderate rate a lone event pays no delay.
 struct Linger {
     let interval: Duration
     private var lastBusyStart: ContinuousClock.Instant?
@@ -103,9 +103,8 @@ struct Linger {
         return elapsed < interval ? interval - elapsed : .zero
     }
 
-    /// Call when a pass begins and when it ends, with whether it found work.
-    mutating func passBegan(at start: ContinuousClock.Instant, foundWork: Bool) {
-        lastBusyStart = foundWork && interval > .zero ? start : nil
+    /// Call after a pass that began at `start`, with how many items it found.
+    mutating func passBegan(at start: ContinuousClock.Instant, found items: Int) {
+        lastBusyStart = items > 1 && interval > .zero ? start : nil
     }
 }
-

@@ -51,7 +51,7 @@ struct Bench: AsyncParsableCommand {
         var rate = 100
 
         @Option(help: "Least milliseconds between two busy passes of the relay and of the consumer (their batching linger).")
-        var lingerMs = 2
+        var lingerMs = 5
 
         @Option(help: "Concurrent publishers in the throughput run (and concurrent committers in the raw run).")
         var publishers = 1
@@ -127,6 +127,8 @@ struct Bench: AsyncParsableCommand {
 
                 // 3. Throughput: publish as fast as the publishers commit, until every event is handled.
                 latencies.reset(expect: events)
+                relay.passes.withLockedValue { $0 = (0, 0) }
+                consumer.passes.withLockedValue { $0 = (0, 0) }
                 let start = ContinuousClock.now
                 try await concurrently(events) { n in
                     try await publish(n: 1_000_000 + n, service: service, relay: relay)
@@ -137,6 +139,10 @@ struct Bench: AsyncParsableCommand {
                 let burst = latencies.percentiles()
                 print(String(format: "throughput:         %8.0f events/s end to end  (%.0f%% of the raw commit rate; p50 %.1f ms, p99 %.1f ms under load)", throughput, 100 * throughput / commitRate, burst.p50, burst.p99))
                 print(String(format: "  publisher alone:  %8.0f commits/s (state change + outbox row, while the relay and consumer run)", publishRate))
+                let (relayPasses, relayed) = relay.passes.withLockedValue { $0 }
+                let (consumerPasses, consumed) = consumer.passes.withLockedValue { $0 }
+                print(String(format: "  batches:          relay %.1f events per pass (%d passes), consumer %.1f (%d passes)",
+                             Double(relayed) / Double(max(relayPasses, 1)), relayPasses, Double(consumed) / Double(max(consumerPasses, 1)), consumerPasses))
                 await group.triggerGracefulShutdown()
             }
             if postgres {
