@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ServiceProxy", targets: ["ServiceProxy"]),
         .library(name: "ServiceMessaging", targets: ["ServiceMessaging"]),
         .library(name: "ServiceSaga", targets: ["ServiceSaga"]),
+        .library(name: "ServiceResilience", targets: ["ServiceResilience"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -86,6 +87,11 @@ let package = Package(
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceResilience",
+            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -178,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "ServiceCoreTests",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceTesting",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

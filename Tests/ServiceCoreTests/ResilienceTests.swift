@@ -1,0 +1,208 @@
+import NIOConcurrencyHelpers
+import ServiceResilience
+import Testing
+
+/// An instant of a test's own time line.
+struct TestInstant: InstantProtocol {
+    var offset: Duration
+    func advanced(by duration: Duration) -> TestInstant { TestInstant(offset: offset + duration) }
+    func duration(to other: TestInstant) -> Duration { other.offset - offset }
+    static func < (lhs: TestInstant, rhs: TestInstant) -> Bool { lhs.offset < rhs.offset }
+}
+
+/// A clock that moves only when told to.
+final class ManualClock: Clock, Sendable {
+    private let current = NIOLockedValueBox(TestInstant(offset: .zero))
+    var now: TestInstant { current.withLockedValue { $0 } }
+    var minimumResolution: Duration { .nanoseconds(1) }
+    func advance(by duration: Duration) { current.withLockedValue { $0 = $0.advanced(by: duration) } }
+    func sleep(until deadline: TestInstant, tolerance: Duration?) async throws {
+        while now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+    }
+}
+
+@Suite struct ResilienceTests {
+    typealias Machine = CircuitBreakerMachine<TestInstant>
+
+    static func at(_ seconds: Double) -> TestInstant { TestInstant(offset: .milliseconds(Int(seconds * 1000))) }
+
+    @Test func consecutiveFailuresTripAndHalfOpenAdmitsABoundedNumberOfTrials() {
+        var breaker = Machine(configuration: .init(consecutiveFailures: 3, minimumCalls: 100, openDuration: .seconds(10), halfOpenCalls: 2))
+        for second in 0..<3 {
+            do {
+            let decision = breaker.acquire(now: Self.at(Double(second)))
+            #expect(decision == .allow)
+        }
+            breaker.record(success: false, duration: .milliseconds(5), now: Self.at(Double(second)))
+        }
+        #expect(breaker.state == .open(until: Self.at(12)))
+        do {
+            let decision = breaker.acquire(now: Self.at(11.9))
+            #expect(decision == .reject)
+        }
+        // Time is up: two trial calls, no third.
+        do {
+            let decision = breaker.acquire(now: Self.at(12))
+            #expect(decision == .allow)
+        }
+        do {
+            let decision = breaker.acquire(now: Self.at(12.1))
+            #expect(decision == .allow)
+        }
+        do {
+            let decision = breaker.acquire(now: Self.at(12.2))
+            #expect(decision == .reject)
+        }
+        #expect(breaker.state.name == "half-open")
+        breaker.record(success: true, duration: .milliseconds(5), now: Self.at(12.3))
+        #expect(breaker.state.name == "half-open")
+        breaker.record(success: true, duration: .milliseconds(5), now: Self.at(12.4))
+        #expect(breaker.state == .closed)
+        do {
+            let decision = breaker.acquire(now: Self.at(12.5))
+            #expect(decision == .allow)
+        }
+    }
+
+    @Test func aFailedTrialReopensForAnotherFullPeriod() {
+        var breaker = Machine(configuration: .init(consecutiveFailures: 1, openDuration: .seconds(5), halfOpenCalls: 3))
+        _ = breaker.acquire(now: Self.at(0))
+        breaker.record(success: false, duration: .zero, now: Self.at(0))
+        do {
+            let decision = breaker.acquire(now: Self.at(5))
+            #expect(decision == .allow)
+        }
+        breaker.record(success: false, duration: .zero, now: Self.at(6))
+        #expect(breaker.state == .open(until: Self.at(11)))
+        do {
+            let decision = breaker.acquire(now: Self.at(10))
+            #expect(decision == .reject)
+        }
+    }
+
+    @Test func theFailureRateTripsOnlyWithEnoughCallsInTheWindow() {
+        var breaker = Machine(configuration: .init(consecutiveFailures: 100, failureRate: 0.5, minimumCalls: 10, window: .seconds(10)))
+        // Alternating: never two failures in a row; 9 calls with 5 failures is under the minimum number of calls.
+        for call in 0..<9 {
+            _ = breaker.acquire(now: Self.at(Double(call) * 0.1))
+            breaker.record(success: call % 2 == 1, duration: .zero, now: Self.at(Double(call) * 0.1))
+        }
+        #expect(breaker.state == .closed)
+        #expect(breaker.totals(now: Self.at(1)) == (9, 5))
+        _ = breaker.acquire(now: Self.at(1))
+        breaker.record(success: true, duration: .zero, now: Self.at(1))
+        // Ten calls, five failures: 50 %.
+        #expect(breaker.state.name == "open")
+    }
+
+    @Test func failuresOlderThanTheWindowRollOff() {
+        var breaker = Machine(configuration: .init(consecutiveFailures: 100, failureRate: 0.5, minimumCalls: 4, window: .seconds(10)))
+        for (second, success) in [(0.0, false), (1.0, true), (2.0, false)] {
+            _ = breaker.acquire(now: Self.at(second))
+            breaker.record(success: success, duration: .zero, now: Self.at(second))
+        }
+        // Twelve seconds on, the early failures are out of the window: two successes and one failure stay closed.
+        for (second, success) in [(12.5, true), (13.0, false), (13.5, true), (14.0, true)] {
+            _ = breaker.acquire(now: Self.at(second))
+            breaker.record(success: success, duration: .zero, now: Self.at(second))
+        }
+        #expect(breaker.state == .closed)
+        #expect(breaker.totals(now: Self.at(14)).failures == 1)
+    }
+
+    @Test func slowCallsCountAsFailures() {
+        var breaker = Machine(configuration: .init(consecutiveFailures: 2, slowCall: .milliseconds(100)))
+        _ = breaker.acquire(now: Self.at(0))
+        breaker.record(success: true, duration: .milliseconds(150), now: Self.at(0))
+        _ = breaker.acquire(now: Self.at(1))
+        breaker.record(success: true, duration: .milliseconds(99), now: Self.at(1))
+        #expect(breaker.state == .closed)
+        for second in [2.0, 3.0] {
+            _ = breaker.acquire(now: Self.at(second))
+            breaker.record(success: true, duration: .milliseconds(500), now: Self.at(second))
+        }
+        #expect(breaker.state.name == "open")
+    }
+
+    @Test func theBreakerOnAClockRefusesAtOnceAndReportsItsChanges() async throws {
+        let clock = ManualClock()
+        let changes = NIOLockedValueBox<[String]>([])
+        let breaker = CircuitBreaker(
+            name: "payment", configuration: .init(consecutiveFailures: 2, openDuration: .seconds(30), halfOpenCalls: 1), clock: clock
+        ) { _, from, to in changes.withLockedValue { $0.append("\(from)→\(to)") } }
+        struct Down: Error {}
+        let calls = NIOLockedValueBox(0)
+        for _ in 0..<2 {
+            await #expect(throws: Down.self) { try await breaker.run { calls.withLockedValue { $0 += 1 }; throw Down() } }
+        }
+        // Open: refused without calling.
+        await #expect(throws: CircuitBreaker<ManualClock>.Open.self) { try await breaker.run { calls.withLockedValue { $0 += 1 } } }
+        #expect(calls.withLockedValue { $0 } == 2)
+        clock.advance(by: .seconds(30))
+        try await breaker.run { calls.withLockedValue { $0 += 1 } }
+        #expect(breaker.state == "closed")
+        #expect(changes.withLockedValue { $0 } == ["closed→open", "open→half-open", "half-open→closed"])
+    }
+
+    @Test func backoffHasFullJitterUnderADoublingCap() {
+        let policy = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(100), maxDelay: .seconds(1))
+        #expect(policy.delay(afterAttempt: 1, random: 0) == .zero)
+        #expect(policy.delay(afterAttempt: 1, random: 1) == .milliseconds(100))
+        #expect(policy.delay(afterAttempt: 2, random: 1) == .milliseconds(200))
+        #expect(policy.delay(afterAttempt: 4, random: 1) == .milliseconds(800))
+        #expect(policy.delay(afterAttempt: 5, random: 1) == .seconds(1))
+        #expect(policy.delay(afterAttempt: 30, random: 1) == .seconds(1))
+        #expect(policy.delay(afterAttempt: 3, random: 0.5) == .milliseconds(200))
+        for _ in 0..<100 {
+            let delay = policy.delay(afterAttempt: 3)
+            #expect(delay >= .zero && delay <= .milliseconds(400))
+        }
+    }
+
+    @Test func onlyIdempotentRequestsOrOnesWithAKeyAreRetried() {
+        for method in ["GET", "head", "PUT", "DELETE", "OPTIONS"] { #expect(RetryPolicy.isSafeToRetry(method: method, hasIdempotencyKey: false)) }
+        for method in ["POST", "PATCH"] {
+            #expect(!RetryPolicy.isSafeToRetry(method: method, hasIdempotencyKey: false))
+            #expect(RetryPolicy.isSafeToRetry(method: method, hasIdempotencyKey: true))
+        }
+    }
+
+    @Test func theRetryBudgetLimitsRetriesToAShareOfCalls() {
+        var budget = RetryBudgetMachine<TestInstant>(ratio: 0.2, minimumPerSecond: 0)
+        // Starts with its capacity (10), then runs dry.
+        let first = (0..<11).map { _ in budget.tryRetry(now: Self.at(0)) }
+        #expect(first == Array(repeating: true, count: 10) + [false])
+        // Five calls earn one retry.
+        for _ in 0..<5 { budget.recordCall(now: Self.at(1)) }
+        let earned = (0..<2).map { _ in budget.tryRetry(now: Self.at(1)) }
+        #expect(earned == [true, false])
+        // A floor refills with time: two a second.
+        var floored = RetryBudgetMachine<TestInstant>(ratio: 0.1, minimumPerSecond: 2)
+        let drained = (0..<21).map { _ in floored.tryRetry(now: Self.at(0)) }
+        #expect(drained.last == false)
+        let refilled = (0..<2).map { _ in floored.tryRetry(now: Self.at(0.5)) }
+        #expect(refilled == [true, false])
+    }
+
+    @Test func aFullBulkheadRefusesAndAQueuedCallRunsWhenASlotFrees() async throws {
+        let bulkhead = Bulkhead(name: "inventory", maxConcurrent: 1, maxQueued: 1)
+        let (gate, opener) = AsyncStream<Void>.makeStream()
+        let ran = NIOLockedValueBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await bulkhead.run {
+                    ran.withLockedValue { $0.append("first") }
+                    for await _ in gate { break }
+                }
+            }
+            while bulkhead.load.running < 1 { try await Task.sleep(for: .milliseconds(1)) }
+            group.addTask { try await bulkhead.run { ran.withLockedValue { $0.append("queued") } } }
+            while bulkhead.load.waiting < 1 { try await Task.sleep(for: .milliseconds(1)) }
+            await #expect(throws: Bulkhead.Full.self) { try await bulkhead.run { ran.withLockedValue { $0.append("third") } } }
+            opener.yield()
+            try await group.waitForAll()
+        }
+        #expect(ran.withLockedValue { $0 } == ["first", "queued"])
+        #expect(bulkhead.load == (0, 0))
+    }
+}
