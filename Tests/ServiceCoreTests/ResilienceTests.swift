@@ -206,3 +206,85 @@ final class ManualClock: Clock, Sendable {
         #expect(bulkhead.load == (0, 0))
     }
 }
+
+/// A clock whose sleeps end at once, moving its time to their deadline: retries and timeouts run without waiting.
+final class SteppingClock: Clock, Sendable {
+    private let current = NIOLockedValueBox(TestInstant(offset: .zero))
+    var now: TestInstant { current.withLockedValue { $0 } }
+    var minimumResolution: Duration { .nanoseconds(1) }
+    func sleep(until deadline: TestInstant, tolerance: Duration?) async throws {
+        try Task.checkCancellation()
+        current.withLockedValue { $0 = max($0, deadline) }
+        await Task.yield()
+    }
+}
+
+@Suite struct ResiliencePolicyStackTests {
+    struct Down: Error {}
+
+    @Test func theBreakerStillTripsWhenRetriesAreOnAndAnOpenBreakerIsNotRetried() async throws {
+        let clock = SteppingClock()
+        let breaker = CircuitBreaker(name: "order", configuration: .init(consecutiveFailures: 4, openDuration: .seconds(30)), clock: clock)
+        let policies = ResiliencePolicies(clock: clock, retry: RetryPolicy(maxAttempts: 3), breaker: breaker)
+        let attempts = NIOLockedValueBox(0)
+        let failing: @Sendable () async throws -> Int = {
+            attempts.withLockedValue { $0 += 1 }
+            throw Down()
+        }
+        // First call: three attempts, three failures counted by the breaker.
+        await #expect(throws: Down.self) { try await policies.run(safeToRetry: true, failing) }
+        #expect(attempts.withLockedValue { $0 } == 3)
+        #expect(breaker.state == "closed")
+        // Second call: its first attempt is the fourth failure and trips the breaker; the retry meets the open breaker.
+        await #expect(throws: CircuitBreaker<SteppingClock>.Open.self) { try await policies.run(safeToRetry: true, failing) }
+        #expect(attempts.withLockedValue { $0 } == 4)
+        #expect(breaker.state == "open")
+        // While open, calls fail at once without reaching the dependency.
+        await #expect(throws: CircuitBreaker<SteppingClock>.Open.self) { try await policies.run(safeToRetry: true, failing) }
+        #expect(attempts.withLockedValue { $0 } == 4)
+    }
+
+    @Test func unsafeCallsAreNotRetriedAndTheBudgetStopsRetries() async throws {
+        let clock = SteppingClock()
+        let attempts = NIOLockedValueBox(0)
+        let failing: @Sendable () async throws -> Int = {
+            attempts.withLockedValue { $0 += 1 }
+            throw Down()
+        }
+        let retrying = ResiliencePolicies(clock: clock, retry: RetryPolicy(maxAttempts: 5))
+        await #expect(throws: Down.self) { try await retrying.run(safeToRetry: false, failing) }
+        #expect(attempts.withLockedValue { $0 } == 1)
+
+        let budget = RetryBudget(ratio: 0, minimumPerSecond: 0, clock: clock)
+        while budget.tryRetry() {}
+        let budgeted = ResiliencePolicies(clock: clock, retry: RetryPolicy(maxAttempts: 5), budget: budget)
+        attempts.withLockedValue { $0 = 0 }
+        await #expect(throws: Down.self) { try await budgeted.run(safeToRetry: true, failing) }
+        #expect(attempts.withLockedValue { $0 } == 1)
+    }
+
+    @Test func eachAttemptIsBoundedByTheTimeoutAndASuccessfulRetryAnswers() async throws {
+        let clock = SteppingClock()
+        let attempts = NIOLockedValueBox(0)
+        let cutOff = NIOLockedValueBox(false)
+        let policies = ResiliencePolicies(clock: clock, retry: RetryPolicy(maxAttempts: 2), timeout: .seconds(1))
+        let value = try await policies.run(safeToRetry: true) { () async throws -> String in
+            let attempt = attempts.withLockedValue { count -> Int in
+                count += 1
+                return count
+            }
+            if attempt == 1 {
+                // The first attempt never answers: only the timeout (cancelling it) ends it.
+                let (never, keepOpen) = AsyncStream<Void>.makeStream()
+                for await _ in never {}
+                withExtendedLifetime(keepOpen) {}
+                cutOff.withLockedValue { $0 = Task.isCancelled }
+                throw CancellationError()
+            }
+            return "answered"
+        }
+        #expect(value == "answered")
+        #expect(attempts.withLockedValue { $0 } == 2)
+        #expect(cutOff.withLockedValue { $0 })
+    }
+}
