@@ -86,7 +86,7 @@ import Testing
 
     func withProxy(
         maxBody: Int = 1 << 20,
-        timeout: TimeAmount = .seconds(5),
+        timeout: TimeAmount = .seconds(20),
         idleTimeout: TimeAmount = .seconds(60),
         _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void
     ) async throws {

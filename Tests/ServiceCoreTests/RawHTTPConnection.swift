@@ -57,7 +57,7 @@ final class RawHTTPConnection: Sendable {
     var isClosed: Bool { collector.closed.withLockedValue { $0 } }
 
     /// Waits (polling, with a deadline) until `condition` holds for what was received.
-    func wait(for description: String, timeout: Duration = .seconds(5), _ condition: @Sendable (String, Bool) -> Bool) async throws {
+    func wait(for description: String, timeout: Duration = .seconds(20), _ condition: @Sendable (String, Bool) -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while !condition(received, isClosed) {
             guard ContinuousClock.now < deadline else { throw TimedOut(waitingFor: description, received: String(received.prefix(300))) }
