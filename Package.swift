@@ -39,6 +39,7 @@ let package = Package(
         .target(
             name: "ServiceCore",
             dependencies: [
+                "ServiceResilience",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

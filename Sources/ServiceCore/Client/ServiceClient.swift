@@ -5,6 +5,7 @@ import HTTPTypes
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ServiceResilience
 
 /// A JSON client for calling another service: carries the current correlation id and the caller's bearer token,
 /// bounds every call with a timeout, and turns "could not reach it" into a 503 ``APIError``.
@@ -19,25 +20,51 @@ public struct ServiceClient: Sendable {
 
     /// When set, calls without an explicit bearer carry this service's own token (and `X-Service-ID`).
     public let credentials: (any ServiceCredentials)?
+    /// The policies guarding the calls (see ``ResiliencePolicies`` for their order). Failures are errors reaching the
+    /// service and 5xx answers. By default: up to three attempts with full-jitter backoff for calls that are safe to
+    /// repeat, within a retry budget. A circuit breaker is opt-in (``breakerPolicies(name:)``): per-instance breakers
+    /// belong with discovery, and a breaker shared by every call to a service also stops the compensations that must
+    /// get through.
+    public let policies: ResiliencePolicies<ContinuousClock>
+
+    /// The default policies for calls to service `name`: safe retries within a budget.
+    public static func defaultPolicies(name: String) -> ResiliencePolicies<ContinuousClock> {
+        ResiliencePolicies(
+            clock: ContinuousClock(),
+            retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(50), maxDelay: .seconds(1)),
+            budget: RetryBudget(clock: ContinuousClock())
+        )
+    }
+
+    /// The default policies plus a circuit breaker (5 failures in a row, or half the calls of 30 s; open 10 s) whose
+    /// state changes are logged.
+    public static func breakerPolicies(name: String, configuration: CircuitBreakerConfiguration = .init()) -> ResiliencePolicies<ContinuousClock> {
+        var policies = defaultPolicies(name: name)
+        policies.breaker = CircuitBreaker(name: name, configuration: configuration, clock: ContinuousClock()) { name, from, to in
+            logger.warning("Circuit breaker changed state", metadata: ["service": "\(name)", "from": "\(from)", "to": "\(to)"])
+        }
+        return policies
+    }
 
     public init(
         name: String, baseURL: String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
-        credentials: (any ServiceCredentials)? = nil
+        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil
     ) {
         let fixed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        self.init(name: name, locate: { fixed }, http: http, timeout: timeout, credentials: credentials)
+        self.init(name: name, locate: { fixed }, http: http, timeout: timeout, credentials: credentials, policies: policies)
     }
 
     /// A client whose base URL `locate` gives at each call (for a service whose address is known only later).
     public init(
         name: String, locate: @escaping @Sendable () -> String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
-        credentials: (any ServiceCredentials)? = nil
+        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil
     ) {
         self.name = name
         self.locate = locate
         self.http = http
         self.timeout = timeout
         self.credentials = credentials
+        self.policies = policies ?? Self.defaultPolicies(name: name)
     }
 
     static let logger = Logger(label: "service-client")
@@ -93,10 +120,22 @@ public struct ServiceClient: Sendable {
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
+        let safe = RetryPolicy.isSafeToRetry(method: method.rawValue, hasIdempotencyKey: request.headers.contains(name: "idempotency-key"))
+        let attempt = request
+        let (http, timeout, name) = (self.http, self.timeout, self.name)
         do {
-            let response = try await http.execute(request, timeout: timeout)
-            let bytes = try await response.body.collect(upTo: 8 << 20)
-            return Response(status: Int(response.status.code), body: bytes, service: name)
+            return try await policies.run(safeToRetry: safe) {
+                let response = try await http.execute(attempt, timeout: timeout)
+                let bytes = try await response.body.collect(upTo: 8 << 20)
+                let answer = Response(status: Int(response.status.code), body: bytes, service: name)
+                // A 5xx counts as a failure (for the breaker and the retry); the caller still gets the answer.
+                if answer.status >= 500 { throw ServerFailure(response: answer) }
+                return answer
+            }
+        } catch let failure as ServerFailure {
+            return failure.response
+        } catch is CircuitBreaker<ContinuousClock>.Open {
+            throw APIError.unavailable("\(name) service unavailable (circuit open)")
         } catch {
             Self.logger.warning(
                 "Call to another service failed",
@@ -104,6 +143,10 @@ public struct ServiceClient: Sendable {
             )
             throw APIError.unavailable("\(name) service unavailable")
         }
+    }
+
+    struct ServerFailure: Error {
+        let response: Response
     }
 
     /// `GET path`.
