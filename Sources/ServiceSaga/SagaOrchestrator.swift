@@ -299,14 +299,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     func transition(id: String, history: (step: String, status: String, error: String?), _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void)
         async throws
     {
-        try await database.transaction { sql in
-            let ours = try await sql.raw(
-                """
-                UPDATE sagas SET lease_until = \(bind: Self.millis() + self.leaseMillis), updated_at = \(bind: Timestamp.now())
-                WHERE id = \(bind: id) AND owner = \(bind: self.owner) RETURNING id
-                """
-            ).all()
-            guard !ours.isEmpty else { throw LeaseLost() }
+        try await transitionWithoutHistory(id: id) { sql in
             try await change(sql)
             let seq = try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
                 .decode(column: "next", as: Int.self) ?? 1
@@ -349,6 +342,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         }
     }
 
+    /// Commits `change` with a renewed lease, only while the saga is still ours (``LeaseLost`` otherwise).
     func transitionWithoutHistory(id: String, _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws {
         try await database.transaction { sql in
             let ours = try await sql.raw(

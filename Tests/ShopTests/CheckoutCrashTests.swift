@@ -17,41 +17,13 @@ import Testing
 @Suite(.serialized) struct CheckoutCrashTests {
     @Test(arguments: TestDatabase.available)
     func checkoutsEndCompletedOrCompensatedThroughKillsOfTheOrchestrator(_ engine: TestDatabase) async throws {
-        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-crash-\(UUID().uuidString)").path
-        let database = engine == .postgres ? try await TestDatabase.createPostgresDatabase() : nil
-        defer { if ProcessInfo.processInfo.environment["KEEP_TEST_DATA"] == nil { try? FileManager.default.removeItem(atPath: dataDirectory) } }
-        var system = LocalSystem(
-            portBase: try SystemTests.freePortBase(), dataDirectory: dataDirectory, databaseURL: database?.url ?? "", adminPassword: "AdminPass1",
-            logLevel: "info"
-        )
         // Short leases and timeouts, so sagas left by a killed process are resumed within the test's time.
-        system.extraEnvironment = [
+        let environment = [
             "SAGA_LEASE_MS": "1500", "PAYMENT_PROCESSOR_TIMEOUT_MS": "1500", "CHECKOUT_CHARGE_TIMEOUT_MS": "3000", "CHECKOUT_WAIT_MS": "100",
         ]
-        let supervisor = Supervisor(
-            system: system, executable: SystemTests.shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5),
-            logDirectory: dataDirectory + "/logs"
-        )
-        let group = ServiceGroup(services: [supervisor], logger: Logger(label: "test"))
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            do {
-                try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(60), client: client)
-                try await DemoCatalog.seed(gatewayURL: system.gatewayURL, adminEmail: AdminAccount.email, adminPassword: "AdminPass1", client: client)
-                try await run(system: system, supervisor: supervisor, client: client)
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                try? await client.shutdown()
-                if let database { await TestDatabase.dropPostgresDatabase(database.name) }
-                throw error
-            }
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
+        _ = try await SystemTests.withSystem(engine, name: "crash", extraEnvironment: environment) { system, supervisor, client in
+            try await run(system: system, supervisor: supervisor, client: client)
         }
-        try await client.shutdown()
-        if let database { await TestDatabase.dropPostgresDatabase(database.name) }
     }
 
     func run(system: LocalSystem, supervisor: Supervisor, client: HTTPClient) async throws {

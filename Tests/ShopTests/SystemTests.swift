@@ -36,33 +36,30 @@ import Testing
 
     func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 
-    @Test(arguments: TestDatabase.available)
-    func theGuidesFlowAcrossRealProcesses(_ engine: TestDatabase) async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.shopExecutable.path), "build the package first: swift build --build-tests")
-        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-system-\(UUID().uuidString)").path
+    /// Runs the whole system as processes under the supervisor (seeded, ready), calls `body`, stops it gracefully and
+    /// answers the service processes' ids as they were before the stop. Data folder and database are dropped after.
+    static func withSystem(
+        _ engine: TestDatabase, name: String, extraEnvironment: [String: String] = [:],
+        _ body: @Sendable (LocalSystem, Supervisor, HTTPClient) async throws -> Void
+    ) async throws -> [Int32] {
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-\(name)-\(UUID().uuidString)").path
         let database = engine == .postgres ? try await TestDatabase.createPostgresDatabase() : nil
-        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        let system = LocalSystem(
-            portBase: try Self.freePortBase(),
-            dataDirectory: dataDirectory,
-            databaseURL: database?.url ?? "",
-            adminPassword: "AdminPass1",
-            logLevel: "info"
+        defer { if ProcessInfo.processInfo.environment["KEEP_TEST_DATA"] == nil { try? FileManager.default.removeItem(atPath: dataDirectory) } }
+        var system = LocalSystem(
+            portBase: try freePortBase(), dataDirectory: dataDirectory, databaseURL: database?.url ?? "", adminPassword: "AdminPass1", logLevel: "info"
         )
-        let logs = dataDirectory + "/logs"
-        let supervisor = Supervisor(system: system, executable: Self.shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5), logDirectory: logs)
+        system.extraEnvironment = extraEnvironment
+        let supervisor = Supervisor(
+            system: system, executable: shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5), logDirectory: dataDirectory + "/logs"
+        )
         let group = ServiceGroup(services: [supervisor], logger: Logger(label: "test"))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
-
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
+        let pids = try await withThrowingTaskGroup(of: Void.self) { tasks -> [Int32] in
             tasks.addTask { try await group.run() }
             do {
                 try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(60), client: client)
                 try await DemoCatalog.seed(gatewayURL: system.gatewayURL, adminEmail: AdminAccount.email, adminPassword: "AdminPass1", client: client)
-                let orderID = try await walk(system: system, client: client, logs: logs)
-                if engine == .sqlite {
-                    try await restartKeepsData(system: system, supervisor: supervisor, client: client, orderID: orderID.order, token: orderID.token)
-                }
+                try await body(system, supervisor, client)
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
@@ -73,12 +70,25 @@ import Testing
             let pids = system.services.compactMap { supervisor.processIdentifier(of: $0) }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            // Every service process is gone after a graceful stop.
-            #expect(pids.count == system.services.count)
-            #expect(pids.allSatisfy { !isAlive($0) })
+            return pids
         }
         try await client.shutdown()
         if let database { await TestDatabase.dropPostgresDatabase(database.name) }
+        return pids
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func theGuidesFlowAcrossRealProcesses(_ engine: TestDatabase) async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.shopExecutable.path), "build the package first: swift build --build-tests")
+        let pids = try await Self.withSystem(engine, name: "system") { system, supervisor, client in
+            let orderID = try await walk(system: system, client: client, logs: system.dataDirectory + "/logs")
+            if engine == .sqlite {
+                try await restartKeepsData(system: system, supervisor: supervisor, client: client, orderID: orderID.order, token: orderID.token)
+            }
+        }
+        // Every service process is gone after a graceful stop.
+        #expect(pids.count == ServiceName.implemented.count)
+        #expect(pids.allSatisfy { !isAlive($0) })
     }
 
     /// Sign up → log in → read own user → order `product-1` → read it back, with one correlation id per step visible
