@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "ServiceSaga",
             dependencies: [
-                "ServiceCore", "ServiceDatabase",
+                "ServiceCore", "ServiceDatabase", "ServiceResilience",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -152,7 +152,7 @@ let package = Package(
         ),
         .target(
             name: "PaymentService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(

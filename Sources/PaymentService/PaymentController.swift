@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import ServiceAuth
 import ServiceCore
+import ServiceResilience
 import ShopContracts
 
 /// `POST /payments` (charge an order), `GET /payments/:id` (the caller's payment).
@@ -91,7 +92,7 @@ struct PaymentController {
 
     @Sendable func pay(request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        let key = try idempotencyKey(request)
+        let key = try IdempotencyKey.header(of: request)
         var request = request
         let input = try PaymentInput(body: try await request.jsonBody(context: context), now: .now)
         return try await charge(input, userId: identity.subject, key: key, logger: context.logger) { amount in
@@ -113,7 +114,7 @@ struct PaymentController {
     /// `POST /internal/charges` (scope payments:charge): the checkout saga's charge for an order it has not created yet.
     /// The calling service vouches for the user and the amount; the Idempotency-Key header is required.
     @Sendable func chargeForService(request: Request, context: ServiceRequestContext) async throws -> Response {
-        guard let key = try idempotencyKey(request) else {
+        guard let key = try IdempotencyKey.header(of: request) else {
             throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" is required")])
         }
         var request = request
@@ -177,7 +178,7 @@ struct PaymentController {
         let charge = ChargeRequest(idempotencyKey: record.payment.id, amountCents: Money.cents(record.payment.amount), card: input.card)
         let outcome: ChargeOutcome
         do {
-            outcome = try await withDeadline(processorTimeout) { try await processor.charge(charge) }
+            outcome = try await withTimeout(processorTimeout) { try await processor.charge(charge) }
         } catch {
             try await repository.fail(id: record.payment.id, failure: "processor did not answer: \(error)")
             logger.warning("Payment processor did not answer", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])
@@ -209,15 +210,6 @@ struct PaymentController {
         return record.payment
     }
 
-    /// The `Idempotency-Key` header, if any: 1–255 printable ASCII characters.
-    func idempotencyKey(_ request: Request) throws -> String? {
-        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
-        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-            throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" must be 1 to 255 printable ASCII characters")])
-        }
-        return key
-    }
-
     func fetchOrder(_ id: String) async throws -> OrderDTO {
         let response = try await orders.get("/internal/orders/\(id)")
         switch response.status {
@@ -233,21 +225,5 @@ struct PaymentController {
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         if replayed { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-}
-
-/// Runs `body`, cancelling it and throwing ``ProcessorUnavailable`` when it takes longer than `timeout`.
-func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else {
-            throw ProcessorUnavailable(description: "no answer within \(timeout)")
-        }
-        return value
     }
 }

@@ -193,7 +193,7 @@ public final class Database: Sendable {
 
     /// Creates the service's schema (PostgreSQL) and applies the migrations not yet applied.
     public func prepare(migrations: [Migration]) async throws {
-        if case .postgres(let client, let schema) = backend {
+        if case .postgres(_, let schema) = backend {
             // Several processes may start at once: `CREATE SCHEMA IF NOT EXISTS` races on PostgreSQL's catalog, so it
             // runs under the same advisory lock as the migrations. The name was checked to be a plain identifier.
             _ = try await transaction { sql in

@@ -52,10 +52,7 @@ public struct ResiliencePolicies<C: Clock>: Sendable where C.Duration == Duratio
     }
 
     /// The attempt did not finish within the timeout.
-    public struct TimedOut: Error, CustomStringConvertible {
-        public let timeout: Duration
-        public var description: String { "no answer within \(timeout)" }
-    }
+    public typealias TimedOut = ServiceResilience.TimedOut
 
     /// Runs `operation` under the policies; `safeToRetry` says whether it may be repeated.
     public func run<T: Sendable>(safeToRetry: Bool, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
@@ -84,16 +81,7 @@ public struct ResiliencePolicies<C: Clock>: Sendable where C.Duration == Duratio
     func guarded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let timed: @Sendable () async throws -> T = { [timeout, clock] in
             guard let timeout else { return try await operation() }
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await operation() }
-                group.addTask {
-                    try await clock.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let value = first else { throw TimedOut(timeout: timeout) }
-                return value
-            }
+            return try await withTimeout(timeout, clock: clock, operation)
         }
         if let breaker { return try await breaker.run(timed) }
         return try await timed()

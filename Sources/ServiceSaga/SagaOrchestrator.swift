@@ -5,6 +5,7 @@ import SQLKit
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 
 /// Runs sagas of one definition durably on the service's database.
 ///
@@ -372,22 +373,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
     }
 
-    struct StepTimedOut: Error, CustomStringConvertible {
-        var timeout: Duration
-        var description: String { "the step did not finish within \(timeout)" }
-    }
-
-    /// Runs `body`, cancelling it and throwing ``StepTimedOut`` after `timeout`.
+    /// Runs `body`, cancelling it and throwing ``TimedOut`` after `timeout`.
     static func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else { throw StepTimedOut(timeout: timeout) }
-            return value
-        }
+        try await ServiceResilience.withTimeout(timeout, body)
     }
 }

@@ -20,19 +20,7 @@ import Testing
     }
 
     /// A port base whose seven ports are free now.
-    static func freePortBase() throws -> Int {
-        for _ in 0..<50 {
-            let base = Int.random(in: 20_000..<32_000)
-            let channels = (0..<7).compactMap { offset in
-                try? ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: base + offset).wait()
-            }
-            for channel in channels { try? channel.close().wait() }
-            if channels.count == 7 { return base }
-        }
-        throw PortsBusy()
-    }
-
-    struct PortsBusy: Error {}
+    static func freePortBase() throws -> Int { try Ports.freeBase() }
 
     func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
 

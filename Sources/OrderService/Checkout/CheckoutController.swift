@@ -34,7 +34,7 @@ struct CheckoutController {
 
     @Sendable func checkout(request: Request, context: ServiceRequestContext) async throws -> Response {
         let identity = try context.requireIdentity()
-        let key = try Self.idempotencyKey(request)
+        let key = try IdempotencyKey.header(of: request)
         var request = request
         let input = try Validation.validate(try await request.jsonBody(context: context)) { body -> Input? in
             body.allowOnly(["items", "shippingAddress", "paymentMethod", "cardDetails"])
@@ -138,14 +138,6 @@ struct CheckoutController {
             group.cancelAll()
             return first
         }
-    }
-
-    static func idempotencyKey(_ request: Request) throws -> String? {
-        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
-        guard (1...255).contains(key.utf8.count), key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
-            throw APIError.validation([.init(field: "Idempotency-Key", message: "\"Idempotency-Key\" must be 1 to 255 printable ASCII characters")])
-        }
-        return key
     }
 
     func sagaID(userId: String, key: String) async throws -> String? {
