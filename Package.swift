@@ -124,7 +124,7 @@ let package = Package(
         ),
         .target(
             name: "GatewayService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceProxy", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceProxy", "ServiceResilience", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(

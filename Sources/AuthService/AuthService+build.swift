@@ -50,7 +50,7 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     _ = try clients()
     // The auth service signs its own service token (to ask the user service about credentials).
     let ownToken = ServiceTokenSource.local(issuer: issuer, serviceID: ServiceName.auth.rawValue, scopes: Scope.granted(to: .auth))
-    let users = ServiceClient(name: "user", baseURL: configuration.userURL, credentials: ownToken)
+    let users = ServiceClient(name: "user", baseURL: configuration.userURL, credentials: ownToken, registry: settings.registry)
 
     var health = HealthChecker()
     health.addCheck("signingKey") { _ = try await issuer.issue(subject: "health", role: .service, email: nil) }

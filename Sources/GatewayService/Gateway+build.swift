@@ -3,17 +3,36 @@ import NIOCore
 import NIOPosix
 import ServiceAuth
 import ServiceCore
+import ServiceLifecycle
 import ServiceProxy
+import ServiceResilience
 import ShopContracts
 
-/// Builds the gateway: the SwiftNIO reverse proxy with the shop's routing table, token checks and aggregated health.
-public func buildGateway(_ configuration: GatewayConfiguration) throws -> ProxyServer {
+/// Builds the gateway: the SwiftNIO reverse proxy with the shop's routing table, token checks, rate limits, load
+/// balancing and aggregated health, plus the service registry it hosts and the monitor that evicts dead instances.
+public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Service {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let authURL = configuration.serviceURLs[.auth] ?? "http://127.0.0.1:\(ServiceName.auth.port())"
+    let authURL = (configuration.serviceURLs[.auth] ?? "http://127.0.0.1:\(ServiceName.auth.port())").split(separator: ",").first.map(String.init) ?? ""
     let verifier = configuration.tokenVerifier ?? .remote(authURL: authURL, logger: logger)
-    let router = try GatewayRouter(configuration: configuration, verifier: verifier, health: GatewayHealth(configuration: configuration))
-    return ProxyServer(
+    let registry = ServiceRegistry(ttl: configuration.registryTTL)
+    var statics: [String: [ProxyUpstream]] = [:]
+    for service in ServiceName.allCases where service != .gateway {
+        statics[service.rawValue] = try configuration.upstreams(service)
+    }
+    let upstreams = GatewayUpstreams(registry: registry, statics: statics, strategy: configuration.loadBalancing, logger: logger)
+    let (defaultLimit, overrides) = try configuration.rateLimits()
+    let limiter = RateLimiter(
+        store: configuration.rateLimitStore ?? InMemoryRateLimitStore(clock: ContinuousClock()), onFailure: configuration.rateLimitOnStoreFailure
+    ) { [policy = configuration.rateLimitOnStoreFailure] error in
+        logger.error("Rate-limit store failed; following the configured policy", metadata: ["error": "\(error)", "policy": "\(policy.rawValue)"])
+    }
+    let router = GatewayRouter(
+        verifier: verifier, health: GatewayHealth(configuration: configuration), upstreams: upstreams,
+        limits: GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter),
+        registry: RegistryAPI(registry: registry, verifier: verifier)
+    )
+    let proxy = ProxyServer(
         configuration: ProxyServerConfiguration(
             host: settings.host,
             port: settings.port,
@@ -26,4 +45,5 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> ProxyS
         logger: logger,
         onServerRunning: configuration.onServerRunning
     )
+    return ServiceSet([proxy, RegistryMonitor(registry: registry, interval: configuration.registryCheckInterval, logger: logger)])
 }

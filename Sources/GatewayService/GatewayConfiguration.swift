@@ -4,6 +4,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceProxy
+import ServiceResilience
 import ShopContracts
 
 /// Configuration of the gateway: where it listens and where each service is.
@@ -19,6 +20,23 @@ public struct GatewayConfiguration: Sendable {
     public var eventLoopThreads: Int
     /// Verifier to use instead of fetching keys from the auth service (tests).
     public var tokenVerifier: TokenVerifier?
+    /// The rate limit of every route group (`RATE_LIMIT`, default `100/60s`; `off` for none), as written.
+    public var rateLimit: String
+    /// Per-group limits replacing the default (`RATE_LIMIT_<GROUP>`, e.g. `RATE_LIMIT_AUTH=20/60s`), as written.
+    public var rateLimitOverrides: [String: String]
+    /// What to do when the rate-limit store fails (`RATE_LIMIT_ON_STORE_FAILURE`: `allow`, the default, or `deny`);
+    /// either way the failure is logged.
+    public var rateLimitOnStoreFailure: RateLimiter.FailurePolicy
+    /// Where the counters live (default: this process's memory).
+    public var rateLimitStore: (any RateLimitStore)?
+    /// Registry: instances not heard from for this long are evicted (`REGISTRY_TTL_MS`, default 15000).
+    public var registryTTL: Duration
+    /// Registry: how often instances are health-checked (`REGISTRY_CHECK_INTERVAL_MS`, default 5000); two failed
+    /// checks in a row evict an instance.
+    public var registryCheckInterval: Duration
+    /// How requests are spread over a service's instances (`LOAD_BALANCING`: `least-outstanding`, the default, or
+    /// `round-robin`).
+    public var loadBalancing: InstanceBalancer<ProxyUpstream>.Strategy
     /// Called with the bound port once the gateway listens (tests bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -35,15 +53,37 @@ public struct GatewayConfiguration: Sendable {
             } ?? ServiceName.implemented.filter { $0 != .gateway }
         self.upstreamTimeoutSeconds = environment.int("UPSTREAM_TIMEOUT_SECONDS", default: 30)
         self.eventLoopThreads = max(1, environment.int("GATEWAY_EVENT_LOOP_THREADS", default: System.coreCount))
+        self.rateLimit = environment.string("RATE_LIMIT", default: "100/60s")
+        var overrides: [String: String] = [:]
+        for group in GatewayRouter.groups {
+            if let value = environment.get("RATE_LIMIT_\(group.uppercased())") { overrides[group] = value }
+        }
+        self.rateLimitOverrides = overrides
+        self.rateLimitOnStoreFailure = environment.get("RATE_LIMIT_ON_STORE_FAILURE").flatMap(RateLimiter.FailurePolicy.init(rawValue:)) ?? .allow
+        self.registryTTL = .milliseconds(max(100, environment.int("REGISTRY_TTL_MS", default: 15_000)))
+        self.registryCheckInterval = .milliseconds(max(50, environment.int("REGISTRY_CHECK_INTERVAL_MS", default: 5_000)))
+        self.loadBalancing = environment.get("LOAD_BALANCING").flatMap(InstanceBalancer<ProxyUpstream>.Strategy.init(rawValue:)) ?? .leastOutstanding
     }
 
-    /// The upstream of `service`, parsed from its URL.
-    func upstream(_ service: ServiceName) throws -> ProxyUpstream {
-        let url = serviceURLs[service] ?? ""
-        guard let components = URLComponents(string: url), let host = components.host else {
-            throw ConfigurationError(description: "\(service.urlVariable) is not a URL: \(url)")
+    /// The configured upstreams of `service`, parsed from its URL (or comma-separated URLs).
+    func upstreams(_ service: ServiceName) throws -> [ProxyUpstream] {
+        let list = serviceURLs[service] ?? ""
+        return try list.split(separator: ",").map { url in
+            let url = url.trimmingCharacters(in: .whitespaces)
+            guard let components = URLComponents(string: url), let host = components.host else {
+                throw ConfigurationError(description: "\(service.urlVariable) is not a URL: \(url)")
+            }
+            return ProxyUpstream(name: service.rawValue, host: host, port: components.port ?? 80)
         }
-        return ProxyUpstream(name: service.rawValue, host: host, port: components.port ?? 80)
+    }
+
+    /// The parsed rate limits.
+    func rateLimits() throws -> (defaultLimit: RateLimit?, overrides: [String: RateLimit?]) {
+        do {
+            return (try RateLimit.parse(rateLimit), try rateLimitOverrides.mapValues { try RateLimit.parse($0) })
+        } catch {
+            throw ConfigurationError(description: "\(error)")
+        }
     }
 
     struct ConfigurationError: Error, CustomStringConvertible {

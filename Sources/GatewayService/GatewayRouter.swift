@@ -7,42 +7,71 @@ import ServiceProxy
 import ShopContracts
 
 /// The gateway's routing table, as the guide's `http-proxy-middleware` setup: `/api/X…` goes to service X as `/X…`.
-/// Protected routes need a valid bearer token before anything is forwarded.
+/// Protected routes need a valid bearer token before anything is forwarded. Each request is counted against its route
+/// group's rate limit, then sent to an instance of the service (``GatewayUpstreams``). The registry API and health
+/// are answered here.
 struct GatewayRouter: ProxyRouter {
     /// One `/api` prefix and where it goes.
     struct Route: Sendable {
         var prefix: String
         var rewrite: String
-        var upstream: ProxyUpstream
+        var service: ServiceName
+        /// The rate-limit group (`orders` for `/api/orders`).
+        var group: String
+    }
+
+    static let table: [(String, String, ServiceName)] = [
+        ("/api/users", "/users", .user),
+        ("/api/auth", "/auth", .auth),
+        ("/api/orders", "/orders", .order),
+        ("/api/checkout", "/checkout", .order),
+        ("/api/payments", "/payments", .payment),
+        ("/api/inventory", "/inventory", .inventory),
+        ("/api/notifications", "/notifications", .notification),
+        ("/api/admin/dlq", "/admin/dlq", .order),
+    ]
+
+    /// The rate-limit groups: the first path segment after `/api`.
+    static let groups: [String] = Array(Set(table.map { group(of: $0.0) })).sorted()
+
+    static func group(of prefix: String) -> String {
+        String(prefix.dropFirst("/api/".count).split(separator: "/").first ?? "")
     }
 
     let routes: [Route]
     let verifier: TokenVerifier
     let health: GatewayHealth
+    let upstreams: GatewayUpstreams
+    let limits: GatewayRateLimits
+    let registry: RegistryAPI
 
-    init(configuration: GatewayConfiguration, verifier: TokenVerifier, health: GatewayHealth) throws {
-        let table: [(String, String, ServiceName)] = [
-            ("/api/users", "/users", .user),
-            ("/api/auth", "/auth", .auth),
-            ("/api/orders", "/orders", .order),
-            ("/api/checkout", "/checkout", .order),
-            ("/api/payments", "/payments", .payment),
-            ("/api/inventory", "/inventory", .inventory),
-            ("/api/notifications", "/notifications", .notification),
-            ("/api/admin/dlq", "/admin/dlq", .order),
-        ]
-        self.routes = try table.map { Route(prefix: $0.0, rewrite: $0.1, upstream: try configuration.upstream($0.2)) }
+    init(verifier: TokenVerifier, health: GatewayHealth, upstreams: GatewayUpstreams, limits: GatewayRateLimits, registry: RegistryAPI) {
+        self.routes = Self.table.map { Route(prefix: $0.0, rewrite: $0.1, service: $0.2, group: Self.group(of: $0.0)) }
         self.verifier = verifier
         self.health = health
+        self.upstreams = upstreams
+        self.limits = limits
+        self.registry = registry
     }
 
-    func route(_ head: HTTPRequestHead, correlationID: String) -> ProxyRoute {
+    func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {
+        upstreams.finished(upstream, outcome: outcome)
+    }
+
+    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? {
+        upstreams.alternative(to: upstream, attempt: attempt)
+    }
+
+    func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute {
         let uri = head.uri
         let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
         let path = uri[..<pathEnd]
 
         if path.hasPrefix("/health") {
             return localRoute(path: path, method: head.method)
+        }
+        if RegistryAPI.handles(path) {
+            return registry.route(head, path: path)
         }
         guard let route = routes.first(where: { Self.matches(path, prefix: $0.prefix) }) else {
             return .decided(.respond(.json(.notFound, #"{"error":"Not found"}"#)))
@@ -51,21 +80,22 @@ struct GatewayRouter: ProxyRouter {
             return .decided(.respond(.json(.badRequest, #"{"error":"Invalid path"}"#)))
         }
         let target = route.rewrite + uri[uri.index(uri.startIndex, offsetBy: route.prefix.count)...]
-        let forward = ProxyDecision.forward(route.upstream, target: target)
+        let token = BearerToken.extract(head.headers.first(name: "authorization"))
+        // The client key: the user when the token is already known good, else the IP address.
+        let known = token.flatMap { self.verifier.cachedIdentity(for: $0) }
         if Self.isPublic(method: head.method, prefix: route.prefix, path: path) {
-            return .decided(forward)
+            return .decided(forward(route, target: target, client: known.map { "user:\($0.subject)" } ?? "ip:\(request.clientAddress)"))
         }
-        guard let token = BearerToken.extract(head.headers.first(name: "authorization")) else {
+        guard let token else {
             return .decided(.respond(.json(.unauthorized, #"{"error":"Access denied"}"#)))
         }
-        if verifier.cachedIdentity(for: token) != nil {
-            return .decided(forward)
+        if let known {
+            return .decided(forward(route, target: target, client: "user:\(known.subject)"))
         }
-        let verifier = self.verifier
-        return .deferred {
+        return .deferred { [self] in
             do {
-                _ = try await verifier.verify(token)
-                return forward
+                let identity = try await verifier.verify(token)
+                return forward(route, target: target, client: "user:\(identity.subject)")
             } catch is TokenVerifier.Failure {
                 return .respond(
                     .json(
@@ -78,6 +108,16 @@ struct GatewayRouter: ProxyRouter {
                 return .respond(.json(.serviceUnavailable, #"{"error":"Token keys unavailable","service":"auth"}"#))
             }
         }
+    }
+
+    /// Counts the request against its group's limit, then picks an instance of the service.
+    func forward(_ route: Route, target: String, client: String) -> ProxyDecision {
+        let (headers, refusal) = limits.check(group: route.group, client: client)
+        if let refusal { return .respond(refusal) }
+        guard let upstream = upstreams.pick(route.service.rawValue) else {
+            return .respond(.json(.serviceUnavailable, #"{"error":"Service unavailable (circuit open)","service":"\#(route.service.rawValue)"}"#, headers: headers))
+        }
+        return .forward(upstream, target: target, responseHeaders: headers)
     }
 
     private func localRoute(path: Substring, method: HTTPMethod) -> ProxyRoute {

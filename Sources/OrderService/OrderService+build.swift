@@ -71,20 +71,22 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     var health = HealthChecker()
     health.addCheck(database: database)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
-    let pricing = CatalogPricing(catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL), replicas: Replicas(database: database))
-    let repository = SQLOrderRepository(database: database, events: messaging.publisher)
-    OrderController(repository: repository, pricing: pricing, verifier: verifier).addRoutes(to: router)
-
     let tokens = try configuration.serviceTokens
         ?? .forService(
             ServiceName.order.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
             dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
         )
+    let pricing = CatalogPricing(
+        catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry), replicas: Replicas(database: database))
+    let repository = SQLOrderRepository(database: database, events: messaging.publisher)
+    OrderController(repository: repository, pricing: pricing, verifier: verifier).addRoutes(to: router)
+
     let vault = CardVault()
     let saga = CheckoutSaga.definition(
-        inventory: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens),
+        inventory: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry),
         payments: ServiceClient(
-            name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30), credentials: tokens
+            name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30), credentials: tokens,
+            registry: settings.registry
         ),
         repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout
     )

@@ -64,7 +64,7 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     PaymentController(
         repository: repository,
-        orders: ServiceClient(name: "order", baseURL: configuration.orderURL, credentials: tokens),
+        orders: ServiceClient(name: "order", baseURL: configuration.orderURL, credentials: tokens, registry: settings.registry),
         processor: processor,
         processorTimeout: configuration.processorTimeout,
         verifier: verifier

@@ -37,10 +37,14 @@ public struct ProxyResponse: Sendable {
 
 /// What to do with one request.
 public enum ProxyDecision: Sendable {
-    /// Forward to `upstream` with the request target replaced by `target` (path and query).
-    case forward(ProxyUpstream, target: String)
+    /// Forward to `upstream` with the request target replaced by `target` (path and query); `responseHeaders` are
+    /// added to the upstream's response (e.g. rate-limit headers).
+    case forward(ProxyUpstream, target: String, responseHeaders: HTTPHeaders = [:])
     /// Answer locally.
     case respond(ProxyResponse)
+    /// Answer locally once the whole request body has arrived (small control endpoints, such as a registry, hosted by
+    /// the proxy's process); the body is bounded by the proxy's body limit.
+    case handle(@Sendable (ByteBuffer) async -> ProxyResponse)
 }
 
 /// A decision made at once on the event loop, or one that needs async work first (a token not yet verified, a health
@@ -50,7 +54,44 @@ public enum ProxyRoute: Sendable {
     case deferred(@Sendable () async -> ProxyDecision)
 }
 
-/// Decides, for each request head, where it goes. Called on the connection's event loop, so it must not block.
+/// What the proxy knows of a request besides its head.
+public struct ProxyRequestInfo: Sendable {
+    /// The request's correlation id (received or generated).
+    public var correlationID: String
+    /// The client's IP address (the TCP peer).
+    public var clientAddress: String
+
+    public init(correlationID: String, clientAddress: String) {
+        self.correlationID = correlationID
+        self.clientAddress = clientAddress
+    }
+}
+
+/// How an exchange with an upstream chosen by the router ended.
+public enum ProxyOutcome: Sendable, Equatable {
+    /// The upstream answered with this status (and the response was relayed completely).
+    case responded(HTTPResponseStatus)
+    /// No connection could be made: nothing of the request reached the upstream.
+    case unreachable
+    /// The upstream closed the connection or timed out after the request was (or may have been) sent.
+    case failed
+    /// The client went away or the proxy gave up for the client's sake (e.g. a body over the limit): says nothing
+    /// about the upstream.
+    case abandoned
+}
+
+/// Decides, for each request head, where it goes, and hears how each forwarded exchange ended (for load balancing and
+/// per-instance circuit breakers). Called on the connection's event loop, so it must not block.
 public protocol ProxyRouter: Sendable {
-    func route(_ head: HTTPRequestHead, correlationID: String) -> ProxyRoute
+    func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute
+    /// The exchange with `upstream` (from a `.forward` decision or ``alternative(to:attempt:)``) ended.
+    func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome)
+    /// Another upstream to try for a request that could not connect to `upstream` (nothing was sent, so any method may
+    /// go elsewhere); `attempt` counts the alternatives asked for so far. Nil: answer 503.
+    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream?
+}
+
+extension ProxyRouter {
+    public func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {}
+    public func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? { nil }
 }

@@ -31,6 +31,17 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var upstreamKeepAlive = true
         /// Whether the client connection closes once this response is written.
         var closeAfterResponse: Bool
+        /// The upstream the router chose, until the router has heard how the exchange ended.
+        var forwardedTo: ProxyUpstream?
+        /// Alternatives asked for after failed connects.
+        var alternatives = 0
+        /// Headers the router adds to the upstream's response.
+        var responseHeaders: HTTPHeaders = [:]
+        /// The upstream's response status, once its head arrived.
+        var status: HTTPResponseStatus?
+        /// A local handler waiting for the whole body, and the body so far.
+        var local: (@Sendable (ByteBuffer) async -> ProxyResponse)?
+        var localBody = ByteBuffer()
 
         init(head: HTTPRequestHead, keepAlive: Bool, correlationID: String) {
             self.head = head
@@ -90,6 +101,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)
             }
+            settle(exchange, .abandoned)
             self.exchange = nil
         }
         context.fireChannelInactive()
@@ -118,7 +130,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
             return
         }
-        switch router.route(head, correlationID: correlationID) {
+        switch router.route(head, request: ProxyRequestInfo(correlationID: correlationID, clientAddress: clientAddress)) {
         case .decided(let decision):
             apply(decision)
         case .deferred(let decide):
@@ -149,6 +161,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             return
         }
         exchange.replay = nil
+        if exchange.local != nil {
+            var buffer = buffer
+            exchange.localBody.writeBuffer(&buffer)
+            return
+        }
         let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
         if let upstream = exchange.upstream {
             upstream.channel.writeAndFlush(part, promise: nil)
@@ -165,7 +182,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             return
         }
         exchange.replay?.append(.end(nil))
-        if let upstream = exchange.upstream {
+        if let local = exchange.local {
+            runLocal(local, exchange)
+        } else if let upstream = exchange.upstream {
             upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
             startResponseTimer(exchange)
         } else {
@@ -188,7 +207,13 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         switch decision {
         case .respond(let response):
             respond(response, closeAfter: false)
-        case .forward(let upstream, let target):
+        case .handle(let local):
+            exchange.local = local
+            for case .body(.byteBuffer(var buffer)) in exchange.pending { exchange.localBody.writeBuffer(&buffer) }
+            exchange.pending.removeAll()
+            if exchange.requestEnded { runLocal(local, exchange) }
+        case .forward(let upstream, let target, let responseHeaders):
+            exchange.responseHeaders = responseHeaders
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
             // The proxy answers `Expect: 100-continue` itself: it has decided to take the body, and the upstream's own
@@ -205,8 +230,33 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             if ProxyHeaders.isReplayable(exchange.head) {
                 exchange.replay = exchange.pending
             }
+            exchange.forwardedTo = upstream
             connect(exchange, to: upstream, fresh: false)
         }
+    }
+
+    /// Runs a local handler with the whole body and answers with its response.
+    private func runLocal(_ local: @escaping @Sendable (ByteBuffer) async -> ProxyResponse, _ exchange: Exchange) {
+        let body = exchange.localBody
+        exchange.local = nil
+        exchange.localBody = ByteBuffer()
+        let eventLoop = pool.eventLoop
+        let target = NIOLoopBound((handler: self, exchange: exchange), eventLoop: eventLoop)
+        Task {
+            let response = await local(body)
+            eventLoop.execute {
+                let (handler, exchange) = target.value
+                guard handler.exchange === exchange, !exchange.responseEnded else { return }
+                handler.respond(response, closeAfter: false)
+            }
+        }
+    }
+
+    /// Tells the router how the exchange with its chosen upstream ended (once).
+    private func settle(_ exchange: Exchange, _ outcome: ProxyOutcome) {
+        guard let upstream = exchange.forwardedTo else { return }
+        exchange.forwardedTo = nil
+        router.finished(upstream, outcome: outcome)
     }
 
     private func connect(_ exchange: Exchange, to upstream: ProxyUpstream, fresh: Bool) {
@@ -230,6 +280,15 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 connection.channel.flush()
                 if sendsEnd { self.startResponseTimer(exchange) }
             case .failure(let error):
+                self.settle(exchange, .unreachable)
+                // Nothing was sent: any request may go to another instance.
+                if let next = self.router.alternative(to: upstream, attempt: exchange.alternatives) {
+                    exchange.alternatives += 1
+                    exchange.forwardedTo = next
+                    self.logger.debug("Upstream unreachable; trying another instance", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
+                    self.connect(exchange, to: next, fresh: false)
+                    return
+                }
                 self.logger.warning(
                     "Upstream unreachable",
                     metadata: ["upstream": "\(upstream.name)", "error": "\(error)", "correlationId": "\(exchange.correlationID)"]
@@ -248,6 +307,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.responseStarted = true
             exchange.replay = nil
             exchange.upstreamKeepAlive = head.isKeepAlive
+            exchange.status = head.status
+            for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
             // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
             // content-length; an HTTP/1.0 client gets the body delimited by closing the connection.
             head.headers.remove(name: "transfer-encoding")
@@ -264,6 +325,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .end:
             exchange.timeout?.cancel()
             exchange.responseEnded = true
+            settle(exchange, .responded(exchange.status ?? .ok))
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
                 // A connection may be reused only when the whole request was sent and the response came complete.
@@ -297,6 +359,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             connect(exchange, to: upstream.upstream, fresh: true)
             return
         }
+        settle(exchange, .failed)
         if exchange.responseStarted {
             context?.close(promise: nil)
         } else {
@@ -307,6 +370,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     private func upstreamTimedOut(_ exchange: Exchange) {
         guard self.exchange === exchange, !exchange.responseEnded else { return }
         let name = exchange.upstream?.upstream.name ?? ""
+        settle(exchange, .failed)
         abandonUpstream(exchange)
         if exchange.responseStarted {
             context?.close(promise: nil)
@@ -318,6 +382,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     // MARK: Helpers
 
     private func abandonUpstream(_ exchange: Exchange) {
+        settle(exchange, .abandoned)
         exchange.timeout?.cancel()
         if let upstream = exchange.upstream {
             exchange.upstream = nil
@@ -337,6 +402,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         exchange.responseStarted = true
         exchange.responseEnded = true
         exchange.pending.removeAll()
+        settle(exchange, .abandoned)
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         headers.replaceOrAdd(name: ProxyHeaders.correlationHeader, value: exchange.correlationID)

@@ -150,6 +150,7 @@ public final class CircuitBreaker<C: Clock>: Sendable where C.Duration == Durati
     public struct Open: Error, CustomStringConvertible {
         public let name: String
         public var description: String { "circuit '\(name)' is open" }
+        public init(name: String) { self.name = name }
     }
 
     public let name: String

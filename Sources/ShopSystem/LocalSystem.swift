@@ -13,6 +13,11 @@ public struct LocalSystem: Sendable {
     public var services: [ServiceName]
     /// Settings added to every service's environment (e.g. `SAGA_LEASE_MS`), after the defaults.
     public var extraEnvironment: [String: String] = [:]
+    /// Instances per service (default one). The first instance of a service listens on its well-known port; the others
+    /// bind any free port and are found through the gateway's registry.
+    public var replicas: [ServiceName: Int] = [:]
+    /// The gateway's rate limit (`100/60s`, `off`); nil: the gateway's default.
+    public var rateLimit: String?
 
     public init(
         portBase: Int = 3000,
@@ -36,10 +41,36 @@ public struct LocalSystem: Sendable {
     /// The gateway's URL.
     public var gatewayURL: String { url(of: .gateway) }
 
+    /// How many instances of `service` run.
+    public func instances(of service: ServiceName) -> Int { service == .gateway ? 1 : max(1, replicas[service] ?? 1) }
+
+    /// Parses `order=2,payment=2`.
+    public static func parseReplicas(_ text: String) throws -> [ServiceName: Int] {
+        var replicas: [ServiceName: Int] = [:]
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, let count = Int(parts[1]), (1...8).contains(count) else {
+                throw InvalidReplicas(text: String(item))
+            }
+            replicas[service] = count
+        }
+        return replicas
+    }
+
+    public struct InvalidReplicas: Error, CustomStringConvertible {
+        public var text: String
+        public var description: String { "not a replica count: '\(text)' (expected e.g. order=2,payment=2: a service other than the gateway, 1 to 8)" }
+    }
+
     /// The environment `service` runs with: the parent's, plus its port, data folder, database and every service's URL.
-    public func environment(for service: ServiceName, inheriting base: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+    /// Every service registers with the gateway's registry; instance `replica` (from 0) past the first binds any free port.
+    public func environment(
+        for service: ServiceName, replica: Int = 0, inheriting base: [String: String] = ProcessInfo.processInfo.environment
+    ) -> [String: String] {
         var environment = base
-        environment["PORT"] = String(service.port(base: portBase))
+        environment["PORT"] = replica == 0 ? String(service.port(base: portBase)) : "0"
+        environment["REGISTRY_URL"] = service == .gateway ? nil : gatewayURL
+        if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
         environment["HOST"] = "127.0.0.1"
         environment["DATA_DIR"] = dataDirectory
         environment["DATABASE_URL"] = databaseURL

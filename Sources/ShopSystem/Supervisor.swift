@@ -8,9 +8,26 @@ import ShopContracts
 /// unexpectedly, with exponential backoff, as Kubernetes restarts a pod. On graceful shutdown every process gets
 /// SIGTERM, and SIGKILL if it has not exited within the grace period.
 public final class Supervisor: Service, Sendable {
+    /// One instance of a service.
+    public struct Instance: Hashable, Sendable {
+        public var service: ServiceName
+        /// 0 for the first instance.
+        public var replica: Int
+
+        public init(_ service: ServiceName, replica: Int = 0) {
+            self.service = service
+            self.replica = replica
+        }
+
+        /// `order`, then `order-2`, `order-3`…
+        public var label: String { replica == 0 ? service.rawValue : "\(service.rawValue)-\(replica + 1)" }
+    }
+
     struct State {
-        var processes: [ServiceName: Process] = [:]
+        var processes: [Instance: Process] = [:]
         var restarts: [ServiceName: Int] = [:]
+        /// Services stopped on purpose (``stop(_:)``), not restarted until ``start(_:)``.
+        var stopped: Set<ServiceName> = []
     }
 
     let system: LocalSystem
@@ -41,10 +58,27 @@ public final class Supervisor: Service, Sendable {
         URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
     }
 
-    /// The process id of `service`'s current process.
-    public func processIdentifier(of service: ServiceName) -> Int32? {
-        state.withLockedValue { $0.processes[service]?.processIdentifier }
+    /// The process id of `service`'s current process (instance `replica`).
+    public func processIdentifier(of service: ServiceName, replica: Int = 0) -> Int32? {
+        state.withLockedValue { $0.processes[Instance(service, replica: replica)]?.processIdentifier }
     }
+
+    /// Stops every instance of `service` (SIGTERM) and keeps it stopped until ``start(_:)``, as an operator scaling it
+    /// to zero would.
+    public func stop(_ service: ServiceName) {
+        let running = state.withLockedValue { state in
+            state.stopped.insert(service)
+            return state.processes.filter { $0.key.service == service }.map(\.value)
+        }
+        for process in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+    }
+
+    /// Starts `service` again after ``stop(_:)``.
+    public func start(_ service: ServiceName) {
+        _ = state.withLockedValue { $0.stopped.remove(service) }
+    }
+
+    func isStopped(_ service: ServiceName) -> Bool { state.withLockedValue { $0.stopped.contains(service) } }
 
     /// How many times `service` has been restarted.
     public func restartCount(of service: ServiceName) -> Int {
@@ -54,23 +88,35 @@ public final class Supervisor: Service, Sendable {
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             for service in system.services {
-                group.addTask { await self.supervise(service) }
+                for replica in 0..<system.instances(of: service) {
+                    group.addTask { await self.supervise(Instance(service, replica: replica)) }
+                }
             }
         }
     }
 
-    private func supervise(_ service: ServiceName) async {
+    private func supervise(_ instance: Instance) async {
+        let service = instance.service
         var failures = 0
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            // Stopped on purpose: wait (checking every 50 ms) until started again or shut down.
+            while isStopped(service), !Task.isShuttingDownGracefully, !Task.isCancelled {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let started = ContinuousClock.now
             let status: Int32
             do {
-                status = try await runOnce(service)
+                status = try await runOnce(instance)
             } catch {
                 logger.error("Could not start service", metadata: ["service": "\(service.rawValue)", "error": "\(error)"])
                 status = -1
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            if isStopped(service) {
+                logger.notice("Service stopped on request", metadata: ["service": "\(instance.label)"])
+                continue
+            }
             // A process that ran for a while before failing starts its backoff afresh.
             failures = ContinuousClock.now - started > .seconds(30) ? 1 : failures + 1
             let delay = Duration.milliseconds(min(30_000, 250 * (1 << min(failures, 7))))
@@ -80,23 +126,24 @@ public final class Supervisor: Service, Sendable {
             }
             logger.warning(
                 "Service exited unexpectedly; restarting",
-                metadata: ["service": "\(service.rawValue)", "status": "\(status)", "restarts": "\(count)", "delayMs": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"]
+                metadata: ["service": "\(instance.label)", "status": "\(status)", "restarts": "\(count)", "delayMs": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"]
             )
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
         }
     }
 
     /// Starts `service` and waits for it to exit; on shutdown it is asked to stop, then killed after the grace period.
-    private func runOnce(_ service: ServiceName) async throws -> Int32 {
+    private func runOnce(_ instance: Instance) async throws -> Int32 {
+        let service = instance.service
         let process = Process()
         process.executableURL = executable
         process.arguments = ["serve", service.rawValue]
-        var environment = system.environment(for: service)
+        var environment = system.environment(for: service, replica: instance.replica)
         environment["SHOP_SUPERVISOR_PID"] = String(ProcessInfo.processInfo.processIdentifier)
         process.environment = environment
         if let logDirectory {
             try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            let path = (logDirectory as NSString).appendingPathComponent("\(service.rawValue).log")
+            let path = (logDirectory as NSString).appendingPathComponent("\(instance.label).log")
             if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try log.seekToEnd()
@@ -109,8 +156,8 @@ public final class Supervisor: Service, Sendable {
             exited.continuation.finish()
         }
         try process.run()
-        state.withLockedValue { $0.processes[service] = process }
-        logger.debug("Started service", metadata: ["service": "\(service.rawValue)", "pid": "\(process.processIdentifier)"])
+        state.withLockedValue { $0.processes[instance] = process }
+        logger.debug("Started service", metadata: ["service": "\(instance.label)", "pid": "\(process.processIdentifier)"])
 
         let gracePeriod = self.gracePeriod
         return await withTaskCancellationOrGracefulShutdownHandler {

@@ -12,6 +12,8 @@ public struct UserServiceConfiguration: Sendable {
     public var settings: ServiceSettings
     public var authURL: String
     public var orderURL: String
+    /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
+    public var serviceSecret: String?
     /// The admin account ensured at start (`ADMIN_EMAIL`, `ADMIN_PASSWORD`); none when the password is unset.
     public var adminEmail: String
     public var adminPassword: String?
@@ -24,6 +26,7 @@ public struct UserServiceConfiguration: Sendable {
         self.settings = ServiceSettings(name: ServiceName.user.rawValue, defaultPort: ServiceName.user.port(), environment: environment)
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
+        self.serviceSecret = environment.get("SERVICE_SECRET")
         self.adminEmail = environment.string("ADMIN_EMAIL", default: "admin@shop.local")
         self.adminPassword = environment.get("ADMIN_PASSWORD")
         self.bcryptCost = UInt8(clamping: max(4, min(31, environment.int("BCRYPT_COST", default: 10))))
@@ -46,7 +49,17 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     UserController(
         repository: repository,
         hasher: hasher,
-        orders: ServiceClient(name: "order", baseURL: configuration.orderURL),
+        // Calls carry the caller's token; the service's own token is for finding the order instances in the registry.
+        orders: ServiceClient(
+            name: "order", baseURL: configuration.orderURL,
+            credentials: settings.registryURL.isEmpty
+                ? nil
+                : try ServiceTokenSource.forService(
+                    ServiceName.user.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
+                    dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+                ),
+            registry: settings.registry
+        ),
         verifier: verifier
     ).addRoutes(to: router)
     CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)

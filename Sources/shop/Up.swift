@@ -4,6 +4,7 @@ import Logging
 import ServiceAuth
 import ServiceCore
 import ServiceLifecycle
+import ServiceResilience
 import ShopContracts
 import ShopSystem
 
@@ -26,6 +27,17 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Log level of the services (trace, debug, info, notice, warning, error).")
     var logLevel = "info"
 
+    @Option(help: "Instances per service, e.g. order=2,payment=2 (found through the gateway's registry and balanced).")
+    var replicas = ""
+
+    @Option(help: "The gateway's rate limit per client and route group, e.g. 100/60s, or off.")
+    var rateLimit = "100/60s"
+
+    func validate() throws {
+        _ = try LocalSystem.parseReplicas(replicas)
+        do { _ = try RateLimit.parse(rateLimit) } catch { throw ValidationError("\(error)") }
+    }
+
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrapJSON(service: "shop", level: level)
@@ -35,13 +47,15 @@ struct Up: AsyncParsableCommand {
         let admin = try AdminAccount.password(dataDirectory: dataDirectory)
         // The services' client secrets, made once before any service starts (each reads its own; auth reads all).
         _ = try ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.allCases.map(\.rawValue))
-        let system = LocalSystem(
+        var system = LocalSystem(
             portBase: portBase,
             dataDirectory: dataDirectory,
             databaseURL: database.isEmpty ? (ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "") : database,
             adminPassword: admin.password,
             logLevel: level.rawValue
         )
+        system.replicas = try LocalSystem.parseReplicas(replicas)
+        system.rateLimit = rateLimit
         let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
         if inProcess {
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)
@@ -74,7 +88,11 @@ struct StartupAnnouncer: Service {
         var lines = [
             "",
             "Shop is up: \(system.gatewayURL)",
-            "  services: " + system.services.map { "\($0.rawValue) :\($0.port(base: system.portBase))" }.joined(separator: ", "),
+            "  services: " + system.services.map { service in
+                let extra = system.instances(of: service) - 1
+                return "\(service.rawValue) :\(service.port(base: system.portBase))" + (extra > 0 ? " (+\(extra) on free ports)" : "")
+            }.joined(separator: ", "),
+            "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s"))",
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
             "  catalog:  \(DemoCatalog.products.count) demo products (\(created) created now), e.g. product-1 at 29.99",
         ]

@@ -19,7 +19,7 @@ import Testing
         let port: Int
         let deadPort: Int
 
-        func route(_ head: HTTPRequestHead, correlationID: String) -> ProxyRoute {
+        func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute {
             if head.uri == "/local" { return .decided(.respond(.json(.ok, #"{"local":true}"#))) }
             if head.uri == "/down" { return .decided(.forward(ProxyUpstream(name: "dead", host: "127.0.0.1", port: deadPort), target: "/")) }
             if head.uri.hasPrefix("/deferred") {

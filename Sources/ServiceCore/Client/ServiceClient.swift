@@ -9,12 +9,22 @@ import ServiceResilience
 
 /// A JSON client for calling another service: carries the current correlation id and the caller's bearer token,
 /// bounds every call with a timeout, and turns "could not reach it" into a 503 ``APIError``.
+///
+/// The service may run as several instances: from the registry (``RegistryLookup``) when it knows any, else from the
+/// configured base URL, which may be a comma-separated static list (the mode used with Kubernetes DNS). Calls are
+/// balanced over the instances with a circuit breaker per instance (``InstanceBalancer``); a call that could not
+/// connect to one instance (so nothing was sent) goes to the next at once, whatever its method.
 public struct ServiceClient: Sendable {
     /// Name of the called service, used in error messages.
     public let name: String
-    /// Base URL such as `http://127.0.0.1:3002`, looked up at each call (a fixed URL, or where the service is now).
+    /// Base URL(s) such as `http://127.0.0.1:3002`, looked up at each call (fixed, or where the service is now).
     let locate: @Sendable () -> String
-    public var baseURL: String { locate() }
+    /// The first configured base URL.
+    public var baseURL: String { Self.staticURLs(locate()).first ?? "" }
+    /// Where the instances are, when a registry is used.
+    let registry: RegistryLookup?
+    /// The instances with their breakers.
+    public let balancer: InstanceBalancer<String>
     let http: HTTPClient
     let timeout: TimeAmount
 
@@ -48,19 +58,22 @@ public struct ServiceClient: Sendable {
 
     public init(
         name: String, baseURL: String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
-        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil
+        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil, registry: RegistryLookup? = nil
     ) {
-        let fixed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
-        self.init(name: name, locate: { fixed }, http: http, timeout: timeout, credentials: credentials, policies: policies)
+        self.init(name: name, locate: { baseURL }, http: http, timeout: timeout, credentials: credentials, policies: policies, registry: registry)
     }
 
     /// A client whose base URL `locate` gives at each call (for a service whose address is known only later).
     public init(
         name: String, locate: @escaping @Sendable () -> String, http: HTTPClient = .betweenServices, timeout: TimeAmount = .seconds(5),
-        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil
+        credentials: (any ServiceCredentials)? = nil, policies: ResiliencePolicies<ContinuousClock>? = nil, registry: RegistryLookup? = nil
     ) {
         self.name = name
         self.locate = locate
+        self.registry = registry
+        self.balancer = InstanceBalancer(name: name) { url, from, to in
+            Self.logger.warning("Instance circuit breaker changed state", metadata: ["service": "\(name)", "instance": "\(url)", "from": "\(from)", "to": "\(to)"])
+        }
         self.http = http
         self.timeout = timeout
         self.credentials = credentials
@@ -68,6 +81,32 @@ public struct ServiceClient: Sendable {
     }
 
     static let logger = Logger(label: "service-client")
+
+    /// The base URLs in a comma-separated list, without trailing slashes.
+    static func staticURLs(_ list: String) -> [String] {
+        list.split(separator: ",").map { url in
+            let url = url.trimmingCharacters(in: .whitespaces)
+            return url.hasSuffix("/") ? String(url.dropLast()) : url
+        }.filter { !$0.isEmpty }
+    }
+
+    /// The instances to balance over now: the registry's when it knows any, else the configured ones.
+    func currentInstances() async -> [String] {
+        if let registry {
+            let found = await registry.urls(of: name, credentials: credentials)
+            if !found.isEmpty { return found }
+        }
+        return Self.staticURLs(locate())
+    }
+
+    /// True when `error` means the request never reached the server (the connection was refused or never made).
+    static func neverSent(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return true }
+        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return true }
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        if let error = error as? ChannelError, case .connectTimeout = error { return true }
+        return false
+    }
 
     /// A response from another service.
     public struct Response: Sendable {
@@ -121,16 +160,39 @@ public struct ServiceClient: Sendable {
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
         let safe = RetryPolicy.isSafeToRetry(method: method.rawValue, hasIdempotencyKey: request.headers.contains(name: "idempotency-key"))
+        balancer.update(await currentInstances())
         let attempt = request
-        let (http, timeout, name) = (self.http, self.timeout, self.name)
+        let (http, timeout, name, balancer) = (self.http, self.timeout, self.name, self.balancer)
         do {
             return try await policies.run(safeToRetry: safe) {
-                let response = try await http.execute(attempt, timeout: timeout)
-                let bytes = try await response.body.collect(upTo: 8 << 20)
-                let answer = Response(status: Int(response.status.code), body: bytes, service: name)
-                // A 5xx counts as a failure (for the breaker and the retry); the caller still gets the answer.
-                if answer.status >= 500 { throw ServerFailure(response: answer) }
-                return answer
+                // One attempt: an instance that cannot be reached is passed over for the next (nothing was sent).
+                var unreachable: Set<String> = []
+                while true {
+                    guard let base = balancer.pick(excluding: unreachable) else {
+                        if unreachable.isEmpty { throw CircuitBreaker<ContinuousClock>.Open(name: name) }
+                        throw Unreachable(service: name)
+                    }
+                    var request = attempt
+                    request.url = base + path
+                    let started = ContinuousClock.now
+                    let answer: Response
+                    do {
+                        let response = try await http.execute(request, timeout: timeout)
+                        let bytes = try await response.body.collect(upTo: 8 << 20)
+                        answer = Response(status: Int(response.status.code), body: bytes, service: name)
+                    } catch {
+                        balancer.finished(base, success: false, duration: started.duration(to: .now))
+                        if Self.neverSent(error) {
+                            unreachable.insert(base)
+                            continue
+                        }
+                        throw error
+                    }
+                    balancer.finished(base, success: answer.status < 500, duration: started.duration(to: .now))
+                    // A 5xx counts as a failure (for the breakers and the retry); the caller still gets the answer.
+                    if answer.status >= 500 { throw ServerFailure(response: answer) }
+                    return answer
+                }
             }
         } catch let failure as ServerFailure {
             return failure.response
@@ -147,6 +209,11 @@ public struct ServiceClient: Sendable {
 
     struct ServerFailure: Error {
         let response: Response
+    }
+
+    struct Unreachable: Error, CustomStringConvertible {
+        let service: String
+        var description: String { "no instance of \(service) could be reached" }
     }
 
     /// `GET path`.

@@ -20,6 +20,9 @@ public struct ServiceSettings: Sendable {
     /// Where the shared event log lives (`EVENTLOG_URL`): empty means `<dataDirectory>/eventlog.sqlite`; a
     /// `postgres://` URL without `?schema=` puts it in schema `eventlog_service`.
     public var eventLogURL: String
+    /// The service registry's URL (`REGISTRY_URL`, the gateway's): when set, calls to other services find their
+    /// instances there; empty: the configured URLs only.
+    public var registryURL: String = ""
     /// Called with the bound port once the server listens (tests and supervisors bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -55,5 +58,9 @@ public struct ServiceSettings: Sendable {
             maxBodyBytes: environment.int("MAX_BODY_BYTES", default: 1 << 20),
             eventLogURL: environment.string("EVENTLOG_URL", default: "")
         )
+        self.registryURL = environment.string("REGISTRY_URL", default: "")
     }
+
+    /// The registry lookup shared by this process's clients, when a registry is configured.
+    public var registry: RegistryLookup? { registryURL.isEmpty ? nil : RegistryLookup.shared(registryURL) }
 }

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import NIOHTTP1
+import ServiceCore
+import ServiceProxy
+import ServiceResilience
+import ShopContracts
+import Synchronization
+
+/// Where the gateway sends each service's requests: the instances in its registry when there are any, else the
+/// configured URL(s); balanced per service with a circuit breaker per instance (``InstanceBalancer``).
+final class GatewayUpstreams: Sendable {
+    let registry: ServiceRegistry
+    let statics: [String: [ProxyUpstream]]
+    let balancers: [String: InstanceBalancer<ProxyUpstream>]
+    /// The registry version the balancers reflect.
+    let seen = Atomic<Int>(-1)
+
+    init(registry: ServiceRegistry, statics: [String: [ProxyUpstream]], strategy: InstanceBalancer<ProxyUpstream>.Strategy, logger: Logger) {
+        self.registry = registry
+        self.statics = statics
+        var balancers: [String: InstanceBalancer<ProxyUpstream>] = [:]
+        for (name, upstreams) in statics {
+            balancers[name] = InstanceBalancer(name: name, endpoints: upstreams, strategy: strategy) { upstream, from, to in
+                logger.warning(
+                    "Instance circuit breaker changed state",
+                    metadata: ["service": "\(upstream.name)", "instance": "\(upstream.host):\(upstream.port)", "from": "\(from)", "to": "\(to)"]
+                )
+            }
+        }
+        self.balancers = balancers
+    }
+
+    /// Brings the balancers up to date with the registry when it changed since the last look (one atomic load otherwise).
+    func refresh() {
+        let version = registry.version
+        guard seen.load(ordering: .acquiring) != version else { return }
+        for (name, balancer) in balancers {
+            let registered = registry.instances(of: name).compactMap { instance -> ProxyUpstream? in
+                guard let components = URLComponents(string: instance.url), let host = components.host, let port = components.port else { return nil }
+                return ProxyUpstream(name: name, host: host, port: port)
+            }
+            balancer.update(registered.isEmpty ? statics[name] ?? [] : registered)
+        }
+        seen.store(version, ordering: .releasing)
+    }
+
+    /// An instance of `service` for one request, counted in flight until ``finished(_:outcome:)``; nil when none can
+    /// take it (every breaker open).
+    func pick(_ service: String) -> ProxyUpstream? {
+        refresh()
+        return balancers[service]?.pick()
+    }
+
+    func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {
+        let success: Bool? =
+            switch outcome {
+            case .responded(let status): status.code < 500
+            case .unreachable, .failed: false
+            case .abandoned: nil
+            }
+        balancers[upstream.name]?.finished(upstream, success: success)
+    }
+
+    /// Another instance after `upstream` refused the connection (at most two more tries).
+    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? {
+        guard attempt < 2 else { return nil }
+        return balancers[upstream.name]?.pick(excluding: [upstream])
+    }
+}
+
+/// The gateway's rate limits: one per route group (`users`, `auth`, `orders`, …), counted per client key (the user
+/// id when the request carries a verified token, the IP address otherwise).
+struct GatewayRateLimits: Sendable {
+    let defaultLimit: RateLimit?
+    let overrides: [String: RateLimit?]
+    let limiter: RateLimiter
+
+    func rate(for group: String) -> RateLimit? {
+        if let override = overrides[group] { return override }
+        return defaultLimit
+    }
+
+    /// Counts one request; the headers to send, and a 429 answer when over the limit.
+    func check(group: String, client: String) -> (headers: HTTPHeaders, refusal: ProxyResponse?) {
+        guard let rate = rate(for: group) else { return ([:], nil) }
+        let decision = limiter.take("\(group)|\(client)", rate: rate)
+        var headers: HTTPHeaders = [
+            "ratelimit-limit": String(rate.limit),
+            "ratelimit-remaining": String(decision.remaining),
+            "ratelimit-reset": String(decision.resetSeconds),
+            "ratelimit-policy": "\(rate.limit);w=\(rate.windowSeconds)",
+        ]
+        guard !decision.allowed else { return (headers, nil) }
+        headers.add(name: "retry-after", value: String(decision.resetSeconds))
+        return (headers, .json(.tooManyRequests, #"{"error":"Too many requests","retryAfter":\#(decision.resetSeconds)}"#, headers: headers))
+    }
+}

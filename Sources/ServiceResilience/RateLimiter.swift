@@ -1,0 +1,166 @@
+import NIOConcurrencyHelpers
+
+/// A limit of `limit` requests per `window`, written `100/60s` (units `ms`, `s`, `m`, `h`).
+public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
+    public var limit: Int
+    public var window: Duration
+
+    public init(limit: Int, window: Duration) {
+        self.limit = limit
+        self.window = window
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let text: String
+        public var description: String { "not a rate limit: '\(text)' (expected e.g. 100/60s, 10/1m, 5/500ms, or off)" }
+    }
+
+    /// Parses `100/60s`; `off` is nil (no limit).
+    public static func parse(_ text: String) throws -> RateLimit? {
+        let text = String(text.filter { !$0.isWhitespace }).lowercased()
+        if text == "off" { return nil }
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard parts.count == 2, let limit = Int(parts[0]), limit > 0 else { throw Invalid(text: text) }
+        let window = parts[1]
+        let units: [(String, (Int) -> Duration)] = [("ms", { .milliseconds($0) }), ("s", { .seconds($0) }), ("m", { .seconds($0 * 60) }), ("h", { .seconds($0 * 3600) })]
+        for (suffix, make) in units where window.hasSuffix(suffix) {
+            guard let amount = Int(window.dropLast(suffix.count)), amount > 0, amount <= 86_400_000 else { break }
+            return RateLimit(limit: limit, window: make(amount))
+        }
+        throw Invalid(text: text)
+    }
+
+    /// `100/60s` (in the largest unit that divides the window exactly).
+    public var description: String {
+        let ms = Int(window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
+        if ms % 1000 != 0 { return "\(limit)/\(ms)ms" }
+        return "\(limit)/\(ms / 1000)s"
+    }
+
+    /// The window in whole seconds, rounded up (for headers).
+    public var windowSeconds: Int { Self.seconds(rounding: window) }
+
+    static func seconds(rounding duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) + (attoseconds > 0 ? 1 : 0)
+    }
+}
+
+/// What the limiter said about one request.
+public struct RateLimitDecision: Sendable, Equatable {
+    public var allowed: Bool
+    public var limit: Int
+    /// Requests left in the current window after this one.
+    public var remaining: Int
+    /// Time until the current window ends (when `remaining` is back to `limit`).
+    public var resetAfter: Duration
+
+    public init(allowed: Bool, limit: Int, remaining: Int, resetAfter: Duration) {
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.resetAfter = resetAfter
+    }
+
+    /// Seconds until the window resets, rounded up and at least 1 (`Retry-After`, `RateLimit-Reset`).
+    public var resetSeconds: Int { max(1, RateLimit.seconds(rounding: resetAfter)) }
+}
+
+/// Fixed-window counters per key, pure: a key's window starts with its first request and lasts `window`; up to
+/// `limit` requests are allowed in it. Expired windows are swept once the table holds `sweepAbove` keys, so memory is
+/// bounded by the number of clients active within one window.
+public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
+    struct Window: Sendable {
+        var start: Instant
+        var count: Int
+    }
+
+    private var windows: [String: Window] = [:]
+    private let sweepAbove: Int
+    private var nextSweep: Int
+
+    public init(sweepAbove: Int = 10_000) {
+        self.sweepAbove = sweepAbove
+        self.nextSweep = sweepAbove
+    }
+
+    /// Keys with a live or expired window not yet swept.
+    public var trackedKeys: Int { windows.count }
+
+    /// Counts one request of `key` at `now` against `rate`.
+    public mutating func take(_ key: String, rate: RateLimit, now: Instant) -> RateLimitDecision {
+        if windows.count >= nextSweep { sweep(now: now, window: rate.window) }
+        var window = windows[key] ?? Window(start: now, count: 0)
+        if window.start.duration(to: now) >= rate.window {
+            window = Window(start: now, count: 0)
+        }
+        let resetAfter = rate.window - window.start.duration(to: now)
+        guard window.count < rate.limit else {
+            windows[key] = window
+            return RateLimitDecision(allowed: false, limit: rate.limit, remaining: 0, resetAfter: resetAfter)
+        }
+        window.count += 1
+        windows[key] = window
+        return RateLimitDecision(allowed: true, limit: rate.limit, remaining: rate.limit - window.count, resetAfter: resetAfter)
+    }
+
+    mutating func sweep(now: Instant, window: Duration) {
+        windows = windows.filter { $0.value.start.duration(to: now) < window }
+        // Sweep again when the live table has doubled, so a steady population is not swept on every request.
+        nextSweep = max(sweepAbove, windows.count * 2)
+    }
+}
+
+/// Where rate-limit counters live. The in-memory store is per process; a shared store (a database, Redis) may fail,
+/// which is why ``RateLimiter`` asks what to do then.
+public protocol RateLimitStore: Sendable {
+    func take(_ key: String, rate: RateLimit) throws -> RateLimitDecision
+}
+
+/// Counters in this process's memory, spread over 16 locks so event loops rarely wait on each other.
+public final class InMemoryRateLimitStore<C: Clock>: RateLimitStore where C.Duration == Duration {
+    let clock: C
+    let shards: [NIOLockedValueBox<RateLimiterMachine<C.Instant>>]
+
+    public init(clock: C, shards: Int = 16) {
+        self.clock = clock
+        self.shards = (0..<max(1, shards)).map { _ in NIOLockedValueBox(RateLimiterMachine()) }
+    }
+
+    public func take(_ key: String, rate: RateLimit) throws -> RateLimitDecision {
+        let now = clock.now
+        let shard = shards[Int(UInt(bitPattern: key.hashValue) % UInt(shards.count))]
+        return shard.withLockedValue { $0.take(key, rate: rate, now: now) }
+    }
+}
+
+/// A rate limiter over a store, with an explicit policy for when the store fails: never silently open. The failure
+/// is reported (`onStoreFailure`, which should log it) and the request allowed or refused as configured.
+public struct RateLimiter: Sendable {
+    public enum FailurePolicy: String, Sendable {
+        /// Let the request through (availability first).
+        case allow
+        /// Refuse it (protection first).
+        case deny
+    }
+
+    public let store: any RateLimitStore
+    public let onFailure: FailurePolicy
+    let report: @Sendable (any Error) -> Void
+
+    public init(store: any RateLimitStore, onFailure: FailurePolicy = .allow, onStoreFailure report: @escaping @Sendable (any Error) -> Void) {
+        self.store = store
+        self.onFailure = onFailure
+        self.report = report
+    }
+
+    /// Counts one request of `key` against `rate`.
+    public func take(_ key: String, rate: RateLimit) -> RateLimitDecision {
+        do {
+            return try store.take(key, rate: rate)
+        } catch {
+            report(error)
+            return RateLimitDecision(allowed: onFailure == .allow, limit: rate.limit, remaining: 0, resetAfter: rate.window)
+        }
+    }
+}
