@@ -27,7 +27,7 @@ import Testing
     /// Runs the whole system as processes under the supervisor (seeded, ready), calls `body`, stops it gracefully and
     /// answers the service processes' ids as they were before the stop. Data folder and database are dropped after.
     static func withSystem(
-        _ engine: TestDatabase, name: String, extraEnvironment: [String: String] = [:],
+        _ engine: TestDatabase, name: String, extraEnvironment: [String: String] = [:], configure: (inout LocalSystem) -> Void = { _ in },
         _ body: @Sendable (LocalSystem, Supervisor, HTTPClient) async throws -> Void
     ) async throws -> [Int32] {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-\(name)-\(UUID().uuidString)").path
@@ -37,6 +37,7 @@ import Testing
             portBase: try freePortBase(), dataDirectory: dataDirectory, databaseURL: database?.url ?? "", adminPassword: "AdminPass1", logLevel: "info"
         )
         system.extraEnvironment = extraEnvironment
+        configure(&system)
         let supervisor = Supervisor(
             system: system, executable: shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5), logDirectory: dataDirectory + "/logs"
         )

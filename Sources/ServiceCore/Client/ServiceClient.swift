@@ -183,6 +183,7 @@ public struct ServiceClient: Sendable {
                     } catch {
                         balancer.finished(base, success: false, duration: started.duration(to: .now))
                         if Self.neverSent(error) {
+                            Self.logger.debug("Instance unreachable; trying another", metadata: ["service": "\(name)", "instance": "\(base)", "error": "\(error)"])
                             unreachable.insert(base)
                             continue
                         }

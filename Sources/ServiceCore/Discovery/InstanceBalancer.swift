@@ -29,10 +29,13 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     let state = NIOLockedValueBox(State())
     let onChange: @Sendable (_ endpoint: Endpoint, _ from: String, _ to: String) -> Void
 
-    /// - Parameter breaker: the per-instance breaker (by default: 3 failures in a row, open 5 s, one trial call).
+    /// The default per-instance breaker: 5 failures in a row (or half of at least 20 calls in 30 s) eject the instance
+    /// for 5 s, then one trial call decides.
+    public static var defaultBreaker: CircuitBreakerConfiguration { .init(consecutiveFailures: 5, openDuration: .seconds(5), halfOpenCalls: 1) }
+
     public init(
         name: String, endpoints: [Endpoint] = [], strategy: Strategy = .leastOutstanding,
-        breaker: CircuitBreakerConfiguration = .init(consecutiveFailures: 3, openDuration: .seconds(5), halfOpenCalls: 1),
+        breaker: CircuitBreakerConfiguration = InstanceBalancer.defaultBreaker,
         onChange: @escaping @Sendable (_ endpoint: Endpoint, _ from: String, _ to: String) -> Void = { _, _, _ in }
     ) {
         self.name = name

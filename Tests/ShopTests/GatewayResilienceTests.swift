@@ -1,0 +1,307 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import ServiceCore
+import ServiceLifecycle
+import ServiceResilience
+import ServiceTesting
+import ShopContracts
+import Testing
+
+@testable import GatewayService
+
+/// The gateway's rate limits, the registry it hosts, and balancing over registered instances, against stub upstreams.
+@Suite struct GatewayResilienceTests {
+    /// A stub service instance: answers every path with its label, and counts what it served.
+    static func stub(_ label: String, hits: NIOLockedValueBox<Int>) -> @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> any Service {
+        { onServerRunning in
+            let router = Router()
+            router.get("health/live") { _, _ in "alive" }
+            router.on("**", method: .get) { request, _ -> String in
+                hits.withLockedValue { $0 += 1 }
+                return #"{"instance":"\#(label)","path":"\#(request.uri.path)"}"#
+            }
+            return Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { await onServerRunning($0.localAddress!.port!) }, logger: Logger(label: "stub-\(label)")
+            )
+        }
+    }
+
+    struct Gateway: Sendable {
+        let url: String
+        let keys: TestKeys
+        let client: HTTPClient
+
+        func call(_ method: HTTPMethod, _ path: String, json: String? = nil, token: String? = nil) async throws -> InProcessShop.Reply {
+            try await InProcessShop.call(client, method, url + path, json: json, token: token)
+        }
+    }
+
+    /// A gateway whose every service is the stub on `upstreamPort`, with test keys, adjusted by `configure`.
+    static func withGateway<T: Sendable>(
+        upstreamPort: Int, configure: @Sendable (inout GatewayConfiguration) -> Void = { _ in }, _ body: @Sendable (Gateway) async throws -> T
+    ) async throws -> T {
+        let keys = try await TestKeys()
+        var configuration = GatewayConfiguration(environment: [:])
+        configuration.settings = ServiceSettings(name: "gateway", port: 0, logLevel: .warning)
+        configuration.serviceURLs = Dictionary(uniqueKeysWithValues: ServiceName.allCases.map { ($0, "http://127.0.0.1:\(upstreamPort)") })
+        configuration.healthChecked = []
+        configuration.tokenVerifier = keys.verifier
+        configure(&configuration)
+        let configured = configuration
+        return try await RunningService.with([{ var c = configured; c.onServerRunning = $0; return try buildGateway(c) }]) { ports in
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                let result = try await body(Gateway(url: "http://127.0.0.1:\(ports[0])", keys: keys, client: client))
+                try await client.shutdown()
+                return result
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        }
+    }
+
+    // MARK: Rate limiting
+
+    @Test func theHundredAndFirstRequestIsRefusedAndOtherClientsGoOn() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0], configure: { $0.rateLimitOverrides = ["orders": "3/60s"] }) { gateway in
+                // Anonymous: keyed by IP address, the default 100 per 60 s.
+                for index in 1...100 {
+                    let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                    #expect(reply.status == .ok)
+                    #expect(reply.headers.first(name: "ratelimit-limit") == "100")
+                    #expect(reply.headers.first(name: "ratelimit-remaining") == String(100 - index))
+                    #expect(reply.headers.first(name: "ratelimit-policy") == "100;w=60")
+                }
+                let refused = try await gateway.call(.GET, "/api/inventory/product-1")
+                #expect(refused.status == .tooManyRequests)
+                #expect(refused.object["error"] as? String == "Too many requests")
+                let retryAfter = refused.object["retryAfter"] as? Int ?? 0
+                #expect((1...60).contains(retryAfter))
+                #expect(refused.headers.first(name: "retry-after") == String(retryAfter))
+                #expect(refused.headers.first(name: "ratelimit-remaining") == "0")
+                #expect(refused.headers.first(name: "ratelimit-reset") == String(retryAfter))
+                #expect(hits.withLockedValue { $0 } == 100, "the refused request never reached the service")
+
+                // Authenticated clients are keyed by user, per route group (orders limited to 3 here).
+                let jane = try await gateway.keys.token("jane")
+                let john = try await gateway.keys.token("john")
+                for _ in 1...3 { #expect(try await gateway.call(.GET, "/api/orders", token: jane).status == .ok) }
+                let janeRefused = try await gateway.call(.GET, "/api/orders", token: jane)
+                #expect(janeRefused.status == .tooManyRequests)
+                #expect(janeRefused.headers.first(name: "ratelimit-limit") == "3")
+                // Another user, and the same user in another group, are unaffected.
+                #expect(try await gateway.call(.GET, "/api/orders", token: john).status == .ok)
+                #expect(try await gateway.call(.GET, "/api/notifications", token: jane).status == .ok)
+            }
+        }
+    }
+
+    struct BrokenStore: RateLimitStore {
+        struct Down: Error {}
+        func take(_ key: String, rate: RateLimit) throws -> RateLimitDecision { throw Down() }
+    }
+
+    @Test(arguments: [RateLimiter.FailurePolicy.allow, .deny])
+    func aFailingLimiterStoreFollowsTheConfiguredPolicy(_ policy: RateLimiter.FailurePolicy) async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(
+                upstreamPort: ports[0],
+                configure: {
+                    $0.rateLimitStore = BrokenStore()
+                    $0.rateLimitOnStoreFailure = policy
+                }
+            ) { gateway in
+                let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                #expect(reply.status == (policy == .allow ? .ok : .tooManyRequests))
+                #expect(hits.withLockedValue { $0 } == (policy == .allow ? 1 : 0))
+            }
+        }
+    }
+
+    @Test func rateLimitOffForwardsEverything() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0], configure: { $0.rateLimit = "off" }) { gateway in
+                for _ in 0..<120 {
+                    let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                    #expect(reply.status == .ok && reply.headers.first(name: "ratelimit-limit") == nil)
+                }
+                #expect(hits.withLockedValue { $0 } == 120)
+            }
+        }
+    }
+
+    // MARK: Registry
+
+    @Test func theRegistryRefusesBadInputAndStrangers() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0]) { gateway in
+                let keys = gateway.keys
+                let order = try await keys.token("order", role: .service)
+                let payment = try await keys.token("payment", role: .service)
+                let user = try await keys.token("jane")
+                let admin = try await keys.token("root", role: .admin)
+                let valid = #"{"name":"order","url":"http://127.0.0.1:\#(ports[0])","instanceId":"order-test-1"}"#
+
+                let anonymous = try await gateway.call(.POST, "/register", json: valid)
+                #expect(anonymous.status == .unauthorized && anonymous.object["error"] as? String == "Access denied")
+                #expect(try await gateway.call(.POST, "/register", json: valid, token: "garbage").status == .unauthorized)
+                let byUser = try await gateway.call(.POST, "/register", json: valid, token: user)
+                #expect(byUser.status == .forbidden)
+                let byOther = try await gateway.call(.POST, "/register", json: valid, token: payment)
+                #expect(byOther.status == .forbidden)
+                #expect(byOther.object["error"] as? String == "A service may only register its own instances")
+
+                let notJSON = try await gateway.call(.POST, "/register", json: "{name:", token: order)
+                #expect(notJSON.status == .badRequest)
+                let missing = try await gateway.call(.POST, "/register", json: "{}", token: order)
+                #expect(missing.status == .badRequest)
+                let malformed = try await gateway.call(.POST, "/register", json: #"{"name":"order","url":"http//nowhere"}"#, token: order)
+                #expect(malformed.status == .badRequest)
+                #expect(malformed.object["error"] as? String == "Validation failed")
+                #expect((malformed.object["details"] as? [[String: Any]])?.first?["field"] as? String == "url")
+
+                let created = try await gateway.call(.POST, "/register", json: valid, token: order)
+                #expect(created.status == .created)
+                let answer = try created.json(RegistrationAnswer.self)
+                #expect(answer.instance.id == "order-test-1" && answer.instance.url == "http://127.0.0.1:\(ports[0])")
+                #expect(answer.ttlMs == 15_000 && answer.heartbeatIntervalMs == 5_000)
+
+                #expect(try await gateway.call(.GET, "/services/order", token: user).status == .forbidden)
+                let found = try await gateway.call(.GET, "/services/order", token: payment)
+                #expect(try found.json(DiscoveryAnswer.self).instances.map(\.id) == ["order-test-1"])
+                let all = try await gateway.call(.GET, "/services", token: admin)
+                #expect(all.status == .ok && (all.object["services"] as? [String: Any])?["order"] != nil)
+                #expect(try await gateway.call(.GET, "/services/nothing", token: payment).status == .notFound)
+
+                #expect(try await gateway.call(.PUT, "/register/order-test-1", token: payment).status == .forbidden)
+                #expect(try await gateway.call(.PUT, "/register/order-test-1", token: order).status == .ok)
+                #expect(try await gateway.call(.PUT, "/register/unknown", token: order).status == .notFound)
+                #expect(try await gateway.call(.DELETE, "/register/order-test-1", token: payment).status == .forbidden)
+                #expect(try await gateway.call(.DELETE, "/register/order-test-1", token: order).status == .noContent)
+                #expect(try await gateway.call(.GET, "/services/order", token: payment).status == .notFound)
+                #expect(try await gateway.call(.PATCH, "/register", token: order).status == .notFound)
+            }
+        }
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `seconds` pass.
+    static func eventually(within seconds: Int = 15, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    @Test func requestsSpreadOverRegisteredInstancesAndADeadOneIsSkippedThenEvicted() async throws {
+        let hits = (NIOLockedValueBox(0), NIOLockedValueBox(0), NIOLockedValueBox(0))
+        try await RunningService.with([Self.stub("static", hits: hits.0), Self.stub("a", hits: hits.1), Self.stub("b", hits: hits.2)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0], configure: { $0.registryCheckInterval = .milliseconds(100) }) { gateway in
+                let order = try await gateway.keys.token("order", role: .service)
+                let jane = try await gateway.keys.token("jane")
+                let dead = try ClosedPort()
+                for (id, port) in [("order-a", ports[1]), ("order-b", ports[2]), ("order-dead", dead.port)] {
+                    let body = #"{"name":"order","url":"http://127.0.0.1:\#(port)","instanceId":"\#(id)"}"#
+                    #expect(try await gateway.call(.POST, "/register", json: body, token: order).status == .created)
+                }
+                for _ in 0..<30 {
+                    let reply = try await gateway.call(.GET, "/api/orders", token: jane)
+                    // Requests that met the dead instance went on to a live one: none failed.
+                    #expect(reply.status == .ok)
+                }
+                // Registered instances replace the configured URL, and both live ones served.
+                #expect(hits.0.withLockedValue { $0 } == 0)
+                #expect(hits.1.withLockedValue { $0 } + hits.2.withLockedValue { $0 } == 30)
+                #expect(hits.1.withLockedValue { $0 } >= 5 && hits.2.withLockedValue { $0 } >= 5)
+                // The registry's health checks evict the dead instance.
+                let evicted = try await Self.eventually {
+                    let found = try await gateway.call(.GET, "/services/order", token: order)
+                    return try found.json(DiscoveryAnswer.self).instances.map(\.id).sorted() == ["order-a", "order-b"]
+                }
+                #expect(evicted)
+                withExtendedLifetime(dead) {}
+            }
+        }
+    }
+
+    @Test func anInstanceThatStopsHeartbeatingIsEvictedAndTrafficFallsBack() async throws {
+        let hits = (NIOLockedValueBox(0), NIOLockedValueBox(0))
+        try await RunningService.with([Self.stub("static", hits: hits.0), Self.stub("a", hits: hits.1)]) { ports in
+            try await Self.withGateway(
+                upstreamPort: ports[0],
+                configure: {
+                    $0.registryTTL = .milliseconds(600)
+                    $0.registryCheckInterval = .milliseconds(100)
+                }
+            ) { gateway in
+                let order = try await gateway.keys.token("order", role: .service)
+                let jane = try await gateway.keys.token("jane")
+                let body = #"{"name":"order","url":"http://127.0.0.1:\#(ports[1])","instanceId":"order-quiet"}"#
+                let started = ContinuousClock.now
+                #expect(try await gateway.call(.POST, "/register", json: body, token: order).status == .created)
+                #expect(try await gateway.call(.GET, "/api/orders", token: jane).status == .ok)
+                // Healthy but silent: the TTL, not a health check, removes it.
+                let evicted = try await Self.eventually {
+                    try await gateway.call(.GET, "/services/order", token: order).status == .notFound
+                }
+                #expect(evicted)
+                #expect(ContinuousClock.now - started >= .milliseconds(600))
+                let before = hits.0.withLockedValue { $0 }
+                #expect(try await gateway.call(.GET, "/api/orders", token: jane).status == .ok)
+                #expect(hits.0.withLockedValue { $0 } == before + 1, "with no registered instance the configured URL serves")
+            }
+        }
+    }
+
+    @Test func anAgentRegistersItsInstanceAndDeregistersOnShutdown() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await Self.withGateway(upstreamPort: 9) { gateway in
+            let reader = try await gateway.keys.token("payment", role: .service)
+            let keys = gateway.keys
+            let registry = gateway.url
+            let agentID = NIOLockedValueBox("")
+            try await RunningService.with([
+                { onServerRunning in
+                    let port = AsyncStream<Int>.makeStream()
+                    let server = try await Self.stub("agent", hits: hits)({ bound in
+                        port.continuation.yield(bound)
+                        port.continuation.finish()
+                        await onServerRunning(bound)
+                    })
+                    let agent = RegistryAgent(
+                        registryURL: registry, name: "order", host: "127.0.0.1", credentials: keys.serviceTokens("order", scopes: []),
+                        logger: Logger(label: "agent"), port: { await port.stream.first { _ in true } }
+                    )
+                    agentID.withLockedValue { $0 = agent.instanceID }
+                    return ServiceSet([server, agent])
+                }
+            ]) { ports in
+                let registered = try await Self.eventually {
+                    let found = try await gateway.call(.GET, "/services/order", token: reader)
+                    guard found.status == .ok else { return false }
+                    return try found.json(DiscoveryAnswer.self).instances.map(\.url) == ["http://127.0.0.1:\(ports[0])"]
+                }
+                #expect(registered)
+                // Through the gateway to the registered instance.
+                let jane = try await gateway.keys.token("jane")
+                #expect(try await gateway.call(.GET, "/api/orders", token: jane).object["instance"] as? String == "agent")
+            }
+            // Graceful shutdown deregistered it at once (the TTL is 15 s).
+            #expect(try await gateway.call(.GET, "/services/order", token: reader).status == .notFound)
+            #expect(agentID.withLockedValue { $0 }.hasPrefix("order-"))
+        }
+    }
+}
