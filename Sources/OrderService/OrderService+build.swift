@@ -28,6 +28,8 @@ public struct OrderServiceConfiguration: Sendable {
     public var chargeTimeout: Duration
     /// The lease of a running saga (`SAGA_LEASE_MS`); after a crash, another run picks the saga up once it ran out.
     public var sagaLease: Duration?
+    /// How long the payment-status breaker stays open before trial calls (`PAYMENT_BREAKER_OPEN_MS`, default 10 s).
+    public var paymentBreakerOpen: Duration
     /// How often unfinished sagas are looked for.
     public var sagaRecoveryInterval: Duration = .seconds(1)
 
@@ -39,6 +41,7 @@ public struct OrderServiceConfiguration: Sendable {
         self.serviceSecret = environment.get("SERVICE_SECRET")
         self.checkoutWait = .milliseconds(environment.int("CHECKOUT_WAIT_MS", default: 5000))
         self.chargeTimeout = .milliseconds(environment.int("CHECKOUT_CHARGE_TIMEOUT_MS", default: 20_000))
+        self.paymentBreakerOpen = .milliseconds(max(1, environment.int("PAYMENT_BREAKER_OPEN_MS", default: 10_000)))
         self.sagaLease = environment.get("SAGA_LEASE_MS").flatMap(Int.init).map { .milliseconds($0) }
     }
 }
@@ -79,7 +82,15 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let pricing = CatalogPricing(
         catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry), replicas: Replicas(database: database))
     let repository = SQLOrderRepository(database: database, events: messaging.publisher)
-    OrderController(repository: repository, pricing: pricing, verifier: verifier).addRoutes(to: router)
+    // Reads of payment status go through a circuit breaker with a fallback (the guide's payment example).
+    let paymentStatus = ServiceClient(
+        name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(5), credentials: tokens,
+        policies: ServiceClient.breakerPolicies(
+            name: "payment", configuration: .init(consecutiveFailures: 3, openDuration: configuration.paymentBreakerOpen)
+        ),
+        registry: settings.registry
+    )
+    OrderController(repository: repository, pricing: pricing, verifier: verifier, payments: paymentStatus).addRoutes(to: router)
 
     let vault = CardVault()
     let saga = CheckoutSaga.definition(

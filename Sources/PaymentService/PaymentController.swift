@@ -28,6 +28,18 @@ struct PaymentController {
             .get(use: findForService)
         charges.group().add(middleware: RequireServiceScope(Scope.paymentsRefund))
             .post(":id/refund", use: refundForService)
+        // For the order service's payment-status view.
+        router.group("internal/payments").add(middleware: AuthMiddleware(verifier: verifier)).add(middleware: RequireServiceScope(Scope.paymentsRead))
+            .get(use: statusForService)
+    }
+
+    /// `GET /internal/payments?orderId=`: the order's latest payment attempt (`status: "none"` when there is none).
+    @Sendable func statusForService(request: Request, context: ServiceRequestContext) async throws -> PaymentStatusDTO {
+        guard let orderId = request.uri.queryParameters.get("orderId"), !orderId.isEmpty, orderId.count <= 100 else {
+            throw APIError.validation([.init(field: "orderId", message: "\"orderId\" is required")])
+        }
+        let latest = try await repository.latest(orderId: String(orderId))
+        return PaymentStatusDTO(orderId: String(orderId), status: latest?.payment.status ?? "none", payment: latest?.payment, source: "payment-service")
     }
 
     /// A request that may succeed when repeated shortly (another one with its key or order is still charging): 503

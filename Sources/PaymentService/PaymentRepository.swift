@@ -137,6 +137,13 @@ struct PaymentRepository: Sendable {
         }
     }
 
+    /// The order's latest payment attempt, if any.
+    func latest(orderId: String) async throws -> PaymentRecord? {
+        try await database.withConnection { sql in
+            try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) ORDER BY created_at DESC, id DESC LIMIT 1").first().map(Self.record)
+        }
+    }
+
     /// The order's payment that took money (`completed`), inside the transaction `sql`.
     static func completed(orderId: String, in sql: any SQLDatabase) async throws -> PaymentRecord? {
         try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) AND status = 'completed'").first().map(Self.record)

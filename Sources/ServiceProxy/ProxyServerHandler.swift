@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceCore
 import NIOCore
 import NIOHTTP1
 
@@ -37,6 +38,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var alternatives = 0
         /// Headers the router adds to the upstream's response.
         var responseHeaders: HTTPHeaders = [:]
+        /// How long the upstream has to answer: the configured timeout, or less when the client's deadline is nearer.
+        var responseTimeout: TimeAmount = .seconds(30)
         /// The upstream's response status, once its head arrived.
         var status: HTTPResponseStatus?
         /// A local handler waiting for the whole body, and the body so far.
@@ -195,7 +198,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     /// The response timeout runs from the moment the whole request has been sent upstream.
     private func startResponseTimer(_ exchange: Exchange) {
         exchange.timeout?.cancel()
-        exchange.timeout = pool.eventLoop.assumeIsolated().scheduleTask(in: configuration.responseTimeout) { [weak self] in
+        exchange.timeout = pool.eventLoop.assumeIsolated().scheduleTask(in: exchange.responseTimeout) { [weak self] in
             self?.upstreamTimedOut(exchange)
         }
     }
@@ -213,9 +216,19 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.pending.removeAll()
             if exchange.requestEnded { runLocal(local, exchange) }
         case .forward(let upstream, let target, let responseHeaders):
+            exchange.forwardedTo = upstream
             exchange.responseHeaders = responseHeaders
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
+            // The deadline travels: the upstream gets the configured timeout, or what the client allows if less.
+            var budget = Int(configuration.responseTimeout.nanoseconds / 1_000_000)
+            if let client = RequestDeadline.milliseconds(exchange.head.headers.first(name: RequestDeadline.headerName)) { budget = min(budget, client) }
+            guard budget > 0 else {
+                respond(.json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), closeAfter: false)
+                return
+            }
+            head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(budget))
+            exchange.responseTimeout = .milliseconds(Int64(budget))
             // The proxy answers `Expect: 100-continue` itself: it has decided to take the body, and the upstream's own
             // interim response would be dropped by the client decoder.
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -230,7 +243,6 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             if ProxyHeaders.isReplayable(exchange.head) {
                 exchange.replay = exchange.pending
             }
-            exchange.forwardedTo = upstream
             connect(exchange, to: upstream, fresh: false)
         }
     }

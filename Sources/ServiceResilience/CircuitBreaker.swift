@@ -147,7 +147,7 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
 /// A thread-safe circuit breaker on a clock: wraps calls, refuses them at once while open, and reports state changes.
 public final class CircuitBreaker<C: Clock>: Sendable where C.Duration == Duration {
     /// Thrown instead of calling while the breaker is open.
-    public struct Open: Error, CustomStringConvertible {
+    public struct Open: FinalError, CustomStringConvertible {
         public let name: String
         public var description: String { "circuit '\(name)' is open" }
         public init(name: String) { self.name = name }

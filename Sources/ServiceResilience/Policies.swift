@@ -1,5 +1,8 @@
 import NIOConcurrencyHelpers
 
+/// An error no retry can help with (an open breaker, a caller's deadline that has passed): never retried.
+public protocol FinalError: Error {}
+
 /// A retry budget shared by the calls to one dependency, on a clock (see ``RetryBudgetMachine``).
 public final class RetryBudget<C: Clock>: Sendable where C.Duration == Duration {
     let clock: C
@@ -69,8 +72,8 @@ public struct ResiliencePolicies<C: Clock>: Sendable where C.Duration == Duratio
             attempt += 1
             do {
                 return try await guarded(operation)
-            } catch let open as CircuitBreaker<C>.Open {
-                throw open
+            } catch let final as any FinalError {
+                throw final
             } catch {
                 guard safeToRetry, let retry, attempt < retry.maxAttempts, budget?.tryRetry() ?? true, !Task.isCancelled else { throw error }
                 try await clock.sleep(for: retry.delay(afterAttempt: attempt))

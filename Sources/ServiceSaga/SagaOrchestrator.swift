@@ -81,6 +81,11 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// answers its record at that point.
     @discardableResult
     public func run(id: String) async throws -> SagaRecord<State>? {
+        // A saga outlives the request that started it: its calls are not bound by that caller's deadline.
+        try await RequestDeadline.$current.withValue(nil) { try await runUnbound(id: id) }
+    }
+
+    func runUnbound(id: String) async throws -> SagaRecord<State>? {
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
         defer { _ = running.withLockedValue { $0.remove(id) } }
         guard try await claim(id: id) else { return try await record(id: id) }

@@ -9,3 +9,4 @@ extension OrderDTO: ResponseEncodable {}
 extension UserChanged: ResponseEncodable {}
 extension PaymentDTO: ResponseEncodable {}
 extension CheckoutDTO: ResponseEncodable {}
+extension PaymentStatusDTO: ResponseEncodable {}

@@ -26,3 +26,27 @@ public struct PaymentDTO: Codable, Sendable, Equatable {
         self.createdAt = createdAt
     }
 }
+
+/// A payment status as the order service shows it (`GET /orders/:id/payment`): the payment service's answer, or the
+/// guide's fallback (`status: "pending"`, "Payment will be processed later") while the payment service is unavailable.
+public struct PaymentStatusDTO: Codable, Sendable, Equatable {
+    public var orderId: String
+    /// The latest payment's status (`processing`, `completed`, `declined`, `failed`, `refunded`), `none`, or `pending`
+    /// in the fallback.
+    public var status: String
+    public var payment: PaymentDTO?
+    /// `payment-service`, or `fallback`.
+    public var source: String
+    public var message: String?
+    /// The order service's circuit breaker for the payment service: `closed`, `open` or `half-open`.
+    public var breaker: String?
+
+    public init(orderId: String, status: String, payment: PaymentDTO? = nil, source: String, message: String? = nil, breaker: String? = nil) {
+        self.orderId = orderId
+        self.status = status
+        self.payment = payment
+        self.source = source
+        self.message = message
+        self.breaker = breaker
+    }
+}

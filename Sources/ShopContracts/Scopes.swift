@@ -11,13 +11,15 @@ public enum Scope {
     public static let paymentsCharge = "payments:charge"
     /// `POST /internal/charges/:id/refund` (payment service).
     public static let paymentsRefund = "payments:refund"
+    /// `GET /internal/payments?orderId=` (payment service).
+    public static let paymentsRead = "payments:read"
 
     /// The scopes `service`'s token carries.
     public static func granted(to service: ServiceName) -> [String] {
         switch service {
         case .auth: [credentialsVerify]
         case .payment: [ordersRead]
-        case .order: [inventoryReserve, paymentsCharge, paymentsRefund]
+        case .order: [inventoryReserve, paymentsCharge, paymentsRefund, paymentsRead]
         case .gateway, .user, .inventory, .notification: []
         }
     }

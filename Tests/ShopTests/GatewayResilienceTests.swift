@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
@@ -23,7 +24,8 @@ import Testing
             router.get("health/live") { _, _ in "alive" }
             router.on("**", method: .get) { request, _ -> String in
                 hits.withLockedValue { $0 += 1 }
-                return #"{"instance":"\#(label)","path":"\#(request.uri.path)"}"#
+                let deadline = request.headers[HTTPField.Name("x-request-timeout-ms")!] ?? ""
+                return #"{"instance":"\#(label)","path":"\#(request.uri.path)","deadline":"\#(deadline)"}"#
             }
             return Application(
                 router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -137,6 +139,30 @@ import Testing
                     #expect(reply.status == .ok && reply.headers.first(name: "ratelimit-limit") == nil)
                 }
                 #expect(hits.withLockedValue { $0 } == 120)
+            }
+        }
+    }
+
+    @Test func theGatewaySendsTheDeadlineOn() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0]) { gateway in
+                // Without one from the client: the gateway's own upstream timeout (30 s).
+                #expect(try await gateway.call(.GET, "/api/inventory/p").object["deadline"] as? String == "30000")
+                // A client that waits less: its budget.
+                let shorter = try await InProcessShop.call(
+                    gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "1500")]
+                )
+                #expect(shorter.object["deadline"] as? String == "1500")
+                // More than the gateway allows: capped.
+                let longer = try await InProcessShop.call(
+                    gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "600000")]
+                )
+                #expect(longer.object["deadline"] as? String == "30000")
+                // Nothing left: answered at once, not forwarded.
+                let expired = try await InProcessShop.call(gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "0")])
+                #expect(expired.status == .gatewayTimeout)
+                #expect(hits.withLockedValue { $0 } == 3)
             }
         }
     }

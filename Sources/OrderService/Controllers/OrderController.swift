@@ -9,6 +9,8 @@ struct OrderController<Repository: OrderRepository> {
     let repository: Repository
     let pricing: CatalogPricing
     let verifier: TokenVerifier
+    /// The payment service, behind a circuit breaker, for the payment-status view.
+    let payments: ServiceClient
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("orders")
@@ -17,6 +19,7 @@ struct OrderController<Repository: OrderRepository> {
             .get(use: list)
             .get("user/:userId", use: listForUser)
             .get(":id", use: get)
+            .get(":id/payment", use: paymentStatus)
             .post(":id/cancel", use: cancel)
         // For other services (the payment service checks the order it charges): a service token with orders:read.
         router.group("internal/orders")
@@ -83,6 +86,34 @@ struct OrderController<Repository: OrderRepository> {
         } catch OrderRepositoryError.illegalTransition(let from, _) {
             throw APIError(.conflict, "An order that is \(from.rawValue) cannot be cancelled")
         }
+    }
+
+    /// `GET /orders/:id/payment`: the order's payment as the payment service knows it. While the payment service is
+    /// unavailable (unreachable, failing, or its circuit breaker open so it is not even asked) the answer is the guide's
+    /// fallback, `{status: "pending", message: "Payment will be processed later"}`, marked `source: "fallback"`.
+    @Sendable func paymentStatus(request: Request, context: ServiceRequestContext) async throws -> PaymentStatusDTO {
+        let order = try await ownedOrder(context: context)
+        let fallback = PaymentStatusDTO(
+            orderId: order.id, status: "pending", source: "fallback", message: "Payment will be processed later", breaker: payments.policies.breaker?.state
+        )
+        let response: ServiceClient.Response
+        do {
+            response = try await payments.get("/internal/payments?orderId=\(order.id)")
+        } catch let error as APIError where error.status == .serviceUnavailable {
+            context.logger.warning("Payment service unavailable; answering the fallback", metadata: ["orderId": "\(order.id)", "error": "\(error.message)"])
+            var answer = fallback
+            answer.breaker = payments.policies.breaker?.state
+            return answer
+        }
+        guard response.isSuccess else {
+            context.logger.warning("Payment service failed; answering the fallback", metadata: ["orderId": "\(order.id)", "status": "\(response.status)"])
+            var answer = fallback
+            answer.breaker = payments.policies.breaker?.state
+            return answer
+        }
+        var status = try response.decode(PaymentStatusDTO.self)
+        status.breaker = payments.policies.breaker?.state
+        return status
     }
 
     private func ownedOrder(context: ServiceRequestContext) async throws -> OrderDTO {

@@ -21,6 +21,7 @@ public enum ServiceApplication {
         router.add(middleware: LogRequestsMiddleware(.debug))
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: RequestLimitMiddleware(maxBodyBytes: settings.maxBodyBytes))
+        router.add(middleware: DeadlineMiddleware())
         HealthController(service: settings.name, checker: health).addRoutes(to: router)
         return router
     }

@@ -168,16 +168,24 @@ public struct ServiceClient: Sendable {
                 // One attempt: an instance that cannot be reached is passed over for the next (nothing was sent).
                 var unreachable: Set<String> = []
                 while true {
+                    var request = attempt
+                    var callTimeout = timeout
+                    if let deadline = RequestDeadline.current {
+                        // Send what is left of the caller's time, and wait no longer than that.
+                        let left = RequestDeadline.millisecondsLeft(until: deadline)
+                        guard left > 0 else { throw RequestDeadline.Exceeded(service: name) }
+                        request.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(left))
+                        callTimeout = min(timeout, .milliseconds(Int64(left)))
+                    }
                     guard let base = balancer.pick(excluding: unreachable) else {
                         if unreachable.isEmpty { throw CircuitBreaker<ContinuousClock>.Open(name: name) }
                         throw Unreachable(service: name)
                     }
-                    var request = attempt
                     request.url = base + path
                     let started = ContinuousClock.now
                     let answer: Response
                     do {
-                        let response = try await http.execute(request, timeout: timeout)
+                        let response = try await http.execute(request, timeout: callTimeout)
                         let bytes = try await response.body.collect(upTo: 8 << 20)
                         answer = Response(status: Int(response.status.code), body: bytes, service: name)
                     } catch {
@@ -197,6 +205,8 @@ public struct ServiceClient: Sendable {
             }
         } catch let failure as ServerFailure {
             return failure.response
+        } catch let exceeded as RequestDeadline.Exceeded {
+            throw APIError(.gatewayTimeout, "Deadline exceeded", extra: ["service": exceeded.service])
         } catch is CircuitBreaker<ContinuousClock>.Open {
             throw APIError.unavailable("\(name) service unavailable (circuit open)")
         } catch {

@@ -226,7 +226,8 @@ public struct RegistryMonitor: Service {
         }
         let instances = registry.all.values.flatMap { $0 }
         let http = self.http
-        let timeout = TimeAmount.nanoseconds(Int64(min(interval, .seconds(2)).components.seconds) * 1_000_000_000 + Int64(min(interval, .seconds(2)).components.attoseconds / 1_000_000_000))
+        // A check gets two seconds whatever the interval: a busy instance is slow, not dead.
+        let timeout = TimeAmount.seconds(2)
         await withTaskGroup(of: (ServiceInstance, Bool).self) { group in
             for instance in instances {
                 group.addTask {
