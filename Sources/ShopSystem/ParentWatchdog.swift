@@ -14,8 +14,10 @@ public struct ParentWatchdog: Service {
 
     public func run() async throws {
         // getppid() becomes another process (init or a subreaper) once the supervisor has died.
-        while getppid() == parent {
-            try await Task.sleep(for: .milliseconds(500))
+        // It also ends on graceful shutdown: the group shuts its services down one by one, last first, and waits for
+        // each, so a watchdog that kept looping would hold the whole process up until it was killed.
+        while getppid() == parent, !Task.isShuttingDownGracefully {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(500)) }
         }
     }
 }

@@ -28,6 +28,8 @@ public final class Supervisor: Service, Sendable {
         var restarts: [ServiceName: Int] = [:]
         /// Services stopped on purpose (``stop(_:)``), not restarted until ``start(_:)``.
         var stopped: Set<ServiceName> = []
+        /// Processes that had to be killed because they did not stop within the grace period.
+        var forcedKills = 0
     }
 
     let system: LocalSystem
@@ -63,6 +65,9 @@ public final class Supervisor: Service, Sendable {
         state.withLockedValue { $0.processes[Instance(service, replica: replica)]?.processIdentifier }
     }
 
+    /// How many processes had to be killed at shutdown because they did not stop in time on SIGTERM.
+    public var forcedKills: Int { state.withLockedValue { $0.forcedKills } }
+
     /// Stops every instance of `service` (SIGTERM) and keeps it stopped until ``start(_:)``, as an operator scaling it
     /// to zero would.
     public func stop(_ service: ServiceName) {
@@ -71,6 +76,7 @@ public final class Supervisor: Service, Sendable {
             return state.processes.filter { $0.key.service == service }.map(\.value)
         }
         for process in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        logger.notice("Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(running.map(\.processIdentifier))"])
     }
 
     /// Starts `service` again after ``stop(_:)``.
@@ -169,7 +175,11 @@ public final class Supervisor: Service, Sendable {
             let pid = process.processIdentifier
             Task {
                 try? await Task.sleep(for: gracePeriod)
-                if process.isRunning { kill(pid, SIGKILL) }
+                if process.isRunning {
+                    kill(pid, SIGKILL)
+                    self.state.withLockedValue { $0.forcedKills += 1 }
+                    self.logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(instance.label)"])
+                }
             }
         }
     }

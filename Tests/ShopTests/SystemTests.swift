@@ -59,6 +59,8 @@ import Testing
             let pids = system.services.compactMap { supervisor.processIdentifier(of: $0) }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
+            // Every process stopped on SIGTERM (deregistering, draining), none had to be killed.
+            #expect(supervisor.forcedKills == 0)
             return pids
         }
         try await client.shutdown()
