@@ -3,6 +3,7 @@
 # both forwarding to the same fixed-JSON upstream (an nginx `return 200`) over keep-alive connections.
 #
 #   scripts/bench-gateway.sh [seconds=10] [connections=64]
+#   RATE_LIMIT=100000000/60s scripts/bench-gateway.sh   # with the rate limiter counting every request
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Needs nginx and wrk (apt-get install -y nginx wrk) and builds `shop` in release mode.
@@ -62,7 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
+# RATE_LIMIT=off by default (wrk is one client); RATE_LIMIT=100000000/60s measures the limiter's cost too.
+RATE_LIMIT="${RATE_LIMIT:-off}" PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
     AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS="${GATEWAY_EVENT_LOOP_THREADS:-}" "$SHOP" serve gateway 2>"$WORK/gateway.log" &
 GATEWAY_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done

@@ -23,7 +23,7 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     let upstreams = GatewayUpstreams(registry: registry, statics: statics, strategy: configuration.loadBalancing, logger: logger)
     let (defaultLimit, overrides) = try configuration.rateLimits()
     let limiter = RateLimiter(
-        store: configuration.rateLimitStore ?? InMemoryRateLimitStore(clock: ContinuousClock()), onFailure: configuration.rateLimitOnStoreFailure
+        store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: configuration.rateLimitOnStoreFailure
     ) { [policy = configuration.rateLimitOnStoreFailure] error in
         logger.error("Rate-limit store failed; following the configured policy", metadata: ["error": "\(error)", "policy": "\(policy.rawValue)"])
     }

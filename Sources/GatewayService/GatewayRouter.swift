@@ -110,10 +110,15 @@ struct GatewayRouter: ProxyRouter {
         }
     }
 
-    /// Counts the request against its group's limit, then picks an instance of the service.
-    func forward(_ route: Route, target: String, client: String) -> ProxyDecision {
-        let (headers, refusal) = limits.check(group: route.group, client: client)
-        if let refusal { return .respond(refusal) }
+    /// Counts the request against its group's limit (the client key is only made when a limit applies), then picks an
+    /// instance of the service.
+    func forward(_ route: Route, target: String, client: @autoclosure () -> String) -> ProxyDecision {
+        var headers: HTTPHeaders = [:]
+        if limits.rate(for: route.group) != nil {
+            let (limitHeaders, refusal) = limits.check(group: route.group, client: client())
+            if let refusal { return .respond(refusal) }
+            headers = limitHeaders
+        }
         guard let upstream = upstreams.pick(route.service.rawValue) else {
             return .respond(.json(.serviceUnavailable, #"{"error":"Service unavailable (circuit open)","service":"\#(route.service.rawValue)"}"#, headers: headers))
         }

@@ -221,14 +221,22 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
             // The deadline travels: the upstream gets the configured timeout, or what the client allows if less.
-            var budget = Int(configuration.responseTimeout.nanoseconds / 1_000_000)
-            if let client = RequestDeadline.milliseconds(exchange.head.headers.first(name: RequestDeadline.headerName)) { budget = min(budget, client) }
-            guard budget > 0 else {
-                respond(.json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), closeAfter: false)
-                return
+            let (budget, text) = pool.defaultBudget
+            exchange.responseTimeout = configuration.responseTimeout
+            if let value = exchange.head.headers.first(name: RequestDeadline.headerName) {
+                if let client = RequestDeadline.milliseconds(value), client < budget {
+                    guard client > 0 else {
+                        respond(.json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), closeAfter: false)
+                        return
+                    }
+                    exchange.responseTimeout = .milliseconds(Int64(client))
+                    head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(client))
+                } else {
+                    head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: text)
+                }
+            } else {
+                head.headers.add(name: RequestDeadline.headerName, value: text)
             }
-            head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(budget))
-            exchange.responseTimeout = .milliseconds(Int64(budget))
             // The proxy answers `Expect: 100-continue` itself: it has decided to take the body, and the upstream's own
             // interim response would be dropped by the client decoder.
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {

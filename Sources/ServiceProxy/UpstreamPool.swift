@@ -72,8 +72,12 @@ final class UpstreamPool: @unchecked Sendable {
     private var idle: [ProxyUpstream: [UpstreamConnection]] = [:]
     /// Correlation ids for requests that arrive without one, on this loop.
     var requestIDs = RequestIDGenerator()
+    /// The deadline sent upstream when the client asks for none (the response timeout), in milliseconds and as text.
+    let defaultBudget: (milliseconds: Int, text: String)
 
     init(eventLoop: any EventLoop, configuration: ProxyServerConfiguration) {
+        let milliseconds = Int(configuration.responseTimeout.nanoseconds / 1_000_000)
+        self.defaultBudget = (milliseconds, String(milliseconds))
         self.eventLoop = eventLoop
         self.configuration = configuration
     }

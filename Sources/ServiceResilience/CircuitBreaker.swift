@@ -55,8 +55,9 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
         case reject
     }
 
+    /// One tenth of the window: the calls and failures of time slot `slot` (counted from the first call).
     struct Bucket: Sendable {
-        var start: Instant
+        var slot: Int64 = .min
         var calls = 0
         var failures = 0
     }
@@ -64,10 +65,24 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
     public let configuration: CircuitBreakerConfiguration
     public private(set) var state: State = .closed
     private var consecutive = 0
-    private var buckets: [Bucket] = []
+    /// A ring of ten buckets, allocated once: recording a call allocates nothing.
+    private var buckets = [Bucket](repeating: Bucket(), count: 10)
+    private var epoch: Instant?
+    private let slotNanoseconds: Int64
 
     public init(configuration: CircuitBreakerConfiguration) {
         self.configuration = configuration
+        self.slotNanoseconds = max(1, Self.nanoseconds(configuration.window) / 10)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds &* 1_000_000_000 &+ duration.components.attoseconds / 1_000_000_000
+    }
+
+    /// The slot `now` falls in.
+    func slot(_ now: Instant) -> Int64 {
+        guard let epoch else { return 0 }
+        return Self.nanoseconds(epoch.duration(to: now)) / slotNanoseconds
     }
 
     /// Asks to make a call at `now`. An open breaker whose time is up turns half-open and admits trial calls.
@@ -83,6 +98,15 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
             guard admitted < configuration.halfOpenCalls else { return .reject }
             state = .halfOpen(admitted: admitted + 1, succeeded: succeeded)
             return .allow
+        }
+    }
+
+    /// Whether ``acquire(now:)`` would allow a call at `now` (without taking a half-open trial).
+    public func admits(now: Instant) -> Bool {
+        switch state {
+        case .closed: true
+        case .open(let until): now >= until
+        case .halfOpen(let admitted, _): admitted < configuration.halfOpenCalls
         }
     }
 
@@ -103,8 +127,10 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
             }
         case .closed:
             consecutive = failed ? consecutive + 1 : 0
-            add(failed: failed, now: now)
-            let (calls, failures) = totals(now: now)
+            if epoch == nil { epoch = now }
+            let current = slot(now)
+            add(failed: failed, slot: current)
+            let (calls, failures) = totals(slot: current)
             if consecutive >= configuration.consecutiveFailures
                 || (calls >= configuration.minimumCalls && Double(failures) >= configuration.failureRate * Double(calls))
             {
@@ -113,34 +139,43 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
         }
     }
 
-    /// Calls and failures in the window ending at `now`.
+    /// Calls and failures in the window ending at `now` (the ten slots up to and including `now`'s).
     public func totals(now: Instant) -> (calls: Int, failures: Int) {
-        let live = buckets.filter { $0.start.duration(to: now) < configuration.window }
-        return (live.reduce(0) { $0 + $1.calls }, live.reduce(0) { $0 + $1.failures })
+        totals(slot: slot(now))
     }
 
-    mutating func add(failed: Bool, now: Instant) {
-        let window = configuration.window
-        let width = window / 10
-        buckets.removeAll { $0.start.duration(to: now) >= window }
-        if let last = buckets.last, last.start.duration(to: now) < width {
-            buckets[buckets.count - 1].calls += 1
-            buckets[buckets.count - 1].failures += failed ? 1 : 0
-        } else {
-            buckets.append(Bucket(start: now, calls: 1, failures: failed ? 1 : 0))
+    func totals(slot current: Int64) -> (calls: Int, failures: Int) {
+        var calls = 0
+        var failures = 0
+        for bucket in buckets where bucket.slot <= current && bucket.slot > current - 10 {
+            calls += bucket.calls
+            failures += bucket.failures
         }
+        return (calls, failures)
+    }
+
+    mutating func add(failed: Bool, slot current: Int64) {
+        let index = Int(((current % 10) + 10) % 10)
+        if buckets[index].slot != current { buckets[index] = Bucket(slot: current) }
+        buckets[index].calls += 1
+        if failed { buckets[index].failures += 1 }
+    }
+
+    mutating func clearWindow() {
+        for index in buckets.indices { buckets[index] = Bucket() }
+        epoch = nil
     }
 
     mutating func trip(now: Instant) {
         state = .open(until: now.advanced(by: configuration.openDuration))
         consecutive = 0
-        buckets = []
+        clearWindow()
     }
 
     mutating func close() {
         state = .closed
         consecutive = 0
-        buckets = []
+        clearWindow()
     }
 }
 
@@ -173,9 +208,8 @@ public final class CircuitBreaker<C: Clock>: Sendable where C.Duration == Durati
 
     /// Runs `operation` unless the breaker is open; its error (or slowness) counts against the breaker.
     public func run<T: Sendable>(_ operation: @Sendable () async throws -> T) async throws -> T {
-        let now = clock.now
-        guard transition({ $0.acquire(now: now) == .allow }) else { throw Open(name: name) }
         let start = clock.now
+        guard transition({ $0.acquire(now: start) == .allow }) else { throw Open(name: name) }
         do {
             let value = try await operation()
             let now = clock.now

@@ -82,6 +82,11 @@ public struct ResiliencePolicies<C: Clock>: Sendable where C.Duration == Duratio
     }
 
     func guarded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard timeout != nil else {
+            // The common case, without wrapping the operation in one more closure.
+            if let breaker { return try await breaker.run(operation) }
+            return try await operation()
+        }
         let timed: @Sendable () async throws -> T = { [timeout, clock] in
             guard let timeout else { return try await operation() }
             return try await withTimeout(timeout, clock: clock, operation)

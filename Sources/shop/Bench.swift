@@ -9,7 +9,7 @@ import ServiceMessaging
 
 /// `shop bench …`: benchmarks that print figures (never run as tests).
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self])
+    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self, Policies.self])
 
     /// Runs `body` for 0..<count on `width` concurrent tasks (each takes the next number when it is free).
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {

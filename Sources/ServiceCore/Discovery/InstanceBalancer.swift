@@ -1,5 +1,5 @@
-import NIOConcurrencyHelpers
 import ServiceResilience
+import Synchronization
 
 /// Spreads calls over the instances of one service, each behind its own circuit breaker, so one bad instance is
 /// ejected while the others keep serving. Used by the gateway (endpoints are upstreams) and by service clients
@@ -13,20 +13,24 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     }
 
     struct Slot {
+        var endpoint: Endpoint
         var outstanding = 0
         var breaker: CircuitBreakerMachine<ContinuousClock.Instant>
     }
 
     struct State {
-        var endpoints: [Endpoint] = []
-        var slots: [Endpoint: Slot] = [:]
+        /// In the order given; a handful of instances, so a linear scan beats hashing.
+        var slots: [Slot] = []
         var next = 0
+
+        func index(of endpoint: Endpoint) -> Int? { slots.firstIndex { $0.endpoint == endpoint } }
     }
 
     public let name: String
     public let strategy: Strategy
     let breaker: CircuitBreakerConfiguration
-    let state = NIOLockedValueBox(State())
+    /// A `Mutex` (it spins briefly before sleeping): the gateway's event loops take it twice per request.
+    let state = Mutex(State())
     let onChange: @Sendable (_ endpoint: Endpoint, _ from: String, _ to: String) -> Void
 
     /// The default per-instance breaker: 5 failures in a row (or half of at least 20 calls in 30 s) eject the instance
@@ -48,56 +52,44 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     /// Replaces the instance list; instances still listed keep their breaker and in-flight count.
     public func update(_ endpoints: [Endpoint]) {
         let configuration = breaker
-        state.withLockedValue { state in
-            guard state.endpoints != endpoints else { return }
-            var slots: [Endpoint: Slot] = [:]
-            for endpoint in endpoints {
-                slots[endpoint] = state.slots[endpoint] ?? Slot(breaker: CircuitBreakerMachine(configuration: configuration))
+        state.withLock { state in
+            guard state.slots.count != endpoints.count || !zip(state.slots, endpoints).allSatisfy({ $0.endpoint == $1 }) else { return }
+            state.slots = endpoints.map { endpoint in
+                state.index(of: endpoint).map { state.slots[$0] } ?? Slot(endpoint: endpoint, breaker: CircuitBreakerMachine(configuration: configuration))
             }
-            state.endpoints = endpoints
-            state.slots = slots
         }
     }
 
-    public var endpoints: [Endpoint] { state.withLockedValue { $0.endpoints } }
+    public var endpoints: [Endpoint] { state.withLock { $0.slots.map(\.endpoint) } }
 
-    /// An instance to call now, counted as in flight until ``finished(_:success:)``; nil when there is none, or every
-    /// instance's breaker is open. `excluding` are instances this call already failed to reach.
+    /// An instance to call now, counted as in flight until ``finished(_:success:duration:)``; nil when there is none, or
+    /// every instance's breaker is open. `excluding` are instances this call already failed to reach. Allocates nothing.
     public func pick(excluding: Set<Endpoint> = []) -> Endpoint? {
         let now = ContinuousClock.now
         var changed: (Endpoint, String, String)?
-        let chosen = state.withLockedValue { state -> Endpoint? in
-            let count = state.endpoints.count
+        let chosen = state.withLock { state -> Endpoint? in
+            let count = state.slots.count
             guard count > 0 else { return nil }
-            if count == 1 {
-                // The common case (one instance) without building an order.
-                let endpoint = state.endpoints[0]
-                guard !excluding.contains(endpoint) else { return nil }
-                let before = state.slots[endpoint]!.breaker.state
-                guard state.slots[endpoint]!.breaker.acquire(now: now) == .allow else { return nil }
-                state.slots[endpoint]!.outstanding += 1
-                let after = state.slots[endpoint]!.breaker.state
-                if before.name != after.name { changed = (endpoint, before.name, after.name) }
-                return endpoint
-            }
             let start = state.next % count
             state.next = (start + 1) % count
-            var order = (0..<count).map { state.endpoints[(start + $0) % count] }
-            if excluding.isEmpty == false { order.removeAll { excluding.contains($0) } }
-            if strategy == .leastOutstanding {
-                // Stable: equal counts keep the round-robin order.
-                order = order.enumerated().sorted { (state.slots[$0.element]!.outstanding, $0.offset) < (state.slots[$1.element]!.outstanding, $1.offset) }
-                    .map(\.element)
+            // In turn from `start`, the admissible instance with the fewest calls in flight (or the first, round-robin).
+            var best: Int?
+            for offset in 0..<count {
+                let index = (start + offset) % count
+                guard excluding.isEmpty || !excluding.contains(state.slots[index].endpoint), state.slots[index].breaker.admits(now: now) else { continue }
+                if strategy == .roundRobin {
+                    best = index
+                    break
+                }
+                if best == nil || state.slots[index].outstanding < state.slots[best!].outstanding { best = index }
             }
-            for endpoint in order {
-                let before = state.slots[endpoint]!.breaker.state.name
-                guard state.slots[endpoint]!.breaker.acquire(now: now) == .allow else { continue }
-                state.slots[endpoint]!.outstanding += 1
-                let after = state.slots[endpoint]!.breaker.state.name
-                if before != after { changed = (endpoint, before, after) }
-                return endpoint
-            }
-            return nil
+            guard let index = best else { return nil }
+            let before = state.slots[index].breaker.state.name
+            guard state.slots[index].breaker.acquire(now: now) == .allow else { return nil }
+            state.slots[index].outstanding += 1
+            let after = state.slots[index].breaker.state.name
+            if before != after { changed = (state.slots[index].endpoint, before, after) }
+            return state.slots[index].endpoint
         }
         if let changed { onChange(changed.0, changed.1, changed.2) }
         return chosen
@@ -106,13 +98,13 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     /// The call to `endpoint` ended: `success` counts for its breaker; nil (the caller gave up) counts for nothing.
     public func finished(_ endpoint: Endpoint, success: Bool?, duration: Duration = .zero) {
         let now = ContinuousClock.now
-        let change = state.withLockedValue { state -> (String, String)? in
-            guard var slot = state.slots[endpoint] else { return nil }
-            slot.outstanding = max(0, slot.outstanding - 1)
-            let before = slot.breaker.state.name
-            if let success { slot.breaker.record(success: success, duration: duration, now: now) }
-            state.slots[endpoint] = slot
-            let after = slot.breaker.state.name
+        let change = state.withLock { state -> (String, String)? in
+            guard let index = state.index(of: endpoint) else { return nil }
+            state.slots[index].outstanding = max(0, state.slots[index].outstanding - 1)
+            guard let success else { return nil }
+            let before = state.slots[index].breaker.state.name
+            state.slots[index].breaker.record(success: success, duration: duration, now: now)
+            let after = state.slots[index].breaker.state.name
             return before == after ? nil : (before, after)
         }
         if let change { onChange(endpoint, change.0, change.1) }
@@ -120,6 +112,6 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
 
     /// Each instance with its breaker state and calls in flight.
     public var snapshot: [(endpoint: Endpoint, breaker: String, outstanding: Int)] {
-        state.withLockedValue { state in state.endpoints.map { ($0, state.slots[$0]!.breaker.state.name, state.slots[$0]!.outstanding) } }
+        state.withLock { state in state.slots.map { ($0.endpoint, $0.breaker.state.name, $0.outstanding) } }
     }
 }
