@@ -20,7 +20,9 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     for service in ServiceName.allCases where service != .gateway {
         statics[service.rawValue] = try configuration.upstreams(service)
     }
-    let upstreams = GatewayUpstreams(registry: registry, statics: statics, strategy: configuration.loadBalancing, logger: logger)
+    let upstreams = GatewayUpstreams(
+        registry: registry, statics: statics, strategy: configuration.loadBalancing, maxInFlight: configuration.maxInFlightPerInstance, logger: logger
+    )
     let (defaultLimit, overrides) = try configuration.rateLimits()
     let limiter = RateLimiter(
         store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: configuration.rateLimitOnStoreFailure

@@ -37,6 +37,9 @@ public struct GatewayConfiguration: Sendable {
     /// How requests are spread over a service's instances (`LOAD_BALANCING`: `least-outstanding`, the default, or
     /// `round-robin`).
     public var loadBalancing: InstanceBalancer<ProxyUpstream>.Strategy
+    /// Requests in flight per upstream instance before it is passed over (`GATEWAY_MAX_IN_FLIGHT`, default 1000); with
+    /// every instance at the bound the gateway answers 503 at once.
+    public var maxInFlightPerInstance: Int
     /// Called with the bound port once the gateway listens (tests bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -62,6 +65,7 @@ public struct GatewayConfiguration: Sendable {
         self.rateLimitOnStoreFailure = environment.get("RATE_LIMIT_ON_STORE_FAILURE").flatMap(RateLimiter.FailurePolicy.init(rawValue:)) ?? .allow
         self.registryTTL = .milliseconds(max(100, environment.int("REGISTRY_TTL_MS", default: 15_000)))
         self.registryCheckInterval = .milliseconds(max(50, environment.int("REGISTRY_CHECK_INTERVAL_MS", default: 5_000)))
+        self.maxInFlightPerInstance = max(1, environment.int("GATEWAY_MAX_IN_FLIGHT", default: 1000))
         self.loadBalancing = environment.get("LOAD_BALANCING").flatMap(InstanceBalancer<ProxyUpstream>.Strategy.init(rawValue:)) ?? .leastOutstanding
     }
 

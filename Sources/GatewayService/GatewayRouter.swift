@@ -120,7 +120,10 @@ struct GatewayRouter: ProxyRouter {
             headers = limitHeaders
         }
         guard let upstream = upstreams.pick(route.service.rawValue) else {
-            return .respond(.json(.serviceUnavailable, #"{"error":"Service unavailable (circuit open)","service":"\#(route.service.rawValue)"}"#, headers: headers))
+            // Every instance ejected by its breaker, or at its bound of requests in flight.
+            return .respond(
+                .json(.serviceUnavailable, #"{"error":"Service unavailable (no instance can take the request)","service":"\#(route.service.rawValue)"}"#, headers: headers)
+            )
         }
         return .forward(upstream, target: target, responseHeaders: headers)
     }

@@ -16,12 +16,15 @@ final class GatewayUpstreams: Sendable {
     /// The registry version the balancers reflect.
     let seen = Atomic<Int>(-1)
 
-    init(registry: ServiceRegistry, statics: [String: [ProxyUpstream]], strategy: InstanceBalancer<ProxyUpstream>.Strategy, logger: Logger) {
+    init(
+        registry: ServiceRegistry, statics: [String: [ProxyUpstream]], strategy: InstanceBalancer<ProxyUpstream>.Strategy, maxInFlight: Int,
+        logger: Logger
+    ) {
         self.registry = registry
         self.statics = statics
         var balancers: [String: InstanceBalancer<ProxyUpstream>] = [:]
         for (name, upstreams) in statics {
-            balancers[name] = InstanceBalancer(name: name, endpoints: upstreams, strategy: strategy) { upstream, from, to in
+            balancers[name] = InstanceBalancer(name: name, endpoints: upstreams, strategy: strategy, maxOutstanding: maxInFlight) { upstream, from, to in
                 logger.warning(
                     "Instance circuit breaker changed state",
                     metadata: ["service": "\(upstream.name)", "instance": "\(upstream.host):\(upstream.port)", "from": "\(from)", "to": "\(to)"]

@@ -142,6 +142,17 @@ import Testing
         #expect(robin.pick() == "a")
     }
 
+    @Test func anInstanceAtItsBoundOfCallsInFlightIsPassedOver() {
+        let balancer = InstanceBalancer(name: "s", endpoints: ["a", "b"], strategy: .roundRobin, maxOutstanding: 2)
+        let taken = (0..<4).compactMap { _ in balancer.pick() }
+        #expect(taken.sorted() == ["a", "a", "b", "b"])
+        // Both at the bound: refused at once, until one call ends.
+        #expect(balancer.pick() == nil)
+        balancer.finished("b", success: true)
+        #expect(balancer.pick() == "b")
+        #expect(balancer.snapshot.map(\.outstanding) == [2, 2])
+    }
+
     @Test func aFailingInstanceIsEjectedAndComesBackAfterATrial() async throws {
         let changes = NIOLockedValueBox<[String]>([])
         let balancer = InstanceBalancer(

@@ -71,4 +71,41 @@ import Testing
             #expect(try await client.get("/up").status == 200)
         }
     }
+
+    @Test func aFullBulkheadRefusesAtOnceWithoutCallingTheService() async throws {
+        let hits = NIOLockedValueBox(0)
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let held: @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> any Service = { onServerRunning in
+            let router = Router()
+            router.get("hold") { _, _ -> String in
+                hits.withLockedValue { $0 += 1 }
+                for await _ in release {}
+                return "released"
+            }
+            return Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { await onServerRunning($0.localAddress!.port!) }, logger: Logger(label: "held")
+            )
+        }
+        try await RunningService.with([held]) { (ports: [Int]) async throws -> Void in
+            let client = ServiceClient(
+                name: "slow", baseURL: "http://127.0.0.1:\(ports[0])",
+                policies: ResiliencePolicies(clock: ContinuousClock(), bulkhead: Bulkhead(name: "slow", maxConcurrent: 1, maxQueued: 0))
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let status = try await client.get("/hold").status
+                    #expect(status == 200)
+                }
+                // Once the first call is at the server, a second one finds the bulkhead full: 503 at once.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while hits.withLockedValue({ $0 }) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                let refused = await #expect(throws: APIError.self) { try await client.get("/hold") }
+                #expect(refused?.status == .serviceUnavailable && refused?.message == "slow service busy")
+                #expect(hits.withLockedValue { $0 } == 1)
+                releaser.finish()
+                try await group.waitForAll()
+            }
+        }
+    }
 }

@@ -37,10 +37,12 @@ public struct ServiceClient: Sendable {
     /// get through.
     public let policies: ResiliencePolicies<ContinuousClock>
 
-    /// The default policies for calls to service `name`: safe retries within a budget.
+    /// The default policies for calls to service `name`: at most 64 calls at once with 128 waiting (a bulkhead, so a
+    /// slow dependency cannot take every task of the caller), safe retries within a budget.
     public static func defaultPolicies(name: String) -> ResiliencePolicies<ContinuousClock> {
         ResiliencePolicies(
             clock: ContinuousClock(),
+            bulkhead: Bulkhead(name: name, maxConcurrent: 64, maxQueued: 128),
             retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(50), maxDelay: .seconds(1)),
             budget: RetryBudget(clock: ContinuousClock())
         )
@@ -205,6 +207,9 @@ public struct ServiceClient: Sendable {
             }
         } catch let failure as ServerFailure {
             return failure.response
+        } catch let full as Bulkhead.Full {
+            Self.logger.warning("Too many calls to another service at once", metadata: ["service": "\(name)", "bulkhead": "\(full.name)"])
+            throw APIError(.serviceUnavailable, "\(name) service busy", headers: [.retryAfter: "1"])
         } catch let exceeded as RequestDeadline.Exceeded {
             throw APIError(.gatewayTimeout, "Deadline exceeded", extra: ["service": exceeded.service])
         } catch is CircuitBreaker<ContinuousClock>.Open {

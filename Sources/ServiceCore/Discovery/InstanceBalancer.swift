@@ -28,6 +28,8 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
 
     public let name: String
     public let strategy: Strategy
+    /// At most this many calls in flight per instance (a bulkhead per instance); an instance at the bound is passed over.
+    public let maxOutstanding: Int
     let breaker: CircuitBreakerConfiguration
     /// A `Mutex` (it spins briefly before sleeping): the gateway's event loops take it twice per request.
     let state = Mutex(State())
@@ -38,12 +40,13 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     public static var defaultBreaker: CircuitBreakerConfiguration { .init(consecutiveFailures: 5, openDuration: .seconds(5), halfOpenCalls: 1) }
 
     public init(
-        name: String, endpoints: [Endpoint] = [], strategy: Strategy = .leastOutstanding,
+        name: String, endpoints: [Endpoint] = [], strategy: Strategy = .leastOutstanding, maxOutstanding: Int = .max,
         breaker: CircuitBreakerConfiguration = InstanceBalancer.defaultBreaker,
         onChange: @escaping @Sendable (_ endpoint: Endpoint, _ from: String, _ to: String) -> Void = { _, _, _ in }
     ) {
         self.name = name
         self.strategy = strategy
+        self.maxOutstanding = maxOutstanding
         self.breaker = breaker
         self.onChange = onChange
         update(endpoints)
@@ -63,7 +66,7 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
     public var endpoints: [Endpoint] { state.withLock { $0.slots.map(\.endpoint) } }
 
     /// An instance to call now, counted as in flight until ``finished(_:success:duration:)``; nil when there is none, or
-    /// every instance's breaker is open. `excluding` are instances this call already failed to reach. Allocates nothing.
+    /// every instance's breaker is open or its calls in flight at the bound. `excluding` are instances this call already failed to reach. Allocates nothing.
     public func pick(excluding: Set<Endpoint> = []) -> Endpoint? {
         let now = ContinuousClock.now
         var changed: (Endpoint, String, String)?
@@ -76,7 +79,9 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
             var best: Int?
             for offset in 0..<count {
                 let index = (start + offset) % count
-                guard excluding.isEmpty || !excluding.contains(state.slots[index].endpoint), state.slots[index].breaker.admits(now: now) else { continue }
+                guard excluding.isEmpty || !excluding.contains(state.slots[index].endpoint), state.slots[index].outstanding < maxOutstanding,
+                    state.slots[index].breaker.admits(now: now)
+                else { continue }
                 if strategy == .roundRobin {
                     best = index
                     break
