@@ -291,4 +291,57 @@ import Testing
             try await idle.wait(for: "the server to close an idle connection") { _, closed in closed }
         }
     }
+
+    /// An upstream that reads a request and hangs up without answering; counts the connections that sent it anything.
+    final class HangUp: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let requests: NIOLockedValueBox<Int>
+        var seen = false
+        init(requests: NIOLockedValueBox<Int>) { self.requests = requests }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if !seen { requests.withLockedValue { $0 += 1 } }
+            seen = true
+            context.close(promise: nil)
+        }
+    }
+
+    struct HangUpRouter: ProxyRouter {
+        let port: Int
+        func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute {
+            .decided(.forward(ProxyUpstream(name: "hangup", host: "127.0.0.1", port: port), target: head.uri))
+        }
+    }
+
+    @Test func aPostThatMayHaveReachedTheUpstreamIsNeverSentAgain() async throws {
+        let requests = NIOLockedValueBox(0)
+        let upstream = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(HangUp(requests: requests)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { upstream.close(promise: nil) }
+        let port = upstream.localAddress!.port!
+        try await RunningService.with([
+            { onServerRunning in
+                ProxyServer(configuration: .init(port: 0), router: HangUpRouter(port: port), logger: Logger(label: "proxy"), onServerRunning: onServerRunning)
+            }
+        ]) { proxyPorts in
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                var post = HTTPClientRequest(url: "http://127.0.0.1:\(proxyPorts[0])/charge")
+                post.method = .POST
+                post.body = .bytes(ByteBuffer(string: #"{"amount":10}"#))
+                let response = try await client.execute(post, timeout: .seconds(10))
+                #expect(response.status == .badGateway)
+                _ = try await response.body.collect(upTo: 1 << 16)
+                // The upstream saw it once: the proxy did not send it again, here or anywhere.
+                #expect(requests.withLockedValue { $0 } == 1)
+                try await client.shutdown()
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        }
+    }
 }
