@@ -58,8 +58,8 @@ struct GatewayRouter: ProxyRouter {
         upstreams.finished(upstream, outcome: outcome)
     }
 
-    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? {
-        upstreams.alternative(to: upstream, attempt: attempt)
+    func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream? {
+        upstreams.alternative(after: tried)
     }
 
     func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute {
@@ -80,16 +80,15 @@ struct GatewayRouter: ProxyRouter {
             return .decided(.respond(.json(.badRequest, #"{"error":"Invalid path"}"#)))
         }
         let target = route.rewrite + uri[uri.index(uri.startIndex, offsetBy: route.prefix.count)...]
-        let token = BearerToken.extract(head.headers.first(name: "authorization"))
-        // The client key: the user when the token is already known good, else the IP address.
-        let known = token.flatMap { self.verifier.cachedIdentity(for: $0) }
+        // The client key: the IP address on public routes (so tokens of many accounts cannot buy more login attempts),
+        // the user on protected ones.
         if Self.isPublic(method: head.method, prefix: route.prefix, path: path) {
-            return .decided(forward(route, target: target, client: known.map { "user:\($0.subject)" } ?? "ip:\(request.clientAddress)"))
+            return .decided(forward(route, target: target, client: "ip:\(request.clientAddress)"))
         }
-        guard let token else {
+        guard let token = BearerToken.extract(head.headers.first(name: "authorization")) else {
             return .decided(.respond(.json(.unauthorized, #"{"error":"Access denied"}"#)))
         }
-        if let known {
+        if let known = verifier.cachedIdentity(for: token) {
             return .decided(forward(route, target: target, client: "user:\(known.subject)"))
         }
         return .deferred { [self] in

@@ -39,9 +39,12 @@ final class GatewayUpstreams: Sendable {
         let version = registry.version
         guard seen.load(ordering: .acquiring) != version else { return }
         for (name, balancer) in balancers {
-            let registered = registry.instances(of: name).compactMap { instance -> ProxyUpstream? in
-                guard let components = URLComponents(string: instance.url), let host = components.host, let port = components.port else { return nil }
-                return ProxyUpstream(name: name, host: host, port: port)
+            var registered: [ProxyUpstream] = []
+            for instance in registry.instances(of: name) {
+                guard let components = URLComponents(string: instance.url), let host = components.host, let port = components.port else { continue }
+                // A restarted instance may be listed twice (old and new id, same address) until the old one expires.
+                let upstream = ProxyUpstream(name: name, host: host, port: port)
+                if !registered.contains(upstream) { registered.append(upstream) }
             }
             balancer.update(registered.isEmpty ? statics[name] ?? [] : registered)
         }
@@ -56,19 +59,20 @@ final class GatewayUpstreams: Sendable {
     }
 
     func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {
+        // A 504 is the instance's own dependency timing out (or the caller's deadline), not the instance failing.
         let success: Bool? =
             switch outcome {
-            case .responded(let status): status.code < 500
+            case .responded(let status): status == .gatewayTimeout ? nil : status.code < 500
             case .unreachable, .failed: false
-            case .abandoned: nil
+            case .abandoned, .clientDeadline: nil
             }
         balancers[upstream.name]?.finished(upstream, success: success)
     }
 
-    /// Another instance after `upstream` refused the connection (at most two more tries).
-    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? {
-        guard attempt < 2 else { return nil }
-        return balancers[upstream.name]?.pick(excluding: [upstream])
+    /// Another instance after those in `tried` refused the connection (at most two more tries).
+    func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream? {
+        guard let last = tried.last, tried.count <= 2 else { return nil }
+        return balancers[last.name]?.pick(excluding: Set(tried))
     }
 }
 

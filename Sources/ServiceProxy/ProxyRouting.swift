@@ -75,6 +75,9 @@ public enum ProxyOutcome: Sendable, Equatable {
     case unreachable
     /// The upstream closed the connection or timed out after the request was (or may have been) sent.
     case failed
+    /// The client's own (shorter) deadline passed before the upstream answered: says nothing about the upstream, as a
+    /// caller could otherwise eject healthy instances by asking for tiny deadlines.
+    case clientDeadline
     /// The client went away or the proxy gave up for the client's sake (e.g. a body over the limit): says nothing
     /// about the upstream.
     case abandoned
@@ -84,14 +87,14 @@ public enum ProxyOutcome: Sendable, Equatable {
 /// per-instance circuit breakers). Called on the connection's event loop, so it must not block.
 public protocol ProxyRouter: Sendable {
     func route(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> ProxyRoute
-    /// The exchange with `upstream` (from a `.forward` decision or ``alternative(to:attempt:)``) ended.
+    /// The exchange with `upstream` (from a `.forward` decision or ``alternative(after:)``) ended.
     func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome)
-    /// Another upstream to try for a request that could not connect to `upstream` (nothing was sent, so any method may
-    /// go elsewhere); `attempt` counts the alternatives asked for so far. Nil: answer 503.
-    func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream?
+    /// Another upstream to try for a request that could not connect to any of `tried` (the last is the latest; nothing
+    /// was sent, so any method may go elsewhere). Nil: answer 503.
+    func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream?
 }
 
 extension ProxyRouter {
     public func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {}
-    public func alternative(to upstream: ProxyUpstream, attempt: Int) -> ProxyUpstream? { nil }
+    public func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream? { nil }
 }

@@ -34,12 +34,13 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var closeAfterResponse: Bool
         /// The upstream the router chose, until the router has heard how the exchange ended.
         var forwardedTo: ProxyUpstream?
-        /// Alternatives asked for after failed connects.
-        var alternatives = 0
+        /// Upstreams this request could not connect to.
+        var unreachable: [ProxyUpstream] = []
+        /// When the head arrived, and when the client's deadline (if it sent one shorter than the proxy's) passes.
+        let arrived = NIODeadline.now()
+        var clientDeadline: NIODeadline?
         /// Headers the router adds to the upstream's response.
         var responseHeaders: HTTPHeaders = [:]
-        /// How long the upstream has to answer: the configured timeout, or less when the client's deadline is nearer.
-        var responseTimeout: TimeAmount = .seconds(30)
         /// The upstream's response status, once its head arrived.
         var status: HTTPResponseStatus?
         /// A local handler waiting for the whole body, and the body so far.
@@ -143,7 +144,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 let decision = await decide()
                 eventLoop.execute {
                     let (handler, exchange) = target.value
-                    guard handler.exchange === exchange, !exchange.responseEnded else { return }
+                    guard handler.exchange === exchange, !exchange.responseEnded else {
+                        // Nobody waits for this decision any more; an upstream it picked must still be given back.
+                        if case .forward(let upstream, _, _) = decision { handler.router.finished(upstream, outcome: .abandoned) }
+                        return
+                    }
                     handler.apply(decision)
                 }
             }
@@ -198,8 +203,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     /// The response timeout runs from the moment the whole request has been sent upstream.
     private func startResponseTimer(_ exchange: Exchange) {
         exchange.timeout?.cancel()
-        exchange.timeout = pool.eventLoop.assumeIsolated().scheduleTask(in: exchange.responseTimeout) { [weak self] in
-            self?.upstreamTimedOut(exchange)
+        let loop = pool.eventLoop.assumeIsolated()
+        if let deadline = exchange.clientDeadline {
+            exchange.timeout = loop.scheduleTask(deadline: deadline) { [weak self] in self?.upstreamTimedOut(exchange) }
+        } else {
+            exchange.timeout = loop.scheduleTask(in: configuration.responseTimeout) { [weak self] in self?.upstreamTimedOut(exchange) }
         }
     }
 
@@ -222,15 +230,17 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
             // The deadline travels: the upstream gets the configured timeout, or what the client allows if less.
             let (budget, text) = pool.defaultBudget
-            exchange.responseTimeout = configuration.responseTimeout
             if let value = exchange.head.headers.first(name: RequestDeadline.headerName) {
                 if let client = RequestDeadline.milliseconds(value), client < budget {
-                    guard client > 0 else {
+                    // The client's deadline counts from its request's arrival: time spent here is taken off.
+                    let deadline = exchange.arrived + .milliseconds(Int64(client))
+                    let left = (deadline - .now()).nanoseconds / 1_000_000
+                    guard left > 0 else {
                         respond(.json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), closeAfter: false)
                         return
                     }
-                    exchange.responseTimeout = .milliseconds(Int64(client))
-                    head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(client))
+                    exchange.clientDeadline = deadline
+                    head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(left))
                 } else {
                     head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: text)
                 }
@@ -302,8 +312,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             case .failure(let error):
                 self.settle(exchange, .unreachable)
                 // Nothing was sent: any request may go to another instance.
-                if let next = self.router.alternative(to: upstream, attempt: exchange.alternatives) {
-                    exchange.alternatives += 1
+                exchange.unreachable.append(upstream)
+                if let next = self.router.alternative(after: exchange.unreachable) {
                     exchange.forwardedTo = next
                     self.logger.debug("Upstream unreachable; trying another instance", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
                     self.connect(exchange, to: next, fresh: false)
@@ -390,7 +400,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     private func upstreamTimedOut(_ exchange: Exchange) {
         guard self.exchange === exchange, !exchange.responseEnded else { return }
         let name = exchange.upstream?.upstream.name ?? ""
-        settle(exchange, .failed)
+        settle(exchange, exchange.clientDeadline == nil ? .failed : .clientDeadline)
         abandonUpstream(exchange)
         if exchange.responseStarted {
             context?.close(promise: nil)

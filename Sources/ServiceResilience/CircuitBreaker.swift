@@ -110,6 +110,14 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
         }
     }
 
+    /// An allowed call ended with no verdict on the dependency (the caller gave up, or its own deadline passed): a
+    /// half-open trial slot it held is given back, so the breaker is not left waiting for an outcome that never comes.
+    public mutating func release() {
+        if case .halfOpen(let admitted, let succeeded) = state, admitted > succeeded {
+            state = .halfOpen(admitted: admitted - 1, succeeded: succeeded)
+        }
+    }
+
     /// Records the outcome of an allowed call that took `duration`, ending at `now`.
     public mutating func record(success: Bool, duration: Duration, now: Instant) {
         let failed = !success || (configuration.slowCall.map { duration > $0 } ?? false)
@@ -218,6 +226,19 @@ public final class CircuitBreaker<C: Clock>: Sendable where C.Duration == Durati
                 return true
             }
             return value
+        } catch let final as any FinalError {
+            // An open breaker further in, or the caller's deadline: nothing learnt about this dependency.
+            _ = transition { machine in
+                machine.release()
+                return true
+            }
+            throw final
+        } catch is CancellationError {
+            _ = transition { machine in
+                machine.release()
+                return true
+            }
+            throw CancellationError()
         } catch {
             let now = clock.now
             _ = transition { machine in

@@ -73,6 +73,8 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
     struct Window: Sendable {
         var start: Instant
         var count: Int
+        /// This window's own length (one store serves limits of different windows).
+        var length: Duration
     }
 
     private var windows: [String: Window] = [:]
@@ -89,10 +91,10 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
 
     /// Counts one request of `key` at `now` against `rate`.
     public mutating func take(_ key: String, rate: RateLimit, now: Instant) -> RateLimitDecision {
-        if windows.count >= nextSweep { sweep(now: now, window: rate.window) }
-        var window = windows[key] ?? Window(start: now, count: 0)
+        if windows.count >= nextSweep { sweep(now: now) }
+        var window = windows[key] ?? Window(start: now, count: 0, length: rate.window)
         if window.start.duration(to: now) >= rate.window {
-            window = Window(start: now, count: 0)
+            window = Window(start: now, count: 0, length: rate.window)
         }
         let resetAfter = rate.window - window.start.duration(to: now)
         guard window.count < rate.limit else {
@@ -104,8 +106,8 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
         return RateLimitDecision(allowed: true, limit: rate.limit, remaining: rate.limit - window.count, resetAfter: resetAfter)
     }
 
-    mutating func sweep(now: Instant, window: Duration) {
-        windows = windows.filter { $0.value.start.duration(to: now) < window }
+    mutating func sweep(now: Instant) {
+        windows = windows.filter { $0.value.start.duration(to: now) < $0.value.length }
         // Sweep again when the live table has doubled, so a steady population is not swept on every request.
         nextSweep = max(sweepAbove, windows.count * 2)
     }

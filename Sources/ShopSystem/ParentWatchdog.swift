@@ -16,7 +16,7 @@ public struct ParentWatchdog: Service {
         // getppid() becomes another process (init or a subreaper) once the supervisor has died.
         // It also ends on graceful shutdown: the group shuts its services down one by one, last first, and waits for
         // each, so a watchdog that kept looping would hold the whole process up until it was killed.
-        while getppid() == parent, !Task.isShuttingDownGracefully {
+        while getppid() == parent, !Task.isShuttingDownGracefully, !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(500)) }
         }
     }

@@ -75,7 +75,18 @@ public final class Supervisor: Service, Sendable {
             state.stopped.insert(service)
             return state.processes.filter { $0.key.service == service }.map(\.value)
         }
-        for process in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        for process in running where process.isRunning {
+            let pid = process.processIdentifier
+            kill(pid, SIGTERM)
+            // As at shutdown: killed if it has not stopped within the grace period.
+            Task { [gracePeriod, state, logger] in
+                try? await Task.sleep(for: gracePeriod)
+                guard process.isRunning, process.processIdentifier == pid else { return }
+                kill(pid, SIGKILL)
+                state.withLockedValue { $0.forcedKills += 1 }
+                logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(service.rawValue)"])
+            }
+        }
         logger.notice("Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(running.map(\.processIdentifier))"])
     }
 

@@ -59,6 +59,18 @@ import Testing
         func take(_ key: String, rate: RateLimit) throws -> RateLimitDecision { throw Down() }
     }
 
+    @Test func aSweepKeepsWindowsOfLongerLimitsAlive() {
+        var machine = RateLimiterMachine<TestInstant>(sweepAbove: 2)
+        let login = RateLimit(limit: 1, window: .seconds(3600))
+        let catalog = RateLimit(limit: 1, window: .seconds(60))
+        #expect(machine.take("auth|ip:1", rate: login, now: Self.at(0)).allowed)
+        _ = machine.take("inventory|ip:1", rate: catalog, now: Self.at(0))
+        // Two minutes later a catalog request sweeps: the catalog window has ended, the hour-long login one has not.
+        _ = machine.take("inventory|ip:2", rate: catalog, now: Self.at(120))
+        #expect(machine.trackedKeys == 2)
+        #expect(!machine.take("auth|ip:1", rate: login, now: Self.at(121)).allowed)
+    }
+
     @Test func aFailingStoreIsReportedAndFollowsThePolicy() {
         let reported = NIOLockedValueBox(0)
         let rate = RateLimit(limit: 10, window: .seconds(60))
@@ -78,6 +90,7 @@ import Testing
             (.init(name: "Order", url: "http://127.0.0.1:1"), "name"),
             (.init(name: "order", url: "not a url"), "url"),
             (.init(name: "order", url: "ftp://127.0.0.1:1"), "url"),
+            (.init(name: "order", url: "https://127.0.0.1:1"), "url"),
             (.init(name: "order", url: "http://127.0.0.1"), "url"),
             (.init(name: "order", url: "http://user:pw@127.0.0.1:1"), "url"),
             (.init(name: "order", url: "http://127.0.0.1:1/path"), "url"),
@@ -179,6 +192,9 @@ import Testing
         }
         #expect(trial == "bad")
         #expect(balancer.pick(excluding: ["good"]) == nil, "only one trial call while half-open")
+        // A trial whose caller gave up says nothing: its slot is given back for another trial.
+        balancer.finished("bad", success: nil)
+        #expect(balancer.pick(excluding: ["good"]) == "bad")
         balancer.finished("bad", success: true)
         #expect(changes.withLockedValue { $0 } == ["bad:closed->open", "bad:open->half-open", "bad:half-open->closed"])
         #expect(balancer.pick(excluding: ["good"]) == "bad")

@@ -101,6 +101,12 @@ public struct ServiceClient: Sendable {
         return Self.staticURLs(locate())
     }
 
+    /// True when `error` is the request's own timeout.
+    static func isTimeout(_ error: any Error) -> Bool {
+        guard let error = error as? HTTPClientError else { return false }
+        return error == .deadlineExceeded || error == .readTimeout
+    }
+
     /// True when `error` means the request never reached the server (the connection was refused or never made).
     static func neverSent(_ error: any Error) -> Bool {
         if error is NIOConnectionError { return true }
@@ -191,6 +197,13 @@ public struct ServiceClient: Sendable {
                         let bytes = try await response.body.collect(upTo: 8 << 20)
                         answer = Response(status: Int(response.status.code), body: bytes, service: name)
                     } catch {
+                        if error is CancellationError || (callTimeout < timeout && Self.isTimeout(error)) {
+                            // The caller gave up, or its deadline (shorter than ours) passed: no verdict on the instance,
+                            // or any caller could eject healthy instances by asking for tiny deadlines.
+                            balancer.finished(base, success: nil)
+                            if error is CancellationError { throw error }
+                            throw RequestDeadline.Exceeded(service: name)
+                        }
                         balancer.finished(base, success: false, duration: started.duration(to: .now))
                         if Self.neverSent(error) {
                             Self.logger.debug("Instance unreachable; trying another", metadata: ["service": "\(name)", "instance": "\(base)", "error": "\(error)"])
@@ -199,7 +212,8 @@ public struct ServiceClient: Sendable {
                         }
                         throw error
                     }
-                    balancer.finished(base, success: answer.status < 500, duration: started.duration(to: .now))
+                    // A 504 is the instance's own dependency (or the caller's deadline) timing out, not the instance failing.
+                    balancer.finished(base, success: answer.status == 504 ? nil : answer.status < 500, duration: started.duration(to: .now))
                     // A 5xx counts as a failure (for the breakers and the retry); the caller still gets the answer.
                     if answer.status >= 500 { throw ServerFailure(response: answer) }
                     return answer

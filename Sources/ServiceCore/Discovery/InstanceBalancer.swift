@@ -52,12 +52,13 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
         update(endpoints)
     }
 
-    /// Replaces the instance list; instances still listed keep their breaker and in-flight count.
+    /// Replaces the instance list (duplicates dropped); instances still listed keep their breaker and in-flight count.
     public func update(_ endpoints: [Endpoint]) {
         let configuration = breaker
         state.withLock { state in
             guard state.slots.count != endpoints.count || !zip(state.slots, endpoints).allSatisfy({ $0.endpoint == $1 }) else { return }
-            state.slots = endpoints.map { endpoint in
+            var seen = Set<Endpoint>()
+            state.slots = endpoints.filter { seen.insert($0).inserted }.map { endpoint in
                 state.index(of: endpoint).map { state.slots[$0] } ?? Slot(endpoint: endpoint, breaker: CircuitBreakerMachine(configuration: configuration))
             }
         }
@@ -106,7 +107,10 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
         let change = state.withLock { state -> (String, String)? in
             guard let index = state.index(of: endpoint) else { return nil }
             state.slots[index].outstanding = max(0, state.slots[index].outstanding - 1)
-            guard let success else { return nil }
+            guard let success else {
+                state.slots[index].breaker.release()
+                return nil
+            }
             let before = state.slots[index].breaker.state.name
             state.slots[index].breaker.record(success: success, duration: duration, now: now)
             let after = state.slots[index].breaker.state.name

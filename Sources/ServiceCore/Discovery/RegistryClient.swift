@@ -178,19 +178,29 @@ public final class RegistryLookup: Sendable {
         do {
             var request = HTTPClientRequest(url: "\(registryURL)/services/\(name)")
             if let credentials { request.headers.add(name: "authorization", value: "Bearer \(try await credentials.token())") }
-            let response = try await http.execute(request, timeout: .seconds(2))
+            let response = try await http.execute(request, timeout: .seconds(1))
             let bytes = try await response.body.collect(upTo: 1 << 20)
             let urls: [String]
             switch response.status {
             case .ok: urls = try JSONDecoder().decode(DiscoveryAnswer.self, from: bytes).instances.map(\.url)
             case .notFound: urls = []
-            default: return cached?.urls ?? []
+            default: return keep(cached, of: name)
             }
             cache.withLockedValue { $0[name] = Cached(urls: urls, fetchedAt: .now) }
             return urls
         } catch {
-            return cached?.urls ?? []
+            return keep(cached, of: name)
         }
+    }
+}
+
+extension RegistryLookup {
+    /// After a failed refresh: the last answer stands, and the registry is not asked again before the next interval (so
+    /// an unreachable registry does not add its timeout to every call).
+    func keep(_ cached: Cached?, of name: String) -> [String] {
+        let urls = cached?.urls ?? []
+        cache.withLockedValue { $0[name] = Cached(urls: urls, fetchedAt: .now) }
+        return urls
     }
 }
 

@@ -39,7 +39,7 @@ public struct ServiceRegistration: Codable, Sendable {
         self.instanceId = instanceId
     }
 
-    /// Checks the fields: a service name, an absolute `http(s)://host:port` URL without credentials, path or query, a
+    /// Checks the fields: a service name, an absolute `http://host:port` URL without credentials, path or query, a
     /// health-check URL on the same host, and an id of safe characters.
     public func validated() throws -> ServiceRegistration {
         var details: [APIError.FieldError] = []
@@ -48,7 +48,7 @@ public struct ServiceRegistration: Codable, Sendable {
         }
         let base = Self.baseURL(url)
         if base == nil {
-            details.append(.init(field: "url", message: "\"url\" must be an absolute http(s)://host:port URL without credentials, path or query"))
+            details.append(.init(field: "url", message: "\"url\" must be an absolute http://host:port URL without credentials, path or query"))
         }
         if let healthCheck {
             let check = URLComponents(string: healthCheck)
@@ -75,9 +75,10 @@ public struct ServiceRegistration: Codable, Sendable {
             && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 || $0 == 46 }
     }
 
-    /// `url`'s parts when it is `http(s)://host:port` (optionally with a trailing `/`).
+    /// `url`'s parts when it is `http://host:port` (optionally with a trailing `/`); the gateway and the clients reach
+    /// instances over plain HTTP inside the system, so an `https` registration would be silently downgraded.
     static func baseURL(_ url: String) -> URLComponents? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme, ["http", "https"].contains(scheme),
+        guard let components = URLComponents(string: url), components.scheme == "http",
             let host = components.host, !host.isEmpty, components.port != nil, components.user == nil, components.password == nil,
             components.path.isEmpty || components.path == "/", components.query == nil, components.fragment == nil
         else { return nil }
