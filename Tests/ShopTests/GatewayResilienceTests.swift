@@ -24,6 +24,7 @@ import Testing
             router.get("health/live") { _, _ in "alive" }
             router.on("**", method: .get) { request, _ -> String in
                 hits.withLockedValue { $0 += 1 }
+                if request.uri.path.hasSuffix("/slow") { try await Task.sleep(for: .milliseconds(300)) }
                 let deadline = request.headers[HTTPField.Name("x-request-timeout-ms")!] ?? ""
                 return #"{"instance":"\#(label)","path":"\#(request.uri.path)","deadline":"\#(deadline)"}"#
             }
@@ -165,6 +166,23 @@ import Testing
                 let expired = try await InProcessShop.call(gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "0")])
                 #expect(expired.status == .gatewayTimeout)
                 #expect(hits.withLockedValue { $0 } == 3)
+            }
+        }
+    }
+
+    @Test func tinyClientDeadlinesDoNotEjectAHealthyInstance() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+            try await Self.withGateway(upstreamPort: ports[0]) { gateway in
+                // Ten callers that give up after 20 ms on a 300 ms route: each gets its 504…
+                for _ in 0..<10 {
+                    let reply = try await InProcessShop.call(
+                        gateway.client, .GET, gateway.url + "/api/inventory/slow", headers: [("X-Request-Timeout-Ms", "20")]
+                    )
+                    #expect(reply.status == .gatewayTimeout)
+                }
+                // …and the instance, which did nothing wrong, is still in service (five failures would eject it).
+                #expect(try await gateway.call(.GET, "/api/inventory/product-1").status == .ok)
             }
         }
     }
