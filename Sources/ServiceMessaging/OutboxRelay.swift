@@ -16,7 +16,9 @@ public final class OutboxRelay: Service, Sendable {
     let batchSize: Int
     let pollInterval: Duration
     let maxBackoff: Duration
-    /// Under load, the least time between two passes (see ``Linger``).
+    /// Under load, the least time between two passes (see ``Linger``); 10 ms by default, twice the consumer's: the relay
+    /// moves any number of rows per pass, so waiting gathers more, while a consumer takes one event per partition key
+    /// per pass and would be capped by a longer wait.
     let linger: Duration
     /// Busy passes of the loop and the rows they moved (for benchmarks: rows per pass is the batch size reached).
     public let passes = NIOLockedValueBox<(passes: Int, items: Int)>((0, 0))
@@ -30,7 +32,7 @@ public final class OutboxRelay: Service, Sendable {
         batchSize: Int = 100,
         pollInterval: Duration = .milliseconds(250),
         maxBackoff: Duration = .seconds(5),
-        linger: Duration = .milliseconds(5)
+        linger: Duration = .milliseconds(10)
     ) {
         self.database = database
         self.log = log
