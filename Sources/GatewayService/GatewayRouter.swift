@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import NIOCore
 import NIOHTTP1
 import ServiceAuth
@@ -67,7 +68,7 @@ struct GatewayRouter: ProxyRouter {
         let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
         let path = uri[..<pathEnd]
 
-        if path.hasPrefix("/health") {
+        if path.hasPrefix("/health") || path == "/metrics" {
             return localRoute(path: path, method: head.method)
         }
         if RegistryAPI.handles(path) {
@@ -119,6 +120,7 @@ struct GatewayRouter: ProxyRouter {
             headers = limitHeaders
         }
         guard let upstream = upstreams.pick(route.service.rawValue) else {
+            Counter(label: "gateway_no_instance_total", dimensions: [("target", route.service.rawValue)]).increment()
             // Every instance ejected by its breaker, or at its bound of requests in flight.
             return .respond(
                 .json(.serviceUnavailable, #"{"error":"Service unavailable (no instance can take the request)","service":"\#(route.service.rawValue)"}"#, headers: headers)
@@ -134,6 +136,10 @@ struct GatewayRouter: ProxyRouter {
         switch path {
         case "/health/live":
             return .decided(.respond(.json(.ok, #"{"service":"gateway","status":"alive"}"#)))
+        case "/metrics":
+            return .decided(
+                .respond(ProxyResponse(status: .ok, headers: ["content-type": ServiceMetrics.contentType, "cache-control": "no-store"], body: ServiceMetrics.exposition()))
+            )
         case "/health", "/health/ready":
             let health = self.health
             return .deferred { await health.response() }

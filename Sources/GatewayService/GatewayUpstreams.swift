@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOHTTP1
 import ServiceCore
 import ServiceProxy
@@ -29,6 +30,7 @@ final class GatewayUpstreams: Sendable {
                     "Instance circuit breaker changed state",
                     metadata: ["service": "\(upstream.name)", "instance": "\(upstream.host):\(upstream.port)", "from": "\(from)", "to": "\(to)"]
                 )
+                Counter(label: "circuit_breaker_transitions_total", dimensions: [("scope", "instance"), ("target", upstream.name), ("to", to)]).increment()
             }
         }
         self.balancers = balancers
@@ -67,6 +69,16 @@ final class GatewayUpstreams: Sendable {
             case .abandoned, .clientDeadline: nil
             }
         balancers[upstream.name]?.finished(upstream, success: success)
+        // `gateway_upstream_responses_total{target, outcome}`: 2xx…5xx, or how the exchange failed.
+        let label: String =
+            switch outcome {
+            case .responded(let status): "\(status.code / 100)xx"
+            case .unreachable: "unreachable"
+            case .failed: "failed"
+            case .abandoned: "abandoned"
+            case .clientDeadline: "client_deadline"
+            }
+        Counter(label: "gateway_upstream_responses_total", dimensions: [("target", upstream.name), ("outcome", label)]).increment()
     }
 
     /// Another instance after those in `tried` refused the connection (at most two more tries).
@@ -99,6 +111,7 @@ struct GatewayRateLimits: Sendable {
             "ratelimit-policy": "\(rate.limit);w=\(rate.windowSeconds)",
         ]
         guard !decision.allowed else { return (headers, nil) }
+        Counter(label: "gateway_rate_limited_total", dimensions: [("group", group)]).increment()
         headers.add(name: "retry-after", value: String(decision.resetSeconds))
         return (headers, .json(.tooManyRequests, #"{"error":"Too many requests","retryAfter":\#(decision.resetSeconds)}"#, headers: headers))
     }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Logging
+import Metrics
 import SQLKit
 import ServiceDatabase
 import ServiceLifecycle
@@ -119,9 +120,19 @@ public final class EventConsumer: Service, Sendable {
         guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await declare()
         var linger = Linger(configuration.linger)
+        var sampled = ContinuousClock.now - .seconds(60)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let handled: Int
             do {
+                if sampled.duration(to: .now) >= .seconds(5) {
+                    sampled = .now
+                    // `event_deliveries_pending{group}`: the group's queue depth (ready or leased, not yet acknowledged).
+                    let depth = try await log.database.withConnection { sql in
+                        try await sql.raw("SELECT COUNT(*) AS n FROM deliveries WHERE group_name = \(bind: self.group) AND status IN ('ready', 'inflight')")
+                            .first()?.decode(column: "n", as: Int.self) ?? 0
+                    }
+                    Gauge(label: "event_deliveries_pending", dimensions: [("group", group)]).record(depth)
+                }
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 handled = try await pollOnce()
@@ -155,6 +166,7 @@ public final class EventConsumer: Service, Sendable {
                 handled.append(delivery)
             }
         }
+        if !handled.isEmpty { Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "handled")]).increment(by: handled.count) }
         // One acknowledgement for the batch: each handler has committed, so a crash before this line only means
         // redeliveries, which the inbox turns into no-ops.
         try await log.acknowledge(handled)
@@ -214,15 +226,18 @@ public final class EventConsumer: Service, Sendable {
             return true
         } catch let malformed as MalformedEvent {
             logger.error("Event dead-lettered", metadata: ["reason": "\(malformed.reason)"])
+            Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "dead_lettered")]).increment()
             try? await log.deadLetter(delivery, reason: malformed.reason)
             return false
         } catch {
             if delivery.attempts >= configuration.maxAttempts {
                 logger.error("Event dead-lettered after its last attempt", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
+                Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "dead_lettered")]).increment()
                 try? await log.deadLetter(delivery, reason: "failed \(delivery.attempts) times; last error: \(error)")
             } else {
                 let delay = configuration.backoff(afterAttempt: delivery.attempts)
                 logger.warning("Event handler failed; retrying", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
+                Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "retried")]).increment()
                 try? await log.retry(delivery, after: delay, error: "\(error)")
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Logging
+import Metrics
 import SQLKit
 import ServiceDatabase
 import ServiceLifecycle
@@ -47,12 +48,21 @@ public final class OutboxRelay: Service, Sendable {
         await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
         var failures = 0
         var linger = Linger(self.linger)
+        var sampled = ContinuousClock.now - .seconds(60)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
+                if sampled.duration(to: .now) >= .seconds(5) {
+                    sampled = .now
+                    try await sampleOutbox()
+                }
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 let moved = try await relayBatch()
-                if moved > 0 { passes.withLockedValue { $0.passes += 1; $0.items += moved } }
+                if moved > 0 {
+                    passes.withLockedValue { $0.passes += 1; $0.items += moved }
+                    // `outbox_relayed_events_total`: events moved from this process's outboxes to the event log.
+                    Counter(label: "outbox_relayed_events_total").increment(by: moved)
+                }
                 linger.passBegan(at: start, found: moved)
                 failures = 0
                 if moved < batchSize {
@@ -67,6 +77,18 @@ public final class OutboxRelay: Service, Sendable {
         }
         // A last pass so that what was committed before shutdown is not left waiting for the next start.
         _ = try? await relayBatch()
+    }
+
+    /// `outbox_pending_events{schema}` and `outbox_oldest_event_age_seconds{schema}` (the relay's lag), every few seconds.
+    func sampleOutbox() async throws {
+        let (count, oldest) = try await database.withConnection { sql -> (Int, Int64?) in
+            let row = try await sql.raw("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox").first()
+            return (try row?.decode(column: "n", as: Int.self) ?? 0, try row?.decode(column: "oldest", as: Int64?.self))
+        }
+        let schema = database.schema ?? "main"
+        Gauge(label: "outbox_pending_events", dimensions: [("schema", schema)]).record(count)
+        let age = oldest.map { max(0, Double(Int64(Date().timeIntervalSince1970 * 1000) - $0) / 1000) } ?? 0
+        Gauge(label: "outbox_oldest_event_age_seconds", dimensions: [("schema", schema)]).record(age)
     }
 
     /// Relays one batch; answers how many rows it moved.

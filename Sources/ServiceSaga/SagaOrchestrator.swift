@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
@@ -86,6 +87,14 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     }
 
     func runUnbound(id: String) async throws -> SagaRecord<State>? {
+        // `saga_run_duration_seconds{saga}`: one run in this process, from claim to its end (a resumed saga's time before
+        // the crash is not in it).
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = started.duration(to: .now)
+            Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)])
+                .recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+        }
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
         defer { _ = running.withLockedValue { $0.remove(id) } }
         guard try await claim(id: id) else { return try await record(id: id) }
@@ -191,6 +200,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 try await boundary?(id, "complete")
                 try await finish(id: id, status: .completed)
                 logger.info("Saga completed", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
+                Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "completed")]).increment()
                 return false
             }
             try await execute(step: position.nextStep, of: id, state: position.state)
@@ -201,6 +211,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 try await boundary?(id, "compensated")
                 try await finish(id: id, status: .compensated)
                 logger.info("Saga compensated", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
+                Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "compensated")]).increment()
                 return false
             }
             return try await compensate(step: index, of: id, state: position.state)
@@ -285,6 +296,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch {
                 guard attempt < definition.compensationAttempts else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
+                    Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "failed")]).increment()
                     try await transition(id: id, history: (step.name, "compensation failed", "\(error)")) { sql in
                         try await sql.raw("UPDATE sagas SET status = 'failed' WHERE id = \(bind: id)").run()
                     }

@@ -76,6 +76,7 @@ import Testing
         let hits = NIOLockedValueBox(0)
         try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
             try await Self.withGateway(upstreamPort: ports[0], configure: { $0.rateLimitOverrides = ["orders": "3/60s"] }) { gateway in
+                let metricsBefore = try PrometheusText(String(buffer: try await gateway.call(.GET, "/metrics").body))
                 // Anonymous: keyed by IP address, the default 100 per 60 s.
                 for index in 1...100 {
                     let reply = try await gateway.call(.GET, "/api/inventory/product-1")
@@ -104,6 +105,14 @@ import Testing
                 // Another user, and the same user in another group, are unaffected.
                 #expect(try await gateway.call(.GET, "/api/orders", token: john).status == .ok)
                 #expect(try await gateway.call(.GET, "/api/notifications", token: jane).status == .ok)
+
+                // The gateway's /metrics (strict Prometheus text) counted the refusals and the forwarded answers.
+                let metrics = try PrometheusText(String(buffer: try await gateway.call(.GET, "/metrics").body))
+                let limited = metrics.value("gateway_rate_limited_total", ["group": "inventory"]) - metricsBefore.value("gateway_rate_limited_total", ["group": "inventory"])
+                #expect(limited >= 1)
+                let forwarded = metrics.value("gateway_upstream_responses_total", ["target": "inventory", "outcome": "2xx"])
+                    - metricsBefore.value("gateway_upstream_responses_total", ["target": "inventory", "outcome": "2xx"])
+                #expect(forwarded >= 100)
             }
         }
     }

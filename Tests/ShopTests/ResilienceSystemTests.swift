@@ -54,6 +54,11 @@ import Testing
             let fast = try await InProcessShop.call(client, .GET, path, token: token).json(PaymentStatusDTO.self)
             #expect(fast.source == "fallback" && fast.breaker == "open")
             #expect(Self.log(system, "order").contains("payment service unavailable (circuit open)"))
+            // The order service's /metrics shows the open breaker and the calls it refused.
+            let metrics = try PrometheusText(String(buffer: try await InProcessShop.call(client, .GET, system.url(of: .order) + "/metrics").body))
+            #expect(metrics.value("circuit_breaker_open", ["target": "payment"]) == 1)
+            #expect(metrics.value("service_client_requests_total", ["target": "payment", "outcome": "circuit_open"]) >= 1)
+            #expect(metrics.value("circuit_breaker_transitions_total", ["scope": "service", "target": "payment", "to": "open"]) >= 1)
 
             supervisor.start(.payment)
             // Back: after the open period, trial calls succeed and the breaker closes.
@@ -61,6 +66,9 @@ import Testing
                 let status = try? await InProcessShop.call(client, .GET, path, token: token).json(PaymentStatusDTO.self)
                 return status?.source == "payment-service" && status?.breaker == "closed"
             }
+            let closed = try PrometheusText(String(buffer: try await InProcessShop.call(client, .GET, system.url(of: .order) + "/metrics").body))
+            #expect(closed.value("circuit_breaker_open", ["target": "payment"]) == 0)
+            #expect(closed.value("service_client_requests_total", ["target": "payment", "outcome": "success"]) >= 2)
             let log = Self.log(system, "order")
             #expect(log.contains(#""to":"half-open""#) || log.contains("to=half-open"))
             #expect(log.contains("Circuit breaker changed state"))

@@ -156,6 +156,18 @@ import Testing
             #expect(!text.contains("4111111111111111"))
         }
 
+        // The messaging metrics moved: the queue's consumer handled the three mails, the user service's relay moved its
+        // events, and the queue depth and outbox lag are sampled (strict Prometheus text on every service).
+        let notificationMetrics = try PrometheusText(
+            String(buffer: try await InProcessShop.call(client, .GET, system.url(of: .notification) + "/metrics").body)
+        )
+        #expect(notificationMetrics.value("events_handled_total", ["group": "order-notifications", "outcome": "handled"]) >= 3)
+        #expect(notificationMetrics.types["event_deliveries_pending"] == "gauge")
+        let userMetrics = try PrometheusText(String(buffer: try await InProcessShop.call(client, .GET, system.url(of: .user) + "/metrics").body))
+        #expect(userMetrics.value("outbox_relayed_events_total") >= 1)
+        #expect(userMetrics.types["outbox_pending_events"] == "gauge")
+        #expect(userMetrics.value("http_server_requests_total", ["service": "user", "route": "/users", "method": "POST", "status": "201"]) >= 1)
+
         // The ids reached the services' own JSON logs (the order one through the gateway and on to the order service).
         let userLog = (try? String(contentsOfFile: logs + "/user.log", encoding: .utf8)) ?? ""
         let orderLog = (try? String(contentsOfFile: logs + "/order.log", encoding: .utf8)) ?? ""

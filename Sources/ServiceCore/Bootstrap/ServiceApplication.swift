@@ -14,15 +14,22 @@ public enum ServiceApplication {
         return logger
     }
 
-    /// A router with the standard middleware stack and `/health`, `/health/live`, `/health/ready`.
+    /// A router with the standard middleware stack, `/health`, `/health/live`, `/health/ready` and `/metrics`.
     public static func makeRouter(settings: ServiceSettings, health: HealthChecker) -> Router<ServiceRequestContext> {
         let router = Router(context: ServiceRequestContext.self)
+        router.add(middleware: RequestMetricsMiddleware(service: settings.name))
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: LogRequestsMiddleware(.debug))
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: RequestLimitMiddleware(maxBodyBytes: settings.maxBodyBytes))
         router.add(middleware: DeadlineMiddleware())
         HealthController(service: settings.name, checker: health).addRoutes(to: router)
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: ServiceMetrics.contentType, .cacheControl: "no-store"],
+                body: .init(byteBuffer: ServiceMetrics.exposition())
+            )
+        }
         return router
     }
 

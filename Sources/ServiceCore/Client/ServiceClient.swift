@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Metrics
 import HTTPTypes
 import NIOCore
 import NIOHTTP1
@@ -54,6 +55,7 @@ public struct ServiceClient: Sendable {
         var policies = defaultPolicies(name: name)
         policies.breaker = CircuitBreaker(name: name, configuration: configuration, clock: ContinuousClock()) { name, from, to in
             logger.warning("Circuit breaker changed state", metadata: ["service": "\(name)", "from": "\(from)", "to": "\(to)"])
+            breakerChanged(scope: "service", target: name, to: to)
         }
         return policies
     }
@@ -75,6 +77,7 @@ public struct ServiceClient: Sendable {
         self.registry = registry
         self.balancer = InstanceBalancer(name: name) { url, from, to in
             Self.logger.warning("Instance circuit breaker changed state", metadata: ["service": "\(name)", "instance": "\(url)", "from": "\(from)", "to": "\(to)"])
+            ServiceClient.breakerChanged(scope: "instance", target: name, to: to)
         }
         self.http = http
         self.timeout = timeout
@@ -83,6 +86,22 @@ public struct ServiceClient: Sendable {
     }
 
     static let logger = Logger(label: "service-client")
+
+    /// `circuit_breaker_transitions_total{scope, target, to}`, and for a service's own breaker `circuit_breaker_open{target}`.
+    static func breakerChanged(scope: String, target: String, to: String) {
+        ServiceMetrics.bootstrap()
+        Counter(label: "circuit_breaker_transitions_total", dimensions: [("scope", scope), ("target", target), ("to", to)]).increment()
+        if scope == "service" {
+            Gauge(label: "circuit_breaker_open", dimensions: [("target", target)]).record(to == "open" ? 1 : 0)
+        }
+    }
+
+    /// `service_client_requests_total{target, outcome}` and `service_client_request_duration_seconds{target}`.
+    func record(_ outcome: String, since start: ContinuousClock.Instant) {
+        Counter(label: "service_client_requests_total", dimensions: [("target", name), ("outcome", outcome)]).increment()
+        Metrics.Timer(label: "service_client_request_duration_seconds", dimensions: [("target", name)])
+            .recordNanoseconds(ServiceMetrics.nanoseconds(start.duration(to: .now)))
+    }
 
     /// The base URLs in a comma-separated list, without trailing slashes.
     static func staticURLs(_ list: String) -> [String] {
@@ -168,11 +187,13 @@ public struct ServiceClient: Sendable {
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
         let safe = RetryPolicy.isSafeToRetry(method: method.rawValue, hasIdempotencyKey: request.headers.contains(name: "idempotency-key"))
+        ServiceMetrics.bootstrap()
+        let callStarted = ContinuousClock.now
         balancer.update(await currentInstances())
         let attempt = request
         let (http, timeout, name, balancer) = (self.http, self.timeout, self.name, self.balancer)
         do {
-            return try await policies.run(safeToRetry: safe) {
+            let answer = try await policies.run(safeToRetry: safe) {
                 // One attempt: an instance that cannot be reached is passed over for the next (nothing was sent).
                 var unreachable: Set<String> = []
                 while true {
@@ -219,16 +240,23 @@ public struct ServiceClient: Sendable {
                     return answer
                 }
             }
+            record("success", since: callStarted)
+            return answer
         } catch let failure as ServerFailure {
+            record("server_error", since: callStarted)
             return failure.response
         } catch let full as Bulkhead.Full {
+            record("busy", since: callStarted)
             Self.logger.warning("Too many calls to another service at once", metadata: ["service": "\(name)", "bulkhead": "\(full.name)"])
             throw APIError(.serviceUnavailable, "\(name) service busy", headers: [.retryAfter: "1"])
         } catch let exceeded as RequestDeadline.Exceeded {
+            record("deadline", since: callStarted)
             throw APIError(.gatewayTimeout, "Deadline exceeded", extra: ["service": exceeded.service])
         } catch is CircuitBreaker<ContinuousClock>.Open {
+            record("circuit_open", since: callStarted)
             throw APIError.unavailable("\(name) service unavailable (circuit open)")
         } catch {
+            record("unreachable", since: callStarted)
             Self.logger.warning(
                 "Call to another service failed",
                 metadata: ["service": "\(name)", "path": "\(path)", "error": "\(error)", "correlationId": "\(CorrelationID.current ?? "")"]
