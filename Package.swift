@@ -38,6 +38,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // OTLP over HTTP only: the gRPC exporter would add grpc-swift to every build.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // MARK: Toolkit (no shop code)
@@ -51,6 +54,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -117,6 +121,7 @@ let package = Package(
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -169,7 +174,10 @@ let package = Package(
         ),
         .target(
             name: "ShopSystem",
-            dependencies: ["GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService"],
+            dependencies: [
+                "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService",
+                .product(name: "OTel", package: "swift-otel"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

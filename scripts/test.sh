@@ -79,6 +79,6 @@ if [ $# -gt 0 ]; then
 else
     # The suites that start whole systems of processes run on their own, so their start-up load does not starve the
     # in-process tests' event loops (2 cores).
-    bounded_test 150 --skip SystemTests --skip ShopCommandTests --skip CheckoutCrashTests --skip ResilienceSystemTests
-    bounded_test 600 --filter "SystemTests|ShopCommandTests|CheckoutCrashTests|ResilienceSystemTests"
+    bounded_test 150 --skip SystemTests --skip ShopCommandTests --skip CheckoutCrashTests --skip ResilienceSystemTests --skip TraceExportTests
+    bounded_test 600 --filter "SystemTests|ShopCommandTests|CheckoutCrashTests|ResilienceSystemTests|TraceExportTests"
 fi

@@ -5,6 +5,7 @@ import NIOPosix
 import PostgresKit
 import PostgresNIO
 import SQLKit
+import Tracing
 import SQLiteKit
 import ServiceCore
 import ServiceLifecycle
@@ -152,6 +153,17 @@ public final class Database: Sendable {
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        // A span per transaction (`db.system`, the schema), cheap when no tracer is installed.
+        try await withSpan("db.transaction", ofKind: .client) { span in
+            if span.isRecording {
+                span.attributes["db.system"] = schema == nil ? "sqlite" : "postgresql"
+                if let schema { span.attributes["db.namespace"] = schema }
+            }
+            return try await untracedTransaction(body)
+        }
+    }
+
+    func untracedTransaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         switch backend {
         case .sqlite(let connection, let lock, _):
             return try await lock.withLock {

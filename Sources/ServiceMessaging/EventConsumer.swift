@@ -3,8 +3,10 @@ import NIOConcurrencyHelpers
 import Logging
 import Metrics
 import SQLKit
+import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import Tracing
 
 /// What a consumer runs for each event type: a handler that gets the event and the service's transaction.
 public struct EventHandlers: Sendable {
@@ -206,7 +208,12 @@ public final class EventConsumer: Service, Sendable {
         guard let handler = handlers.handlers[event.type] else {
             throw MalformedEvent(reason: "no handler for event type '\(event.type)' in group '\(group)'")
         }
-        try await handler(event, sql)
+        // A consumer span per event, in the trace of the request that published it (its `traceparent`).
+        try await withSpan("handle \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
+            span.attributes["messaging.consumer.group.name"] = group
+            span.attributes["messaging.message.id"] = event.id
+            try await handler(event, sql)
+        }
     }
 
     /// Runs the handler of one delivery; true when it committed (to be acknowledged), false when it was retried or

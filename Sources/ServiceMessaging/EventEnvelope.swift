@@ -23,7 +23,7 @@ public struct EventEnvelope: Codable, Sendable, Equatable {
         data: JSONValue,
         time: String = Timestamp.now(),
         correlationID: String? = CorrelationID.current,
-        traceparent: String? = nil
+        traceparent: String? = TraceContext.traceparent()
     ) {
         self.specversion = "1.0"
         self.id = id
@@ -44,7 +44,7 @@ public struct EventEnvelope: Codable, Sendable, Equatable {
         partitionKey: String,
         payload: some Encodable,
         correlationID: String? = CorrelationID.current,
-        traceparent: String? = nil
+        traceparent: String? = TraceContext.traceparent()
     ) throws {
         let data = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(payload))
         self.init(type: type, source: source, partitionKey: partitionKey, data: data, correlationID: correlationID, traceparent: traceparent)

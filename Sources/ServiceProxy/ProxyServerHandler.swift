@@ -1,6 +1,9 @@
 import Foundation
 import Logging
 import ServiceCore
+import Instrumentation
+import ServiceContextModule
+import Tracing
 import NIOCore
 import NIOHTTP1
 
@@ -43,6 +46,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var responseHeaders: HTTPHeaders = [:]
         /// The upstream's response status, once its head arrived.
         var status: HTTPResponseStatus?
+        /// The request's server span (a no-op span when no tracer is installed).
+        var span: (any Span)?
         /// A local handler waiting for the whole body, and the body so far.
         var local: (@Sendable (ByteBuffer) async -> ProxyResponse)?
         var localBody = ByteBuffer()
@@ -63,7 +68,12 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     private var exchange: Exchange?
     private var clientAddress = ""
 
+    /// The process's tracer, or nil when none is installed.
+    let tracer: (any Tracer)?
+
     init(router: any ProxyRouter, pool: UpstreamPool, configuration: ProxyServerConfiguration, logger: Logger) {
+        let tracer = InstrumentationSystem.tracer
+        self.tracer = tracer is NoOpTracer ? nil : tracer
         self.router = router
         self.pool = pool
         self.configuration = configuration
@@ -106,6 +116,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 upstream.channel.close(promise: nil)
             }
             settle(exchange, .abandoned)
+            endSpan(exchange)
             self.exchange = nil
         }
         context.fireChannelInactive()
@@ -129,6 +140,15 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         let correlationID = ProxyHeaders.correlationID(head.headers, generator: &pool.requestIDs)
         let exchange = Exchange(head: head, keepAlive: head.isKeepAlive, correlationID: correlationID)
         self.exchange = exchange
+        // A server span continuing the client's trace; its context goes upstream in `traceparent`. Without a tracer
+        // (checked once per connection) nothing at all is done.
+        if let tracer {
+            var context = ServiceContext.topLevel
+            InstrumentationSystem.instrument.extract(head.headers, into: &context, using: NIOHeadersExtractor())
+            let span = tracer.startAnySpan("\(head.method.rawValue) gateway", context: context, ofKind: .server)
+            if span.isRecording { span.attributes["http.request.method"] = head.method.rawValue }
+            exchange.span = span
+        }
 
         if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > configuration.maxBodyBytes {
             respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
@@ -257,6 +277,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                     )
                 }
             }
+            if let span = exchange.span, span.isRecording {
+                span.attributes["server.address"] = "\(upstream.host):\(upstream.port)"
+                span.attributes["peer.service"] = upstream.name
+                InstrumentationSystem.instrument.inject(span.context, into: &head.headers, using: NIOHeadersInjector())
+            }
             exchange.pending.insert(.head(head), at: 0)
             if ProxyHeaders.isReplayable(exchange.head) {
                 exchange.replay = exchange.pending
@@ -339,6 +364,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.upstreamKeepAlive = head.isKeepAlive
             exchange.status = head.status
             for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
+            if let span = exchange.span, span.isRecording, let traceparent = TraceContext.traceparent(span.context) {
+                head.headers.replaceOrAdd(name: "traceresponse", value: traceparent)
+            }
             // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
             // content-length; an HTTP/1.0 client gets the body delimited by closing the connection.
             head.headers.remove(name: "transfer-encoding")
@@ -433,9 +461,13 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         exchange.responseEnded = true
         exchange.pending.removeAll()
         settle(exchange, .abandoned)
+        if exchange.status == nil { exchange.status = response.status }
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         headers.replaceOrAdd(name: ProxyHeaders.correlationHeader, value: exchange.correlationID)
+        if let span = exchange.span, span.isRecording, let traceparent = TraceContext.traceparent(span.context) {
+            headers.replaceOrAdd(name: "traceresponse", value: traceparent)
+        }
         let close = closeAfter || !exchange.keepAlive
         if close { headers.replaceOrAdd(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
@@ -449,6 +481,17 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
 
     private func finishIfComplete(_ exchange: Exchange) {
         guard exchange.requestEnded, exchange.responseEnded, self.exchange === exchange else { return }
+        endSpan(exchange)
         self.exchange = nil
+    }
+
+    private func endSpan(_ exchange: Exchange, status: HTTPResponseStatus? = nil) {
+        guard let span = exchange.span else { return }
+        exchange.span = nil
+        if span.isRecording, let status = status ?? exchange.status {
+            span.attributes["http.response.status_code"] = Int(status.code)
+            if status.code >= 500 { span.setStatus(.init(code: .error)) }
+        }
+        span.end()
     }
 }

@@ -7,6 +7,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
+import Tracing
 
 /// Runs sagas of one definition durably on the service's database.
 ///
@@ -228,11 +229,15 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             attempt += 1
             let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
             do {
-                changed = try await withHeartbeat(id: id) {
-                    try await Self.withTimeout(step.timeout) {
-                        var next = state
-                        try await step.action(&next, context)
-                        return next
+                changed = try await withSpan("saga \(definition.name) \(step.name)") { span in
+                    span.attributes["saga.id"] = id
+                    span.attributes["saga.attempt"] = attempt
+                    return try await withHeartbeat(id: id) {
+                        try await Self.withTimeout(step.timeout) {
+                            var next = state
+                            try await step.action(&next, context)
+                            return next
+                        }
                     }
                 }
             } catch let failure as SagaStepFailure {
@@ -287,7 +292,10 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             attempt += 1
             let context = SagaStepContext(sagaID: id, step: step.name, attempt: attempt)
             do {
-                try await withHeartbeat(id: id) { try await Self.withTimeout(step.timeout) { try await compensation(state, context) } }
+                try await withSpan("saga \(definition.name) compensate \(step.name)") { span in
+                    span.attributes["saga.id"] = id
+                    try await withHeartbeat(id: id) { try await Self.withTimeout(step.timeout) { try await compensation(state, context) } }
+                }
                 break
             } catch let crash as SimulatedCrash {
                 throw crash

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import ServiceCore
 import ShopContracts
 
@@ -10,10 +11,10 @@ public enum ServiceMain {
         LoggingSystem.bootstrapJSON(service: names.map(\.rawValue).joined(separator: "+"), level: level)
         var logger = Logger(label: "shop")
         logger.logLevel = level
-        try await ServiceRunner.run(
-            names.map { ($0, environment) },
-            extra: ParentWatchdog(environment: environment).map { [$0] } ?? [],
-            logger: logger
-        )
+        var extra: [any Service] = ParentWatchdog(environment: environment).map { [$0] } ?? []
+        if let tracing = try TraceExport.bootstrap(service: names.map(\.rawValue).joined(separator: "+"), environment: environment, logger: logger) {
+            extra.append(tracing)
+        }
+        try await ServiceRunner.run(names.map { ($0, environment) }, extra: extra, logger: logger)
     }
 }

@@ -18,6 +18,9 @@ public enum ServiceApplication {
     public static func makeRouter(settings: ServiceSettings, health: HealthChecker) -> Router<ServiceRequestContext> {
         let router = Router(context: ServiceRequestContext.self)
         router.add(middleware: RequestMetricsMiddleware(service: settings.name))
+        // A server span per request, named by its route, continuing the caller's trace (`traceparent`).
+        router.add(middleware: TracingMiddleware())
+        router.add(middleware: TraceResponseMiddleware())
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: LogRequestsMiddleware(.debug))
         router.add(middleware: ErrorMiddleware())

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Instrumentation
+import Tracing
 import Metrics
 import HTTPTypes
 import NIOCore
@@ -188,6 +190,20 @@ public struct ServiceClient: Sendable {
         }
         let safe = RetryPolicy.isSafeToRetry(method: method.rawValue, hasIdempotencyKey: request.headers.contains(name: "idempotency-key"))
         ServiceMetrics.bootstrap()
+        // A client span per call (retries and failover included); its context travels in the request's `traceparent`.
+        return try await withSpan("\(method.rawValue) \(name)", ofKind: .client) { span in
+            span.attributes["peer.service"] = name
+            span.attributes["http.request.method"] = method.rawValue
+            var request = request
+            InstrumentationSystem.instrument.inject(span.context, into: &request.headers, using: NIOHeadersInjector())
+            let response = try await call(method, path, request: request, safe: safe)
+            span.attributes["http.response.status_code"] = response.status
+            if response.status >= 500 { span.setStatus(.init(code: .error)) }
+            return response
+        }
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, request: HTTPClientRequest, safe: Bool) async throws -> Response {
         let callStarted = ContinuousClock.now
         balancer.update(await currentInstances())
         let attempt = request
@@ -287,6 +303,9 @@ extension HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(5)
+        // The client's own tracing is off: it would fix the tracer at this moment (before a tracer may be bootstrapped)
+        // and add a second `traceparent` beside the service client's.
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
 }

@@ -59,6 +59,11 @@ public struct JSONLogHandler: LogHandler {
         var merged = self.metadata
         if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        // The current span's ids, so a line can be found from a trace and a trace from a line.
+        if merged["traceId"] == nil, let ids = TraceContext.ids() {
+            merged["traceId"] = .string(ids.traceID)
+            merged["spanId"] = .string(ids.spanID)
+        }
         var object: [String: Any] = [
             "timestamp": Self.timestamp(),
             "level": event.level.rawValue,

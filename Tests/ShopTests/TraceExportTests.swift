@@ -1,0 +1,73 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+import ServiceTesting
+import ShopSystem
+import Testing
+
+/// A real service process exporting its spans over OTLP/HTTP to a small local receiver.
+@Suite(.serialized) struct TraceExportTests {
+    @Test func aServiceExportsItsSpansToTheOTLPEndpoint() async throws {
+        let received = NIOLockedValueBox<[Data]>([])
+        let receiver: @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> any Service = { onServerRunning in
+            let router = Router()
+            router.post("v1/traces") { request, _ -> Response in
+                let body = try await request.body.collect(upTo: 4 << 20)
+                received.withLockedValue { $0.append(Data(buffer: body)) }
+                return Response(status: .ok)
+            }
+            return Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { await onServerRunning($0.localAddress!.port!) }, logger: Logger(label: "otlp")
+            )
+        }
+        try await RunningService.with([receiver]) { ports in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-otlp-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let port = try Ports.freeBase()
+            let process = Process()
+            process.executableURL = SystemTests.shopExecutable
+            process.arguments = ["serve", "user"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["PORT"] = String(port)
+            environment["DATA_DIR"] = directory
+            environment["DATABASE_URL"] = ""
+            environment["AUTH_SERVICE_URL"] = "http://127.0.0.1:9"
+            environment["LOG_LEVEL"] = "warning"
+            environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:\(ports[0])"
+            environment["OTEL_BSP_SCHEDULE_DELAY"] = "100"
+            process.environment = environment
+            try process.run()
+            defer {
+                if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+                process.waitUntilExit()
+            }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                let base = "http://127.0.0.1:\(port)"
+                try await GatewayTests.eventually("the user service to start", timeout: .seconds(30)) {
+                    (try? await InProcessShop.call(client, .GET, base + "/health/live"))?.status == .ok
+                }
+                let signup = try await InProcessShop.call(
+                    client, .POST, base + "/users", json: #"{"email":"otlp@example.com","name":"O Tlp","password":"Secret123"}"#
+                )
+                #expect(signup.status == .created)
+                // The batch goes out within the schedule delay: the route's span, named by its template, from this service.
+                try await GatewayTests.eventually("spans at the receiver", timeout: .seconds(20)) {
+                    let bodies = received.withLockedValue { $0 }
+                    return bodies.contains { body in
+                        body.range(of: Data("/users".utf8)) != nil && body.range(of: Data("shop-user".utf8)) != nil
+                    }
+                }
+                try await client.shutdown()
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        }
+    }
+}
