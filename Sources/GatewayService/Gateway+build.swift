@@ -31,7 +31,7 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         logger.error("Rate-limit store failed; following the configured policy", metadata: ["error": "\(error)", "policy": "\(policy.rawValue)"])
     }
     let router = GatewayRouter(
-        verifier: verifier, health: GatewayHealth(configuration: configuration), upstreams: upstreams,
+        verifier: verifier, health: GatewayHealth(configuration: configuration, registry: registry), upstreams: upstreams,
         limits: GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter),
         registry: RegistryAPI(registry: registry, verifier: verifier)
     )

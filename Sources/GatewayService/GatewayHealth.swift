@@ -3,18 +3,30 @@ import ServiceCore
 import ServiceProxy
 import ShopContracts
 
-/// The gateway's `/health`: the readiness of every routed service, in the guide's report shape (503 if any is down).
+/// The gateway's `/health`: every routed service's full report (its database, event log and other checks nested under
+/// it, with response times) and the registry the gateway hosts, in the guide's report shape (503 if any is unhealthy).
+/// Readiness only: `/health/live` never asks a dependency.
 struct GatewayHealth: Sendable {
     let checker: HealthChecker
 
-    init(configuration: GatewayConfiguration) {
+    init(configuration: GatewayConfiguration, registry: ServiceRegistry) {
         var checker = HealthChecker()
         for service in configuration.healthChecked {
             let client = ServiceClient(name: service.rawValue, baseURL: configuration.serviceURLs[service] ?? "", timeout: .seconds(2))
-            checker.addCheck(service.rawValue) {
-                let response = try await client.get("/health/ready")
-                guard response.isSuccess else { throw APIError.unavailable("\(service.rawValue) answered \(response.status)") }
+            checker.addDetailedCheck(service.rawValue) { () async throws -> [String: HealthChecker.CheckResult]? in
+                let response = try await client.get("/health")
+                // A service answers its report whether healthy (200) or not (503).
+                guard let report = try? JSONDecoder().decode(HealthChecker.Report.self, from: response.body) else {
+                    throw APIError.unavailable("\(service.rawValue) answered \(response.status)")
+                }
+                return report.checks
             }
+        }
+        checker.addDetailedCheck("registry") { () async throws -> [String: HealthChecker.CheckResult]? in
+            // The registry lives in this process: it answers as long as the gateway does; its instances are listed at
+            // `/services`.
+            _ = registry.version
+            return nil
         }
         self.checker = checker
     }

@@ -43,6 +43,7 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
+    health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     InventoryController(repository: SQLProductRepository(database: database, events: messaging.publisher), verifier: verifier).addRoutes(to: router)
     ReservationController(reservations: reservations, database: database, verifier: verifier).addRoutes(to: router)

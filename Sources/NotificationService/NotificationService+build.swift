@@ -55,6 +55,7 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
+    health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     NotificationController(repository: NotificationRepository(database: database), verifier: verifier).addRoutes(to: router)
     let prepared = messaging

@@ -73,6 +73,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()
     health.addCheck(database: database)
+    health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     let tokens = try configuration.serviceTokens
         ?? .forService(

@@ -61,6 +61,7 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
         )
     var health = HealthChecker()
     health.addCheck(database: database)
+    health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     PaymentController(
         repository: repository,

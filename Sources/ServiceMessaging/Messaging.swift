@@ -53,3 +53,11 @@ public struct Messaging: Sendable {
         OutboxPublisher(source: source, onCommit: { [relay] in relay.wakeup.signal() })
     }
 }
+
+extension HealthChecker {
+    /// Adds an `eventLog` check: the shared event log (its SQLite file or PostgreSQL schema) answers.
+    public mutating func addCheck(messaging: Messaging) {
+        let log = messaging.log
+        addCheck("eventLog") { try await log.database.ping() }
+    }
+}

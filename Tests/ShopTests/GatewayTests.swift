@@ -116,8 +116,13 @@ import Testing
                 let health = try await shop.call(.GET, "/health")
                 #expect(health.status == .ok)
                 let checks = health.object["checks"] as? [String: [String: Any]] ?? [:]
-                #expect(Set(checks.keys) == ["user", "auth", "order", "inventory"])
+                #expect(Set(checks.keys) == ["user", "auth", "order", "inventory", "registry"])
                 #expect(checks.values.allSatisfy { $0["status"] as? String == "healthy" && $0["responseTime"] is Int })
+                // Each service's own dependencies, with their response times, nested under it.
+                let order = checks["order"]?["checks"] as? [String: [String: Any]] ?? [:]
+                #expect(Set(order.keys) == ["database", "eventLog"])
+                #expect(order.values.allSatisfy { $0["status"] as? String == "healthy" && $0["responseTime"] is Int })
+                #expect((checks["auth"]?["checks"] as? [String: Any])?.keys.contains("signingKey") == true)
                 #expect(try await shop.call(.GET, "/health/live").status == .ok)
             }
         }

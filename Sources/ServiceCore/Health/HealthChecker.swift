@@ -13,6 +13,15 @@ public struct HealthChecker: Sendable {
         /// Milliseconds the check took.
         public var responseTime: Int
         public var error: String?
+        /// The checked dependency's own checks (the gateway shows each service's).
+        public var checks: [String: CheckResult]?
+
+        public init(status: Status, responseTime: Int, error: String? = nil, checks: [String: CheckResult]? = nil) {
+            self.status = status
+            self.responseTime = responseTime
+            self.error = error
+            self.checks = checks
+        }
     }
 
     /// `healthy` or `unhealthy`.
@@ -32,7 +41,7 @@ public struct HealthChecker: Sendable {
         var description: String { "check timed out" }
     }
 
-    private var checks: [(name: String, check: Check)] = []
+    private var checks: [(name: String, check: @Sendable () async throws -> [String: CheckResult]?)] = []
     /// Longest a single check may take before it counts as failed.
     public var timeout: Duration
 
@@ -42,6 +51,12 @@ public struct HealthChecker: Sendable {
 
     /// Adds a check named `name`.
     public mutating func addCheck(_ name: String, _ check: @escaping Check) {
+        self.checks.append((name, { try await check(); return nil }))
+    }
+
+    /// Adds a check named `name` whose dependency reports checks of its own (shown nested); it fails by throwing or when
+    /// one of them is unhealthy.
+    public mutating func addDetailedCheck(_ name: String, _ check: @escaping @Sendable () async throws -> [String: CheckResult]?) {
         self.checks.append((name, check))
     }
 
@@ -53,8 +68,9 @@ public struct HealthChecker: Sendable {
                 group.addTask {
                     let start = ContinuousClock.now
                     do {
-                        try await Self.withTimeout(timeout, check)
-                        return (name, CheckResult(status: .healthy, responseTime: Self.milliseconds(since: start)))
+                        let nested = try await Self.withTimeout(timeout, check)
+                        let healthy = nested?.values.allSatisfy { $0.status == .healthy } ?? true
+                        return (name, CheckResult(status: healthy ? .healthy : .unhealthy, responseTime: Self.milliseconds(since: start), checks: nested))
                     } catch {
                         return (name, CheckResult(status: .unhealthy, responseTime: Self.milliseconds(since: start), error: "\(error)"))
                     }
@@ -79,9 +95,9 @@ public struct HealthChecker: Sendable {
 
     /// Runs `check` in its own task and stops waiting at `timeout` even when the check ignores cancellation (a lock
     /// wait, a blocked driver): a task group would wait for its child, and the report would hang with it.
-    static func withTimeout(_ timeout: Duration, _ check: @escaping Check) async throws {
-        let outcome = NIOLockedValueBox<CheckedContinuation<Void, any Error>?>(nil)
-        let finish: @Sendable (Result<Void, any Error>) -> Void = { result in
+    static func withTimeout<T: Sendable>(_ timeout: Duration, _ check: @escaping @Sendable () async throws -> T) async throws -> T {
+        let outcome = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+        let finish: @Sendable (Result<T, any Error>) -> Void = { result in
             outcome.withLockedValue { continuation in
                 continuation?.resume(with: result)
                 continuation = nil
@@ -89,12 +105,11 @@ public struct HealthChecker: Sendable {
         }
         var work: Task<Void, Never>?
         var timer: Task<Void, Never>?
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let value = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             outcome.withLockedValue { $0 = continuation }
             work = Task {
                 do {
-                    try await check()
-                    finish(.success(()))
+                    finish(.success(try await check()))
                 } catch {
                     finish(.failure(error))
                 }
@@ -106,5 +121,6 @@ public struct HealthChecker: Sendable {
         }
         work?.cancel()
         timer?.cancel()
+        return value
     }
 }
