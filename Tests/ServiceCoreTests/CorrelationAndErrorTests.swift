@@ -108,4 +108,24 @@ import Testing
         #expect(object["orderId"] as? String == "o1")
         #expect((object["timestamp"] as? String)?.hasSuffix("Z") == true)
     }
+
+    @Test func logsGoToCombinedAndErrorFilesAndLevelsAreSetPerService() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("logs-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let echoed = NIOLockedValueBox<[String]>([])
+        let output = try JSONLogHandler.Output.files(in: directory, also: .custom { line in echoed.withLockedValue { $0.append(line) } })
+        let logger = Logger(label: "files") { label in JSONLogHandler(label: label, service: "order", level: .info, output: output) }
+        logger.info("fine")
+        logger.debug("too detailed")
+        logger.error("broken")
+        let combined = try String(contentsOfFile: directory + "/combined.log", encoding: .utf8).split(separator: "\n")
+        let errors = try String(contentsOfFile: directory + "/error.log", encoding: .utf8).split(separator: "\n")
+        #expect(combined.count == 2 && combined[0].contains(#""message":"fine""#) && combined[1].contains(#""message":"broken""#))
+        #expect(errors.count == 1 && errors[0].contains(#""level":"error""#))
+        #expect(echoed.withLockedValue { $0.count } == 2)
+
+        let environment = Environment(values: ["LOG_LEVEL": "info", "LOG_LEVEL_ORDER": "debug"])
+        #expect(ServiceSettings(name: "order", defaultPort: 1, environment: environment).logLevel == .debug)
+        #expect(ServiceSettings(name: "user", defaultPort: 1, environment: environment).logLevel == .info)
+    }
 }

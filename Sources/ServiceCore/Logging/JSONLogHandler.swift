@@ -13,11 +13,25 @@ import NIOConcurrencyHelpers
 public struct JSONLogHandler: LogHandler {
     /// Where lines go; defaults to standard error so standard output stays free for a command's own output.
     public struct Output: Sendable {
-        let write: @Sendable (String) -> Void
+        let write: @Sendable (String, Logger.Level) -> Void
 
-        public static let standardError = Output { line in writeLine(line, to: 2) }
+        public static let standardError = Output { line, _ in writeLine(line, to: 2) }
 
-        public static let standardOutput = Output { line in writeLine(line, to: 1) }
+        public static let standardOutput = Output { line, _ in writeLine(line, to: 1) }
+
+        /// Every line to `output`, and also, as the guide's winston setup, to `<directory>/combined.log` and (errors and
+        /// worse) to `<directory>/error.log`, appended.
+        public static func files(in directory: String, also output: Output) throws -> Output {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let combined = open(directory + "/combined.log", O_WRONLY | O_CREAT | O_APPEND, 0o640)
+            let errors = open(directory + "/error.log", O_WRONLY | O_CREAT | O_APPEND, 0o640)
+            guard combined >= 0, errors >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: directory]) }
+            return Output { line, level in
+                output.write(line, level)
+                writeLine(line, to: combined)
+                if level >= .error { writeLine(line, to: errors) }
+            }
+        }
 
         static func writeLine(_ line: String, to descriptor: Int32) {
             JSONLogHandler.lock.withLock {
@@ -31,7 +45,7 @@ public struct JSONLogHandler: LogHandler {
         }
 
         /// Lines are handed to `write` (for tests).
-        public static func custom(_ write: @escaping @Sendable (String) -> Void) -> Output { Output(write: write) }
+        public static func custom(_ write: @escaping @Sendable (String) -> Void) -> Output { Output { line, _ in write(line) } }
     }
 
     static let lock = NIOLock()
@@ -77,7 +91,7 @@ public struct JSONLogHandler: LogHandler {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
             let line = String(data: data, encoding: .utf8)
         else { return }
-        self.output.write(line + "\n")
+        self.output.write(line + "\n", event.level)
     }
 
     static func json(_ value: Logger.Metadata.Value) -> Any {
@@ -96,12 +110,12 @@ public struct JSONLogHandler: LogHandler {
 
 extension LoggingSystem {
     /// Installs JSON logging for a service process, once; later calls are ignored.
-    public static func bootstrapJSON(service: String, level: Logger.Level) {
+    public static func bootstrapJSON(service: String, level: Logger.Level, output: JSONLogHandler.Output = .standardError) {
         bootstrapOnce.withLockedValue { done in
             guard !done else { return }
             done = true
             LoggingSystem.bootstrap { label in
-                JSONLogHandler(label: label, service: service, level: level)
+                JSONLogHandler(label: label, service: service, level: level, output: output)
             }
         }
     }
