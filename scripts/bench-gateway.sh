@@ -4,6 +4,7 @@
 #
 #   scripts/bench-gateway.sh [seconds=10] [connections=64]
 #   RATE_LIMIT=100000000/60s scripts/bench-gateway.sh   # with the rate limiter counting every request
+# The gateway runs twice: tracing off, then tracing on at full sampling (spans exported to a sink in the upstream).
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Needs nginx and wrk (apt-get install -y nginx wrk) and builds `shop` in release mode.
@@ -31,6 +32,8 @@ http {
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
         location / { default_type application/json; return 200 '{"id":"product-1","name":"Wireless Mouse","price":29.99,"stock":100}'; }
+        # The OTLP/HTTP sink of the tracing-on run: accepts and drops span batches.
+        location /v1/traces { default_type application/x-protobuf; return 200 ''; }
     }
 }
 CONF
@@ -64,10 +67,18 @@ cleanup() {
 trap cleanup EXIT
 
 # RATE_LIMIT=off by default (wrk is one client); RATE_LIMIT=100000000/60s measures the limiter's cost too.
-RATE_LIMIT="${RATE_LIMIT:-off}" PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
-    AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS="${GATEWAY_EVENT_LOOP_THREADS:-}" "$SHOP" serve gateway 2>"$WORK/gateway.log" &
-GATEWAY_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
+start_gateway() {  # extra environment assignments…
+    env "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
+        AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS="${GATEWAY_EVENT_LOOP_THREADS:-}" "$SHOP" serve gateway >"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
+}
+stop_gateway() {
+    kill "$GATEWAY_PID" 2>/dev/null || true
+    wait "$GATEWAY_PID" 2>/dev/null || true
+    GATEWAY_PID=""
+}
+start_gateway
 
 cpu_ticks() {  # user+system clock ticks of the given pids
     local total=0
@@ -99,3 +110,7 @@ NGINX_WORKERS=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
 echo "wrk: ${DURATION}s, $CONNECTIONS connections, 2 threads; upstream: nginx fixed JSON; $(nproc) cores"
 run "nginx proxy" "$NGINX_PROXY_PORT" $NGINX_WORKERS
 run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID"
+# The same gateway with tracing on at full sampling: every request a span, exported over OTLP/HTTP in batches.
+stop_gateway
+start_gateway OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+run "gateway, tracing on" "$GATEWAY_PORT" "$GATEWAY_PID"
