@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOPosix
 import PostgresKit
@@ -153,13 +154,31 @@ public final class Database: Sendable {
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     public func transaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
-        // A span per transaction (`db.system`, the schema), cheap when no tracer is installed.
-        try await withSpan("db.transaction", ofKind: .client) { span in
-            if span.isRecording {
-                span.attributes["db.system"] = schema == nil ? "sqlite" : "postgresql"
-                if let schema { span.attributes["db.namespace"] = schema }
+        // A span per transaction (`db.system`, the schema), cheap when no tracer is installed; and the pool's use:
+        // `db_connections_in_use{schema}`, `db_transactions_total{schema, outcome}`, `db_transaction_duration_seconds`.
+        let schema = self.schema ?? "sqlite"
+        let inUse = Meter(label: "db_connections_in_use", dimensions: [("schema", schema)])
+        let started = ContinuousClock.now
+        inUse.increment()
+        defer {
+            inUse.decrement()
+            let elapsed = started.duration(to: .now)
+            Metrics.Timer(label: "db_transaction_duration_seconds", dimensions: [("schema", schema)])
+                .recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+        }
+        do {
+            let value = try await withSpan("db.transaction", ofKind: .client) { span in
+                if span.isRecording {
+                    span.attributes["db.system"] = self.schema == nil ? "sqlite" : "postgresql"
+                    if let schema = self.schema { span.attributes["db.namespace"] = schema }
+                }
+                return try await untracedTransaction(body)
             }
-            return try await untracedTransaction(body)
+            Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "committed")]).increment()
+            return value
+        } catch {
+            Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "rolled_back")]).increment()
+            throw error
         }
     }
 

@@ -166,6 +166,9 @@ import Testing
         let userMetrics = try PrometheusText(String(buffer: try await InProcessShop.call(client, .GET, system.url(of: .user) + "/metrics").body))
         #expect(userMetrics.value("outbox_relayed_events_total") >= 1)
         #expect(userMetrics.types["outbox_pending_events"] == "gauge")
+        #expect(userMetrics.value("db_transactions_total", ["outcome": "committed"]) >= 1)
+        #expect(userMetrics.types["db_connections_in_use"] == "gauge")
+        #expect(userMetrics.value("db_transaction_duration_seconds_count") >= 1)
         #expect(userMetrics.value("http_server_requests_total", ["service": "user", "route": "/users", "method": "POST", "status": "201"]) >= 1)
 
         // The ids reached the services' own JSON logs (the order one through the gateway and on to the order service).
