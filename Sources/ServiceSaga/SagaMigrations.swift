@@ -36,6 +36,8 @@ public enum SagaMigrations {
                 )
                 """,
             ]
-        )
+        ),
+        // The trace the saga was started in, so a run resumed after a crash continues it.
+        Migration(version: 20_002, name: "saga trace", statements: ["ALTER TABLE sagas ADD COLUMN traceparent TEXT"]),
     ]
 }

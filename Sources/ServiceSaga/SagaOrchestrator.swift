@@ -7,6 +7,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
+import ServiceContextModule
 import Tracing
 
 /// Runs sagas of one definition durably on the service's database.
@@ -60,14 +61,15 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     public func start(id: String, state: State, also: (@Sendable (any SQLDatabase) async throws -> Bool)? = nil) async throws -> Bool {
         let now = Timestamp.now()
         let text = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        let traceparent = TraceContext.traceparent()
         do {
             try await database.transaction { sql in
                 if let also, try await !also(sql) { throw NotStarted() }
                 try await sql.raw(
                     """
-                    INSERT INTO sagas (id, name, status, state, next_step, owner, lease_until, created_at, updated_at)
+                    INSERT INTO sagas (id, name, status, state, next_step, owner, lease_until, created_at, updated_at, traceparent)
                     VALUES (\(bind: id), \(bind: self.definition.name), 'running', \(bind: text), 0, \(bind: self.owner),
-                            \(bind: Self.millis() + self.leaseMillis), \(bind: now), \(bind: now))
+                            \(bind: Self.millis() + self.leaseMillis), \(bind: now), \(bind: now), \(bind: traceparent))
                     """
                 ).run()
             }
@@ -99,8 +101,18 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
         defer { _ = running.withLockedValue { $0.remove(id) } }
         guard try await claim(id: id) else { return try await record(id: id) }
+        // A run with no trace of its own (resumed by the recovery loop after a crash) continues the one it started in.
+        var context = ServiceContext.current ?? .topLevel
+        if TraceContext.traceparent() == nil {
+            let stored = try await database.withConnection { sql in
+                try await sql.raw("SELECT traceparent FROM sagas WHERE id = \(bind: id)").first()?.decode(column: "traceparent", as: String?.self)
+            }
+            context = TraceContext.context(traceparent: stored ?? nil)
+        }
         do {
-            while try await advance(id: id) {}
+            try await ServiceContext.$current.withValue(context) {
+                while try await advance(id: id) {}
+            }
         } catch let crash as SimulatedCrash {
             throw crash
         } catch {

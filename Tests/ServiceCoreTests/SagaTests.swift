@@ -1,9 +1,11 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ServiceCore
 import ServiceDatabase
 import ServiceSaga
 import ServiceTesting
+import Tracing
 import Testing
 
 @Suite struct SagaTests {
@@ -214,6 +216,32 @@ import Testing
                     #expect(downstream.calls.filter { $0.hasPrefix("do") }.count <= 4, "\(point): \(downstream.calls)")
                 }
             }
+        }
+    }
+
+    @Test func aSagaResumedAfterACrashContinuesTheTraceItStartedIn() async throws {
+        let tracer = W3CInMemoryTracer.shared
+        try await TestDatabase.sqlite.withDatabase(migrations: SagaMigrations.all) { database in
+            let definition = Self.definition(Downstream())
+            let id = "traced-\(UUID().uuidString.prefix(6))"
+            let crashing = Self.orchestrator(definition, database, lease: .milliseconds(200)) { _, event in
+                if event == "after reserve" { throw SagaOrchestrator<Trip>.SimulatedCrash() }
+            }
+            // Started inside a request's span, and cut off after its first step.
+            let traceID = try await withSpan("POST /trips", ofKind: .server) { _ -> String in
+                try await crashing.start(id: id, state: Trip())
+                await #expect(throws: SagaOrchestrator<Trip>.SimulatedCrash.self) { try await crashing.run(id: id) }
+                return TraceContext.ids()?.traceID ?? ""
+            }
+            #expect(traceID.count == 32)
+            let restarted = Self.orchestrator(definition, database, lease: .milliseconds(200))
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await !restarted.orphans().contains(id), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            // Resumed with no trace of its own (as the recovery loop does): its steps join the original trace.
+            let record = try await Task.detached { try await restarted.run(id: id) }.value
+            #expect(record?.status == .completed)
+            let resumed = tracer.finishedSpans.filter { ["saga trip charge", "saga trip create"].contains($0.operationName) && $0.traceID == traceID }
+            #expect(Set(resumed.map(\.operationName)) == ["saga trip charge", "saga trip create"])
         }
     }
 }

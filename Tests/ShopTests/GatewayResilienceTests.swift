@@ -264,7 +264,12 @@ import Testing
     @Test func requestsSpreadOverRegisteredInstancesAndADeadOneIsSkippedThenEvicted() async throws {
         let hits = (NIOLockedValueBox(0), NIOLockedValueBox(0), NIOLockedValueBox(0))
         try await RunningService.with([Self.stub("static", hits: hits.0), Self.stub("a", hits: hits.1), Self.stub("b", hits: hits.2)]) { ports in
-            try await Self.withGateway(upstreamPort: ports[0], configure: { $0.registryCheckInterval = .milliseconds(100) }) { gateway in
+            try await Self.withGateway(upstreamPort: ports[0], configure: {
+                // Health checks evict, not the TTL: these registrations send no heartbeats, and a loaded machine may
+                // take longer than the default 15 s over the test.
+                $0.registryCheckInterval = .milliseconds(100)
+                $0.registryTTL = .seconds(300)
+            }) { gateway in
                 let order = try await gateway.keys.token("order", role: .service)
                 let jane = try await gateway.keys.token("jane")
                 let dead = try ClosedPort()
