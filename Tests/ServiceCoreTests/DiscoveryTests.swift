@@ -169,7 +169,7 @@ import Testing
     @Test func aFailingInstanceIsEjectedAndComesBackAfterATrial() async throws {
         let changes = NIOLockedValueBox<[String]>([])
         let balancer = InstanceBalancer(
-            name: "s", endpoints: ["good", "bad"], breaker: .init(consecutiveFailures: 2, openDuration: .milliseconds(200), halfOpenCalls: 1)
+            name: "s", endpoints: ["good", "bad"], breaker: .init(consecutiveFailures: 2, openDuration: .seconds(1), halfOpenCalls: 1)
         ) { endpoint, from, to in changes.withLockedValue { $0.append("\(endpoint):\(from)->\(to)") } }
         for _ in 0..<2 {
             #expect(balancer.pick(excluding: ["good"]) == "bad")
