@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "ServiceDatabase",
             dependencies: [
-                "ServiceCore",
+                "ServiceCore", "ServiceResilience",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),

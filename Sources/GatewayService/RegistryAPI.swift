@@ -4,6 +4,7 @@ import NIOHTTP1
 import ServiceAuth
 import ServiceCore
 import ServiceProxy
+import ServiceResilience
 
 /// The guide's registry API, hosted by the gateway:
 ///
@@ -66,7 +67,7 @@ struct RegistryAPI: Sendable {
                 throw APIError(.conflict, "Instance id \(valid.instanceId ?? "") belongs to another service")
             }
             let answer = RegistrationAnswer(
-                instance: instance, heartbeatIntervalMs: Self.milliseconds(registry.heartbeatInterval), ttlMs: Self.milliseconds(registry.ttl)
+                instance: instance, heartbeatIntervalMs: Int(registry.heartbeatInterval.wholeMilliseconds), ttlMs: Int(registry.ttl.wholeMilliseconds)
             )
             return try Self.json(.created, answer)
         case (.PUT, 2) where segments[0] == "register":
@@ -100,10 +101,6 @@ struct RegistryAPI: Sendable {
 
     func requireReader(_ caller: Identity) throws {
         guard caller.role == .service || caller.role == .admin else { throw APIError.forbidden("The registry is readable by services and admins only") }
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int {
-        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 
     static func json(_ status: HTTPResponseStatus, _ value: some Encodable) throws -> ProxyResponse {

@@ -6,6 +6,7 @@ import NIOPosix
 import PostgresKit
 import PostgresNIO
 import SQLKit
+import ServiceResilience
 import Tracing
 import SQLiteKit
 import ServiceCore
@@ -30,6 +31,25 @@ public final class Database: Sendable {
 
     let backend: Backend
     let logger: Logger
+    /// Made once: transactions are a hot path.
+    let metrics: TransactionMetrics
+
+    /// `db_connections_in_use{schema}`, `db_transactions_total{schema, outcome}`, `db_transaction_duration_seconds{schema}`.
+    struct TransactionMetrics: Sendable {
+        let inUse: Meter
+        let duration: Metrics.Timer
+        let committed: Counter
+        let rolledBack: Counter
+
+        init(schema: String) {
+            // Bootstrapped first, or these handles would stay bound to the no-op backend.
+            ServiceMetrics.bootstrap()
+            inUse = Meter(label: "db_connections_in_use", dimensions: [("schema", schema)])
+            duration = Metrics.Timer(label: "db_transaction_duration_seconds", dimensions: [("schema", schema)])
+            committed = Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "committed")])
+            rolledBack = Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "rolled_back")])
+        }
+    }
     private let closed = NIOLockedValueBox(false)
     /// Opens when ``prepare(migrations:)`` has applied the migrations: background work waits on it.
     public let prepared = Gate()
@@ -120,6 +140,7 @@ public final class Database: Sendable {
     init(backend: Backend, logger: Logger) {
         self.backend = backend
         self.logger = logger
+        self.metrics = TransactionMetrics(schema: { if case .postgres(_, let schema) = backend { schema } else { "sqlite" } }())
     }
 
     convenience init(sqlite connection: SQLiteConnection, pool: NIOThreadPool, logger: Logger, wal: Bool) async throws {
@@ -156,15 +177,11 @@ public final class Database: Sendable {
     public func transaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         // A span per transaction (`db.system`, the schema), cheap when no tracer is installed; and the pool's use:
         // `db_connections_in_use{schema}`, `db_transactions_total{schema, outcome}`, `db_transaction_duration_seconds`.
-        let schema = self.schema ?? "sqlite"
-        let inUse = Meter(label: "db_connections_in_use", dimensions: [("schema", schema)])
         let started = ContinuousClock.now
-        inUse.increment()
+        metrics.inUse.increment()
         defer {
-            inUse.decrement()
-            let elapsed = started.duration(to: .now)
-            Metrics.Timer(label: "db_transaction_duration_seconds", dimensions: [("schema", schema)])
-                .recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+            metrics.inUse.decrement()
+            metrics.duration.recordNanoseconds(started.duration(to: .now).wholeNanoseconds)
         }
         do {
             let value = try await withSpan("db.transaction", ofKind: .client) { span in
@@ -174,10 +191,10 @@ public final class Database: Sendable {
                 }
                 return try await untracedTransaction(body)
             }
-            Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "committed")]).increment()
+            metrics.committed.increment()
             return value
         } catch {
-            Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "rolled_back")]).increment()
+            metrics.rolledBack.increment()
             throw error
         }
     }

@@ -72,17 +72,13 @@ public struct CircuitBreakerMachine<Instant: InstantProtocol>: Sendable where In
 
     public init(configuration: CircuitBreakerConfiguration) {
         self.configuration = configuration
-        self.slotNanoseconds = max(1, Self.nanoseconds(configuration.window) / 10)
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds &* 1_000_000_000 &+ duration.components.attoseconds / 1_000_000_000
+        self.slotNanoseconds = max(1, configuration.window.wholeNanoseconds / 10)
     }
 
     /// The slot `now` falls in.
     func slot(_ now: Instant) -> Int64 {
         guard let epoch else { return 0 }
-        return Self.nanoseconds(epoch.duration(to: now)) / slotNanoseconds
+        return epoch.duration(to: now).wholeNanoseconds / slotNanoseconds
     }
 
     /// Asks to make a call at `now`. An open breaker whose time is up turns half-open and admits trial calls.

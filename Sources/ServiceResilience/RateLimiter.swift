@@ -32,7 +32,7 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
 
     /// `100/60s` (in the largest unit that divides the window exactly).
     public var description: String {
-        let ms = Int(window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int(window.wholeMilliseconds)
         if ms % 1000 != 0 { return "\(limit)/\(ms)ms" }
         return "\(limit)/\(ms / 1000)s"
     }

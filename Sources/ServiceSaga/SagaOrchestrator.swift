@@ -94,9 +94,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         // the crash is not in it).
         let started = ContinuousClock.now
         defer {
-            let elapsed = started.duration(to: .now)
-            Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)])
-                .recordNanoseconds(elapsed.components.seconds &* 1_000_000_000 &+ elapsed.components.attoseconds / 1_000_000_000)
+            Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)]).recordNanoseconds(started.duration(to: .now).wholeNanoseconds)
         }
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
         defer { _ = running.withLockedValue { $0.remove(id) } }

@@ -102,7 +102,7 @@ public struct ServiceClient: Sendable {
     func record(_ outcome: String, since start: ContinuousClock.Instant) {
         Counter(label: "service_client_requests_total", dimensions: [("target", name), ("outcome", outcome)]).increment()
         Metrics.Timer(label: "service_client_request_duration_seconds", dimensions: [("target", name)])
-            .recordNanoseconds(ServiceMetrics.nanoseconds(start.duration(to: .now)))
+            .recordNanoseconds(start.duration(to: .now).wholeNanoseconds)
     }
 
     /// The base URLs in a comma-separated list, without trailing slashes.

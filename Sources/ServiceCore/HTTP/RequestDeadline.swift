@@ -24,7 +24,7 @@ public enum RequestDeadline {
     public static func millisecondsLeft(until deadline: ContinuousClock.Instant) -> Int {
         let left = ContinuousClock.now.duration(to: deadline)
         guard left > .zero else { return 0 }
-        return Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+        return Int(left.wholeMilliseconds)
     }
 
     /// Thrown instead of making a call when the caller's deadline has passed; never retried.

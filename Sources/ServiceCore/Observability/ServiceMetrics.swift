@@ -3,6 +3,7 @@ import Hummingbird
 import Metrics
 import NIOCore
 import Prometheus
+import ServiceResilience
 
 /// The process's metrics, exposed at `GET /metrics` in Prometheus text format. Code records through swift-metrics
 /// (`Counter`, `Timer`, `Gauge`), whose backend here is swift-prometheus; every service of the process (one, or all of
@@ -30,11 +31,6 @@ public enum ServiceMetrics {
     }
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
-    /// Seconds between two instants, for timers.
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds &* 1_000_000_000 &+ duration.components.attoseconds / 1_000_000_000
-    }
 }
 
 /// Counts requests and times them per route template, method and status:
@@ -74,6 +70,6 @@ public struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddlewar
         ).increment()
         Metrics.Timer(
             label: "http_server_request_duration_seconds", dimensions: [("service", service), ("route", route), ("method", method)]
-        ).recordNanoseconds(ServiceMetrics.nanoseconds(start.duration(to: .now)))
+        ).recordNanoseconds(start.duration(to: .now).wholeNanoseconds)
     }
 }
