@@ -51,7 +51,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     }
 
     static func millis(_ instant: Date = .now) -> Int64 { Int64(instant.timeIntervalSince1970 * 1000) }
-    var leaseMillis: Int64 { Int64(lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000) }
+    var leaseMillis: Int64 { lease.wholeMilliseconds }
 
     // MARK: Starting and reading
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import ServiceResilience
 
 /// Runs named dependency checks concurrently, as the guide's `HealthChecker`: each check passes by returning and fails by
 /// throwing (or by taking longer than `timeout`).
@@ -89,8 +90,7 @@ public struct HealthChecker: Sendable {
     }
 
     static func milliseconds(since start: ContinuousClock.Instant) -> Int {
-        let elapsed = ContinuousClock.now - start
-        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        Int((ContinuousClock.now - start).wholeMilliseconds)
     }
 
     /// Runs `check` in its own task and stops waiting at `timeout` even when the check ignores cancellation (a lock
