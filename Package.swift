@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ServiceMessaging", targets: ["ServiceMessaging"]),
         .library(name: "ServiceSaga", targets: ["ServiceSaga"]),
         .library(name: "ServiceResilience", targets: ["ServiceResilience"]),
+        .library(name: "ServiceTracing", targets: ["ServiceTracing"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -39,8 +40,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
-        // OTLP over HTTP only: the gRPC exporter would add grpc-swift to every build.
-        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // MARK: Toolkit (no shop code)
@@ -106,6 +105,21 @@ let package = Package(
             dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // Tracing over OTLP/HTTP (a tracer, span batching and a protobuf exporter of its own: see OTLPTracer's comment).
+        .target(
+            name: "ServiceTracing",
+            dependencies: [
+                "ServiceCore", "ServiceResilience",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ServiceSaga",
             dependencies: [
@@ -141,7 +155,7 @@ let package = Package(
         ),
         .target(
             name: "AuthService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceResilience", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -176,7 +190,7 @@ let package = Package(
             name: "ShopSystem",
             dependencies: [
                 "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService",
-                .product(name: "OTel", package: "swift-otel"),
+                "ServiceTracing",
             ],
             swiftSettings: swiftSettings
         ),
@@ -201,6 +215,7 @@ let package = Package(
             name: "ServiceCoreTests",
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting",
+                "ServiceTracing",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -114,3 +114,6 @@ run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID"
 stop_gateway
 start_gateway OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
 run "gateway, tracing on" "$GATEWAY_PORT" "$GATEWAY_PID"
+# Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
+# slowing requests).
+curl -fs "http://127.0.0.1:$GATEWAY_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'

@@ -1,5 +1,6 @@
 import Foundation
 import SQLKit
+import Tracing
 
 /// The transactional outbox: events are written into the service's own database in the same transaction as the
 /// change that causes them, so a rolled-back change publishes nothing and a committed one is never lost.
@@ -39,12 +40,27 @@ public struct OutboxPublisher: Sendable {
 
     /// Adds an event of `type` about `key` carrying `payload`, inside the caller's transaction.
     public func add(_ type: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
-        try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql)
+        try await publishing(type, destination: type) {
+            try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql)
+        }
     }
 
     /// Adds a message of `type` for work queue `queue` carrying `payload`, inside the caller's transaction.
     public func send(_ type: String, to queue: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
-        try await Outbox.send(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), to: queue, in: sql)
+        try await publishing(type, destination: queue) {
+            try await Outbox.send(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), to: queue, in: sql)
+        }
+    }
+
+    /// A producer span around publishing: the envelope is made inside it, so its `traceparent` names this span and the
+    /// consumers' spans hang under it.
+    private func publishing(_ type: String, destination: String, _ body: () async throws -> Void) async throws {
+        try await withSpan("publish \(type)", ofKind: .producer) { span in
+            span.attributes["messaging.system"] = "outbox"
+            span.attributes["messaging.operation.type"] = "publish"
+            span.attributes["messaging.destination.name"] = destination
+            try await body()
+        }
     }
 
     /// Call after the transaction committed, so the relay moves the events at once instead of at its next poll.

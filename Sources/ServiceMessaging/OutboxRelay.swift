@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Logging
 import Metrics
 import SQLKit
+import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 

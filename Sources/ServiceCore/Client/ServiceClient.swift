@@ -196,14 +196,15 @@ public struct ServiceClient: Sendable {
             span.attributes["http.request.method"] = method.rawValue
             var request = request
             InstrumentationSystem.instrument.inject(span.context, into: &request.headers, using: NIOHeadersInjector())
-            let response = try await call(method, path, request: request, safe: safe)
+            let response = try await call(method, path, request: request, safe: safe, span: span)
             span.attributes["http.response.status_code"] = response.status
             if response.status >= 500 { span.setStatus(.init(code: .error)) }
             return response
         }
     }
 
-    func call(_ method: HTTPMethod, _ path: String, request: HTTPClientRequest, safe: Bool) async throws -> Response {
+    /// The call under the policies; `span` hears which instance each attempt went to.
+    func call(_ method: HTTPMethod, _ path: String, request: HTTPClientRequest, safe: Bool, span: (any Span)? = nil) async throws -> Response {
         let callStarted = ContinuousClock.now
         balancer.update(await currentInstances())
         let attempt = request
@@ -227,6 +228,7 @@ public struct ServiceClient: Sendable {
                         throw Unreachable(service: name)
                     }
                     request.url = base + path
+                    if let span, span.isRecording { span.attributes["server.address"] = String(base.split(separator: "/").last ?? "") }
                     let started = ContinuousClock.now
                     let answer: Response
                     do {

@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceResilience
 
 /// A wake-up call for one waiting loop (a relay, a consumer): `signal()` ends the current or next `wait` early.
 ///
@@ -47,7 +48,7 @@ public final class Wakeup: Sendable {
 
     /// Returns at a signal, after `timeout`, or on cancellation, whichever is first.
     public func wait(timeout: Duration) async {
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let nanoseconds = timeout.wholeNanoseconds
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let generation = state.withLockedValue { state -> Int? in
@@ -78,33 +79,8 @@ public final class Wakeup: Sendable {
     /// Waits `duration` on an event-loop timer; signals meanwhile are kept for the next `wait`. (Not cancellable: meant
     /// for pauses of a few milliseconds.)
     public func pause(_ duration: Duration) async {
-        let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        let nanoseconds = duration.wholeNanoseconds
         guard nanoseconds > 0 else { return }
         try? await eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {}.futureResult.get()
-    }
-}
-
-/// Spaces a loop's passes at least `interval` apart while it is under load (the "linger" of batching producers): when
-/// the previous pass found more than one item — items arrive faster than passes — and began less than `interval` ago,
-/// the next waits out the rest, so each pass takes a bigger batch instead of many passes taking one item each. A pass
-/// that found one item or none lingers not at all, so at a moderate rate a lone event pays no delay.
-struct Linger {
-    let interval: Duration
-    private var lastBusyStart: ContinuousClock.Instant?
-
-    init(_ interval: Duration) {
-        self.interval = interval
-    }
-
-    /// Call before a pass; answers how long to pause first.
-    mutating func beforePass() -> Duration {
-        guard let last = lastBusyStart else { return .zero }
-        let elapsed = ContinuousClock.now - last
-        return elapsed < interval ? interval - elapsed : .zero
-    }
-
-    /// Call after a pass that began at `start`, with how many items it found.
-    mutating func passBegan(at start: ContinuousClock.Instant, found items: Int) {
-        lastBusyStart = items > 1 && interval > .zero ? start : nil
     }
 }

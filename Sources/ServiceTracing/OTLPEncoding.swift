@@ -1,0 +1,158 @@
+import Tracing
+
+/// Protocol-buffers wire format for the few OTLP messages a trace export needs, written by hand: the generated types
+/// in reach (swift-otel's) are internal to that package, and a hand encoder writes a batch in one pass into one array.
+struct ProtobufWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int = 0) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    mutating func varint(_ value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    private mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
+
+    mutating func uint64(_ field: UInt64, _ value: UInt64) {
+        tag(field, 0)
+        varint(value)
+    }
+
+    mutating func int64(_ field: UInt64, _ value: Int64) { uint64(field, UInt64(bitPattern: value)) }
+
+    mutating func bool(_ field: UInt64, _ value: Bool) { uint64(field, value ? 1 : 0) }
+
+    mutating func fixed64(_ field: UInt64, _ value: UInt64) {
+        tag(field, 1)
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func double(_ field: UInt64, _ value: Double) { fixed64(field, value.bitPattern) }
+
+    mutating func bytes(_ field: UInt64, _ value: [UInt8]) {
+        tag(field, 2)
+        varint(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
+
+    mutating func string(_ field: UInt64, _ value: String) {
+        tag(field, 2)
+        var value = value
+        value.withUTF8 { utf8 in
+            varint(UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    /// A nested message: its fields are written by `body`, then its length is put in front of them.
+    mutating func message(_ field: UInt64, _ body: (inout ProtobufWriter) -> Void) {
+        tag(field, 2)
+        let start = bytes.count
+        body(&self)
+        var length = ProtobufWriter(capacity: 5)
+        length.varint(UInt64(bytes.count - start))
+        bytes.insert(contentsOf: length.bytes, at: start)
+    }
+}
+
+/// OTLP/HTTP's `ExportTraceServiceRequest` (opentelemetry-proto, `collector/trace/v1`) for one resource and one
+/// instrumentation scope.
+enum OTLPTraceEncoder {
+    static func encode(_ spans: some Collection<FinishedSpan>, resource: [(String, String)], scope: String) -> [UInt8] {
+        var writer = ProtobufWriter(capacity: 256 + spans.count * 256)
+        writer.message(1) { resourceSpans in  // ExportTraceServiceRequest.resource_spans
+            resourceSpans.message(1) { resourceMessage in  // ResourceSpans.resource
+                for (key, value) in resource {
+                    resourceMessage.message(1) { keyValue(&$0, key, .string(value)) }  // Resource.attributes
+                }
+            }
+            resourceSpans.message(2) { scopeSpans in  // ResourceSpans.scope_spans
+                scopeSpans.message(1) { $0.string(1, scope) }  // ScopeSpans.scope { name }
+                for span in spans {
+                    scopeSpans.message(2) { encode(span, into: &$0) }  // ScopeSpans.spans
+                }
+            }
+        }
+        return writer.bytes
+    }
+
+    static func encode(_ span: FinishedSpan, into writer: inout ProtobufWriter) {
+        writer.bytes(1, span.context.traceID.bytes)
+        writer.bytes(2, span.context.spanID.bytes)
+        if let traceState = span.context.traceState { writer.string(3, traceState) }
+        if let parent = span.parentSpanID { writer.bytes(4, parent.bytes) }
+        writer.string(5, span.name)
+        writer.uint64(6, kindNumber(span.kind))
+        writer.fixed64(7, span.startNanoseconds)
+        writer.fixed64(8, span.endNanoseconds)
+        span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        for event in span.events {
+            writer.message(11) { eventMessage in
+                eventMessage.fixed64(1, event.nanosecondsSinceEpoch)
+                eventMessage.string(2, event.name)
+                event.attributes.forEach { key, value in eventMessage.message(3) { keyValue(&$0, key, value) } }
+            }
+        }
+        for (context, attributes) in span.links {
+            writer.message(13) { link in
+                link.bytes(1, context.traceID.bytes)
+                link.bytes(2, context.spanID.bytes)
+                if let traceState = context.traceState { link.string(3, traceState) }
+                attributes.forEach { key, value in link.message(4) { keyValue(&$0, key, value) } }
+            }
+        }
+        if let status = span.status {
+            writer.message(15) { statusMessage in
+                if let message = status.message { statusMessage.string(2, message) }
+                statusMessage.uint64(3, status.code == .ok ? 1 : 2)
+            }
+        }
+    }
+
+    /// OTLP's `SpanKind` numbers.
+    static func kindNumber(_ kind: SpanKind) -> UInt64 {
+        switch kind {
+        case .internal: 1
+        case .server: 2
+        case .client: 3
+        case .producer: 4
+        case .consumer: 5
+        }
+    }
+
+    private static func keyValue(_ writer: inout ProtobufWriter, _ key: String, _ value: SpanAttribute) {
+        writer.string(1, key)
+        writer.message(2) { anyValue(&$0, value) }
+    }
+
+    /// OTLP's `AnyValue` for an attribute (arrays as `ArrayValue`, anything string-convertible as its description).
+    private static func anyValue(_ writer: inout ProtobufWriter, _ value: SpanAttribute) {
+        func array<T>(_ values: [T], _ element: @escaping (inout ProtobufWriter, T) -> Void) {
+            writer.message(5) { arrayValue in
+                for value in values { arrayValue.message(1) { element(&$0, value) } }
+            }
+        }
+        switch value {
+        case .string(let string): writer.string(1, string)
+        case .bool(let bool): writer.bool(2, bool)
+        case .int32(let int): writer.int64(3, Int64(int))
+        case .int64(let int): writer.int64(3, int)
+        case .double(let double): writer.double(4, double)
+        case .stringArray(let strings): array(strings) { $0.string(1, $1) }
+        case .boolArray(let bools): array(bools) { $0.bool(2, $1) }
+        case .int32Array(let ints): array(ints) { $0.int64(3, Int64($1)) }
+        case .int64Array(let ints): array(ints) { $0.int64(3, $1) }
+        case .doubleArray(let doubles): array(doubles) { $0.double(4, $1) }
+        case .stringConvertible(let convertible): writer.string(1, convertible.description)
+        case .stringConvertibleArray(let convertibles): array(convertibles) { $0.string(1, $1.description) }
+        default: writer.string(1, "")
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import ServiceContextModule
+
+/// A W3C trace id: 16 bytes, never all zero.
+public struct TraceID: Hashable, Sendable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// 32 lowercase hex digits, as in `traceparent`.
+    public var hex: String { Hex.string(high, low) }
+
+    /// The id's bytes, most significant first (OTLP's `bytes trace_id`).
+    var bytes: [UInt8] { Hex.bytes(high) + Hex.bytes(low) }
+}
+
+/// A W3C span (parent) id: 8 bytes, never all zero.
+public struct SpanID: Hashable, Sendable {
+    public var value: UInt64
+
+    public init(_ value: UInt64) {
+        self.value = value
+    }
+
+    /// 16 lowercase hex digits, as in `traceparent`.
+    public var hex: String { Hex.string(value) }
+
+    var bytes: [UInt8] { Hex.bytes(value) }
+}
+
+/// The identity of a span as it travels: in a `ServiceContext` within a process, in `traceparent`/`tracestate` between
+/// processes (W3C Trace Context level 1).
+public struct TraceSpanContext: Hashable, Sendable {
+    public var traceID: TraceID
+    public var spanID: SpanID
+    /// Whether the trace is sampled (the `sampled` bit of the trace flags): its spans are recorded and exported.
+    public var sampled: Bool
+    /// The vendor-specific `tracestate`, carried along unchanged.
+    public var traceState: String?
+    /// Whether this context came from another process (it is a parent only, never recorded here).
+    public var isRemote: Bool
+
+    public init(traceID: TraceID, spanID: SpanID, sampled: Bool, traceState: String? = nil, isRemote: Bool = false) {
+        self.traceID = traceID
+        self.spanID = spanID
+        self.sampled = sampled
+        self.traceState = traceState
+        self.isRemote = isRemote
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`.
+    public var traceparent: String { "00-\(traceID.hex)-\(spanID.hex)-\(sampled ? "01" : "00")" }
+
+    /// Parses a `traceparent` header as W3C requires: version `00` exactly as specified, a later version by its first
+    /// four fields; lowercase hex only; no all-zero ids. Anything else is nil (the trace restarts).
+    public init?(traceparent: String, traceState: String? = nil) {
+        let utf8 = Array(traceparent.utf8)
+        guard utf8.count >= 55, utf8[2] == UInt8(ascii: "-"), utf8[35] == UInt8(ascii: "-"), utf8[52] == UInt8(ascii: "-"),
+            let version = Hex.parse(utf8[0..<2]), version != 0xff,
+            version != 0 || utf8.count == 55,
+            version == 0 || utf8.count == 55 || utf8[55] == UInt8(ascii: "-"),
+            let high = Hex.parse(utf8[3..<19]), let low = Hex.parse(utf8[19..<35]),
+            let span = Hex.parse(utf8[36..<52]), let flags = Hex.parse(utf8[53..<55]),
+            high != 0 || low != 0, span != 0
+        else { return nil }
+        self.init(
+            traceID: TraceID(high: high, low: low), spanID: SpanID(span), sampled: flags & 1 == 1,
+            traceState: traceState.flatMap { $0.isEmpty || $0.utf8.count > 512 ? nil : $0 }, isRemote: true
+        )
+    }
+}
+
+extension ServiceContext {
+    /// The current span's identity, set by `OTLPTracer` (or extracted from `traceparent`).
+    public var traceSpanContext: TraceSpanContext? {
+        get { self[TraceSpanContextKey.self] }
+        set { self[TraceSpanContextKey.self] = newValue }
+    }
+}
+
+private enum TraceSpanContextKey: ServiceContextKey {
+    typealias Value = TraceSpanContext
+    static var nameOverride: String? { "trace-span-context" }
+}
+
+/// Lowercase hex for W3C ids, written by hand: formatting through `String(format:)` costs microseconds per id.
+enum Hex {
+    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func string(_ values: UInt64...) -> String {
+        String(unsafeUninitializedCapacity: values.count * 16) { buffer in
+            var index = 0
+            for value in values {
+                for shift in stride(from: 60, through: 0, by: -4) {
+                    buffer[index] = digits[Int((value >> UInt64(shift)) & 0xf)]
+                    index += 1
+                }
+            }
+            return index
+        }
+    }
+
+    static func bytes(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) }
+    }
+
+    /// Up to 16 lowercase hex digits as a number; nil for anything else (upper case included, as W3C requires).
+    static func parse(_ digits: ArraySlice<UInt8>) -> UInt64? {
+        var value: UInt64 = 0
+        for digit in digits {
+            let nibble: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = digit - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(nibble)
+        }
+        return value
+    }
+}
