@@ -19,6 +19,7 @@ struct PaymentController {
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("payments")
             .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireUser())
             .post(use: pay)
             .get(":id", use: get)
         // For the checkout saga (the order service's token): charge, look a charge up by its key, refund.

@@ -59,6 +59,24 @@ public struct RequireServiceScope: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let identity = context.identity else { throw APIError.unauthorized() }
         guard identity.isService(with: scope) else { throw APIError.forbidden("This endpoint needs a service token with scope \(scope)") }
+        // A caller naming itself (`X-Service-ID`) must be the service its token is for.
+        if let claimed = request.headers[HTTPField.Name("x-service-id")!], claimed != identity.subject {
+            throw APIError.forbidden("X-Service-ID does not match the token")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// After ``AuthMiddleware``: lets through only people (customers and admins), never a service token — a service acts
+/// for nobody, so it cannot place orders or read a user's data through the user-facing routes (403).
+public struct RequireUser: RouterMiddleware {
+    public typealias Context = ServiceRequestContext
+
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let identity = context.identity else { throw APIError.unauthorized() }
+        guard identity.role != .service else { throw APIError.forbidden("This endpoint is for users, not services") }
         return try await next(request, context)
     }
 }

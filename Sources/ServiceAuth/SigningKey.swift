@@ -21,16 +21,19 @@ public struct SigningKey: Sendable {
     }
 
     /// The public key as a JWK set, as served at `/.well-known/jwks.json`.
-    public var jwks: JWKS {
-        JWKS(keys: [
+    public var jwks: JWKS { Self.jwks([self]) }
+
+    /// The public keys of `keys` as one JWK set: the current key and those retired by a rotation.
+    public static func jwks(_ keys: [SigningKey]) -> JWKS {
+        JWKS(keys: keys.map { key in
             .octetKeyPair(
                 .eddsa,
-                identifier: JWKIdentifier(string: keyID),
-                x: Base64URL.encode(privateKey.publicKey.rawRepresentation),
+                identifier: JWKIdentifier(string: key.keyID),
+                x: Base64URL.encode(key.privateKey.publicKey.rawRepresentation),
                 y: nil,
                 curve: .ed25519
             )
-        ])
+        })
     }
 
     /// The private key as base64url text (the `d` of its JWK), for storage.
@@ -52,6 +55,48 @@ public struct SigningKey: Sendable {
             throw CocoaError(.fileWriteUnknown)
         }
         logger.info("Generated a new token signing key", metadata: ["kid": "\(key.keyID)", "path": "\(path)"])
+        return key
+    }
+}
+
+extension SigningKey {
+    /// Keys retired by a rotation, from `AUTH_RETIRED_SIGNING_KEYS` (base64url `d`s, comma-separated) or the file at
+    /// `path` (a line per key: `d` and the Unix time it was retired). They are published, never used to sign, so tokens
+    /// they signed verify until they expire; a key retired longer ago than `keepFor` (the longest token lifetime) is
+    /// no longer published.
+    public static func loadRetired(environmentValue: String?, path: String, keepFor: Duration, now: Date = .now) throws -> [SigningKey] {
+        if let environmentValue, !environmentValue.isEmpty {
+            return try environmentValue.split(separator: ",").map {
+                SigningKey(privateKey: try EdDSA.PrivateKey(d: $0.trimmingCharacters(in: .whitespaces), curve: .ed25519))
+            }
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return [] }
+        return try text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let retiredAt = TimeInterval(fields[1]) else { return nil }
+            guard now.timeIntervalSince1970 - retiredAt < TimeInterval(keepFor.components.seconds) else { return nil }
+            return SigningKey(privateKey: try EdDSA.PrivateKey(d: String(fields[0]), curve: .ed25519))
+        }
+    }
+
+    /// Rotates the key kept at `path`: the current key joins the retired keys at `retiredPath` (with the time), a new
+    /// key takes its place. Services verifying tokens fetch the new key when they first see its id.
+    public static func rotate(path: String, retiredPath: String, now: Date = .now, logger: Logger) throws -> SigningKey {
+        let fileManager = FileManager.default
+        guard let data = fileManager.contents(atPath: path), let current = String(data: data, encoding: .utf8) else {
+            return try loadOrCreate(environmentValue: nil, path: path, logger: logger)
+        }
+        let old = SigningKey(privateKey: try EdDSA.PrivateKey(d: current.trimmingCharacters(in: .whitespacesAndNewlines), curve: .ed25519))
+        var retired = fileManager.contents(atPath: retiredPath).flatMap { String(data: $0, encoding: .utf8) } ?? ""
+        retired += "\(old.exported) \(Int(now.timeIntervalSince1970))\n"
+        guard fileManager.createFile(atPath: retiredPath, contents: Data(retired.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        let key = try generate()
+        guard fileManager.createFile(atPath: path, contents: Data(key.exported.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
+        logger.info("Rotated the token signing key", metadata: ["kid": "\(key.keyID)", "retired": "\(old.keyID)"])
         return key
     }
 }

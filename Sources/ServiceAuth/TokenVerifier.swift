@@ -66,10 +66,20 @@ public final class TokenVerifier: Sendable {
         guard token.utf8.count < 4096, token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
             throw Failure.malformed
         }
-        // A key id we have not seen means the auth service rotated its key: fetch the keys again (rate limited).
+        // The verifier fixes the algorithm (no `none`, no switch to HMAC keyed with a public key) and needs a key id.
+        guard let header = Self.header(of: token), header.alg == Self.algorithm, let kid = header.kid, !kid.isEmpty else {
+            logger.debug("Token refused", metadata: ["reason": "algorithm or key id"])
+            throw Failure.invalid
+        }
+        // A key id we have not seen means the auth service rotated its key: fetch the keys again (rate limited). A key
+        // id still unknown after that is refused (never verified with some default key).
         var keys = try await keyCollection(forceRefresh: false)
-        if let kid = Self.keyID(of: token), !state.withLockedValue({ $0.knownKeyIDs.contains(kid) }) {
+        if !state.withLockedValue({ $0.knownKeyIDs.contains(kid) }) {
             keys = try await keyCollection(forceRefresh: true)
+            guard state.withLockedValue({ $0.knownKeyIDs.contains(kid) }) else {
+                logger.debug("Token refused", metadata: ["reason": "unknown key id"])
+                throw Failure.invalid
+            }
         }
         let claims: TokenClaims
         do {
@@ -86,14 +96,21 @@ public final class TokenVerifier: Sendable {
         return identity
     }
 
-    /// The `kid` of a token's header, read without verifying anything.
-    static func keyID(of token: String) -> String? {
-        struct Header: Decodable { var kid: String? }
-        guard let first = token.split(separator: ".").first else { return nil }
+    /// The only algorithm shop tokens are signed with (Ed25519).
+    static let algorithm = "EdDSA"
+
+    /// A token's header (`alg`, `kid`), read without verifying anything.
+    struct Header: Decodable {
+        var alg: String?
+        var kid: String?
+    }
+
+    static func header(of token: String) -> Header? {
+        guard let first = token.split(separator: ".", omittingEmptySubsequences: false).first, first.utf8.count < 1024 else { return nil }
         var base64 = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard let data = Data(base64Encoded: base64) else { return nil }
-        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
+        return try? JSONDecoder().decode(Header.self, from: data)
     }
 
     private func keyCollection(forceRefresh: Bool) async throws -> JWTKeyCollection {

@@ -106,6 +106,15 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
         return RateLimitDecision(allowed: true, limit: rate.limit, remaining: rate.limit - window.count, resetAfter: resetAfter)
     }
 
+    /// What `take` would answer, without counting anything (for limits on failures, counted only once they happen).
+    public func peek(_ key: String, rate: RateLimit, now: Instant) -> RateLimitDecision {
+        guard let window = windows[key], window.start.duration(to: now) < rate.window else {
+            return RateLimitDecision(allowed: true, limit: rate.limit, remaining: rate.limit, resetAfter: rate.window)
+        }
+        let resetAfter = rate.window - window.start.duration(to: now)
+        return RateLimitDecision(allowed: window.count < rate.limit, limit: rate.limit, remaining: max(0, rate.limit - window.count), resetAfter: resetAfter)
+    }
+
     mutating func sweep(now: Instant) {
         windows = windows.filter { $0.value.start.duration(to: now) < $0.value.length }
         // Sweep again when the live table has doubled, so a steady population is not swept on every request.

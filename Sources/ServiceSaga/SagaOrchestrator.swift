@@ -259,7 +259,10 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 throw lost
             } catch {
                 guard attempt < step.maxAttempts else {
-                    try await fail(id: id, at: index, step: step.name, message: "\(error)", status: 503)
+                    // The saga's history is shown to its client: the error's own text (a driver's, a host name) stays
+                    // in the log.
+                    logger.error("Saga step failed for good", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
+                    try await fail(id: id, at: index, step: step.name, message: "The step failed (temporarily unavailable)", status: 503)
                     return
                 }
                 logger.warning("Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
@@ -315,7 +318,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 guard attempt < definition.compensationAttempts else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
                     Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "failed")]).increment()
-                    try await transition(id: id, history: (step.name, "compensation failed", "\(error)")) { sql in
+                    try await transition(id: id, history: (step.name, "compensation failed", "The compensation failed (temporarily unavailable)")) { sql in
                         try await sql.raw("UPDATE sagas SET status = 'failed' WHERE id = \(bind: id)").run()
                     }
                     return false

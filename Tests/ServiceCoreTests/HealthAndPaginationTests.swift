@@ -8,8 +8,13 @@ import ServiceTesting
 import Testing
 
 @Suite struct HealthAndPaginationTests {
-    struct Down: Error, CustomStringConvertible {
+    struct Down: HealthCheckFailure {
         var description: String { "database down" }
+    }
+
+    /// A driver's error: its text names a host and must not reach the public report.
+    struct DriverError: Error, CustomStringConvertible {
+        var description: String { "connection to db-internal.example:5432 refused (SELECT 1)" }
     }
 
     @Test func allChecksHealthyMeansHealthy() async {
@@ -27,12 +32,15 @@ import Testing
         checker.addCheck("ok") {}
         checker.addCheck("db") { throw Down() }
         checker.addCheck("hangs") { try await Task.sleep(for: .seconds(30)) }
+        checker.addCheck("driver") { throw DriverError() }
         let report = await checker.run()
         #expect(report.status == .unhealthy)
         #expect(report.checks["ok"]?.status == .healthy)
         #expect(report.checks["db"]?.error == "database down")
         #expect(report.checks["hangs"]?.status == .unhealthy)
         #expect(report.checks["hangs"]?.error == "check timed out")
+        #expect(report.checks["driver"]?.status == .unhealthy)
+        #expect(report.checks["driver"]?.error == "unavailable")
     }
 
     @Test func aCheckThatIgnoresCancellationStillTimesOut() async {

@@ -150,6 +150,7 @@ import Testing
             let record = try #require(try await hanging.run(id: "hanging"))
             #expect(record.status == .compensated)
             #expect(record.errorStatus == 503)
+            #expect(record.error == "The step failed (temporarily unavailable)", "an internal error's text is not shown to the client")
             #expect(stuck.standing.isEmpty)
         }
     }

@@ -93,3 +93,25 @@ import Testing
         #expect(Rules.phone("+") != nil)
     }
 }
+
+/// What Foundation's JSON parser would let through silently.
+@Suite struct JSONShapeTests {
+    @Test func duplicateKeysAreFoundHoweverTheyAreWritten() {
+        #expect(JSONShape.problem(in: Array(#"{"a":1,"b":2}"#.utf8)) == nil)
+        #expect(JSONShape.problem(in: Array(#"{"a":1,"a":2}"#.utf8)) == .duplicateKey("a"))
+        #expect(JSONShape.problem(in: Array(#"{"a":1,"\u0061":2}"#.utf8)) == .duplicateKey("a"))
+        #expect(JSONShape.problem(in: Array(#"{"x":{"a":1},"y":{"a":1}}"#.utf8)) == nil, "the same key in two objects is fine")
+        #expect(JSONShape.problem(in: Array(#"{"x":[{"a":1,"a":2}]}"#.utf8)) == .duplicateKey("a"))
+        #expect(JSONShape.problem(in: Array(#"{"a":"{\"a\":1,","b":"a"}"#.utf8)) == nil, "braces and quotes inside strings are text")
+        #expect(JSONShape.problem(in: Array(#"["a","a"]"#.utf8)) == nil, "array elements are not keys")
+    }
+
+    @Test func nestingIsBounded() {
+        let deep = String(repeating: "[", count: 33) + String(repeating: "]", count: 33)
+        let fine = String(repeating: "[", count: 32) + String(repeating: "]", count: 32)
+        #expect(JSONShape.problem(in: Array(deep.utf8)) == .tooDeep(limit: 32))
+        #expect(JSONShape.problem(in: Array(fine.utf8)) == nil)
+        // A huge nesting is refused at the limit, without reading (or recursing through) the rest.
+        #expect(JSONShape.problem(in: Array((String(repeating: #"{"a":"#, count: 100_000)).utf8)) == .tooDeep(limit: 32))
+    }
+}

@@ -71,8 +71,10 @@ import Testing
     @Test(arguments: TestDatabase.available)
     func theGuidesFlowAcrossRealProcesses(_ engine: TestDatabase) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.shopExecutable.path), "build the package first: swift build --build-tests")
-        let pids = try await Self.withSystem(engine, name: "system") { system, supervisor, client in
+        // At debug level, so the log scan below sees everything a service might write.
+        let pids = try await Self.withSystem(engine, name: "system", configure: { $0.logLevel = "debug" }) { system, supervisor, client in
             let orderID = try await walk(system: system, client: client, logs: system.dataDirectory + "/logs")
+            try await logsHoldNoSecrets(system: system, client: client, token: orderID.token)
             if engine == .sqlite {
                 try await restartKeepsData(system: system, supervisor: supervisor, client: client, orderID: orderID.order, token: orderID.token)
             }
@@ -177,6 +179,39 @@ import Testing
         #expect(userLog.contains(#""correlationId":"signup-\#(runID)""#))
         #expect(orderLog.contains(#""correlationId":"order-\#(runID)""#))
         return (placed.id, token)
+    }
+
+    /// After a full run (signup, logins right and wrong, a payment, a declined checkout), no log line of any service holds
+    /// a password, a token, a secret, the signing key, a card number or a CVV.
+    func logsHoldNoSecrets(system: LocalSystem, client: HTTPClient, token: String) async throws {
+        let gateway = system.gatewayURL
+        let wrong = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"WrongGuess7"}"#)
+        #expect(wrong.status == .unauthorized)
+        let declined = try await InProcessShop.call(
+            client, .POST, gateway + "/api/checkout",
+            json: #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"credit_card","cardDetails":{"number":"4000000000000002","expiryMonth":11,"expiryYear":2031,"cvv":"987"}}"#,
+            token: token
+        )
+        #expect(declined.status == .paymentRequired)
+        let data = system.dataDirectory
+        var secrets = ["Secret123", "WrongGuess7", "AdminPass1", "4111111111111111", "4000000000000002", #""cvv""#, token, "eyJ"]
+        if let key = try? String(contentsOfFile: data + "/auth/signing-key", encoding: .utf8) { secrets.append(key.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let clients = (try? Data(contentsOf: URL(fileURLWithPath: data + "/secrets/service-clients.json"))).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+        secrets += ((clients as? [String: String]) ?? [:]).values
+        #expect(secrets.count > 10, "the signing key and the service secrets were found to look for")
+        let logs = data + "/logs"
+        let files = try FileManager.default.contentsOfDirectory(atPath: logs)
+        #expect(files.count >= ServiceName.implemented.count)
+        var lines = 0
+        for file in files {
+            let text = try String(contentsOfFile: logs + "/" + file, encoding: .utf8)
+            lines += text.split(separator: "\n").count
+            for secret in secrets where text.contains(secret) {
+                let line = text.split(separator: "\n").first { $0.contains(secret) } ?? ""
+                Issue.record("\(file) holds a secret (\(secret.prefix(6))…): \(line.prefix(300))")
+            }
+        }
+        #expect(lines > 100, "the scan read a real run's logs")
     }
 
     /// A killed service is restarted by the supervisor and still has its data.

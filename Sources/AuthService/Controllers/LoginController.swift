@@ -10,6 +10,7 @@ import ShopContracts
 struct LoginController {
     let users: ServiceClient
     let issuer: TokenIssuer
+    let throttle: LoginThrottle
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.post("auth/login", use: login)
@@ -26,6 +27,14 @@ struct LoginController {
             guard let email, let password else { return nil }
             return CredentialCheck(email: email, password: password)
         }
+        let address = Self.clientAddress(request, context: context)
+        if let wait = throttle.retryAfter(email: credentials.email, address: address) {
+            let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+            context.logger.warning("Login throttled", metadata: ["address": "\(address)"])
+            throw APIError(
+                .tooManyRequests, "Too many failed login attempts", headers: [.retryAfter: String(seconds)], extra: ["retryAfter": String(seconds)]
+            )
+        }
         let response = try await users.send(.POST, "/internal/credentials/verify", body: credentials)
         switch response.status {
         case 200:
@@ -35,6 +44,7 @@ struct LoginController {
             context.logger.info("Login succeeded", metadata: ["userId": "\(user.id)"])
             return TokenResponse(token: token, expiresIn: expiresIn)
         case 400, 401:
+            throttle.failed(email: credentials.email, address: address)
             context.logger.info("Login refused")
             throw APIError(.unauthorized, "Invalid credentials")
         default:
@@ -42,8 +52,16 @@ struct LoginController {
         }
     }
 
+    /// The client's address: the last hop the gateway added to `X-Forwarded-For`, else the connection's peer.
+    static func clientAddress(_ request: Request, context: ServiceRequestContext) -> String {
+        if let forwarded = request.headers[.init("x-forwarded-for")!]?.split(separator: ",").last {
+            return forwarded.trimmingCharacters(in: .whitespaces)
+        }
+        return context.remoteAddress?.ipAddress ?? "unknown"
+    }
+
     @Sendable func jwks(request: Request, context: ServiceRequestContext) async throws -> Response {
-        let data = try JSONEncoder().encode(issuer.signingKey.jwks)
+        let data = try JSONEncoder().encode(issuer.jwks)
         return Response(
             status: .ok,
             headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],

@@ -11,6 +11,7 @@ struct NotificationController {
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("notifications")
             .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireUser())
             .get(use: list)
             .get("recipients/:userId", use: recipient)
     }

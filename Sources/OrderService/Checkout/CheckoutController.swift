@@ -23,6 +23,7 @@ struct CheckoutController {
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("checkout")
             .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireUser())
             .post(use: checkout)
             .get(":id", use: get)
     }

@@ -15,6 +15,7 @@ struct OrderController<Repository: OrderRepository> {
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("orders")
             .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireUser())
             .post(use: create)
             .get(use: list)
             .get("user/:userId", use: listForUser)

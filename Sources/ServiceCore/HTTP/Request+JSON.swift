@@ -8,10 +8,21 @@ extension Request {
         guard buffer.readableBytes > 0 else {
             throw APIError(.badRequest, "Request body is required")
         }
+        // Nesting is checked before parsing (the parser recurses); duplicate keys after (a malformed body is reported
+        // as such).
+        let problem = buffer.readableBytesView.withContiguousStorageIfAvailable { JSONShape.problem(in: $0) } ?? JSONShape.problem(in: buffer.readableBytesView)
+        if case .tooDeep(let limit) = problem {
+            throw APIError(.badRequest, "JSON body nested too deeply", extra: ["limit": String(limit)])
+        }
+        let value: JSONValue
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: buffer)
+            value = try JSONDecoder().decode(JSONValue.self, from: buffer)
         } catch {
             throw APIError(.badRequest, "Malformed JSON body")
         }
+        if case .duplicateKey(let key) = problem {
+            throw APIError(.badRequest, "Duplicate key in JSON body", details: [.init(field: String(key.prefix(100)), message: "appears more than once")])
+        }
+        return value
     }
 }

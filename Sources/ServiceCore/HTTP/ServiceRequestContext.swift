@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 
 /// The request context every service uses: the core storage plus the correlation id and the caller's identity.
 public struct ServiceRequestContext: RequestContext {
@@ -11,12 +12,15 @@ public struct ServiceRequestContext: RequestContext {
     public var identity: Identity?
     /// Body size limit, from the service settings.
     public var maxUploadSize: Int
+    /// The connection's peer (the gateway, for requests it forwards).
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.correlationID = ""
         self.identity = nil
         self.maxUploadSize = ServiceRequestContext.defaultMaxUploadSize
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     /// JSON responses with sorted keys and ISO 8601 dates, so output is stable and diffable.

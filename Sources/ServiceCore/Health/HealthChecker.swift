@@ -1,6 +1,10 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import ServiceResilience
+
+/// A failed check whose description is fit for the public health report (no host names, SQL or driver text).
+public protocol HealthCheckFailure: Error, CustomStringConvertible {}
 
 /// Runs named dependency checks concurrently, as the guide's `HealthChecker`: each check passes by returning and fails by
 /// throwing (or by taking longer than `timeout`).
@@ -38,9 +42,11 @@ public struct HealthChecker: Sendable {
         public var checks: [String: CheckResult]
     }
 
-    struct TimedOut: Error, CustomStringConvertible {
+    struct TimedOut: HealthCheckFailure {
         var description: String { "check timed out" }
     }
+
+    static let logger = Logger(label: "health")
 
     private var checks: [(name: String, check: @Sendable () async throws -> [String: CheckResult]?)] = []
     /// Longest a single check may take before it counts as failed.
@@ -73,7 +79,13 @@ public struct HealthChecker: Sendable {
                         let healthy = nested?.values.allSatisfy { $0.status == .healthy } ?? true
                         return (name, CheckResult(status: healthy ? .healthy : .unhealthy, responseTime: Self.milliseconds(since: start), checks: nested))
                     } catch {
-                        return (name, CheckResult(status: .unhealthy, responseTime: Self.milliseconds(since: start), error: "\(error)"))
+                        // Only a failure written for the report shows its text; any other error (a driver's, which may
+                        // name hosts or SQL) is logged here and shown as "unavailable".
+                        let shown = (error as? any HealthCheckFailure)?.description ?? "unavailable"
+                        if !(error is any HealthCheckFailure) {
+                            Self.logger.warning("Health check failed", metadata: ["check": "\(name)", "error": "\(error)"])
+                        }
+                        return (name, CheckResult(status: .unhealthy, responseTime: Self.milliseconds(since: start), error: shown))
                     }
                 }
             }

@@ -21,6 +21,7 @@ struct CredentialsController<Repository: UserRepository> {
     @Sendable func verify(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
         var request = request
         let check = try Validation.validate(try await request.jsonBody(context: context)) { body -> CredentialCheck? in
+            body.allowOnly(["email", "password"])
             let email = body.string("email", maxLength: 254)
             let password = body.string("password", maxLength: 1024, trim: false)
             guard let email, let password else { return nil }

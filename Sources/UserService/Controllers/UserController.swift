@@ -15,6 +15,7 @@ struct UserController<Repository: UserRepository> {
         router.post("users", use: create)
         router.group("users")
             .add(middleware: AuthMiddleware(verifier: verifier))
+            .add(middleware: RequireUser())
             .get(":id", use: get)
             .patch(":id", use: update)
             .get(":id/orders", use: userOrders)
