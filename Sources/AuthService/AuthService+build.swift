@@ -11,8 +11,9 @@ public struct AuthServiceConfiguration: Sendable {
     public var userURL: String
     /// Base64url Ed25519 private key (`AUTH_SIGNING_KEY`); when unset the key is generated into the data folder.
     public var signingKey: String?
-    /// Keys retired by a rotation (`AUTH_RETIRED_SIGNING_KEYS`, base64url, comma-separated); when unset, the data
-    /// folder's `auth/signing-key.retired` (written by `shop keys rotate`).
+    /// Keys retired by a rotation (`AUTH_RETIRED_SIGNING_KEYS`: their public `x`, base64url, comma-separated, each
+    /// optionally `@<unix time retired>`); when unset, the data folder's `auth/signing-key.retired` (written by
+    /// `shop keys rotate`).
     public var retiredSigningKeys: String?
     /// Lifetime of user tokens in seconds (`TOKEN_TTL_SECONDS`, default 3600).
     public var tokenLifetimeSeconds: Int
@@ -24,6 +25,9 @@ public struct AuthServiceConfiguration: Sendable {
     /// (`LOGIN_FAILURES_PER_ACCOUNT`, default 5/15m; `LOGIN_FAILURES_PER_ADDRESS`, default 50/15m).
     public var loginFailuresPerAccount: RateLimit
     public var loginFailuresPerAddress: RateLimit
+    /// Addresses of proxies (the gateway's) whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated;
+    /// loopback always).
+    public var trustedProxies: Set<String>
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.auth.rawValue, defaultPort: ServiceName.auth.port(), environment: environment)
@@ -35,6 +39,7 @@ public struct AuthServiceConfiguration: Sendable {
         self.serviceClients = environment.get("SERVICE_CLIENTS").map(ServiceSecrets.parse)
         self.loginFailuresPerAccount = Self.rate(environment.get("LOGIN_FAILURES_PER_ACCOUNT")) ?? RateLimit(limit: 5, window: .seconds(900))
         self.loginFailuresPerAddress = Self.rate(environment.get("LOGIN_FAILURES_PER_ADDRESS")) ?? RateLimit(limit: 50, window: .seconds(900))
+        self.trustedProxies = Set((environment.get("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
     /// A limit like `5/15m`; nil when unset or unreadable (the default applies), never unlimited.
@@ -80,7 +85,7 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     health.addCheck("signingKey") { _ = try await issuer.issue(subject: "health", role: .service, email: nil) }
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     let throttle = LoginThrottle(perAccount: configuration.loginFailuresPerAccount, perAddress: configuration.loginFailuresPerAddress)
-    LoginController(users: users, issuer: issuer, throttle: throttle).addRoutes(to: router)
+    LoginController(users: users, issuer: issuer, throttle: throttle, trustedProxies: configuration.trustedProxies).addRoutes(to: router)
     ServiceLoginController(clients: clients, issuer: issuer).addRoutes(to: router)
     return ServiceApplication.makeApplication(router: router, settings: settings, logger: logger)
 }

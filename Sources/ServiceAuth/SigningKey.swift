@@ -11,9 +11,11 @@ public struct SigningKey: Sendable {
 
     public init(privateKey: EdDSA.PrivateKey) {
         self.privateKey = privateKey
-        let digest = SHA256.hash(data: privateKey.publicKey.rawRepresentation)
-        self.keyID = Base64URL.encode(Data(digest.prefix(12)))
+        self.keyID = PublishedKey.keyID(of: privateKey.publicKey)
     }
+
+    /// The public half, as published.
+    public var published: PublishedKey { PublishedKey(publicKey: privateKey.publicKey) }
 
     /// A new random key.
     public static func generate() throws -> SigningKey {
@@ -21,18 +23,12 @@ public struct SigningKey: Sendable {
     }
 
     /// The public key as a JWK set, as served at `/.well-known/jwks.json`.
-    public var jwks: JWKS { Self.jwks([self]) }
+    public var jwks: JWKS { Self.jwks([published]) }
 
     /// The public keys of `keys` as one JWK set: the current key and those retired by a rotation.
-    public static func jwks(_ keys: [SigningKey]) -> JWKS {
+    public static func jwks(_ keys: [PublishedKey]) -> JWKS {
         JWKS(keys: keys.map { key in
-            .octetKeyPair(
-                .eddsa,
-                identifier: JWKIdentifier(string: key.keyID),
-                x: Base64URL.encode(key.privateKey.publicKey.rawRepresentation),
-                y: nil,
-                curve: .ed25519
-            )
+            .octetKeyPair(.eddsa, identifier: JWKIdentifier(string: key.keyID), x: key.x, y: nil, curve: .ed25519)
         })
     }
 
@@ -59,28 +55,57 @@ public struct SigningKey: Sendable {
     }
 }
 
+/// A public key that verifies tokens but cannot sign: the published half of a key, all that is kept of a retired one.
+public struct PublishedKey: Sendable {
+    public let publicKey: EdDSA.PublicKey
+    public let keyID: String
+
+    public init(publicKey: EdDSA.PublicKey) {
+        self.publicKey = publicKey
+        self.keyID = Self.keyID(of: publicKey)
+    }
+
+    /// The key as the JWK's `x`.
+    public var x: String { Base64URL.encode(publicKey.rawRepresentation) }
+
+    /// Key id: the first bytes of the public key's SHA-256, so a rotated key gets a new id.
+    static func keyID(of publicKey: EdDSA.PublicKey) -> String {
+        Base64URL.encode(Data(SHA256.hash(data: publicKey.rawRepresentation).prefix(12)))
+    }
+}
+
 extension SigningKey {
-    /// Keys retired by a rotation, from `AUTH_RETIRED_SIGNING_KEYS` (base64url `d`s, comma-separated) or the file at
-    /// `path` (a line per key: `d` and the Unix time it was retired). They are published, never used to sign, so tokens
-    /// they signed verify until they expire; a key retired longer ago than `keepFor` (the longest token lifetime) is
-    /// no longer published.
-    public static func loadRetired(environmentValue: String?, path: String, keepFor: Duration, now: Date = .now) throws -> [SigningKey] {
+    /// Keys retired by a rotation — public halves only — from `AUTH_RETIRED_SIGNING_KEYS` (comma-separated `x` values,
+    /// each optionally `@` the Unix time it was retired) or the file at `path` (a line per key: `x` and that time).
+    /// They are published, never used to sign, so tokens they signed verify until they expire; a key retired longer
+    /// ago than `keepFor` (the longest token lifetime) is no longer published.
+    public static func loadRetired(environmentValue: String?, path: String, keepFor: Duration, now: Date = .now) throws -> [PublishedKey] {
+        let entries: [(x: Substring, retiredAt: Substring?)]
         if let environmentValue, !environmentValue.isEmpty {
-            return try environmentValue.split(separator: ",").map {
-                SigningKey(privateKey: try EdDSA.PrivateKey(d: $0.trimmingCharacters(in: .whitespaces), curve: .ed25519))
+            entries = environmentValue.split(separator: ",").map { item in
+                let parts = item.trimmingCharacters(in: .whitespaces).split(separator: "@", maxSplits: 1)
+                return (parts[0], parts.count == 2 ? parts[1] : nil)
             }
+        } else if let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) {
+            entries = text.split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: " ")
+                return fields.count == 2 ? (fields[0], fields[1]) : nil
+            }
+        } else {
+            return []
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return [] }
-        return try text.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count == 2, let retiredAt = TimeInterval(fields[1]) else { return nil }
-            guard now.timeIntervalSince1970 - retiredAt < TimeInterval(keepFor.components.seconds) else { return nil }
-            return SigningKey(privateKey: try EdDSA.PrivateKey(d: String(fields[0]), curve: .ed25519))
+        return try entries.compactMap { entry in
+            if let retiredAt = entry.retiredAt {
+                guard let time = TimeInterval(retiredAt) else { throw CocoaError(.fileReadCorruptFile) }
+                guard now.timeIntervalSince1970 - time < TimeInterval(keepFor.components.seconds) else { return nil }
+            }
+            return PublishedKey(publicKey: try EdDSA.PublicKey(x: String(entry.x), curve: .ed25519))
         }
     }
 
-    /// Rotates the key kept at `path`: the current key joins the retired keys at `retiredPath` (with the time), a new
-    /// key takes its place. Services verifying tokens fetch the new key when they first see its id.
+    /// Rotates the key kept at `path`: the current key's public half joins the retired keys at `retiredPath` (with the
+    /// time; its private half is destroyed), a new key takes its place. Services verifying tokens fetch the new key when
+    /// they first see its id.
     public static func rotate(path: String, retiredPath: String, now: Date = .now, logger: Logger) throws -> SigningKey {
         let fileManager = FileManager.default
         guard let data = fileManager.contents(atPath: path), let current = String(data: data, encoding: .utf8) else {
@@ -88,7 +113,7 @@ extension SigningKey {
         }
         let old = SigningKey(privateKey: try EdDSA.PrivateKey(d: current.trimmingCharacters(in: .whitespacesAndNewlines), curve: .ed25519))
         var retired = fileManager.contents(atPath: retiredPath).flatMap { String(data: $0, encoding: .utf8) } ?? ""
-        retired += "\(old.exported) \(Int(now.timeIntervalSince1970))\n"
+        retired += "\(old.published.x) \(Int(now.timeIntervalSince1970))\n"
         guard fileManager.createFile(atPath: retiredPath, contents: Data(retired.utf8), attributes: [.posixPermissions: 0o600]) else {
             throw CocoaError(.fileWriteUnknown)
         }

@@ -7,14 +7,14 @@ public struct TokenIssuer: Sendable {
     let keys: JWTKeyCollection
     public let signingKey: SigningKey
     /// Keys retired by a rotation: published for verification, never used to sign.
-    public let retiredKeys: [SigningKey]
+    public let retiredKeys: [PublishedKey]
     /// Lifetime of user tokens.
     public let userTokenLifetime: Duration
     /// Lifetime of service tokens.
     public let serviceTokenLifetime: Duration
 
     public init(
-        signingKey: SigningKey, retiredKeys: [SigningKey] = [], userTokenLifetime: Duration = .seconds(3600),
+        signingKey: SigningKey, retiredKeys: [PublishedKey] = [], userTokenLifetime: Duration = .seconds(3600),
         serviceTokenLifetime: Duration = .seconds(900)
     ) async {
         self.signingKey = signingKey
@@ -26,7 +26,7 @@ public struct TokenIssuer: Sendable {
 
     /// The keys that verify this issuer's tokens (current first, then retired ones), as served at
     /// `/.well-known/jwks.json`.
-    public var jwks: JWKS { SigningKey.jwks([signingKey] + retiredKeys) }
+    public var jwks: JWKS { SigningKey.jwks([signingKey.published] + retiredKeys) }
 
     /// A signed token for `subject` with `role`, and its lifetime in seconds.
     public func issue(subject: String, role: Identity.Role, email: String?, scopes: [String] = [], now: Date = .now) async throws -> (

@@ -35,12 +35,19 @@ public final class TokenVerifier: Sendable {
     let cacheLimit: Int
     /// Shortest time between two key fetches triggered by unknown key ids.
     let refetchInterval: Duration
+    /// How long fetched keys are trusted before they are fetched again, so a key the auth service withdrew stops being
+    /// accepted (the JWKS is served with the same max-age).
+    let keyLifetime: Duration
 
-    public init(source: @escaping KeySource, logger: Logger, cacheLimit: Int = 10_000, refetchInterval: Duration = .seconds(5)) {
+    public init(
+        source: @escaping KeySource, logger: Logger, cacheLimit: Int = 10_000, refetchInterval: Duration = .seconds(5),
+        keyLifetime: Duration = .seconds(300)
+    ) {
         self.source = source
         self.logger = logger
         self.cacheLimit = cacheLimit
         self.refetchInterval = refetchInterval
+        self.keyLifetime = keyLifetime
     }
 
     /// A verifier that trusts exactly `jwks` (tests, in-process wiring).
@@ -115,10 +122,18 @@ public final class TokenVerifier: Sendable {
 
     private func keyCollection(forceRefresh: Bool) async throws -> JWTKeyCollection {
         let now = ContinuousClock.now
-        let (current, mayFetch) = state.withLockedValue { state in
-            (state.keys, state.lastKeyFetch.map { now - $0 >= refetchInterval } ?? true)
+        // The fetch time is taken before fetching, so many tokens with unknown key ids at once make one fetch, not many.
+        let (current, fetch) = state.withLockedValue { state -> (JWTKeyCollection?, Bool) in
+            let age = state.lastKeyFetch.map { now - $0 }
+            let stale = age.map { $0 >= keyLifetime } ?? true
+            let mayFetch = age.map { $0 >= refetchInterval } ?? true
+            // With no keys yet every caller fetches (nothing to answer with otherwise); after that, at most once per
+            // `refetchInterval`, when the keys are stale or a token names an unknown key.
+            let fetch = state.keys == nil || ((stale || forceRefresh) && mayFetch)
+            if fetch { state.lastKeyFetch = now }
+            return (state.keys, fetch)
         }
-        if let current, !forceRefresh || !mayFetch { return current }
+        if let current, !fetch { return current }
         let jwks: JWKS
         do {
             jwks = try await source()
@@ -128,10 +143,12 @@ public final class TokenVerifier: Sendable {
             throw APIError.unavailable("Token keys unavailable")
         }
         let keys = try await JWTKeyCollection().add(jwks: jwks)
+        let ids = Set(jwks.keys.compactMap { $0.keyIdentifier?.string })
         state.withLockedValue { state in
+            // A key no longer published takes the tokens it verified with it.
+            if !state.knownKeyIDs.isSubset(of: ids) { state.cache.removeAll() }
             state.keys = keys
-            state.lastKeyFetch = now
-            state.knownKeyIDs = Set(jwks.keys.compactMap { $0.keyIdentifier?.string })
+            state.knownKeyIDs = ids
         }
         return keys
     }

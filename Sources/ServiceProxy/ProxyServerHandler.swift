@@ -48,6 +48,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var status: HTTPResponseStatus?
         /// The request's server span (a no-op span when no tracer is installed).
         var span: (any Span)?
+        /// The span's trace context as headers (`traceparent`, `tracestate`), made once: sent upstream, and answered in
+        /// `traceresponse`.
+        var traceHeaders: [(String, String)] = []
+        /// The upstream the span reports (set when the request is forwarded).
+        var spanUpstream: ProxyUpstream?
         /// A local handler waiting for the whole body, and the body so far.
         var local: (@Sendable (ByteBuffer) async -> ProxyResponse)?
         var localBody = ByteBuffer()
@@ -146,7 +151,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             var context = ServiceContext.topLevel
             InstrumentationSystem.instrument.extract(head.headers, into: &context, using: NIOHeadersExtractor())
             let span = tracer.startAnySpan("\(head.method.rawValue) gateway", context: context, ofKind: .server)
-            if span.isRecording { span.attributes["http.request.method"] = head.method.rawValue }
+            // An unsampled span's context goes on too, so the services follow the decision.
+            InstrumentationSystem.instrument.inject(span.context, into: &exchange.traceHeaders, using: PairsInjector())
             exchange.span = span
         }
 
@@ -277,11 +283,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                     )
                 }
             }
-            if let span = exchange.span, span.isRecording {
-                span.attributes["server.address"] = "\(upstream.host):\(upstream.port)"
-                span.attributes["peer.service"] = upstream.name
-                InstrumentationSystem.instrument.inject(span.context, into: &head.headers, using: NIOHeadersInjector())
-            }
+            for (name, value) in exchange.traceHeaders { head.headers.replaceOrAdd(name: name, value: value) }
+            exchange.spanUpstream = upstream
             exchange.pending.insert(.head(head), at: 0)
             if ProxyHeaders.isReplayable(exchange.head) {
                 exchange.replay = exchange.pending
@@ -364,9 +367,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.upstreamKeepAlive = head.isKeepAlive
             exchange.status = head.status
             for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
-            if let span = exchange.span, span.isRecording, let traceparent = TraceContext.traceparent(span.context) {
-                head.headers.replaceOrAdd(name: "traceresponse", value: traceparent)
-            }
+            if let traceparent = exchange.traceparent { head.headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
             // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
             // content-length; an HTTP/1.0 client gets the body delimited by closing the connection.
             head.headers.remove(name: "transfer-encoding")
@@ -465,9 +466,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         headers.replaceOrAdd(name: ProxyHeaders.correlationHeader, value: exchange.correlationID)
-        if let span = exchange.span, span.isRecording, let traceparent = TraceContext.traceparent(span.context) {
-            headers.replaceOrAdd(name: "traceresponse", value: traceparent)
-        }
+        if let traceparent = exchange.traceparent { headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
         let close = closeAfter || !exchange.keepAlive
         if close { headers.replaceOrAdd(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
@@ -488,10 +487,30 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     private func endSpan(_ exchange: Exchange, status: HTTPResponseStatus? = nil) {
         guard let span = exchange.span else { return }
         exchange.span = nil
-        if span.isRecording, let status = status ?? exchange.status {
-            span.attributes["http.response.status_code"] = Int(status.code)
-            if status.code >= 500 { span.setStatus(.init(code: .error)) }
+        if span.isRecording {
+            // Set once, at the end: each attribute set on its own copies the span's attribute table.
+            var attributes: SpanAttributes = [:]
+            attributes["http.request.method"] = exchange.head.method.rawValue
+            if let upstream = exchange.spanUpstream {
+                attributes["server.address"] = "\(upstream.host):\(upstream.port)"
+                attributes["peer.service"] = upstream.name
+            }
+            if let status = status ?? exchange.status {
+                attributes["http.response.status_code"] = Int(status.code)
+                if status.code >= 500 { span.setStatus(.init(code: .error)) }
+            }
+            span.attributes = attributes
         }
         span.end()
     }
+}
+
+extension ProxyServerHandler.Exchange {
+    /// The request's `traceparent`, for `traceresponse`.
+    var traceparent: String? { traceHeaders.first { $0.0 == "traceparent" }?.1 }
+}
+
+/// Trace context into a list of header pairs.
+struct PairsInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout [(String, String)]) { carrier.append((key, value)) }
 }

@@ -115,6 +115,13 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
         return RateLimitDecision(allowed: window.count < rate.limit, limit: rate.limit, remaining: max(0, rate.limit - window.count), resetAfter: resetAfter)
     }
 
+    /// Gives back one request of `key` counted in its current window (one that turned out not to count).
+    public mutating func giveBack(_ key: String, rate: RateLimit, now: Instant) {
+        guard var window = windows[key], window.start.duration(to: now) < rate.window, window.count > 0 else { return }
+        window.count -= 1
+        windows[key] = window
+    }
+
     mutating func sweep(now: Instant) {
         windows = windows.filter { $0.value.start.duration(to: now) < $0.value.length }
         // Sweep again when the live table has doubled, so a steady population is not swept on every request.

@@ -93,6 +93,7 @@ enum OTLPTraceEncoder {
         writer.fixed64(7, span.startNanoseconds)
         writer.fixed64(8, span.endNanoseconds)
         span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        if span.dropped.attributes > 0 { writer.uint64(10, UInt64(span.dropped.attributes)) }
         for event in span.events {
             writer.message(11) { eventMessage in
                 eventMessage.fixed64(1, event.nanosecondsSinceEpoch)
@@ -100,6 +101,7 @@ enum OTLPTraceEncoder {
                 event.attributes.forEach { key, value in eventMessage.message(3) { keyValue(&$0, key, value) } }
             }
         }
+        if span.dropped.events > 0 { writer.uint64(12, UInt64(span.dropped.events)) }
         for (context, attributes) in span.links {
             writer.message(13) { link in
                 link.bytes(1, context.traceID.bytes)
@@ -108,6 +110,7 @@ enum OTLPTraceEncoder {
                 attributes.forEach { key, value in link.message(4) { keyValue(&$0, key, value) } }
             }
         }
+        if span.dropped.links > 0 { writer.uint64(14, UInt64(span.dropped.links)) }
         if let status = span.status {
             writer.message(15) { statusMessage in
                 if let message = status.message { statusMessage.string(2, message) }

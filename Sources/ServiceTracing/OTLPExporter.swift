@@ -33,19 +33,19 @@ public final class OTLPExporter: Service {
         await withGracefulShutdownHandler {
             while !stopping.isSet, !Task.isCancelled {
                 if buffer.count < buffer.batchSize { await buffer.wakeup.wait(timeout: configuration.scheduleDelay) }
-                await exportPending(client)
+                await exportPending(client, retrying: { !stopping.isSet })
             }
         } onGracefulShutdown: {
             stopping.set()
             self.buffer.wakeup.signal()
         }
-        // What ended before the stop still goes out.
-        await exportPending(client)
+        // What ended before the stop still goes out: one try per batch, so a collector that is down cannot hold the stop.
+        await exportPending(client, retrying: { false })
         try await client.shutdown()
     }
 
-    /// Exports everything waiting, a batch at a time.
-    func exportPending(_ client: HTTPClient) async {
+    /// Exports everything waiting, a batch at a time; a failed post is tried again while `retrying()` says so.
+    func exportPending(_ client: HTTPClient, retrying: () -> Bool) async {
         let (spans, dropped) = buffer.takeAll()
         if dropped > 0 {
             Counter(label: "trace_spans_total", dimensions: [("outcome", "dropped")]).increment(by: dropped)
@@ -55,14 +55,14 @@ public final class OTLPExporter: Service {
         while start < spans.endIndex {
             let end = min(start + buffer.batchSize, spans.endIndex)
             let batch = spans[start..<end]
-            let sent = await post(OTLPTraceEncoder.encode(batch, resource: configuration.resource, scope: scope), client: client)
+            let sent = await post(OTLPTraceEncoder.encode(batch, resource: configuration.resource, scope: scope), client: client, retrying: retrying)
             Counter(label: "trace_spans_total", dimensions: [("outcome", sent ? "exported" : "failed")]).increment(by: batch.count)
             start = end
         }
     }
 
     /// Posts one batch; true when the endpoint took it.
-    private func post(_ body: [UInt8], client: HTTPClient) async -> Bool {
+    private func post(_ body: [UInt8], client: HTTPClient, retrying: () -> Bool) async -> Bool {
         var request = HTTPClientRequest(url: configuration.endpoint)
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/x-protobuf")
@@ -84,17 +84,18 @@ public final class OTLPExporter: Service {
                     logger.warning("Trace export refused", metadata: ["status": "\(response.status.code)", "endpoint": "\(configuration.endpoint)"])
                     return false
                 }
-                retryAfter = response.headers.first(name: "retry-after").flatMap(Int.init).map { .seconds($0) }
+                // A Retry-After of zero or less (or garbage) is no reason to hammer the collector: the backoff applies.
+                retryAfter = response.headers.first(name: "retry-after").flatMap(Int.init).flatMap { $0 > 0 ? .seconds(min($0, 60)) : nil }
             } catch {
                 logger.debug("Trace export failed", metadata: ["error": "\(error)"])
             }
             let wait = retryAfter ?? backoff
-            guard ContinuousClock.now + wait < deadline, !Task.isCancelled else {
+            guard retrying(), ContinuousClock.now + wait < deadline, !Task.isCancelled else {
                 logger.warning("Trace export failed; batch dropped", metadata: ["endpoint": "\(configuration.endpoint)"])
                 return false
             }
             try? await Task.sleep(for: wait)
-            backoff *= 2
+            backoff = min(backoff * 2, .seconds(5))
         }
     }
 }

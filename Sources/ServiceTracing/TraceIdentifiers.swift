@@ -51,8 +51,22 @@ public struct TraceSpanContext: Hashable, Sendable {
         self.isRemote = isRemote
     }
 
-    /// `00-<trace id>-<span id>-<flags>`.
-    public var traceparent: String { "00-\(traceID.hex)-\(spanID.hex)-\(sampled ? "01" : "00")" }
+    /// `00-<trace id>-<span id>-<flags>`, written in one pass (this is on every forwarded request's path).
+    public var traceparent: String {
+        String(unsafeUninitializedCapacity: 55) { buffer in
+            buffer[0] = UInt8(ascii: "0")
+            buffer[1] = UInt8(ascii: "0")
+            buffer[2] = UInt8(ascii: "-")
+            Hex.write(traceID.high, into: buffer, at: 3)
+            Hex.write(traceID.low, into: buffer, at: 19)
+            buffer[35] = UInt8(ascii: "-")
+            Hex.write(spanID.value, into: buffer, at: 36)
+            buffer[52] = UInt8(ascii: "-")
+            buffer[53] = UInt8(ascii: "0")
+            buffer[54] = sampled ? UInt8(ascii: "1") : UInt8(ascii: "0")
+            return 55
+        }
+    }
 
     /// Parses a `traceparent` header as W3C requires: version `00` exactly as specified, a later version by its first
     /// four fields; lowercase hex only; no all-zero ids. Anything else is nil (the trace restarts).
@@ -88,18 +102,18 @@ private enum TraceSpanContextKey: ServiceContextKey {
 
 /// Lowercase hex for W3C ids, written by hand: formatting through `String(format:)` costs microseconds per id.
 enum Hex {
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
-
     static func string(_ values: UInt64...) -> String {
         String(unsafeUninitializedCapacity: values.count * 16) { buffer in
-            var index = 0
-            for value in values {
-                for shift in stride(from: 60, through: 0, by: -4) {
-                    buffer[index] = digits[Int((value >> UInt64(shift)) & 0xf)]
-                    index += 1
-                }
-            }
-            return index
+            for (index, value) in values.enumerated() { write(value, into: buffer, at: index * 16) }
+            return values.count * 16
+        }
+    }
+
+    /// `value` as 16 hex digits into `buffer` from `offset`.
+    static func write(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        for index in 0..<16 {
+            let nibble = Int((value >> UInt64(60 - 4 * index)) & 0xf)
+            buffer[offset + index] = nibble < 10 ? UInt8(ascii: "0") + UInt8(nibble) : UInt8(ascii: "a") + UInt8(nibble - 10)
         }
     }
 

@@ -14,7 +14,7 @@ public indirect enum TraceSampler: Sendable, Equatable {
         case .alwaysOff: return false
         case .traceIDRatio(let ratio):
             if ratio >= 1 { return true }
-            if ratio <= 0 { return false }
+            if !(ratio > 0) { return false }  // zero, negative or NaN
             // The low 63 bits of the trace id against the ratio's share of them.
             return traceID.low & (UInt64.max >> 1) < UInt64(ratio * Double(UInt64.max >> 1))
         case .parentBased(let root):

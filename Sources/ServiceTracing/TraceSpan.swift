@@ -20,6 +20,9 @@ public final class TraceSpan: Span {
         var status: SpanStatus?
         var events: [SpanEvent] = []
         var links: [SpanLink] = []
+        var droppedAttributes = 0
+        var droppedEvents = 0
+        var droppedLinks = 0
         var ended = false
     }
 
@@ -45,10 +48,23 @@ public final class TraceSpan: Span {
         }
     }
 
+    /// At most this many attributes, events and links per span (OpenTelemetry's default limits); beyond them the span
+    /// keeps what it has and counts what it dropped.
+    static let limit = 128
+
     public var attributes: SpanAttributes {
         get { state.withLock { $0.attributes } }
         set {
             guard isRecording else { return }
+            guard newValue.count <= Self.limit else {
+                var kept: SpanAttributes = [:]
+                newValue.forEach { key, value in if kept.count < Self.limit { kept[key] = value } }
+                state.withLock {
+                    $0.attributes = kept
+                    $0.droppedAttributes = newValue.count - kept.count
+                }
+                return
+            }
             state.withLock { $0.attributes = newValue }
         }
     }
@@ -64,7 +80,9 @@ public final class TraceSpan: Span {
 
     public func addEvent(_ event: SpanEvent) {
         guard isRecording else { return }
-        state.withLock { $0.events.append(event) }
+        state.withLock { state in
+            if state.events.count < Self.limit { state.events.append(event) } else { state.droppedEvents += 1 }
+        }
     }
 
     public func recordError<Instant: TracerInstant>(_ error: any Error, attributes: SpanAttributes, at instant: @autoclosure () -> Instant) {
@@ -77,7 +95,9 @@ public final class TraceSpan: Span {
 
     public func addLink(_ link: SpanLink) {
         guard isRecording else { return }
-        state.withLock { $0.links.append(link) }
+        state.withLock { state in
+            if state.links.count < Self.limit { state.links.append(link) } else { state.droppedLinks += 1 }
+        }
     }
 
     public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
@@ -89,7 +109,8 @@ public final class TraceSpan: Span {
             return FinishedSpan(
                 name: state.name, kind: kind, context: spanContext, parentSpanID: parentSpanID, startNanoseconds: startNanoseconds,
                 endNanoseconds: max(end, startNanoseconds), attributes: state.attributes, status: state.status, events: state.events,
-                links: state.links.compactMap { link in link.context.traceSpanContext.map { ($0, link.attributes) } }
+                links: state.links.compactMap { link in link.context.traceSpanContext.map { ($0, link.attributes) } },
+                dropped: (state.droppedAttributes, state.droppedEvents, state.droppedLinks)
             )
         }
         if let finished { buffer.append(finished) }
@@ -108,4 +129,6 @@ struct FinishedSpan: Sendable {
     var status: SpanStatus?
     var events: [SpanEvent]
     var links: [(TraceSpanContext, SpanAttributes)]
+    /// Attributes, events and links beyond the limits.
+    var dropped: (attributes: Int, events: Int, links: Int) = (0, 0, 0)
 }

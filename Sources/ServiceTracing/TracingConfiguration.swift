@@ -56,14 +56,17 @@ public struct TracingConfiguration: Sendable {
             throw TracingConfigurationError("OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG: unknown sampler or a ratio outside 0…1")
         }
         self.sampler = sampler
+        // Bounded, so no setting can overflow a timer or ask for an allocation that cannot be made.
         func milliseconds(_ name: String) throws -> Duration? {
             guard let text = environment[name] else { return nil }
-            guard let value = Int(text), value > 0 else { throw TracingConfigurationError("\(name): a positive number of milliseconds") }
+            guard let value = Int(text), (1...3_600_000).contains(value) else {
+                throw TracingConfigurationError("\(name): milliseconds between 1 and 3600000")
+            }
             return .milliseconds(value)
         }
         func count(_ name: String) throws -> Int? {
             guard let text = environment[name] else { return nil }
-            guard let value = Int(text), value > 0 else { throw TracingConfigurationError("\(name): a positive number") }
+            guard let value = Int(text), (1...1_000_000).contains(value) else { throw TracingConfigurationError("\(name): a number between 1 and 1000000") }
             return value
         }
         requestTimeout = try milliseconds("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") ?? milliseconds("OTEL_EXPORTER_OTLP_TIMEOUT") ?? requestTimeout

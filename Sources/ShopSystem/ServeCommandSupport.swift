@@ -6,12 +6,17 @@ import ShopContracts
 /// Running services in this process: one (`shop serve NAME`) or all of them (`shop up --in-process`).
 public enum ServiceRunner {
     /// Builds `services`, each with its own environment, and runs them until SIGTERM/SIGINT; a service that returns ends all.
+    /// `first` run before the services and stop after them (the trace exporter, so it still sends what they end while
+    /// draining); `extra` run after them.
     public static func run(
         _ services: [(name: ServiceName, environment: [String: String])],
+        first: [any Service] = [],
         extra: [any Service] = [],
         logger: Logger
     ) async throws {
-        var built: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var built: [ServiceGroupConfiguration.ServiceConfiguration] = first.map {
+            .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
         for (name, environment) in services {
             let service = try await ShopServices.build(name, environment: Environment(values: environment))
             built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))

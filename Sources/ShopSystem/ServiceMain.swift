@@ -16,10 +16,8 @@ public enum ServiceMain {
         LoggingSystem.bootstrapJSON(service: names.map(\.rawValue).joined(separator: "+"), level: level, output: output)
         var logger = Logger(label: "shop")
         logger.logLevel = level
-        var extra: [any Service] = ParentWatchdog(environment: environment).map { [$0] } ?? []
-        if let tracing = try TraceExport.bootstrap(service: names.map(\.rawValue).joined(separator: "+"), environment: environment, logger: logger) {
-            extra.append(tracing)
-        }
-        try await ServiceRunner.run(names.map { ($0, environment) }, extra: extra, logger: logger)
+        let extra: [any Service] = ParentWatchdog(environment: environment).map { [$0] } ?? []
+        let tracing = try TraceExport.bootstrap(service: names.map(\.rawValue).joined(separator: "+"), environment: environment, logger: logger)
+        try await ServiceRunner.run(names.map { ($0, environment) }, first: tracing.map { [$0] } ?? [], extra: extra, logger: logger)
     }
 }

@@ -292,6 +292,40 @@ import Testing
         }
     }
 
+    /// Header tricks at the gateway's door: a value carrying a line break (to smuggle a header of its own), a NUL, an
+    /// obsolete folded line, a header block over the limit. Each is refused (400, or the connection closed) before
+    /// anything reaches the upstream, nothing injected comes back, and the next client is served as usual.
+    @Test func headerInjectionAndOversizedHeadersAreRefused() async throws {
+        try await withProxy { base, client in
+            let port = Self.port(of: base)
+            let attacks = [
+                "GET /echo HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: abc\rSet-Cookie: injected=1\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: abc\nSet-Cookie: injected=1\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: test\r\nX-Correlation-ID: abc\u{0}def\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: test\r\nX-Long: a\r\n folded-on-to-the-next-line\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: test\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: test\r\n\(String(repeating: "X-Many: b\r\n", count: 20_000))\r\n",
+            ]
+            for attack in attacks {
+                let connection = try await RawHTTPConnection(port: port)
+                try? await connection.send(attack)
+                try await connection.wait(for: "a refusal") { received, closed in closed || received.contains("\r\n\r\n") }
+                let received = connection.received
+                #expect(received.isEmpty || received.hasPrefix("HTTP/1.1 4"), "\(attack.prefix(60)): \(received.prefix(120))")
+                #expect(!received.lowercased().contains("set-cookie"), "nothing injected comes back")
+                #expect(!received.contains("\"uri\""), "\(attack.prefix(60)) reached the upstream")
+                await connection.close()
+            }
+            // A correlation id that is not a plain token is replaced, never reflected.
+            var request = HTTPClientRequest(url: base + "/echo")
+            request.headers.add(name: "x-correlation-id", value: "<script>alert(1)</script>")
+            let response = try await client.execute(request, timeout: .seconds(20))
+            _ = try await response.body.collect(upTo: 1 << 16)
+            #expect(response.status == .ok)
+            #expect(response.headers.first(name: "x-correlation-id").map { !$0.contains("<") } == true)
+        }
+    }
+
     /// An upstream that reads a request and hangs up without answering; counts the connections that sent it anything.
     final class HangUp: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer

@@ -80,6 +80,12 @@ import Testing
         }
         // The control: the same claims, properly signed, pass.
         #expect(try await keys.verifier.verify(good).role == .admin)
+        // Clock skew: a not-before 10 s ahead is tolerated, one a minute ahead is not.
+        var skewed = RawClaims()
+        skewed.nbf = Date.now.timeIntervalSince1970 + 10
+        #expect(try await keys.verifier.verify(try await Self.sign(skewed, with: keys.key, kid: kid)).role == .admin)
+        skewed.nbf = Date.now.timeIntervalSince1970 + 60
+        await #expect(throws: TokenVerifier.Failure.self) { try await keys.verifier.verify(try await Self.sign(skewed, with: keys.key, kid: kid)) }
     }
 
     @Test func aRotatedKeyKeepsItsTokensValidUntilTheyExpire() async throws {
@@ -95,6 +101,10 @@ import Testing
         #expect(try SigningKey.loadOrCreate(environmentValue: nil, path: path, logger: logger).keyID == new.keyID)
         let attributes = try FileManager.default.attributesOfItem(atPath: path + ".retired")
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        // Only the public half of the retired key is kept.
+        let retiredText = try String(contentsOfFile: path + ".retired", encoding: .utf8)
+        #expect(!retiredText.contains(Base64URL.encode(old.privateKey.rawRepresentation)))
+        #expect(retiredText.contains(old.published.x))
 
         let retired = try SigningKey.loadRetired(environmentValue: nil, path: path + ".retired", keepFor: .seconds(3600))
         #expect(retired.map(\.keyID) == [old.keyID])

@@ -115,3 +115,10 @@ import Testing
         #expect(JSONShape.problem(in: Array((String(repeating: #"{"a":"#, count: 100_000)).utf8)) == .tooDeep(limit: 32))
     }
 }
+
+extension JSONShapeTests {
+    @Test func canonicallyEquivalentKeysAreOneKey() {
+        // "é" precomposed and as "e" + combining accent: one key to a Swift dictionary, so a duplicate here.
+        #expect(JSONShape.problem(in: Array("{\"caf\u{E9}\":1,\"cafe\u{301}\":2}".utf8)) == .duplicateKey("café"))
+    }
+}

@@ -194,7 +194,7 @@ import Testing
         )
         #expect(declined.status == .paymentRequired)
         let data = system.dataDirectory
-        var secrets = ["Secret123", "WrongGuess7", "AdminPass1", "4111111111111111", "4000000000000002", #""cvv""#, token, "eyJ"]
+        var secrets = ["Secret123", "WrongGuess7", "AdminPass1", "4111111111111111", "4000000000000002", #"\"cvv\""#, #""cvv":"#, token, "eyJ"]
         if let key = try? String(contentsOfFile: data + "/auth/signing-key", encoding: .utf8) { secrets.append(key.trimmingCharacters(in: .whitespacesAndNewlines)) }
         let clients = (try? Data(contentsOf: URL(fileURLWithPath: data + "/secrets/service-clients.json"))).flatMap { try? JSONSerialization.jsonObject(with: $0) }
         secrets += ((clients as? [String: String]) ?? [:]).values

@@ -11,6 +11,8 @@ struct LoginController {
     let users: ServiceClient
     let issuer: TokenIssuer
     let throttle: LoginThrottle
+    /// Peers whose `X-Forwarded-For` is believed (the gateway): loopback, and `TRUSTED_PROXIES`.
+    let trustedProxies: Set<String>
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.post("auth/login", use: login)
@@ -27,37 +29,46 @@ struct LoginController {
             guard let email, let password else { return nil }
             return CredentialCheck(email: email, password: password)
         }
-        let address = Self.clientAddress(request, context: context)
-        if let wait = throttle.retryAfter(email: credentials.email, address: address) {
+        let address = Self.clientAddress(request, context: context, trusting: trustedProxies)
+        if let wait = throttle.begin(email: credentials.email, address: address) {
             let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
             context.logger.warning("Login throttled", metadata: ["address": "\(address)"])
             throw APIError(
                 .tooManyRequests, "Too many failed login attempts", headers: [.retryAfter: String(seconds)], extra: ["retryAfter": String(seconds)]
             )
         }
-        let response = try await users.send(.POST, "/internal/credentials/verify", body: credentials)
+        let response: ServiceClient.Response
+        do {
+            response = try await users.send(.POST, "/internal/credentials/verify", body: credentials)
+        } catch {
+            throttle.succeeded(email: credentials.email, address: address)  // not checked: no guess was made
+            throw error
+        }
         switch response.status {
         case 200:
+            throttle.succeeded(email: credentials.email, address: address)
             let user = try response.decode(UserDTO.self)
             let role = Identity.Role(rawValue: user.role) ?? .user
             let (token, expiresIn) = try await issuer.issue(subject: user.id, role: role, email: user.email)
             context.logger.info("Login succeeded", metadata: ["userId": "\(user.id)"])
             return TokenResponse(token: token, expiresIn: expiresIn)
         case 400, 401:
-            throttle.failed(email: credentials.email, address: address)
             context.logger.info("Login refused")
             throw APIError(.unauthorized, "Invalid credentials")
         default:
+            throttle.succeeded(email: credentials.email, address: address)
             throw APIError(.badGateway, "User service answered \(response.status)")
         }
     }
 
-    /// The client's address: the last hop the gateway added to `X-Forwarded-For`, else the connection's peer.
-    static func clientAddress(_ request: Request, context: ServiceRequestContext) -> String {
-        if let forwarded = request.headers[.init("x-forwarded-for")!]?.split(separator: ",").last {
-            return forwarded.trimmingCharacters(in: .whitespaces)
-        }
-        return context.remoteAddress?.ipAddress ?? "unknown"
+    /// The client's address: when the peer is a trusted proxy (the gateway), the last hop it added to
+    /// `X-Forwarded-For`; otherwise the peer itself, whatever the header claims.
+    static func clientAddress(_ request: Request, context: ServiceRequestContext, trusting proxies: Set<String>) -> String {
+        let peer = context.remoteAddress?.ipAddress ?? "unknown"
+        guard peer == "127.0.0.1" || peer == "::1" || proxies.contains(peer),
+            let forwarded = request.headers[.init("x-forwarded-for")!]?.split(separator: ",").last
+        else { return peer }
+        return forwarded.trimmingCharacters(in: .whitespaces)
     }
 
     @Sendable func jwks(request: Request, context: ServiceRequestContext) async throws -> Response {

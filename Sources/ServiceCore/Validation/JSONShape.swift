@@ -16,7 +16,7 @@ public enum JSONShape {
     private struct Frame {
         var isObject: Bool
         var expectingKey: Bool
-        var keys: Set<[UInt8]> = []
+        var keys: Set<String> = []
     }
 
     /// The first problem in `bytes`, or nil. Meant for input that parses as JSON; on anything else it answers without
@@ -50,10 +50,11 @@ public enum JSONShape {
                 }
                 guard let last = stack.indices.last, stack[last].isObject, stack[last].expectingKey else { continue }
                 stack[last].expectingKey = false
-                // Keys with escapes are compared by what they mean ("a" and "\u0061" are the same key).
-                let key = raw.contains(UInt8(ascii: "\\")) ? Array(unescape(raw).utf8) : raw
+                // Keys are compared as the decoder will see them: as Swift strings (canonically equivalent spellings are
+                // one key), with escapes resolved ("a" and "\u0061" are the same key).
+                let key = raw.contains(UInt8(ascii: "\\")) ? unescape(raw) : String(decoding: raw, as: UTF8.self)
                 if !stack[last].keys.insert(key).inserted {
-                    return .duplicateKey(String(decoding: key, as: UTF8.self))
+                    return .duplicateKey(key)
                 }
             default:
                 continue
