@@ -4,7 +4,8 @@
 #
 #   scripts/bench-gateway.sh [seconds=10] [connections=64]
 #   RATE_LIMIT=100000000/60s scripts/bench-gateway.sh   # with the rate limiter counting every request
-# The gateway runs twice: tracing off, then tracing on at full sampling (spans exported to a sink in the upstream).
+#   PAIRS=5 scripts/bench-gateway.sh   # tracing off and on five times in turn, with medians
+# The gateway runs tracing off, then on at full sampling (spans exported to a sink in the upstream), PAIRS times.
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Needs nginx and wrk (apt-get install -y nginx wrk) and builds `shop` in release mode.
@@ -108,12 +109,26 @@ run() {  # name port pids...
 
 NGINX_WORKERS=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
 echo "wrk: ${DURATION}s, $CONNECTIONS connections, 2 threads; upstream: nginx fixed JSON; $(nproc) cores"
-run "nginx proxy" "$NGINX_PROXY_PORT" $NGINX_WORKERS
-run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID"
-# The same gateway with tracing on at full sampling: every request a span, exported over OTLP/HTTP in batches.
-stop_gateway
-start_gateway OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
-run "gateway, tracing on" "$GATEWAY_PORT" "$GATEWAY_PID"
-# Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
-# slowing requests).
-curl -fs "http://127.0.0.1:$GATEWAY_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'
+run "nginx proxy" "$NGINX_PROXY_PORT" $NGINX_WORKERS | tee -a "$WORK/results"
+# Tracing off, then on at full sampling (every request a span, exported over OTLP/HTTP in batches), PAIRS times in
+# turn: this machine drifts by ±15 % within minutes, so one pair proves nothing; the medians are compared.
+for pair in $(seq "${PAIRS:-1}"); do
+    run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
+    stop_gateway
+    start_gateway OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+    run "gateway, tracing on" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
+    # Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
+    # slowing requests).
+    curl -fs "http://127.0.0.1:$GATEWAY_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'
+    stop_gateway
+    start_gateway
+done
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2 }'; }
+if [ "${PAIRS:-1}" -gt 1 ]; then
+    for name in "shop gateway (NIO)" "gateway, tracing on"; do
+        lines=$(grep -F "$name" "$WORK/results")
+        rps=$(echo "$lines" | awk '{ for (i = 1; i <= NF; i++) if ($i == "req/s") print $(i - 1) }' | median)
+        cpu=$(echo "$lines" | awk '{ for (i = 1; i <= NF; i++) if ($i == "µs") print $(i - 1) }' | median)
+        printf "median of %s: %-22s %10s req/s %6s µs CPU/request\n" "$(echo "$lines" | wc -l)" "$name" "$rps" "$cpu"
+    done
+fi

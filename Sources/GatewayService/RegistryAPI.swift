@@ -5,6 +5,7 @@ import ServiceAuth
 import ServiceCore
 import ServiceProxy
 import ServiceResilience
+import ShopContracts
 
 /// The guide's registry API, hosted by the gateway:
 ///
@@ -96,6 +97,9 @@ struct RegistryAPI: Sendable {
     /// Only the service itself may register (or renew) instances under its name.
     func requireSelf(_ caller: Identity, service: String) throws {
         guard caller.role == .service else { throw APIError.forbidden("Only a service token may register instances") }
+        guard caller.isService(with: Scope.registryRegister) else {
+            throw APIError.forbidden("Registering needs a service token with scope \(Scope.registryRegister)")
+        }
         guard caller.subject == service else { throw APIError.forbidden("A service may only register its own instances") }
     }
 

@@ -4,14 +4,17 @@ import NIOHTTP1
 /// An upstream server a request can be forwarded to.
 public struct ProxyUpstream: Hashable, Sendable {
     /// Name used in errors and logs (for example `user`).
-    public var name: String
-    public var host: String
-    public var port: Int
+    public let name: String
+    public let host: String
+    public let port: Int
+    /// `host:port`, made once (traces report it on every request).
+    public let address: String
 
     public init(name: String, host: String, port: Int) {
         self.name = name
         self.host = host
         self.port = port
+        self.address = "\(host):\(port)"
     }
 }
 

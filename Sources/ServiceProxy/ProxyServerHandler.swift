@@ -150,7 +150,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         if let tracer {
             var context = ServiceContext.topLevel
             InstrumentationSystem.instrument.extract(head.headers, into: &context, using: NIOHeadersExtractor())
-            let span = tracer.startAnySpan("\(head.method.rawValue) gateway", context: context, ofKind: .server)
+            let span = tracer.startAnySpan(Self.spanName(head.method), context: context, ofKind: .server)
             // An unsampled span's context goes on too, so the services follow the decision.
             InstrumentationSystem.instrument.inject(span.context, into: &exchange.traceHeaders, using: PairsInjector())
             exchange.span = span
@@ -490,9 +490,10 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         if span.isRecording {
             // Set once, at the end: each attribute set on its own copies the span's attribute table.
             var attributes: SpanAttributes = [:]
+            attributes.reserveCapacity(4)
             attributes["http.request.method"] = exchange.head.method.rawValue
             if let upstream = exchange.spanUpstream {
-                attributes["server.address"] = "\(upstream.host):\(upstream.port)"
+                attributes["server.address"] = upstream.address
                 attributes["peer.service"] = upstream.name
             }
             if let status = status ?? exchange.status {
@@ -513,4 +514,18 @@ extension ProxyServerHandler.Exchange {
 /// Trace context into a list of header pairs.
 struct PairsInjector: Injector {
     func inject(_ value: String, forKey key: String, into carrier: inout [(String, String)]) { carrier.append((key, value)) }
+}
+
+extension ProxyServerHandler {
+    /// The server span's name: a constant for the common methods (no string built per request).
+    static func spanName(_ method: HTTPMethod) -> String {
+        switch method {
+        case .GET: "GET gateway"
+        case .POST: "POST gateway"
+        case .PUT: "PUT gateway"
+        case .PATCH: "PATCH gateway"
+        case .DELETE: "DELETE gateway"
+        default: "\(method.rawValue) gateway"
+        }
+    }
 }

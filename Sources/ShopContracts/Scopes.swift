@@ -13,14 +13,19 @@ public enum Scope {
     public static let paymentsRefund = "payments:refund"
     /// `GET /internal/payments?orderId=` (payment service).
     public static let paymentsRead = "payments:read"
+    /// `POST/PUT/DELETE /register` (the gateway's registry), for the service's own instances only.
+    public static let registryRegister = "registry:register"
 
     /// The scopes `service`'s token carries.
     public static func granted(to service: ServiceName) -> [String] {
-        switch service {
-        case .auth: [credentialsVerify]
-        case .payment: [ordersRead]
-        case .order: [inventoryReserve, paymentsCharge, paymentsRefund, paymentsRead]
-        case .gateway, .user, .inventory, .notification: []
-        }
+        let own: [String] =
+            switch service {
+            case .auth: [credentialsVerify]
+            case .payment: [ordersRead]
+            case .order: [inventoryReserve, paymentsCharge, paymentsRefund, paymentsRead]
+            case .gateway, .user, .inventory, .notification: []
+            }
+        // Every service but the gateway (which hosts the registry) registers its instances.
+        return service == .gateway ? own : own + [registryRegister]
     }
 }

@@ -71,9 +71,9 @@ import UserService
                 #expect(identity.role == .service)
                 #expect(identity.subject == "payment")
                 #expect(identity.scopes == Set(Scope.granted(to: .payment)))
-                // The notification service has no scope at all: it cannot read orders, let alone charge a card.
+                // The notification service may only register its own instances: it cannot read orders, let alone charge a card.
                 let notification = try await login(#"{"serviceId":"notification","serviceSecret":"notification-secret"}"#).json(ServiceToken.self)
-                #expect(try await TokenVerifierFactory.verify(notification.token, jwks: jwks).scopes.isEmpty)
+                #expect(try await TokenVerifierFactory.verify(notification.token, jwks: jwks).scopes == [Scope.registryRegister])
 
                 for body in [
                     #"{"serviceId":"payment","serviceSecret":"notification-secret"}"#,

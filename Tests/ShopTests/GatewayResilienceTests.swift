@@ -203,8 +203,9 @@ import Testing
         try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
             try await Self.withGateway(upstreamPort: ports[0]) { gateway in
                 let keys = gateway.keys
-                let order = try await keys.token("order", role: .service)
-                let payment = try await keys.token("payment", role: .service)
+                let order = try await keys.token("order", role: .service, scopes: [Scope.registryRegister])
+                let payment = try await keys.token("payment", role: .service, scopes: [Scope.registryRegister])
+                let unscoped = try await keys.token("order", role: .service)
                 let user = try await keys.token("jane")
                 let admin = try await keys.token("root", role: .admin)
                 let valid = #"{"name":"order","url":"http://127.0.0.1:\#(ports[0])","instanceId":"order-test-1"}"#
@@ -214,6 +215,9 @@ import Testing
                 #expect(try await gateway.call(.POST, "/register", json: valid, token: "garbage").status == .unauthorized)
                 let byUser = try await gateway.call(.POST, "/register", json: valid, token: user)
                 #expect(byUser.status == .forbidden)
+                let withoutScope = try await gateway.call(.POST, "/register", json: valid, token: unscoped)
+                #expect(withoutScope.status == .forbidden)
+                #expect(withoutScope.object["error"] as? String == "Registering needs a service token with scope registry:register")
                 let byOther = try await gateway.call(.POST, "/register", json: valid, token: payment)
                 #expect(byOther.status == .forbidden)
                 #expect(byOther.object["error"] as? String == "A service may only register its own instances")
@@ -270,7 +274,7 @@ import Testing
                 $0.registryCheckInterval = .milliseconds(100)
                 $0.registryTTL = .seconds(300)
             }) { gateway in
-                let order = try await gateway.keys.token("order", role: .service)
+                let order = try await gateway.keys.token("order", role: .service, scopes: [Scope.registryRegister])
                 let jane = try await gateway.keys.token("jane")
                 let dead = try ClosedPort()
                 for (id, port) in [("order-a", ports[1]), ("order-b", ports[2]), ("order-dead", dead.port)] {
@@ -307,7 +311,7 @@ import Testing
                     $0.registryCheckInterval = .milliseconds(100)
                 }
             ) { gateway in
-                let order = try await gateway.keys.token("order", role: .service)
+                let order = try await gateway.keys.token("order", role: .service, scopes: [Scope.registryRegister])
                 let jane = try await gateway.keys.token("jane")
                 let body = #"{"name":"order","url":"http://127.0.0.1:\#(ports[1])","instanceId":"order-quiet"}"#
                 let started = ContinuousClock.now
@@ -342,7 +346,7 @@ import Testing
                         await onServerRunning(bound)
                     })
                     let agent = RegistryAgent(
-                        registryURL: registry, name: "order", host: "127.0.0.1", credentials: keys.serviceTokens("order", scopes: []),
+                        registryURL: registry, name: "order", host: "127.0.0.1", credentials: keys.serviceTokens("order", scopes: [Scope.registryRegister]),
                         logger: Logger(label: "agent"), port: { await port.stream.first { _ in true } }
                     )
                     agentID.withLockedValue { $0 = agent.instanceID }
