@@ -16,6 +16,17 @@ public struct ProxyUpstream: Hashable, Sendable {
         self.port = port
         self.address = "\(host):\(port)"
     }
+
+    // Identity is name, host and port; `address` follows from them and is left out of hashing.
+    public static func == (lhs: ProxyUpstream, rhs: ProxyUpstream) -> Bool {
+        lhs.port == rhs.port && lhs.host == rhs.host && lhs.name == rhs.name
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(host)
+        hasher.combine(port)
+    }
 }
 
 /// A complete response produced by the proxy itself (errors, its own small endpoints).
