@@ -48,8 +48,11 @@ public struct AuthServiceConfiguration: Sendable {
     }
 
     /// Where the generated signing key is kept.
-    public var signingKeyPath: String {
-        (settings.dataDirectory as NSString).appendingPathComponent("auth/signing-key")
+    public var signingKeyPath: String { Self.signingKeyPath(dataDirectory: settings.dataDirectory) }
+
+    /// Where the signing key of the system whose data folder is `dataDirectory` is kept (`shop keys rotate` too).
+    public static func signingKeyPath(dataDirectory: String) -> String {
+        (dataDirectory as NSString).appendingPathComponent("auth/signing-key")
     }
 
     /// Where retired keys are kept (a line each: the key and when it was retired).

@@ -47,11 +47,16 @@ public struct SigningKey: Sendable {
         }
         let key = try generate()
         try fileManager.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard fileManager.createFile(atPath: path, contents: Data(key.exported.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
+        try writePrivate(key.exported, to: path)
         logger.info("Generated a new token signing key", metadata: ["kid": "\(key.keyID)", "path": "\(path)"])
         return key
+    }
+
+    /// Writes `text` to `path`, readable and writable by the owner only (keys are secrets, and so is their history).
+    static func writePrivate(_ text: String, to path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown)
+        }
     }
 }
 
@@ -108,19 +113,14 @@ extension SigningKey {
     /// they first see its id.
     public static func rotate(path: String, retiredPath: String, now: Date = .now, logger: Logger) throws -> SigningKey {
         let fileManager = FileManager.default
-        guard let data = fileManager.contents(atPath: path), let current = String(data: data, encoding: .utf8) else {
-            return try loadOrCreate(environmentValue: nil, path: path, logger: logger)
-        }
-        let old = SigningKey(privateKey: try EdDSA.PrivateKey(d: current.trimmingCharacters(in: .whitespacesAndNewlines), curve: .ed25519))
+        // No key yet: the first one is generated, nothing is retired.
+        guard fileManager.fileExists(atPath: path) else { return try loadOrCreate(environmentValue: nil, path: path, logger: logger) }
+        let old = try loadOrCreate(environmentValue: nil, path: path, logger: logger)
         var retired = fileManager.contents(atPath: retiredPath).flatMap { String(data: $0, encoding: .utf8) } ?? ""
         retired += "\(old.published.x) \(Int(now.timeIntervalSince1970))\n"
-        guard fileManager.createFile(atPath: retiredPath, contents: Data(retired.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
+        try writePrivate(retired, to: retiredPath)
         let key = try generate()
-        guard fileManager.createFile(atPath: path, contents: Data(key.exported.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CocoaError(.fileWriteUnknown)
-        }
+        try writePrivate(key.exported, to: path)
         logger.info("Rotated the token signing key", metadata: ["kid": "\(key.keyID)", "retired": "\(old.keyID)"])
         return key
     }

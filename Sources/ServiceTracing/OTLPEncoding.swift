@@ -36,10 +36,19 @@ struct ProtobufWriter {
 
     mutating func double(_ field: UInt64, _ value: Double) { fixed64(field, value.bitPattern) }
 
-    mutating func bytes(_ field: UInt64, _ value: [UInt8]) {
+    /// A span id as `bytes`: 8 bytes, most significant first.
+    mutating func id(_ field: UInt64, _ word: UInt64) {
         tag(field, 2)
-        varint(UInt64(value.count))
-        bytes.append(contentsOf: value)
+        varint(8)
+        withUnsafeBytes(of: word.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    /// A trace id as `bytes`: 16 bytes, most significant first.
+    mutating func id(_ field: UInt64, _ high: UInt64, _ low: UInt64) {
+        tag(field, 2)
+        varint(16)
+        withUnsafeBytes(of: high.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { bytes.append(contentsOf: $0) }
     }
 
     mutating func string(_ field: UInt64, _ value: String) {
@@ -56,9 +65,15 @@ struct ProtobufWriter {
         tag(field, 2)
         let start = bytes.count
         body(&self)
-        var length = ProtobufWriter(capacity: 5)
-        length.varint(UInt64(bytes.count - start))
-        bytes.insert(contentsOf: length.bytes, at: start)
+        // Room for the length's varint is made in front of the fields, then filled in (no buffer of its own).
+        var length = UInt64(bytes.count - start)
+        var size = 1
+        while length >> (7 * size) != 0 { size += 1 }
+        bytes.insert(contentsOf: repeatElement(0, count: size), at: start)
+        for index in start..<start + size {
+            bytes[index] = UInt8(truncatingIfNeeded: length) | (index < start + size - 1 ? 0x80 : 0)
+            length >>= 7
+        }
     }
 }
 
@@ -84,10 +99,10 @@ enum OTLPTraceEncoder {
     }
 
     static func encode(_ span: FinishedSpan, into writer: inout ProtobufWriter) {
-        writer.bytes(1, span.context.traceID.bytes)
-        writer.bytes(2, span.context.spanID.bytes)
+        writer.id(1, span.context.traceID.high, span.context.traceID.low)
+        writer.id(2, span.context.spanID.value)
         if let traceState = span.context.traceState { writer.string(3, traceState) }
-        if let parent = span.parentSpanID { writer.bytes(4, parent.bytes) }
+        if let parent = span.parentSpanID { writer.id(4, parent.value) }
         writer.string(5, span.name)
         writer.uint64(6, kindNumber(span.kind))
         writer.fixed64(7, span.startNanoseconds)
@@ -104,8 +119,8 @@ enum OTLPTraceEncoder {
         if span.dropped.events > 0 { writer.uint64(12, UInt64(span.dropped.events)) }
         for (context, attributes) in span.links {
             writer.message(13) { link in
-                link.bytes(1, context.traceID.bytes)
-                link.bytes(2, context.spanID.bytes)
+                link.id(1, context.traceID.high, context.traceID.low)
+                link.id(2, context.spanID.value)
                 if let traceState = context.traceState { link.string(3, traceState) }
                 attributes.forEach { key, value in link.message(4) { keyValue(&$0, key, value) } }
             }

@@ -12,9 +12,6 @@ public struct TraceID: Hashable, Sendable {
 
     /// 32 lowercase hex digits, as in `traceparent`.
     public var hex: String { Hex.string(high, low) }
-
-    /// The id's bytes, most significant first (OTLP's `bytes trace_id`).
-    var bytes: [UInt8] { Hex.bytes(high) + Hex.bytes(low) }
 }
 
 /// A W3C span (parent) id: 8 bytes, never all zero.
@@ -27,8 +24,6 @@ public struct SpanID: Hashable, Sendable {
 
     /// 16 lowercase hex digits, as in `traceparent`.
     public var hex: String { Hex.string(value) }
-
-    var bytes: [UInt8] { Hex.bytes(value) }
 }
 
 /// The identity of a span as it travels: in a `ServiceContext` within a process, in `traceparent`/`tracestate` between
@@ -115,10 +110,6 @@ enum Hex {
             let nibble = Int((value >> UInt64(60 - 4 * index)) & 0xf)
             buffer[offset + index] = nibble < 10 ? UInt8(ascii: "0") + UInt8(nibble) : UInt8(ascii: "a") + UInt8(nibble - 10)
         }
-    }
-
-    static func bytes(_ value: UInt64) -> [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) }
     }
 
     /// Up to 16 lowercase hex digits as a number; nil for anything else (upper case included, as W3C requires).

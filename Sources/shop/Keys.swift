@@ -1,4 +1,5 @@
 import ArgumentParser
+import AuthService
 import Foundation
 import Logging
 import ServiceAuth
@@ -20,7 +21,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             var logger = Logger(label: "shop-keys")
             logger.logLevel = .info
-            let path = (dataDirectory as NSString).appendingPathComponent("auth/signing-key")
+            let path = AuthServiceConfiguration.signingKeyPath(dataDirectory: dataDirectory)
             let key = try SigningKey.rotate(path: path, retiredPath: path + ".retired", logger: logger)
             print("New signing key \(key.keyID) in \(path); the previous key is kept in \(path).retired")
         }
