@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Gateway benchmark: the shop gateway (SwiftNIO proxy) against nginx as a reverse proxy, side by side in one run,
-# both forwarding to the same fixed-JSON upstream (an nginx `return 200`) over keep-alive connections.
+# both forwarding to the same fixed-JSON upstream (an nginx `return 200`) over keep-alive connections; then the
+# gateway with tracing off against the gateway with tracing on at full sampling, both at the same time.
 #
 #   scripts/bench-gateway.sh [seconds=10] [connections=64]
 #   RATE_LIMIT=100000000/60s scripts/bench-gateway.sh   # with the rate limiter counting every request
-#   PAIRS=5 scripts/bench-gateway.sh   # tracing off and on five times in turn, with medians
-# The gateway runs tracing off, then on at full sampling (spans exported to a sink in the upstream), PAIRS times.
+#   ROUNDS=5 scripts/bench-gateway.sh                   # five rounds of the tracing comparison (default 3)
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
-# Needs nginx and wrk (apt-get install -y nginx wrk) and builds `shop` in release mode.
+# Tracing off and on run simultaneously, not one after the other: this machine's speed drifts by ±15 % within minutes,
+# which swamps a 10 % difference measured in turn. Both gateways (one event loop each) share one core, each in its own
+# session so the scheduler gives each half of it; wrk and the upstream get the other core. Whatever tracing costs in
+# CPU, on the request path or in the exporter's threads, the traced gateway then pays out of the same half core, and
+# the ratio of the two throughputs is tracing's cost. Each gateway's share of the core is printed: near 50 % each
+# means the gateways, not the clients, were the limit.
+# Needs nginx, wrk and taskset (apt-get install -y nginx wrk util-linux), two cores, and builds `shop` in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
@@ -16,9 +22,13 @@ CONNECTIONS="${2:-64}"
 UPSTREAM_PORT=18080
 NGINX_PROXY_PORT=18081
 GATEWAY_PORT=18082
+TRACING_OFF_PORT=18083
+TRACING_ON_PORT=18084
 WORK=$(mktemp -d /tmp/shop-bench.XXXXXX)
 
-command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "install nginx and wrk first: apt-get install -y nginx wrk" >&2; exit 1; }
+command -v nginx >/dev/null && command -v wrk >/dev/null && command -v taskset >/dev/null ||
+    { echo "install nginx, wrk and taskset first: apt-get install -y nginx wrk util-linux" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "the tracing comparison needs two cores" >&2; exit 1; }
 swift build -c release --product shop >/dev/null
 SHOP="$(swift build -c release --show-bin-path)/shop"
 
@@ -59,7 +69,7 @@ CONF
 nginx -c "$WORK/upstream.conf"
 nginx -c "$WORK/proxy.conf"
 cleanup() {
-    [ -n "${GATEWAY_PID:-}" ] && kill "$GATEWAY_PID" 2>/dev/null || true
+    for pid in ${GATEWAY_PID:-} ${OFF_PID:-} ${ON_PID:-}; do kill "$pid" 2>/dev/null || true; done
     nginx -c "$WORK/proxy.conf" -s quit 2>/dev/null || true
     nginx -c "$WORK/upstream.conf" -s quit 2>/dev/null || true
     sleep 0.5
@@ -110,25 +120,50 @@ run() {  # name port pids...
 NGINX_WORKERS=$(pgrep -P "$(cat "$WORK/proxy.pid")" | tr '\n' ' ')
 echo "wrk: ${DURATION}s, $CONNECTIONS connections, 2 threads; upstream: nginx fixed JSON; $(nproc) cores"
 run "nginx proxy" "$NGINX_PROXY_PORT" $NGINX_WORKERS | tee -a "$WORK/results"
-# Tracing off, then on at full sampling (every request a span, exported over OTLP/HTTP in batches), PAIRS times in
-# turn: this machine drifts by ±15 % within minutes, so one pair proves nothing; the medians are compared.
-for pair in $(seq "${PAIRS:-1}"); do
-    run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
-    stop_gateway
-    start_gateway OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
-    run "gateway, tracing on" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
-    # Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
-    # slowing requests).
-    curl -fs "http://127.0.0.1:$GATEWAY_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'
-    stop_gateway
-    start_gateway
-done
-median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2 }'; }
-if [ "${PAIRS:-1}" -gt 1 ]; then
-    for name in "shop gateway (NIO)" "gateway, tracing on"; do
-        lines=$(grep -F "$name" "$WORK/results")
-        rps=$(echo "$lines" | awk '{ for (i = 1; i <= NF; i++) if ($i == "req/s") print $(i - 1) }' | median)
-        cpu=$(echo "$lines" | awk '{ for (i = 1; i <= NF; i++) if ($i == "µs") print $(i - 1) }' | median)
-        printf "median of %s: %-22s %10s req/s %6s µs CPU/request\n" "$(echo "$lines" | wc -l)" "$name" "$rps" "$cpu"
+run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
+stop_gateway
+
+# Tracing off and on, side by side on core 1 (see the top of this file); the clients and the upstream on core 0.
+traced_gateway() {  # port log extra environment assignments…
+    local port=$1 log=$2; shift 2
+    mkdir -p "$WORK/data-$port"
+    # (A script's background job is no process-group leader, so setsid runs the gateway itself and $! is its pid.)
+    setsid taskset -c 1 env "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT="$port" LOG_LEVEL=warning DATA_DIR="$WORK/data-$port" \
+        INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS=1 \
+        "$SHOP" serve gateway >"$WORK/$log" 2>&1 &
+    LAST_PID=$!
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
+}
+traced_gateway "$TRACING_OFF_PORT" off.log
+OFF_PID=$LAST_PID
+traced_gateway "$TRACING_ON_PORT" on.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+ON_PID=$LAST_PID
+for pid in $(cat "$WORK/upstream.pid") $(pgrep -P "$(cat "$WORK/upstream.pid")"); do taskset -a -p -c 0 "$pid" >/dev/null; done
+
+wrk_field() { awk -v f="$2" '$0 ~ f { print ($1 == "Requests/sec:" ? $2 : $1) }' "$1"; }
+echo "tracing off and on at full sampling, simultaneously, one event loop each on core 1 (wrk: 1 thread each on core 0)"
+hz=$(getconf CLK_TCK)
+for round in $(seq "${ROUNDS:-3}"); do
+    for port in "$TRACING_OFF_PORT" "$TRACING_ON_PORT"; do curl -fs "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null; done
+    for port in "$TRACING_OFF_PORT" "$TRACING_ON_PORT"; do
+        taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null &  # warm-up
     done
-fi
+    wait
+    off_before=$(cpu_ticks "$OFF_PID"); on_before=$(cpu_ticks "$ON_PID")
+    taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_OFF_PORT/api/inventory/product-1" >"$WORK/off.wrk" &
+    taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_ON_PORT/api/inventory/product-1" >"$WORK/on.wrk" &
+    wait
+    off_after=$(cpu_ticks "$OFF_PID"); on_after=$(cpu_ticks "$ON_PID")
+    awk -v round="$round" -v hz="$hz" -v seconds="$DURATION" \
+        -v off_rps="$(wrk_field "$WORK/off.wrk" 'Requests/sec')" -v on_rps="$(wrk_field "$WORK/on.wrk" 'Requests/sec')" \
+        -v off_n="$(wrk_field "$WORK/off.wrk" 'requests in')" -v on_n="$(wrk_field "$WORK/on.wrk" 'requests in')" \
+        -v off_t=$((off_after - off_before)) -v on_t=$((on_after - on_before)) 'BEGIN {
+            printf "round %d: off %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | on %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | on/off %.3f\n",
+                round, off_rps, off_t * 1e6 / hz / off_n, off_t * 100 / hz / seconds, on_rps, on_t * 1e6 / hz / on_n, on_t * 100 / hz / seconds, on_rps / off_rps
+        }' | tee -a "$WORK/tracing"
+done
+awk '{ for (i = 1; i <= NF; i++) if ($i == "on/off") print $(i + 1) }' "$WORK/tracing" | sort -n |
+    awk '{ v[NR] = $1 } END { printf "tracing on/off throughput: median %.3f (min %.3f, max %.3f) over %d rounds\n", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[1], v[NR], NR }'
+# Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
+# slowing requests).
+curl -fs "http://127.0.0.1:$TRACING_ON_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'

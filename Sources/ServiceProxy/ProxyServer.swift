@@ -1,10 +1,13 @@
+import Instrumentation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import ServiceCore
 import ServiceLifecycle
+import Tracing
 
 /// An HTTP/1.1 reverse proxy built directly on SwiftNIO: per-event-loop pools of keep-alive upstream connections,
 /// streamed bodies, and routing decided by a ``ProxyRouter``. On graceful shutdown it stops accepting, lets in-flight
@@ -15,17 +18,22 @@ public final class ProxyServer: Service, Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     let onServerRunning: @Sendable (Int) async -> Void
+    let tracer: (any Tracer)?
 
+    /// Each request gets a server span from `tracer`, or from the process's tracer (looked up per connection) when
+    /// that is nil.
     public init(
         configuration: ProxyServerConfiguration,
         router: any ProxyRouter,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        tracer: (any Tracer)? = nil,
         logger: Logger,
         onServerRunning: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.router = router
         self.group = group
+        self.tracer = tracer
         self.logger = logger
         self.onServerRunning = onServerRunning
     }
@@ -34,6 +42,7 @@ public final class ProxyServer: Service, Sendable {
         let configuration = self.configuration
         let router = self.router
         let logger = self.logger
+        let tracer = self.tracer
         let quiescing = ServerQuiescingHelper(group: group)
         let pools = PoolRegistry(group: group, configuration: configuration)
 
@@ -50,10 +59,11 @@ public final class ProxyServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pool = pools.pool(for: channel.eventLoop)
+                    let spans = if let tracer { HTTPServerSpans.tracer(tracer, instrument: tracer) } else { HTTPServerSpans.tracer(InstrumentationSystem.tracer) }
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        ProxyServerHandler(router: router, pool: pool, configuration: configuration, logger: logger)
+                        ProxyServerHandler(router: router, pool: pool, configuration: configuration, tracer: spans, logger: logger)
                     )
                 }
             }

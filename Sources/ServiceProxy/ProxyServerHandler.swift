@@ -1,9 +1,6 @@
 import Foundation
 import Logging
 import ServiceCore
-import Instrumentation
-import ServiceContextModule
-import Tracing
 import NIOCore
 import NIOHTTP1
 
@@ -46,8 +43,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var responseHeaders: HTTPHeaders = [:]
         /// The upstream's response status, once its head arrived.
         var status: HTTPResponseStatus?
-        /// The request's server span (a no-op span when no tracer is installed).
-        var span: (any Span)?
+        /// The request's server span (none when no tracer is installed).
+        var span: (any HTTPServerSpan)?
         /// The span's trace context as headers (`traceparent`, `tracestate`), made once: sent upstream, and answered in
         /// `traceresponse`.
         var traceHeaders: [(String, String)] = []
@@ -73,12 +70,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     private var exchange: Exchange?
     private var clientAddress = ""
 
-    /// The process's tracer, or nil when none is installed.
-    let tracer: (any Tracer)?
+    /// Starts each request's server span; nil when no tracer is installed.
+    let tracer: (any HTTPServerSpanTracer)?
 
-    init(router: any ProxyRouter, pool: UpstreamPool, configuration: ProxyServerConfiguration, logger: Logger) {
-        let tracer = InstrumentationSystem.tracer
-        self.tracer = tracer is NoOpTracer ? nil : tracer
+    init(router: any ProxyRouter, pool: UpstreamPool, configuration: ProxyServerConfiguration, tracer: (any HTTPServerSpanTracer)?, logger: Logger) {
+        self.tracer = tracer
         self.router = router
         self.pool = pool
         self.configuration = configuration
@@ -148,11 +144,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         // A server span continuing the client's trace; its context goes upstream in `traceparent`. Without a tracer
         // (checked once per connection) nothing at all is done.
         if let tracer {
-            var context = ServiceContext.topLevel
-            InstrumentationSystem.instrument.extract(head.headers, into: &context, using: NIOHeadersExtractor())
-            let span = tracer.startAnySpan(Self.spanName(head.method), context: context, ofKind: .server)
-            // An unsampled span's context goes on too, so the services follow the decision.
-            InstrumentationSystem.instrument.inject(span.context, into: &exchange.traceHeaders, using: PairsInjector())
+            let span = tracer.startHTTPServerSpan(Self.spanName(head.method), requestHeaders: head.headers)
+            exchange.traceHeaders = span.traceHeaders
             exchange.span = span
         }
 
@@ -484,36 +477,21 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         self.exchange = nil
     }
 
-    private func endSpan(_ exchange: Exchange, status: HTTPResponseStatus? = nil) {
+    private func endSpan(_ exchange: Exchange) {
         guard let span = exchange.span else { return }
         exchange.span = nil
-        if span.isRecording {
-            // Set once, at the end: each attribute set on its own copies the span's attribute table.
-            var attributes: SpanAttributes = [:]
-            attributes.reserveCapacity(4)
-            attributes["http.request.method"] = exchange.head.method.rawValue
-            if let upstream = exchange.spanUpstream {
-                attributes["server.address"] = upstream.address
-                attributes["peer.service"] = upstream.name
-            }
-            if let status = status ?? exchange.status {
-                attributes["http.response.status_code"] = Int(status.code)
-                if status.code >= 500 { span.setStatus(.init(code: .error)) }
-            }
-            span.attributes = attributes
-        }
-        span.end()
+        span.end(
+            HTTPSpanSummary(
+                method: exchange.head.method.rawValue, statusCode: exchange.status.map { Int($0.code) },
+                serverAddress: exchange.spanUpstream?.address, peerService: exchange.spanUpstream?.name
+            )
+        )
     }
 }
 
 extension ProxyServerHandler.Exchange {
     /// The request's `traceparent`, for `traceresponse`.
     var traceparent: String? { traceHeaders.first { $0.0 == "traceparent" }?.1 }
-}
-
-/// Trace context into a list of header pairs.
-struct PairsInjector: Injector {
-    func inject(_ value: String, forKey key: String, into carrier: inout [(String, String)]) { carrier.append((key, value)) }
 }
 
 extension ProxyServerHandler {

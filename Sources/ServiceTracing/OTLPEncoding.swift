@@ -1,3 +1,4 @@
+import ServiceCore
 import Tracing
 
 /// Protocol-buffers wire format for the few OTLP messages a trace export needs, written by hand: the generated types
@@ -107,7 +108,14 @@ enum OTLPTraceEncoder {
         writer.uint64(6, kindNumber(span.kind))
         writer.fixed64(7, span.startNanoseconds)
         writer.fixed64(8, span.endNanoseconds)
-        span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        if let summary = span.summary {
+            summary.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+            span.attributes.forEach { key, value in
+                if !HTTPSpanSummary.isSummaryKey(key) { writer.message(9) { keyValue(&$0, key, value) } }
+            }
+        } else {
+            span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        }
         if span.dropped.attributes > 0 { writer.uint64(10, UInt64(span.dropped.attributes)) }
         for event in span.events {
             writer.message(11) { eventMessage in

@@ -1,4 +1,6 @@
 import Instrumentation
+import NIOHTTP1
+import ServiceCore
 import Synchronization
 import Tracing
 
@@ -29,18 +31,22 @@ public final class OTLPTracer: Tracer {
         file fileID: String,
         line: UInt
     ) -> TraceSpan {
-        var context = context()
-        let parent = context.traceSpanContext
+        let context = context()
+        return start(operationName, parent: context.traceSpanContext, in: context, kind: kind, at: instant().nanosecondsSinceEpoch)
+    }
+
+    /// A span continuing `parent`'s trace (a new trace without one); `base` is what its context holds besides its
+    /// identity.
+    private func start(_ name: String, parent: TraceSpanContext?, in base: ServiceContext, kind: SpanKind, at start: UInt64) -> TraceSpan {
         let (traceID, spanID) = random.withLock { random -> (TraceID, SpanID) in
             let traceID = parent?.traceID ?? TraceID(high: random.nonZero(), low: random.nonZero())
             return (traceID, SpanID(random.nonZero()))
         }
         let sampled = sampler.shouldSample(traceID: traceID, parent: parent)
         let spanContext = TraceSpanContext(traceID: traceID, spanID: spanID, sampled: sampled, traceState: parent?.traceState)
-        context.traceSpanContext = spanContext
         return TraceSpan(
-            name: operationName, context: context, spanContext: spanContext, parentSpanID: parent?.spanID, kind: kind,
-            startNanoseconds: instant().nanosecondsSinceEpoch, buffer: sampled ? buffer : nil
+            name: name, base: base, spanContext: spanContext, parentSpanID: parent?.spanID, kind: kind, startNanoseconds: start,
+            buffer: sampled ? buffer : nil
         )
     }
 
@@ -62,6 +68,17 @@ public final class OTLPTracer: Tracer {
             let span = TraceSpanContext(traceparent: traceparent, traceState: extractor.extract(key: "tracestate", from: carrier))
         else { return }
         context.traceSpanContext = span
+    }
+}
+
+extension OTLPTracer: HTTPServerSpanTracer {
+    /// A server span straight from the request's `traceparent` and `tracestate`: no `ServiceContext` is made unless
+    /// someone asks for the span's, and the summary it ends with stays as fields until export.
+    public func startHTTPServerSpan(_ operationName: String, requestHeaders: HTTPHeaders) -> any HTTPServerSpan {
+        let parent = requestHeaders.first(name: "traceparent").flatMap {
+            TraceSpanContext(traceparent: $0, traceState: requestHeaders.first(name: "tracestate"))
+        }
+        return start(operationName, parent: parent, in: .topLevel, kind: .server, at: DefaultTracerClock.now.nanosecondsSinceEpoch)
     }
 }
 

@@ -1,15 +1,15 @@
 import ServiceCore
 import Synchronization
 
-/// Ended spans waiting for export: a bounded queue (spans beyond `maxQueueSize` are dropped and counted, never
-/// blocking a request) that wakes the exporter once a batch is full.
+/// Ended spans waiting for export (the spans themselves: their snapshot is taken at export): a bounded queue (spans
+/// beyond `maxQueueSize` are dropped and counted, never blocking a request) that wakes the exporter once a batch is full.
 ///
 /// Written by hand rather than using swift-otel's batch span processor, which hops to an actor through an AsyncStream
 /// for every span: measured on the gateway, that wake-up per span cost more than the request itself. Here ending a
 /// span is one uncontended lock and an append; the exporter is woken once per batch.
 final class SpanBuffer: Sendable {
     private struct State {
-        var spans: [FinishedSpan] = []
+        var spans: [TraceSpan] = []
         var dropped = 0
     }
 
@@ -24,7 +24,7 @@ final class SpanBuffer: Sendable {
         self.wakeup = wakeup
     }
 
-    func append(_ span: FinishedSpan) {
+    func append(_ span: TraceSpan) {
         let batchFull = state.withLock { state -> Bool in
             guard state.spans.count < maxQueueSize else {
                 state.dropped += 1
@@ -37,7 +37,7 @@ final class SpanBuffer: Sendable {
     }
 
     /// Everything waiting, and how many spans were dropped since the last take.
-    func takeAll() -> (spans: [FinishedSpan], dropped: Int) {
+    func takeAll() -> (spans: [TraceSpan], dropped: Int) {
         state.withLock { state in
             defer {
                 state.spans = []

@@ -1,10 +1,13 @@
+import ServiceCore
 import Synchronization
 import Tracing
 
 /// A span of `OTLPTracer`. A sampled span records its name, attributes, events, links and status until it ends, then
-/// goes to the tracer's export buffer; an unsampled one only carries its identity, so the decision travels on.
-public final class TraceSpan: Span {
-    public let context: ServiceContext
+/// goes to the tracer's export buffer as it is (the exporter takes its snapshot, off the request's path; nothing changes
+/// an ended span); an unsampled one only carries its identity, so the decision travels on.
+public final class TraceSpan: Span, HTTPServerSpan {
+    /// What the span's context holds besides its identity (its parent's context).
+    private let base: ServiceContext
     /// This span's identity (also in `context`).
     public let spanContext: TraceSpanContext
     public let isRecording: Bool
@@ -17,20 +20,23 @@ public final class TraceSpan: Span {
     struct State {
         var name: String
         var attributes: SpanAttributes = [:]
+        /// The attributes of an HTTP server span, kept as fields (see `end(_:)`).
+        var summary: HTTPSpanSummary?
         var status: SpanStatus?
         var events: [SpanEvent] = []
         var links: [SpanLink] = []
         var droppedAttributes = 0
         var droppedEvents = 0
         var droppedLinks = 0
-        var ended = false
+        /// When the span ended (nil until then).
+        var endNanoseconds: UInt64?
     }
 
     init(
-        name: String, context: ServiceContext, spanContext: TraceSpanContext, parentSpanID: SpanID?, kind: SpanKind,
+        name: String, base: ServiceContext, spanContext: TraceSpanContext, parentSpanID: SpanID?, kind: SpanKind,
         startNanoseconds: UInt64, buffer: SpanBuffer?
     ) {
-        self.context = context
+        self.base = base
         self.spanContext = spanContext
         self.isRecording = buffer != nil
         self.parentSpanID = parentSpanID
@@ -40,32 +46,47 @@ public final class TraceSpan: Span {
         self.state = Mutex(State(name: name))
     }
 
+    /// The parent's context with this span's identity in it; made when asked for (a proxy's span never is).
+    public var context: ServiceContext {
+        var context = base
+        context.traceSpanContext = spanContext
+        return context
+    }
+
     public var operationName: String {
         get { state.withLock { $0.name } }
         set {
             guard isRecording else { return }
-            state.withLock { $0.name = newValue }
+            state.withLock { if $0.endNanoseconds == nil { $0.name = newValue } }
         }
     }
 
     /// At most this many attributes, events and links per span (OpenTelemetry's default limits); beyond them the span
-    /// keeps what it has and counts what it dropped.
+    /// keeps what it has and counts what it dropped. (An HTTP summary's four attributes come on top.)
     static let limit = 128
 
     public var attributes: SpanAttributes {
-        get { state.withLock { $0.attributes } }
+        get {
+            state.withLock { state in
+                guard let summary = state.summary else { return state.attributes }
+                var attributes = state.attributes
+                summary.forEach { attributes[$0] = $1 }
+                return attributes
+            }
+        }
         set {
             guard isRecording else { return }
             guard newValue.count <= Self.limit else {
                 var kept: SpanAttributes = [:]
                 newValue.forEach { key, value in if kept.count < Self.limit { kept[key] = value } }
                 state.withLock {
+                    guard $0.endNanoseconds == nil else { return }
                     $0.attributes = kept
                     $0.droppedAttributes = newValue.count - kept.count
                 }
                 return
             }
-            state.withLock { $0.attributes = newValue }
+            state.withLock { if $0.endNanoseconds == nil { $0.attributes = newValue } }
         }
     }
 
@@ -73,7 +94,7 @@ public final class TraceSpan: Span {
         guard isRecording else { return }
         state.withLock { state in
             // OpenTelemetry: OK is final; an error may not replace it.
-            if state.status?.code == .ok { return }
+            if state.status?.code == .ok || state.endNanoseconds != nil { return }
             state.status = status
         }
     }
@@ -81,6 +102,7 @@ public final class TraceSpan: Span {
     public func addEvent(_ event: SpanEvent) {
         guard isRecording else { return }
         state.withLock { state in
+            guard state.endNanoseconds == nil else { return }
             if state.events.count < Self.limit { state.events.append(event) } else { state.droppedEvents += 1 }
         }
     }
@@ -96,24 +118,51 @@ public final class TraceSpan: Span {
     public func addLink(_ link: SpanLink) {
         guard isRecording else { return }
         state.withLock { state in
+            guard state.endNanoseconds == nil else { return }
             if state.links.count < Self.limit { state.links.append(link) } else { state.droppedLinks += 1 }
         }
     }
 
+    public var traceHeaders: [(String, String)] {
+        guard let traceState = spanContext.traceState else { return [("traceparent", spanContext.traceparent)] }
+        return [("traceparent", spanContext.traceparent), ("tracestate", traceState)]
+    }
+
+    /// Ends an HTTP server span with its summary, kept as fields and written as attributes at export: building an
+    /// attribute table per request was the largest part of a traced proxy request's extra cost.
+    public func end(_ summary: HTTPSpanSummary) {
+        if isRecording {
+            state.withLock { state in
+                guard state.endNanoseconds == nil else { return }
+                state.summary = summary
+                if let code = summary.statusCode, code >= 500, state.status?.code != .ok { state.status = SpanStatus(code: .error) }
+            }
+        }
+        end()
+    }
+
     public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
         guard let buffer else { return }
-        let end = instant().nanosecondsSinceEpoch
-        let finished: FinishedSpan? = state.withLock { state in
-            guard !state.ended else { return nil }
-            state.ended = true
-            return FinishedSpan(
+        let end = max(instant().nanosecondsSinceEpoch, startNanoseconds)
+        let first = state.withLock { state in
+            guard state.endNanoseconds == nil else { return false }
+            state.endNanoseconds = end
+            return true
+        }
+        if first { buffer.append(self) }
+    }
+
+    /// What the ended span exports (made by the exporter).
+    var finished: FinishedSpan {
+        state.withLock { state in
+            FinishedSpan(
                 name: state.name, kind: kind, context: spanContext, parentSpanID: parentSpanID, startNanoseconds: startNanoseconds,
-                endNanoseconds: max(end, startNanoseconds), attributes: state.attributes, status: state.status, events: state.events,
+                endNanoseconds: state.endNanoseconds ?? startNanoseconds, attributes: state.attributes, summary: state.summary,
+                status: state.status, events: state.events,
                 links: state.links.compactMap { link in link.context.traceSpanContext.map { ($0, link.attributes) } },
                 dropped: (state.droppedAttributes, state.droppedEvents, state.droppedLinks)
             )
         }
-        if let finished { buffer.append(finished) }
     }
 }
 
@@ -126,6 +175,8 @@ struct FinishedSpan: Sendable {
     var startNanoseconds: UInt64
     var endNanoseconds: UInt64
     var attributes: SpanAttributes
+    /// An HTTP server span's attributes as fields (they take precedence over the same keys in `attributes`).
+    var summary: HTTPSpanSummary?
     var status: SpanStatus?
     var events: [SpanEvent]
     var links: [(TraceSpanContext, SpanAttributes)]

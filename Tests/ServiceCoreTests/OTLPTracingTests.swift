@@ -2,10 +2,11 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import NIOHTTP1
 import ServiceCore
 import ServiceLifecycle
 import ServiceTesting
-import ServiceTracing
+@testable import ServiceTracing
 import Testing
 import Tracing
 
@@ -119,6 +120,49 @@ import Tracing
         var out: [String: String] = [:]
         tracer.inject(quiet.context, into: &out, using: DictionaryInjector())
         #expect(out["traceparent"]?.hasSuffix("-00") == true)
+    }
+
+    /// An HTTP server span started from headers: its summary reads back as attributes (over the same keys set before),
+    /// a 5xx makes it an error, and nothing changes a span once it has ended.
+    @Test func anHTTPServerSpanEndsWithItsSummaryAndThenNeverChanges() throws {
+        let (tracer, _) = OTLPTracing.make(configuration: TracingConfiguration(endpoint: "http://127.0.0.1:9/v1/traces", serviceName: "t"), logger: Logger(label: "t"))
+        var headers = HTTPHeaders()
+        headers.add(name: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        headers.add(name: "tracestate", value: "k=v")
+        let started = tracer.startHTTPServerSpan("POST gateway", requestHeaders: headers)
+        let span = try #require(started as? TraceSpan)
+        #expect(span.parentSpanID?.hex == "00f067aa0ba902b7" && span.spanContext.traceID.hex == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(span.traceHeaders.map(\.0) == ["traceparent", "tracestate"])
+        #expect(span.traceHeaders.map(\.1) == [span.spanContext.traceparent, "k=v"])
+        #expect(span.context.traceSpanContext?.spanID == span.spanContext.spanID)
+        span.attributes["http.response.status_code"] = 1
+        span.attributes["app.kept"] = "yes"
+        #expect(tracer.buffer.count == 0)
+        span.end(HTTPSpanSummary(method: "POST", statusCode: 502, serverAddress: "10.0.0.1:80", peerService: "orders"))
+        #expect(tracer.buffer.count == 1)
+
+        span.attributes["late"] = "no"
+        span.operationName = "renamed"
+        span.setStatus(SpanStatus(code: .ok))
+        span.addEvent("late")
+        span.end()
+        #expect(tracer.buffer.count == 1, "a span is exported once")
+        let finished = span.finished
+        #expect(finished.name == "POST gateway" && finished.status?.code == .error && finished.events.isEmpty)
+        let attributes = span.attributes
+        #expect(attributes["late"] == nil)
+        #expect(attributes["app.kept"]?.toSpanAttribute() == .string("yes"))
+        #expect(attributes["http.response.status_code"]?.toSpanAttribute() == .int64(502))
+        #expect(attributes["http.request.method"]?.toSpanAttribute() == .string("POST"))
+        #expect(attributes["server.address"]?.toSpanAttribute() == .string("10.0.0.1:80"))
+        #expect(attributes["peer.service"]?.toSpanAttribute() == .string("orders"))
+        #expect(finished.endNanoseconds >= finished.startNanoseconds)
+
+        // Without a traceparent the span starts a trace; a 404 is no error.
+        let root = try #require(tracer.startHTTPServerSpan("GET gateway", requestHeaders: HTTPHeaders()) as? TraceSpan)
+        #expect(root.parentSpanID == nil && root.traceHeaders.count == 1)
+        root.end(HTTPSpanSummary(method: "GET", statusCode: 404, serverAddress: nil, peerService: nil))
+        #expect(root.finished.status == nil)
     }
 
     // MARK: Export

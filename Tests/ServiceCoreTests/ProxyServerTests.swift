@@ -10,7 +10,9 @@ import ServiceCore
 import ServiceLifecycle
 import ServiceProxy
 import ServiceTesting
+import ServiceTracing
 import Testing
+import Tracing
 
 @Suite struct ProxyServerTests {
     /// Forwards everything to the upstream on `port`, except `/local` (answered by the proxy) and `/down` (an upstream
@@ -68,6 +70,10 @@ import Testing
             try await Task.sleep(for: .milliseconds(300))
             return "finished"
         }
+        // The trace context the proxy sent on: `traceparent|tracestate`.
+        router.get("up/traced") { request, _ -> String in
+            "\(request.headers[.init("traceparent")!] ?? "")|\(request.headers[.init("tracestate")!] ?? "")"
+        }
         router.get("up/closing") { _, _ in
             Response(status: .ok, headers: [.connection: "close", .contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "bye")))
         }
@@ -88,6 +94,7 @@ import Testing
         maxBody: Int = 1 << 20,
         timeout: TimeAmount = .seconds(20),
         idleTimeout: TimeAmount = .seconds(60),
+        tracer: (any Tracer)? = nil,
         _ body: @Sendable @escaping (String, HTTPClient) async throws -> Void
     ) async throws {
         let closed = try ClosedPort()
@@ -99,6 +106,7 @@ import Testing
                     ProxyServer(
                         configuration: .init(port: 0, maxBodyBytes: maxBody, responseTimeout: timeout, idleTimeout: idleTimeout),
                         router: TestRouter(port: ports[0], deadPort: dead),
+                        tracer: tracer,
                         logger: Logger(label: "proxy"),
                         onServerRunning: onServerRunning
                     )
@@ -376,6 +384,90 @@ import Testing
                 try? await client.shutdown()
                 throw error
             }
+        }
+    }
+}
+
+// MARK: Tracing
+
+extension ProxyServerTests {
+    /// What one traced request through the proxy shows: the trace context the upstream got (`traceparent|tracestate`),
+    /// and the `traceresponse` the client got.
+    func tracedRequest(_ client: HTTPClient, _ base: String, parent: String) async throws -> (sent: String, answered: String) {
+        let (status, headers, body) = try await get(client, base + "/traced", headers: [("traceparent", parent), ("tracestate", "vendor=1")])
+        #expect(status == .ok)
+        return (String(buffer: body), try #require(headers.first(name: "traceresponse")))
+    }
+
+    static let clientParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    /// OTLPTracer's short path: the span starts straight from the headers and is exported with its HTTP summary.
+    @Test func theServerSpanOfTheOTLPTracerContinuesTheClientsTraceAndIsExported() async throws {
+        let receiver = OTLPTracingTests.Receiver()
+        try await RunningService.with([receiver.builder]) { receiverPorts in
+            var configuration = TracingConfiguration(endpoint: "http://127.0.0.1:\(receiverPorts[0])/v1/traces", serviceName: "shop-gateway")
+            configuration.scheduleDelay = .milliseconds(50)
+            let (tracer, exporter) = OTLPTracing.make(configuration: configuration, logger: Logger(label: "otlp"))
+            try await OTLPTracingTests.running(exporter) {
+                try await withProxy(tracer: tracer) { base, client in
+                    let (sent, answered) = try await tracedRequest(client, base, parent: Self.clientParent)
+                    // The upstream got the proxy's span as its parent, with the client's tracestate; the client got the
+                    // same span in traceresponse.
+                    #expect(sent == answered + "|vendor=1")
+                    let span = try #require(TraceSpanContext(traceparent: answered))
+                    #expect(span.traceID.hex == "4bf92f3577b34da6a3ce929d0e0e4736" && span.spanID.hex != "00f067aa0ba902b7" && span.sampled)
+                    let (downStatus, downHeaders, _) = try await get(client, base + "/down")
+                    #expect(downStatus == .serviceUnavailable)
+                    let down = try #require(downHeaders.first(name: "traceresponse").flatMap { TraceSpanContext(traceparent: $0) })
+                    // An unsampled client: the decision goes on, nothing is exported.
+                    let (quietSent, quietAnswered) = try await tracedRequest(client, base, parent: "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                    #expect(quietAnswered.hasSuffix("-00") && quietSent.hasPrefix(quietAnswered))
+
+                    try await OTLPTracingTests.eventually("both spans at the receiver") { try receiver.spans.count >= 2 }
+                    let spans = try receiver.spans
+                    #expect(spans.count == 2, "\(spans.map(\.name))")
+                    let forwarded = try #require(spans.first { $0.spanID == span.spanID.hex })
+                    #expect(forwarded.name == "GET gateway" && forwarded.kind == 2 && forwarded.parentSpanID == "00f067aa0ba902b7")
+                    #expect(forwarded.traceState == "vendor=1")
+                    #expect(forwarded.attributes["http.request.method"] == .string("GET"))
+                    #expect(forwarded.attributes["http.response.status_code"] == .int(200))
+                    #expect(forwarded.attributes["peer.service"] == .string("stub"))
+                    guard case .string(let address) = forwarded.attributes["server.address"] else {
+                        Issue.record("no server.address: \(forwarded.attributes)")
+                        return
+                    }
+                    #expect(address.hasPrefix("127.0.0.1:") && !base.hasSuffix(address.dropFirst("127.0.0.1".count)))
+                    #expect(forwarded.statusCode == 0 && forwarded.endNanoseconds >= forwarded.startNanoseconds)
+                    // A request without a traceparent starts a trace; a 503 is an error.
+                    let failed = try #require(spans.first { $0.spanID == down.spanID.hex })
+                    #expect(failed.parentSpanID == nil && failed.traceID != forwarded.traceID)
+                    #expect(failed.attributes["http.response.status_code"] == .int(503) && failed.statusCode == 2)
+                }
+            }
+        }
+    }
+
+    /// Any other tracer goes through ServiceContext, extract and inject: the same outcome.
+    @Test func anyOtherTracerGivesTheSameServerSpan() async throws {
+        let tracer = W3CInMemoryTracer()
+        try await withProxy(tracer: tracer) { base, client in
+            let (sent, answered) = try await tracedRequest(client, base, parent: Self.clientParent)
+            // This tracer has no tracestate of its own: the client's goes on unchanged.
+            #expect(sent == answered + "|vendor=1")
+            let (downStatus, _, _) = try await get(client, base + "/down")
+            #expect(downStatus == .serviceUnavailable)
+            // The span ends once the response is written, which the client may see first.
+            try await OTLPTracingTests.eventually("both spans ended") { tracer.finishedSpans.count >= 2 }
+            let spans = tracer.finishedSpans
+            #expect(spans.count == 2)
+            let forwarded = try #require(spans.first { answered.contains($0.spanID) })
+            #expect(forwarded.operationName == "GET gateway" && forwarded.kind == .server)
+            #expect(forwarded.traceID == "4bf92f3577b34da6a3ce929d0e0e4736" && forwarded.parentSpanID == "00f067aa0ba902b7")
+            #expect(forwarded.attributes["http.request.method"]?.toSpanAttribute() == .string("GET"))
+            #expect(forwarded.attributes["http.response.status_code"]?.toSpanAttribute() == .int64(200))
+            #expect(forwarded.attributes["peer.service"]?.toSpanAttribute() == .string("stub"))
+            let failed = try #require(spans.first { $0.spanID != forwarded.spanID })
+            #expect(failed.attributes["http.response.status_code"]?.toSpanAttribute() == .int64(503) && failed.status?.code == .error)
         }
     }
 }
