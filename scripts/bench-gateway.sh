@@ -29,7 +29,7 @@ WORK=$(mktemp -d /tmp/shop-bench.XXXXXX)
 command -v nginx >/dev/null && command -v wrk >/dev/null && command -v taskset >/dev/null ||
     { echo "install nginx, wrk and taskset first: apt-get install -y nginx wrk util-linux" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "the tracing comparison needs two cores" >&2; exit 1; }
-swift build -c release --product shop >/dev/null
+swift build -c release --product shop >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
 SHOP="$(swift build -c release --show-bin-path)/shop"
 
 # The upstream is its own nginx (one worker), so its work is counted for neither proxy.
@@ -145,14 +145,18 @@ echo "tracing off and on at full sampling, simultaneously, one event loop each o
 hz=$(getconf CLK_TCK)
 for round in $(seq "${ROUNDS:-3}"); do
     for port in "$TRACING_OFF_PORT" "$TRACING_ON_PORT"; do curl -fs "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null; done
+    clients=()
     for port in "$TRACING_OFF_PORT" "$TRACING_ON_PORT"; do
         taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null &  # warm-up
+        clients+=($!)
     done
-    wait
+    wait "${clients[@]}"
     off_before=$(cpu_ticks "$OFF_PID"); on_before=$(cpu_ticks "$ON_PID")
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_OFF_PORT/api/inventory/product-1" >"$WORK/off.wrk" &
+    clients=($!)
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_ON_PORT/api/inventory/product-1" >"$WORK/on.wrk" &
-    wait
+    clients+=($!)
+    wait "${clients[@]}"
     off_after=$(cpu_ticks "$OFF_PID"); on_after=$(cpu_ticks "$ON_PID")
     awk -v round="$round" -v hz="$hz" -v seconds="$DURATION" \
         -v off_rps="$(wrk_field "$WORK/off.wrk" 'Requests/sec')" -v on_rps="$(wrk_field "$WORK/on.wrk" 'Requests/sec')" \
