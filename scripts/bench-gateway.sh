@@ -69,7 +69,17 @@ CONF
 nginx -c "$WORK/upstream.conf"
 nginx -c "$WORK/proxy.conf"
 cleanup() {
-    for pid in ${GATEWAY_PID:-} ${OFF_PID:-} ${ON_PID:-}; do kill "$pid" 2>/dev/null || true; done
+    local pids=(${GATEWAY_PID:-} ${OFF_PID:-} ${ON_PID:-})
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # The gateways stop gracefully (the traced one flushes its spans): give them 10 s, then kill what is left, so the
+    # ports are free for the next run.
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     nginx -c "$WORK/proxy.conf" -s quit 2>/dev/null || true
     nginx -c "$WORK/upstream.conf" -s quit 2>/dev/null || true
     sleep 0.5
@@ -133,6 +143,8 @@ traced_gateway() {  # port log extra environment assignments…
         "$SHOP" serve gateway >"$WORK/$log" 2>&1 &
     LAST_PID=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
+    kill -0 "$LAST_PID" 2>/dev/null && curl -fs "http://127.0.0.1:$port/health/live" >/dev/null ||
+        { echo "the gateway on port $port did not start (is core 1 allowed here?):" >&2; cat "$WORK/$log" >&2; exit 1; }
 }
 traced_gateway "$TRACING_OFF_PORT" off.log
 OFF_PID=$LAST_PID
@@ -143,6 +155,7 @@ for pid in $(cat "$WORK/upstream.pid") $(pgrep -P "$(cat "$WORK/upstream.pid")")
 wrk_field() { awk -v f="$2" '$0 ~ f { print ($1 == "Requests/sec:" ? $2 : $1) }' "$1"; }
 echo "tracing off and on at full sampling, simultaneously, one event loop each on core 1 (wrk: 1 thread each on core 0)"
 hz=$(getconf CLK_TCK)
+measured=0
 for round in $(seq "${ROUNDS:-3}"); do
     for port in "$TRACING_OFF_PORT" "$TRACING_ON_PORT"; do curl -fs "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null; done
     clients=()
@@ -150,14 +163,15 @@ for round in $(seq "${ROUNDS:-3}"); do
         taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/api/inventory/product-1" >/dev/null &  # warm-up
         clients+=($!)
     done
-    wait "${clients[@]}"
+    for pid in "${clients[@]}"; do wait "$pid"; done
     off_before=$(cpu_ticks "$OFF_PID"); on_before=$(cpu_ticks "$ON_PID")
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_OFF_PORT/api/inventory/product-1" >"$WORK/off.wrk" &
     clients=($!)
     taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$TRACING_ON_PORT/api/inventory/product-1" >"$WORK/on.wrk" &
     clients+=($!)
-    wait "${clients[@]}"
+    for pid in "${clients[@]}"; do wait "$pid"; done  # (set -e: a failed wrk ends the run)
     off_after=$(cpu_ticks "$OFF_PID"); on_after=$(cpu_ticks "$ON_PID")
+    measured=$((measured + $(wrk_field "$WORK/on.wrk" 'requests in')))
     awk -v round="$round" -v hz="$hz" -v seconds="$DURATION" \
         -v off_rps="$(wrk_field "$WORK/off.wrk" 'Requests/sec')" -v on_rps="$(wrk_field "$WORK/on.wrk" 'Requests/sec')" \
         -v off_n="$(wrk_field "$WORK/off.wrk" 'requests in')" -v on_n="$(wrk_field "$WORK/on.wrk" 'requests in')" \
@@ -169,5 +183,14 @@ done
 awk '{ for (i = 1; i <= NF; i++) if ($i == "on/off") print $(i + 1) }' "$WORK/tracing" | sort -n |
     awk '{ v[NR] = $1 } END { printf "tracing on/off throughput: median %.3f (min %.3f, max %.3f) over %d rounds\n", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[1], v[NR], NR }'
 # Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
-# slowing requests).
-curl -fs "http://127.0.0.1:$TRACING_ON_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "  spans %s: %s\n", $1, $2 }'
+# slowing requests), once they stop moving (the last batch goes after the exporter's schedule delay), beside the
+# requests of the measured rounds (warm-ups, health checks and these reads are traced too).
+spans() { curl -fs "http://127.0.0.1:$TRACING_ON_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2 }'; }
+previous=""
+for _ in $(seq 30); do
+    current=$(spans)
+    [ "$current" = "$previous" ] && break
+    previous=$current
+    sleep 1
+done
+echo "spans of the traced gateway: ${current:-none counted} (requests in the measured rounds: $measured)"

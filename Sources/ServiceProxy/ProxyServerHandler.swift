@@ -276,6 +276,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                     )
                 }
             }
+            // With a tracer, the trace headers are the span's alone: a client's `tracestate` goes on only in them (not
+            // when the span started a new trace, e.g. from an invalid `traceparent`).
+            if !exchange.traceHeaders.isEmpty { head.headers.remove(name: "tracestate") }
             for (name, value) in exchange.traceHeaders { head.headers.replaceOrAdd(name: name, value: value) }
             exchange.spanUpstream = upstream
             exchange.pending.insert(.head(head), at: 0)

@@ -20,6 +20,8 @@ public struct OTLPTraceExport: Sendable {
         public var startNanoseconds: UInt64 = 0
         public var endNanoseconds: UInt64 = 0
         public var attributes: [String: Value] = [:]
+        /// How many attribute entries the span carried (more than `attributes.count` when a key came twice).
+        public var attributeEntries = 0
         public var events: [(name: String, attributes: [String: Value])] = []
         public var links: [(traceID: String, spanID: String)] = []
         /// OTLP's status code (0 unset, 1 ok, 2 error) and message.
@@ -74,6 +76,7 @@ public struct OTLPTraceExport: Sendable {
             case 9:
                 let (key, value) = try keyValue(try field.message())
                 span.attributes[key] = value
+                span.attributeEntries += 1
             case 11:
                 var name = ""
                 var attributes: [String: Value] = [:]

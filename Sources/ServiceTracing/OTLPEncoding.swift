@@ -111,7 +111,7 @@ enum OTLPTraceEncoder {
         if let summary = span.summary {
             summary.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
             span.attributes.forEach { key, value in
-                if !HTTPSpanSummary.isSummaryKey(key) { writer.message(9) { keyValue(&$0, key, value) } }
+                if !summary.holds(key) { writer.message(9) { keyValue(&$0, key, value) } }
             }
         } else {
             span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }

@@ -76,7 +76,7 @@ extension OTLPTracer: HTTPServerSpanTracer {
     /// someone asks for the span's, and the summary it ends with stays as fields until export.
     public func startHTTPServerSpan(_ operationName: String, requestHeaders: HTTPHeaders) -> any HTTPServerSpan {
         let parent = requestHeaders.first(name: "traceparent").flatMap {
-            TraceSpanContext(traceparent: $0, traceState: requestHeaders.first(name: "tracestate"))
+            TraceSpanContext(traceparent: $0, traceState: HTTPServerSpans.traceState(requestHeaders))
         }
         return start(operationName, parent: parent, in: .topLevel, kind: .server, at: DefaultTracerClock.now.nanosecondsSinceEpoch)
     }

@@ -131,14 +131,17 @@ public final class TraceSpan: Span, HTTPServerSpan {
     /// Ends an HTTP server span with its summary, kept as fields and written as attributes at export: building an
     /// attribute table per request was the largest part of a traced proxy request's extra cost.
     public func end(_ summary: HTTPSpanSummary) {
-        if isRecording {
-            state.withLock { state in
-                guard state.endNanoseconds == nil else { return }
-                state.summary = summary
-                if let code = summary.statusCode, code >= 500, state.status?.code != .ok { state.status = SpanStatus(code: .error) }
-            }
+        guard let buffer else { return }
+        let end = max(DefaultTracerClock.now.nanosecondsSinceEpoch, startNanoseconds)
+        // Summary and end in one step: of two concurrent ends, one wins whole.
+        let first = state.withLock { state in
+            guard state.endNanoseconds == nil else { return false }
+            state.summary = summary
+            if let code = summary.statusCode, code >= 500, state.status?.code != .ok { state.status = SpanStatus(code: .error) }
+            state.endNanoseconds = end
+            return true
         }
-        end()
+        if first { buffer.append(self) }
     }
 
     public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {

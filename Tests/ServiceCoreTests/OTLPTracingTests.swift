@@ -157,12 +157,20 @@ import Tracing
         #expect(attributes["server.address"]?.toSpanAttribute() == .string("10.0.0.1:80"))
         #expect(attributes["peer.service"]?.toSpanAttribute() == .string("orders"))
         #expect(finished.endNanoseconds >= finished.startNanoseconds)
+        // Encoded, a key set on the span and by the summary comes once, with the summary's value.
+        let encoded = try #require(try OTLPTraceExport(OTLPTraceEncoder.encode([finished], resource: [], scope: "t")).spans.first)
+        #expect(encoded.attributeEntries == 5 && encoded.attributes.count == 5)
+        #expect(encoded.attributes["http.response.status_code"] == .int(502) && encoded.attributes["app.kept"] == .string("yes"))
 
         // Without a traceparent the span starts a trace; a 404 is no error.
         let root = try #require(tracer.startHTTPServerSpan("GET gateway", requestHeaders: HTTPHeaders()) as? TraceSpan)
         #expect(root.parentSpanID == nil && root.traceHeaders.count == 1)
+        // An attribute the summary does not set stays the span's.
+        root.attributes["server.address"] = "set by hand"
         root.end(HTTPSpanSummary(method: "GET", statusCode: 404, serverAddress: nil, peerService: nil))
         #expect(root.finished.status == nil)
+        let rootEncoded = try #require(try OTLPTraceExport(OTLPTraceEncoder.encode([root.finished], resource: [], scope: "t")).spans.first)
+        #expect(rootEncoded.attributeEntries == 3 && rootEncoded.attributes["server.address"] == .string("set by hand"))
     }
 
     // MARK: Export

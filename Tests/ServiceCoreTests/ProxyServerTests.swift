@@ -393,8 +393,10 @@ import Tracing
 extension ProxyServerTests {
     /// What one traced request through the proxy shows: the trace context the upstream got (`traceparent|tracestate`),
     /// and the `traceresponse` the client got.
-    func tracedRequest(_ client: HTTPClient, _ base: String, parent: String) async throws -> (sent: String, answered: String) {
-        let (status, headers, body) = try await get(client, base + "/traced", headers: [("traceparent", parent), ("tracestate", "vendor=1")])
+    func tracedRequest(
+        _ client: HTTPClient, _ base: String, parent: String, traceState: [String] = ["vendor=1"]
+    ) async throws -> (sent: String, answered: String) {
+        let (status, headers, body) = try await get(client, base + "/traced", headers: [("traceparent", parent)] + traceState.map { ("tracestate", $0) })
         #expect(status == .ok)
         return (String(buffer: body), try #require(headers.first(name: "traceresponse")))
     }
@@ -404,6 +406,7 @@ extension ProxyServerTests {
     /// OTLPTracer's short path: the span starts straight from the headers and is exported with its HTTP summary.
     @Test func theServerSpanOfTheOTLPTracerContinuesTheClientsTraceAndIsExported() async throws {
         let receiver = OTLPTracingTests.Receiver()
+        let seen = NIOLockedValueBox<(forwarded: TraceSpanContext?, down: TraceSpanContext?, base: String)>((nil, nil, ""))
         try await RunningService.with([receiver.builder]) { receiverPorts in
             var configuration = TracingConfiguration(endpoint: "http://127.0.0.1:\(receiverPorts[0])/v1/traces", serviceName: "shop-gateway")
             configuration.scheduleDelay = .milliseconds(50)
@@ -419,32 +422,49 @@ extension ProxyServerTests {
                     let (downStatus, downHeaders, _) = try await get(client, base + "/down")
                     #expect(downStatus == .serviceUnavailable)
                     let down = try #require(downHeaders.first(name: "traceresponse").flatMap { TraceSpanContext(traceparent: $0) })
+                    seen.withLockedValue { $0 = (span, down, base) }
                     // An unsampled client: the decision goes on, nothing is exported.
                     let (quietSent, quietAnswered) = try await tracedRequest(client, base, parent: "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
                     #expect(quietAnswered.hasSuffix("-00") && quietSent.hasPrefix(quietAnswered))
-
-                    try await OTLPTracingTests.eventually("both spans at the receiver") { try receiver.spans.count >= 2 }
-                    let spans = try receiver.spans
-                    #expect(spans.count == 2, "\(spans.map(\.name))")
-                    let forwarded = try #require(spans.first { $0.spanID == span.spanID.hex })
-                    #expect(forwarded.name == "GET gateway" && forwarded.kind == 2 && forwarded.parentSpanID == "00f067aa0ba902b7")
-                    #expect(forwarded.traceState == "vendor=1")
-                    #expect(forwarded.attributes["http.request.method"] == .string("GET"))
-                    #expect(forwarded.attributes["http.response.status_code"] == .int(200))
-                    #expect(forwarded.attributes["peer.service"] == .string("stub"))
-                    guard case .string(let address) = forwarded.attributes["server.address"] else {
-                        Issue.record("no server.address: \(forwarded.attributes)")
-                        return
-                    }
-                    #expect(address.hasPrefix("127.0.0.1:") && !base.hasSuffix(address.dropFirst("127.0.0.1".count)))
-                    #expect(forwarded.statusCode == 0 && forwarded.endNanoseconds >= forwarded.startNanoseconds)
-                    // A request without a traceparent starts a trace; a 503 is an error.
-                    let failed = try #require(spans.first { $0.spanID == down.spanID.hex })
-                    #expect(failed.parentSpanID == nil && failed.traceID != forwarded.traceID)
-                    #expect(failed.attributes["http.response.status_code"] == .int(503) && failed.statusCode == 2)
+                    // Two tracestate headers are one list (W3C).
+                    let (joinedSent, joinedAnswered) = try await tracedRequest(
+                        client, base, parent: "00-6bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", traceState: ["a=1", "b=2"]
+                    )
+                    #expect(joinedSent == joinedAnswered + "|a=1,b=2")
+                    // A traceparent that is not W3C (upper case) starts a new trace, and the client's tracestate does not
+                    // go on with it.
+                    let (restartedSent, restartedAnswered) = try await tracedRequest(
+                        client, base, parent: "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-00", traceState: ["vendor=1"]
+                    )
+                    #expect(restartedSent == restartedAnswered + "|" && !restartedAnswered.contains("4bf92f3577b34da6a3ce929d0e0e4736"))
                 }
             }
         }
+        // The proxy has stopped (every span ended) and the exporter with it (every ended span sent): the two sampled
+        // requests and the restarted trace are all the receiver got.
+        let (forwardedContext, downContext, base) = seen.withLockedValue { $0 }
+        let span = try #require(forwardedContext)
+        let down = try #require(downContext)
+        let spans = try receiver.spans
+        #expect(spans.count == 3, "\(spans.map(\.traceID))")
+        let forwarded = try #require(spans.first { $0.spanID == span.spanID.hex })
+        #expect(forwarded.name == "GET gateway" && forwarded.kind == 2 && forwarded.parentSpanID == "00f067aa0ba902b7")
+        #expect(forwarded.traceState == "vendor=1")
+        #expect(forwarded.attributes["http.request.method"] == .string("GET"))
+        #expect(forwarded.attributes["http.response.status_code"] == .int(200))
+        #expect(forwarded.attributes["peer.service"] == .string("stub"))
+        #expect(forwarded.attributeEntries == 4)
+        guard case .string(let address) = forwarded.attributes["server.address"] else {
+            Issue.record("no server.address: \(forwarded.attributes)")
+            return
+        }
+        #expect(address.hasPrefix("127.0.0.1:") && !base.hasSuffix(address.dropFirst("127.0.0.1".count)))
+        #expect(forwarded.statusCode == 0 && forwarded.endNanoseconds >= forwarded.startNanoseconds)
+        // A request without a traceparent starts a trace; a 503 is an error.
+        let failed = try #require(spans.first { $0.spanID == down.spanID.hex })
+        #expect(failed.parentSpanID == nil && failed.traceID != forwarded.traceID)
+        #expect(failed.attributes["http.response.status_code"] == .int(503) && failed.statusCode == 2)
+        #expect(!spans.contains { $0.traceID.hasPrefix("5bf9") || $0.traceID.hasPrefix("6bf9") }, "unsampled traces stay unexported")
     }
 
     /// Any other tracer goes through ServiceContext, extract and inject: the same outcome.

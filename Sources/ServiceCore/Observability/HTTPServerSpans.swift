@@ -46,9 +46,15 @@ public struct HTTPSpanSummary: Sendable, Equatable {
         if let peerService { body(Self.peerServiceKey, .string(peerService)) }
     }
 
-    /// Whether `key` is one of the attributes a summary sets.
-    public static func isSummaryKey(_ key: String) -> Bool {
-        key == methodKey || key == statusCodeKey || key == serverAddressKey || key == peerServiceKey
+    /// Whether this summary sets the attribute `key` (it then takes the place of one set on the span).
+    public func holds(_ key: String) -> Bool {
+        switch key {
+        case Self.methodKey: true
+        case Self.statusCodeKey: statusCode != nil
+        case Self.serverAddressKey: serverAddress != nil
+        case Self.peerServiceKey: peerService != nil
+        default: false
+        }
     }
 
     static let methodKey = "http.request.method"
@@ -69,6 +75,18 @@ public protocol HTTPServerSpanTracer: Sendable {
 }
 
 public enum HTTPServerSpans {
+    /// The request's `tracestate`: several headers are one list (W3C), joined with commas.
+    public static func traceState(_ headers: HTTPHeaders) -> String? {
+        let values = headers["tracestate"]
+        return values.count > 1 ? values.joined(separator: ",") : values.first
+    }
+
+    /// The trace-id field of a `traceparent`, nil when there is none.
+    static func traceID(_ traceparent: String) -> Substring? {
+        let fields = traceparent.split(separator: "-", maxSplits: 2)
+        return fields.count == 3 && fields[1].count == 32 ? fields[1] : nil
+    }
+
     /// The tracer's own short path when it has one, otherwise one through `ServiceContext` with `instrument` (the
     /// process's, by default) carrying the context in and out; nil when `tracer` is the no-op tracer (then nothing at
     /// all is done per request).
@@ -90,6 +108,14 @@ struct InstrumentedHTTPServerSpanTracer: HTTPServerSpanTracer {
         let span = tracer.startAnySpan(operationName, context: context, ofKind: .server)
         var headers: [(String, String)] = []
         instrument.inject(span.context, into: &headers, using: PairsInjector())
+        // The proxy sends on only the trace headers made here. An instrument without `tracestate` of its own passes the
+        // client's on, as W3C asks, as long as it continued the client's trace.
+        if !headers.contains(where: { $0.0 == "tracestate" }), let traceState = HTTPServerSpans.traceState(requestHeaders),
+            let continued = headers.first(where: { $0.0 == "traceparent" })?.1,
+            let incoming = requestHeaders.first(name: "traceparent"), HTTPServerSpans.traceID(continued) == HTTPServerSpans.traceID(incoming)
+        {
+            headers.append(("tracestate", traceState))
+        }
         return InstrumentedHTTPServerSpan(span: span, traceHeaders: headers)
     }
 }
