@@ -20,8 +20,8 @@ public final class ProxyServer: Service, Sendable {
     let onServerRunning: @Sendable (Int) async -> Void
     let tracer: (any Tracer)?
 
-    /// Each request gets a server span from `tracer`, or from the process's tracer (looked up per connection) when
-    /// that is nil.
+    /// Each request gets a server span from `tracer`, or from the process's tracer (looked up when the server starts)
+    /// when that is nil.
     public init(
         configuration: ProxyServerConfiguration,
         router: any ProxyRouter,
@@ -42,7 +42,7 @@ public final class ProxyServer: Service, Sendable {
         let configuration = self.configuration
         let router = self.router
         let logger = self.logger
-        let tracer = self.tracer
+        let spans = if let tracer { HTTPServerSpans.tracer(tracer, instrument: tracer) } else { HTTPServerSpans.tracer(InstrumentationSystem.tracer) }
         let quiescing = ServerQuiescingHelper(group: group)
         let pools = PoolRegistry(group: group, configuration: configuration)
 
@@ -59,7 +59,6 @@ public final class ProxyServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pool = pools.pool(for: channel.eventLoop)
-                    let spans = if let tracer { HTTPServerSpans.tracer(tracer, instrument: tracer) } else { HTTPServerSpans.tracer(InstrumentationSystem.tracer) }
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(

@@ -108,13 +108,10 @@ enum OTLPTraceEncoder {
         writer.uint64(6, kindNumber(span.kind))
         writer.fixed64(7, span.startNanoseconds)
         writer.fixed64(8, span.endNanoseconds)
-        if let summary = span.summary {
-            summary.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
-            span.attributes.forEach { key, value in
-                if !summary.holds(key) { writer.message(9) { keyValue(&$0, key, value) } }
-            }
-        } else {
-            span.attributes.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        // An HTTP summary's attributes replace the same keys set on the span.
+        span.summary?.forEach { key, value in writer.message(9) { keyValue(&$0, key, value) } }
+        span.attributes.forEach { key, value in
+            if span.summary?.holds(key) != true { writer.message(9) { keyValue(&$0, key, value) } }
         }
         if span.dropped.attributes > 0 { writer.uint64(10, UInt64(span.dropped.attributes)) }
         for event in span.events {

@@ -70,7 +70,7 @@ public final class TraceSpan: Span, HTTPServerSpan {
             state.withLock { state in
                 guard let summary = state.summary else { return state.attributes }
                 var attributes = state.attributes
-                summary.forEach { attributes[$0] = $1 }
+                summary.merge(into: &attributes)
                 return attributes
             }
         }
@@ -131,24 +131,24 @@ public final class TraceSpan: Span, HTTPServerSpan {
     /// Ends an HTTP server span with its summary, kept as fields and written as attributes at export: building an
     /// attribute table per request was the largest part of a traced proxy request's extra cost.
     public func end(_ summary: HTTPSpanSummary) {
-        guard let buffer else { return }
-        let end = max(DefaultTracerClock.now.nanosecondsSinceEpoch, startNanoseconds)
-        // Summary and end in one step: of two concurrent ends, one wins whole.
-        let first = state.withLock { state in
-            guard state.endNanoseconds == nil else { return false }
-            state.summary = summary
-            if let code = summary.statusCode, code >= 500, state.status?.code != .ok { state.status = SpanStatus(code: .error) }
-            state.endNanoseconds = end
-            return true
-        }
-        if first { buffer.append(self) }
+        finish(at: DefaultTracerClock.now.nanosecondsSinceEpoch, summary: summary)
     }
 
     public func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {
+        finish(at: instant().nanosecondsSinceEpoch, summary: nil)
+    }
+
+    /// Ends a sampled span once (with its summary in the same step: of two concurrent ends, one wins whole) and queues
+    /// it for export.
+    private func finish(at nanoseconds: UInt64, summary: HTTPSpanSummary?) {
         guard let buffer else { return }
-        let end = max(instant().nanosecondsSinceEpoch, startNanoseconds)
+        let end = max(nanoseconds, startNanoseconds)
         let first = state.withLock { state in
             guard state.endNanoseconds == nil else { return false }
+            if let summary {
+                state.summary = summary
+                if summary.isError, state.status?.code != .ok { state.status = SpanStatus(code: .error) }
+            }
             state.endNanoseconds = end
             return true
         }

@@ -34,9 +34,17 @@ public struct HTTPSpanSummary: Sendable, Equatable {
     /// The summary as span attributes.
     public var attributes: SpanAttributes {
         var attributes: SpanAttributes = [:]
-        forEach { attributes[$0] = $1 }
+        merge(into: &attributes)
         return attributes
     }
+
+    /// Sets the summary's attributes in `attributes`, over the same keys there.
+    public func merge(into attributes: inout SpanAttributes) {
+        forEach { attributes[$0] = $1 }
+    }
+
+    /// Whether the span is an error: a server error (5xx) answered.
+    public var isError: Bool { statusCode.map { $0 >= 500 } ?? false }
 
     /// Each attribute the summary holds, by its semantic-convention name.
     public func forEach(_ body: (String, SpanAttribute) -> Void) {
@@ -133,7 +141,7 @@ final class InstrumentedHTTPServerSpan: HTTPServerSpan {
         if span.isRecording {
             // Set once: each attribute set on its own copies the span's attribute table.
             span.attributes = summary.attributes
-            if let code = summary.statusCode, code >= 500 { span.setStatus(.init(code: .error)) }
+            if summary.isError { span.setStatus(.init(code: .error)) }
         }
         span.end()
     }
