@@ -193,7 +193,8 @@ let package = Package(
             name: "ShopSystem",
             dependencies: [
                 "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService",
-                "ServiceTracing",
+                "ServiceTracing", "ServiceDatabase",
+                .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -49,7 +49,7 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     ReservationController(reservations: reservations, database: database, verifier: verifier).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + [expiry], logger: logger
+        router: router, settings: settings, services: database.services + messaging.services + [expiry, try messaging.pruner(settings: settings)], logger: logger
     )
     app.beforeServerStarts {
         try await database.prepare(migrations: InventoryMigrations.all + MessagingMigrations.all)

@@ -59,7 +59,10 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     NotificationController(repository: NotificationRepository(database: database), verifier: verifier).addRoutes(to: router)
     let prepared = messaging
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    var app = ServiceApplication.makeApplication(
+        router: router, settings: settings, services: database.services + messaging.services + [try messaging.pruner(settings: settings)],
+        logger: logger
+    )
     app.beforeServerStarts {
         try await database.prepare(migrations: NotificationMigrations.all + MessagingMigrations.all)
         try await prepared.prepare()

@@ -112,7 +112,13 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     DeadLetterController(log: messaging.log).addRoutes(to: router.group().add(middleware: AuthMiddleware(verifier: verifier)))
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + [orchestrator], logger: logger
+        router: router, settings: settings,
+        services: database.services + messaging.services + [
+            orchestrator,
+            // Finished checkouts go with their idempotency records (a replay after that starts a new checkout).
+            try messaging.pruner(settings: settings, also: [orchestrator.pruneJob(also: ("checkouts", CheckoutController.removeRecords))]),
+        ],
+        logger: logger
     )
     app.beforeServerStarts {
         try await database.prepare(migrations: OrderMigrations.all + MessagingMigrations.all + SagaMigrations.all)

@@ -71,7 +71,11 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
         verifier: verifier
     ).addRoutes(to: router)
     let prepared = messaging
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    var app = ServiceApplication.makeApplication(
+        router: router, settings: settings,
+        services: database.services + messaging.services + [try messaging.pruner(settings: settings, also: [PaymentRetention.idempotencyKeys(database: database)])],
+        logger: logger
+    )
     app.beforeServerStarts {
         try await database.prepare(migrations: PaymentMigrations.all + MessagingMigrations.all)
         try await prepared.prepare()

@@ -95,10 +95,7 @@ public final class Database: Sendable {
             let connection = try await SQLiteConnection.open(storage: .memory, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
             return try await Database(sqlite: connection, pool: pool, logger: logger, wal: false)
         case .sqliteFile(let path):
-            let directory = (path as NSString).deletingLastPathComponent
-            if !directory.isEmpty {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            }
+            try createOwnerOnly(path: path)
             let pool = startThreadPool()
             let connection = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
@@ -125,6 +122,26 @@ public final class Database: Sendable {
         }
     }
 
+    /// Opens the database described by `configuration`, runs its background work while `body` runs with it, then closes
+    /// it (for tools and tests that look into a service's database from outside the service).
+    public static func with<T: Sendable>(
+        _ configuration: DatabaseConfiguration, logger: Logger, _ body: @Sendable @escaping (Database) async throws -> T
+    ) async throws -> T {
+        let database = try await open(configuration, logger: logger)
+        let result = try await withThrowingTaskGroup(of: T?.self) { group in
+            // The PostgreSQL pool needs its run loop; a SQLite file is closed below.
+            if case .postgres(let client, _) = database.backend { group.addTask { await client.run(); return nil } }
+            group.addTask { try await body(database) }
+            defer { group.cancelAll() }
+            while let value = try await group.next() {
+                if let value { return value }
+            }
+            throw CancellationError()
+        }
+        await database.close()
+        return result
+    }
+
     /// The threads SQLite statements run on, shared by the process and never shut down: wide enough that a statement
     /// waiting for another connection's lock (busy timeout) never holds up the connection that must commit to release
     /// it (with NIO's two-thread singleton pool, services sharing a file in one process could deadlock). Never
@@ -143,14 +160,39 @@ public final class Database: Sendable {
         self.metrics = TransactionMetrics(schema: { if case .postgres(_, let schema) = backend { schema } else { "sqlite" } }())
     }
 
+    /// Creates the folder of a SQLite file (owner only, 0700) and the file itself readable and writable by its owner only
+    /// (0600), or narrows an existing file to that: the files hold password hashes and payments. SQLite gives its WAL and
+    /// shared-memory files the database file's permissions.
+    static func createOwnerOnly(path: String) throws {
+        let files = FileManager.default
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !files.fileExists(atPath: directory) {
+            try files.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        if files.fileExists(atPath: path) {
+            try files.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        } else if !files.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]), !files.fileExists(atPath: path) {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+    }
+
     convenience init(sqlite connection: SQLiteConnection, pool: NIOThreadPool, logger: Logger, wal: Bool) async throws {
         let sql = connection.sql(queryLogLevel: nil)
+        // Several processes may share one file (replicas); wait for a writer rather than failing at once.
+        try await sql.raw("PRAGMA busy_timeout=10000").run()
+        // Pages freed by pruning go back to the file system (``reclaimSpace()``): incremental auto-vacuum, which a file made
+        // before it was turned on gets by one VACUUM.
+        let autoVacuum = try await sql.raw("PRAGMA auto_vacuum").first()?.decode(column: "auto_vacuum", as: Int.self)
+        if autoVacuum != 2 {
+            try await sql.raw("PRAGMA auto_vacuum=INCREMENTAL").run()
+            try await sql.raw("VACUUM").run()
+        }
         if wal {
             try await sql.raw("PRAGMA journal_mode=WAL").run()
             try await sql.raw("PRAGMA synchronous=NORMAL").run()
+            // The write-ahead log shrinks back to this size after a checkpoint instead of keeping its largest size.
+            try await sql.raw("PRAGMA journal_size_limit=4194304").run()
         }
-        // Several processes may share one file (replicas); wait for a writer rather than failing at once.
-        try await sql.raw("PRAGMA busy_timeout=10000").run()
         try await sql.raw("PRAGMA foreign_keys=ON").run()
         self.init(backend: .sqlite(connection, AsyncLock(), pool), logger: logger)
     }
@@ -262,6 +304,17 @@ public final class Database: Sendable {
             try await connection.listen(on: channel) { notifications in
                 for try await notification in notifications { onNotification(notification.payload) }
             }
+        }
+    }
+
+    /// Gives pages freed by deletions back to the file system (SQLite: `PRAGMA incremental_vacuum`; PostgreSQL's
+    /// autovacuum does this on its own, so nothing there). Answers the SQLite file's free pages left afterwards.
+    @discardableResult
+    public func reclaimSpace() async throws -> Int {
+        guard case .sqlite = backend else { return 0 }
+        return try await withConnection { sql in
+            try await sql.raw("PRAGMA incremental_vacuum").run()
+            return try await sql.raw("PRAGMA freelist_count").first()?.decode(column: "freelist_count", as: Int.self) ?? 0
         }
     }
 

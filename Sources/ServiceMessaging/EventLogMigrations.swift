@@ -63,6 +63,11 @@ enum EventLogMigrations {
                 "CREATE INDEX deliveries_pending_by_key ON deliveries (group_name, partition_key, id) WHERE status IN ('ready', 'inflight')"
             ).run()
         },
+        // Retention: an event is pruned once none of its deliveries is pending or dead, and dead letters by age.
+        Migration(version: 3, name: "index deliveries for pruning") { sql in
+            try await sql.raw("CREATE INDEX deliveries_by_event ON deliveries (event_id)").run()
+            try await sql.raw("CREATE INDEX deliveries_dead_by_age ON deliveries (updated_at) WHERE status = 'dead'").run()
+        },
     ]
 }
 
@@ -91,6 +96,10 @@ public enum MessagingMigrations {
                 )
                 """
             ).run()
-        }
+        },
+        // Retention: inbox ids are pruned oldest first.
+        Migration(version: 10_002, name: "index inbox by age") { sql in
+            try await sql.raw("CREATE INDEX inbox_by_age ON inbox (handled_at, group_name, event_id)").run()
+        },
     ]
 }

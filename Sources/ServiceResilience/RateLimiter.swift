@@ -21,13 +21,9 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
         if text == "off" { return nil }
         let parts = text.split(separator: "/", maxSplits: 1)
         guard parts.count == 2, let limit = Int(parts[0]), limit > 0 else { throw Invalid(text: text) }
-        let window = parts[1]
-        let units: [(String, (Int) -> Duration)] = [("ms", { .milliseconds($0) }), ("s", { .seconds($0) }), ("m", { .seconds($0 * 60) }), ("h", { .seconds($0 * 3600) })]
-        for (suffix, make) in units where window.hasSuffix(suffix) {
-            guard let amount = Int(window.dropLast(suffix.count)), amount > 0, amount <= 86_400_000 else { break }
-            return RateLimit(limit: limit, window: make(amount))
-        }
-        throw Invalid(text: text)
+        // A window in ms, s, m or h.
+        guard !parts[1].hasSuffix("d"), let window = Duration.parse(String(parts[1])) else { throw Invalid(text: text) }
+        return RateLimit(limit: limit, window: window)
     }
 
     /// `100/60s` (in the largest unit that divides the window exactly).

@@ -39,5 +39,7 @@ public enum SagaMigrations {
         ),
         // The trace the saga was started in, so a run resumed after a crash continues it.
         Migration(version: 20_002, name: "saga trace", statements: ["ALTER TABLE sagas ADD COLUMN traceparent TEXT"]),
+        // Retention: finished sagas are pruned oldest first.
+        Migration(version: 20_003, name: "index finished sagas", statements: ["CREATE INDEX sagas_by_update ON sagas (status, updated_at)"]),
     ]
 }

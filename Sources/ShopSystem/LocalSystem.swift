@@ -18,6 +18,8 @@ public struct LocalSystem: Sendable {
     public var replicas: [ServiceName: Int] = [:]
     /// The gateway's rate limit (`100/60s`, `off`); nil: the gateway's default.
     public var rateLimit: String?
+    /// How long infrastructure rows are kept (`RETENTION`, e.g. `30s`, `7d`); nil: the services' default.
+    public var retention: String?
 
     public init(
         portBase: Int = 3000,
@@ -71,6 +73,7 @@ public struct LocalSystem: Sendable {
         environment["PORT"] = replica == 0 ? String(service.port(base: portBase)) : "0"
         environment["REGISTRY_URL"] = service == .gateway ? nil : gatewayURL
         if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
+        if let retention { environment["RETENTION"] = retention }
         environment["HOST"] = "127.0.0.1"
         environment["DATA_DIR"] = dataDirectory
         environment["DATABASE_URL"] = databaseURL

@@ -65,7 +65,10 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     ).addRoutes(to: router)
     CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)
 
-    var app = ServiceApplication.makeApplication(router: router, settings: settings, services: database.services + messaging.services, logger: logger)
+    var app = ServiceApplication.makeApplication(
+        router: router, settings: settings, services: database.services + messaging.services + [try messaging.pruner(settings: settings)],
+        logger: logger
+    )
     app.beforeServerStarts {
         try await database.prepare(migrations: UserMigrations.all + MessagingMigrations.all)
         try await messaging.prepare()

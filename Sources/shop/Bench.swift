@@ -1,7 +1,10 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
 import SQLKit
 import ServiceDatabase
 import ServiceLifecycle
@@ -9,7 +12,7 @@ import ServiceMessaging
 
 /// `shop bench …`: benchmarks that print figures (never run as tests).
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self, Policies.self])
+    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self, Soak.self, Policies.self])
 
     /// Runs `body` for 0..<count on `width` concurrent tasks (each takes the next number when it is free).
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
@@ -29,6 +32,19 @@ struct Bench: AsyncParsableCommand {
             }
             try await tasks.waitForAll()
         }
+    }
+
+    /// Sends `json` with `method` to `url` (with a bearer `token`), answering the status and body.
+    static func call(
+        _ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil
+    ) async throws -> (status: HTTPResponseStatus, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "content-type", value: "application/json")
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+        request.body = .bytes(ByteBuffer(string: json))
+        let response = try await client.execute(request, timeout: .seconds(60))
+        return (response.status, try await response.body.collect(upTo: 1 << 20))
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -182,7 +198,20 @@ struct Bench: AsyncParsableCommand {
             relay.wakeup.signal()
         }
 
-        static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
+        /// Sends `json` with `method` to `url` (with a bearer `token`), answering the status and body.
+    static func call(
+        _ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil
+    ) async throws -> (status: HTTPResponseStatus, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "content-type", value: "application/json")
+        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+        request.body = .bytes(ByteBuffer(string: json))
+        let response = try await client.execute(request, timeout: .seconds(60))
+        return (response.status, try await response.body.collect(upTo: 1 << 20))
+    }
+
+    static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
     }
 }
 

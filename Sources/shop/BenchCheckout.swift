@@ -35,8 +35,10 @@ extension Bench {
                 portBase: try Ports.freeBase(), dataDirectory: directory, databaseURL: database, adminPassword: ServiceSecrets.randomSecret(),
                 logLevel: "error"
             )
-            // Nothing but the benchmark's own figures: stock for every checkout, no reservation expiry during the run.
+            // Nothing but the benchmark's own figures: stock for every checkout, no reservation expiry during the run, and
+            // no rate limit (one client sends every checkout; the limit is not what this measures).
             system.extraEnvironment = ["RESERVATION_TTL_SECONDS": "3600"]
+            system.rateLimit = "off"
             _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.allCases.map(\.rawValue))
             var logger = Logger(label: "bench")
             logger.logLevel = .error
@@ -140,13 +142,7 @@ struct CheckoutRunner: Service {
     }
 
     func call(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil) async throws -> (status: HTTPResponseStatus, body: ByteBuffer) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "content-type", value: "application/json")
-        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
-        request.body = .bytes(ByteBuffer(string: json))
-        let response = try await client.execute(request, timeout: .seconds(60))
-        return (response.status, try await response.body.collect(upTo: 1 << 20))
+        try await Bench.call(client, method, url, json: json, token: token)
     }
 
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {

@@ -33,8 +33,14 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The gateway's rate limit per client and route group, e.g. 100/60s, or off.")
     var rateLimit = "100/60s"
 
+    @Option(help: "How long handled events, inbox ids, finished sagas and idempotency records are kept, e.g. 30s, 12h, 7d (default 7d; RETENTION).")
+    var retention: String?
+
     func validate() throws {
         _ = try LocalSystem.parseReplicas(replicas)
+        if let retention, Duration.parse(retention) == nil {
+            throw ValidationError("--retention is not a duration: '\(retention)' (expected e.g. 30s, 15m, 12h, 7d)")
+        }
         do { _ = try RateLimit.parse(rateLimit) } catch { throw ValidationError("\(error)") }
     }
 
@@ -56,6 +62,7 @@ struct Up: AsyncParsableCommand {
         )
         system.replicas = try LocalSystem.parseReplicas(replicas)
         system.rateLimit = rateLimit
+        system.retention = retention
         let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
         if inProcess {
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)

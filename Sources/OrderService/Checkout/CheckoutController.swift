@@ -141,6 +141,12 @@ struct CheckoutController {
         }
     }
 
+    /// Removes the idempotency records of checkouts whose sagas are being pruned (in the pruning transaction `sql`);
+    /// answers how many.
+    static let removeRecords: @Sendable ([String], any SQLDatabase) async throws -> Int = { sagaIDs, sql in
+        try await sql.raw("DELETE FROM checkouts WHERE saga_id IN (\(binds: sagaIDs)) RETURNING saga_id").all().count
+    }
+
     func sagaID(userId: String, key: String) async throws -> String? {
         try await database.withConnection { sql in
             try await sql.raw("SELECT saga_id FROM checkouts WHERE user_id = \(bind: userId) AND idempotency_key = \(bind: key)").first()?

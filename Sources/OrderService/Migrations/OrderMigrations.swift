@@ -70,5 +70,7 @@ enum OrderMigrations {
                 """
             ]
         ),
+        // Retention: a checkout's idempotency record is removed with its finished saga.
+        Migration(version: 5, name: "checkouts by saga", statements: ["CREATE INDEX checkouts_by_saga ON checkouts (saga_id)"]),
     ]
 }

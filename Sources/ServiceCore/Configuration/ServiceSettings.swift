@@ -23,6 +23,11 @@ public struct ServiceSettings: Sendable {
     /// The service registry's URL (`REGISTRY_URL`, the gateway's): when set, calls to other services find their
     /// instances there; empty: the configured URLs only.
     public var registryURL: String = ""
+    /// How long infrastructure rows (handled events, inbox ids, finished sagas, idempotency records) are kept
+    /// (`RETENTION`, default `7d`; e.g. `30s`, `12h`), as written; parsed by `RetentionPolicy`.
+    public var retention: String = "7d"
+    /// How long dead letters are kept unless replayed (`DEAD_LETTER_RETENTION`, default `30d`), as written.
+    public var deadLetterRetention: String = "30d"
     /// Called with the bound port once the server listens (tests and supervisors bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -59,6 +64,8 @@ public struct ServiceSettings: Sendable {
             eventLogURL: environment.string("EVENTLOG_URL", default: "")
         )
         self.registryURL = environment.string("REGISTRY_URL", default: "")
+        self.retention = environment.string("RETENTION", default: "7d")
+        self.deadLetterRetention = environment.string("DEAD_LETTER_RETENTION", default: "30d")
     }
 
     /// The registry lookup shared by this process's clients, when a registry is configured.
