@@ -36,15 +36,15 @@ public enum InfrastructureTables {
         return rows
     }
 
-    /// Bytes on disk of each SQLite file of `system` (the database with its write-ahead log), keyed by file name; empty
-    /// on PostgreSQL.
-    public static func fileSizes(of system: LocalSystem) -> [String: Int] {
+    /// Bytes on disk of each SQLite file of `system` and of its write-ahead log, keyed by database name; empty on
+    /// PostgreSQL.
+    public static func fileSizes(of system: LocalSystem) -> [String: (database: Int, log: Int)] {
         guard system.databaseURL.isEmpty else { return [:] }
-        var sizes: [String: Int] = [:]
+        var sizes: [String: (database: Int, log: Int)] = [:]
         for (name, _) in tables {
             let path = (system.dataDirectory as NSString).appendingPathComponent("\(name).sqlite")
-            let bytes = ["", "-wal"].compactMap { try? FileManager.default.attributesOfItem(atPath: path + $0)[.size] as? Int }.reduce(0, +)
-            sizes["\(name).sqlite"] = bytes
+            let size = { (path: String) in (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+            sizes[name] = (size(path), size(path + "-wal"))
         }
         return sizes
     }
