@@ -14,8 +14,14 @@ public struct NotificationServiceConfiguration: Sendable {
     public var tokenVerifier: TokenVerifier?
     /// Consumer settings of its event subscriptions and of the `order-notifications` queue.
     public var consumer: ConsumerConfiguration = .init()
-    /// Where mail goes; nil: `.eml` files in ``mailDirectory``.
+    /// Where mail goes; nil: SMTP when ``smtpURL`` is set, else `.eml` files in ``mailDirectory``.
     public var mailSender: (any MailSender)?
+    /// The SMTP server mail is sent through (`MAIL_SMTP_URL`: `smtp://[user:password@]host[:port][?starttls=required]`
+    /// or `smtps://…`); nil: `.eml` files.
+    public var smtpURL: String?
+    /// How the `notification-mail` queue sends: attempts (`MAIL_MAX_ATTEMPTS`, default 8) with backoff from 2 s up to
+    /// 10 min, and a lease longer than any one SMTP conversation.
+    public var mailConsumer: ConsumerConfiguration
     /// The folder of the `.eml` files (`MAIL_DIRECTORY`); nil: `mail` in the data folder.
     public var mailDirectory: String?
     /// The sender of the shop's mail (`MAIL_FROM`, default `shop@shop.local`).
@@ -26,6 +32,11 @@ public struct NotificationServiceConfiguration: Sendable {
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.mailDirectory = environment.string("MAIL_DIRECTORY", default: "").isEmpty ? nil : environment.string("MAIL_DIRECTORY", default: "")
         self.mailFrom = environment.string("MAIL_FROM", default: "shop@shop.local")
+        self.smtpURL = environment.get("MAIL_SMTP_URL").flatMap { $0.isEmpty ? nil : $0 }
+        self.mailConsumer = ConsumerConfiguration(
+            visibilityTimeout: .seconds(600), maxAttempts: max(1, environment.int("MAIL_MAX_ATTEMPTS", default: 8)), baseBackoff: .seconds(2),
+            maxBackoff: .seconds(600)
+        )
     }
 }
 
@@ -44,13 +55,22 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     // The guide's order-notifications queue: competing consumers (one per instance), retried until the replica knows
     // the recipient, dead-lettered after the last attempt.
     var queue = EventHandlers()
-    let mail = configuration.mailSender
-        ?? FileMailSender(directory: configuration.mailDirectory ?? (settings.dataDirectory as NSString).appendingPathComponent("mail"))
-    let from = (name: "Shop", address: configuration.mailFrom)
+    let publisher = messaging.publisher
     queue.on(OrderNotification.eventType, as: OrderNotification.self) { note, _, sql in
-        try await NotificationRepository.deliver(note, in: sql, mail: mail, from: from)
+        try await NotificationRepository.deliver(note, in: sql, mail: publisher)
     }
     messaging.consume(group: Queue.orderNotifications, handlers: queue, configuration: configuration.consumer, subscribes: false)
+    // Mail is sent after the notification committed, from the service's own queue: an effect outside any transaction,
+    // once per message (a batch that rolls back never mails twice), retried on transient failures, dead-lettered when
+    // the server refuses it for good.
+    let mail = try configuration.mailSender
+        ?? FileMailSender(directory: configuration.mailDirectory ?? (settings.dataDirectory as NSString).appendingPathComponent("mail"))
+    let from = (name: "Shop", address: configuration.mailFrom)
+    var mailQueue = EventHandlers()
+    mailQueue.onEffect(MailRequest.eventType, as: MailRequest.self) { request, _ in
+        try await mail.send(request.message(from: from))
+    }
+    messaging.consume(group: MailRequest.queue, handlers: mailQueue, configuration: configuration.mailConsumer, subscribes: false)
 
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
     var health = HealthChecker()

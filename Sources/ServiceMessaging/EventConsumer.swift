@@ -8,10 +8,13 @@ import ServiceDatabase
 import ServiceLifecycle
 import Tracing
 
-/// What a consumer runs for each event type: a handler that gets the event and the service's transaction.
+/// What a consumer runs for each event type: a handler that gets the event and the service's transaction, or an
+/// effect that acts outside the database (see ``onEffect(_:as:_:)``).
 public struct EventHandlers: Sendable {
     public typealias Handler = @Sendable (EventEnvelope, any SQLDatabase) async throws -> Void
+    public typealias Effect = @Sendable (EventEnvelope) async throws -> Void
     var handlers: [String: Handler] = [:]
+    var effects: [String: Effect] = [:]
 
     public init() {}
 
@@ -25,8 +28,20 @@ public struct EventHandlers: Sendable {
         handlers[type] = { event, sql in try await handler(try event.payload(as: Payload.self), event, sql) }
     }
 
+    /// Performs an external side effect (a mail, a call to a provider) for each event of `type` whose data decodes as
+    /// `Payload`, outside any transaction, after the transaction that asked for it committed: the event is the recorded
+    /// intent. Each delivery is performed on its own (a batch that fails is never repeated as a whole), at most once
+    /// per event id while its outcome is recorded (the inbox, written once the effect succeeded), and retried with
+    /// backoff when the effect throws — except for a ``PermanentFailure``, which dead-letters it at once. Only a crash
+    /// between the effect and the inbox write repeats it: pass the event id on as the effect's idempotency key.
+    public mutating func onEffect<Payload: Decodable>(
+        _ type: String, as payload: Payload.Type, _ effect: @escaping @Sendable (Payload, EventEnvelope) async throws -> Void
+    ) {
+        effects[type] = { event in try await effect(try event.payload(as: Payload.self), event) }
+    }
+
     /// The event types handled.
-    public var types: [String] { handlers.keys.sorted() }
+    public var types: [String] { Set(handlers.keys).union(effects.keys).sorted() }
 }
 
 /// Settings of a consumer.
@@ -158,8 +173,10 @@ public final class EventConsumer: Service, Sendable {
     /// delivery already means a handler may run more than once, and its database effects only count when committed.
     @discardableResult
     public func pollOnce() async throws -> Int {
-        let deliveries = try await log.claim(group: group, limit: configuration.prefetch, owner: owner, visibility: configuration.visibilityTimeout)
-        guard !deliveries.isEmpty else { return 0 }
+        let claimed = try await log.claim(group: group, limit: configuration.prefetch, owner: owner, visibility: configuration.visibilityTimeout)
+        guard !claimed.isEmpty else { return 0 }
+        let effects = claimed.filter { handlers.effects[$0.event.type] != nil }
+        let deliveries = claimed.filter { handlers.effects[$0.event.type] == nil }
         var handled: [EventLog.Delivery] = []
         if deliveries.count > 1, await handleTogether(deliveries) {
             handled = deliveries
@@ -168,11 +185,20 @@ public final class EventConsumer: Service, Sendable {
                 handled.append(delivery)
             }
         }
+        // Effects run side by side (each under its own lease), never inside a transaction.
+        handled += await withTaskGroup(of: EventLog.Delivery?.self) { group in
+            for delivery in effects {
+                group.addTask { await self.perform(delivery) ? delivery : nil }
+            }
+            var performed: [EventLog.Delivery] = []
+            for await delivery in group { if let delivery { performed.append(delivery) } }
+            return performed
+        }
         if !handled.isEmpty { Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "handled")]).increment(by: handled.count) }
         // One acknowledgement for the batch: each handler has committed, so a crash before this line only means
         // redeliveries, which the inbox turns into no-ops.
         try await log.acknowledge(handled)
-        return deliveries.count
+        return claimed.count
     }
 
     /// Runs every delivery's handler in one transaction; false (and nothing committed) when any of them failed.
@@ -220,10 +246,6 @@ public final class EventConsumer: Service, Sendable {
     /// dead-lettered.
     func handle(_ delivery: EventLog.Delivery) async -> Bool {
         let event = delivery.event
-        var logger = self.logger
-        logger[metadataKey: "correlationId"] = event.correlationid.map { .string($0) }
-        logger[metadataKey: "eventId"] = .string(event.id)
-        logger[metadataKey: "eventType"] = .string(event.type)
         do {
             try await database.transaction { sql in
                 guard try await !self.recordInInbox([event.id], in: sql).isEmpty else { return }
@@ -231,12 +253,55 @@ public final class EventConsumer: Service, Sendable {
             }
             afterCommit?()
             return true
-        } catch let malformed as MalformedEvent {
-            logger.error("Event dead-lettered", metadata: ["reason": "\(malformed.reason)"])
-            Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "dead_lettered")]).increment()
-            try? await log.deadLetter(delivery, reason: malformed.reason)
-            return false
         } catch {
+            await failed(delivery, error)
+            return false
+        }
+    }
+
+    /// Performs the effect of one delivery unless its outcome is recorded already, then records it (the inbox); true
+    /// when it is done (to be acknowledged), false when it was retried or dead-lettered.
+    func perform(_ delivery: EventLog.Delivery) async -> Bool {
+        let event = delivery.event
+        do {
+            let done = try await database.withConnection { sql in
+                try await sql.raw("SELECT 1 AS done FROM inbox WHERE group_name = \(bind: self.group) AND event_id = \(bind: event.id)").first() != nil
+            }
+            if done { return true }
+            guard let effect = handlers.effects[event.type] else { throw MalformedEvent(reason: "no effect for event type '\(event.type)' in group '\(group)'") }
+            try await withSpan("perform \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
+                span.attributes["messaging.consumer.group.name"] = group
+                span.attributes["messaging.message.id"] = event.id
+                try await effect(event)
+            }
+        } catch {
+            await failed(delivery, error)
+            return false
+        }
+        do {
+            // The outcome: a redelivery from now on is a no-op. Should this write fail, the delivery comes back after its
+            // lease and the effect runs again — the one way an effect repeats.
+            _ = try await database.withConnection { sql in try await self.recordInInbox([event.id], in: sql) }
+            return true
+        } catch {
+            logger.warning("Could not record a performed effect; it will be performed again", metadata: ["eventId": "\(event.id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Dead-letters a delivery whose handler or effect failed for good (a ``PermanentFailure``, or its last attempt),
+    /// or makes it available again after a backoff.
+    func failed(_ delivery: EventLog.Delivery, _ error: any Error) async {
+        let event = delivery.event
+        var logger = self.logger
+        logger[metadataKey: "correlationId"] = event.correlationid.map { .string($0) }
+        logger[metadataKey: "eventId"] = .string(event.id)
+        logger[metadataKey: "eventType"] = .string(event.type)
+        if let permanent = error as? any PermanentFailure {
+            logger.error("Event dead-lettered", metadata: ["reason": "\(permanent.description)"])
+            Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "dead_lettered")]).increment()
+            try? await log.deadLetter(delivery, reason: permanent.description)
+        } else {
             if delivery.attempts >= configuration.maxAttempts {
                 logger.error("Event dead-lettered after its last attempt", metadata: ["attempts": "\(delivery.attempts)", "error": "\(error)"])
                 Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "dead_lettered")]).increment()
@@ -248,6 +313,5 @@ public final class EventConsumer: Service, Sendable {
                 try? await log.retry(delivery, after: delay, error: "\(error)")
             }
         }
-        return false
     }
 }

@@ -65,8 +65,12 @@ public struct EventEnvelope: Codable, Sendable, Equatable {
     }
 }
 
+/// A failure that no retry can mend (a malformed event, a mail server's permanent refusal): the delivery is
+/// dead-lettered at once, with the error's description as the reason.
+public protocol PermanentFailure: Error, CustomStringConvertible {}
+
 /// An event that cannot be handled as it is: it is dead-lettered at once, with this reason, never retried.
-public struct MalformedEvent: Error, CustomStringConvertible {
+public struct MalformedEvent: PermanentFailure {
     public var reason: String
     public init(reason: String) { self.reason = reason }
     public var description: String { reason }

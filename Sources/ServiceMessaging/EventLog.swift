@@ -288,15 +288,32 @@ public final class EventLog: Sendable {
                     """
                 ).all()
             }
-            return try rows.map { try delivery($0, try Self.event($0)) }
+            var claimed: [Delivery] = []
+            for row in rows {
+                do {
+                    claimed.append(try delivery(row, try Self.event(row)))
+                } catch {
+                    try await deadLetter(id: try row.decode(column: "delivery_id", as: Int64.self), owner: owner, reason: "\(error)")
+                }
+            }
+            return claimed
         }
         // SQLite has no data-modifying WITH: the lease (one statement, atomic on its own), then the events.
         let rows = try await database.withConnection { sql in try await sql.raw(update).all() }
         guard !rows.isEmpty else { return [] }
-        let events = try await self.events(ids: try rows.map { try $0.decode(column: "event_id", as: String.self) })
-        return try rows.compactMap { row in
-            try events[try row.decode(column: "event_id", as: String.self)].map { try delivery(row, $0) }
-        }.sorted { $0.id < $1.id }
+        let ids = try rows.map { try $0.decode(column: "event_id", as: String.self) }
+        let events = try await self.events(ids: ids)
+        var claimed: [Delivery] = []
+        for row in rows {
+            do {
+                let id = try row.decode(column: "event_id", as: String.self)
+                guard let event = events[id] else { throw UnreadableValue(table: "events", column: "id", value: id) }
+                claimed.append(try delivery(row, try event.get()))
+            } catch {
+                try await deadLetter(id: try row.decode(column: "delivery_id", as: Int64.self), owner: owner, reason: "\(error)")
+            }
+        }
+        return claimed.sorted { $0.id < $1.id }
     }
 
     /// Marks a delivery handled.
@@ -380,7 +397,7 @@ public final class EventLog: Sendable {
         }
         guard let row else { return nil }
         var letter = try Self.deadLetter(row)
-        letter.event = try await events(ids: [letter.eventId])[letter.eventId]
+        letter.event = try? await events(ids: [letter.eventId])[letter.eventId]?.get()
         return letter
     }
 
@@ -417,21 +434,25 @@ public final class EventLog: Sendable {
 
     // MARK: Rows
 
-    func events(ids: [String]) async throws -> [String: EventEnvelope] {
+    /// The events stored under `ids`, each read back or the error that made it unreadable.
+    func events(ids: [String]) async throws -> [String: Result<EventEnvelope, any Error>] {
         try await database.withConnection { sql in
             let rows = try await sql.select().column("*").from("events").where("id", .in, ids).all()
-            var events: [String: EventEnvelope] = [:]
+            var events: [String: Result<EventEnvelope, any Error>] = [:]
             for row in rows {
-                let event = try Self.event(row)
-                events[event.id] = event
+                let id = try row.decode(column: "id", as: String.self)
+                events[id] = Result { try Self.event(row) }
             }
             return events
         }
     }
 
+    /// An event as stored; data that is not JSON is an ``UnreadableValue`` (its delivery is dead-lettered).
     static func event(_ row: any SQLRow) throws -> EventEnvelope {
         let dataText = try row.decode(column: "data", as: String.self)
-        let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(dataText.utf8))) ?? .null
+        guard let data = try? JSONDecoder().decode(JSONValue.self, from: Data(dataText.utf8)) else {
+            throw UnreadableValue(table: "events", column: "data", value: dataText)
+        }
         return EventEnvelope(
             id: try row.decode(column: "id", as: String.self),
             type: try row.decode(column: "type", as: String.self),

@@ -101,5 +101,11 @@ public enum MessagingMigrations {
         Migration(version: 10_002, name: "index inbox by age") { sql in
             try await sql.raw("CREATE INDEX inbox_by_age ON inbox (handled_at, group_name, event_id)").run()
         },
+        // Outbox rows that cannot be read as events, set aside with the reason instead of blocking the relay.
+        Migration(version: 10_003, name: "outbox dead letters") { sql in
+            try await sql.raw(
+                "CREATE TABLE outbox_dead_letters (seq BIGINT PRIMARY KEY, envelope TEXT NOT NULL, reason TEXT NOT NULL, failed_at BIGINT NOT NULL)"
+            ).run()
+        },
     ]
 }

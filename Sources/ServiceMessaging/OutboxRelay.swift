@@ -101,16 +101,41 @@ public final class OutboxRelay: Service, Sendable {
         guard !rows.isEmpty else { return 0 }
         var sequence: [Int64] = []
         var events: [(envelope: EventEnvelope, queue: String?)] = []
+        var unreadable: [(seq: Int64, envelope: String, reason: String)] = []
         for row in rows {
-            sequence.append(try row.decode(column: "seq", as: Int64.self))
+            let seq = try row.decode(column: "seq", as: Int64.self)
             let text = try row.decode(column: "envelope", as: String.self)
-            events.append((try JSONDecoder().decode(EventEnvelope.self, from: Data(text.utf8)), try row.decode(column: "queue", as: String?.self)))
+            do {
+                events.append((try JSONDecoder().decode(EventEnvelope.self, from: Data(text.utf8)), try row.decode(column: "queue", as: String?.self)))
+                sequence.append(seq)
+            } catch {
+                unreadable.append((seq, text, "\(UnreadableValue(table: "outbox", column: "envelope", value: text)): \(error)"))
+            }
         }
-        try await log.append(events)
+        if !unreadable.isEmpty { try await deadLetter(unreadable) }
+        if !events.isEmpty { try await log.append(events) }
         try await database.withConnection { sql in
-            try await sql.delete(from: "outbox").where("seq", .in, sequence).run()
+            if !sequence.isEmpty { try await sql.delete(from: "outbox").where("seq", .in, sequence).run() }
         }
         return rows.count
+    }
+
+    /// Moves outbox rows that cannot be read as events to `outbox_dead_letters`, with the reason, so they never hold up
+    /// the rows behind them; counted in `outbox_dead_lettered_total` and logged.
+    func deadLetter(_ rows: [(seq: Int64, envelope: String, reason: String)]) async throws {
+        try await database.transaction { sql in
+            for row in rows {
+                try await sql.raw(
+                    """
+                    INSERT INTO outbox_dead_letters (seq, envelope, reason, failed_at)
+                    VALUES (\(bind: row.seq), \(bind: row.envelope), \(bind: String(row.reason.prefix(2000))), \(bind: EventLog.nowMillis()))
+                    """
+                ).run()
+                try await sql.raw("DELETE FROM outbox WHERE seq = \(bind: row.seq)").run()
+            }
+        }
+        for row in rows { logger.error("Outbox row dead-lettered", metadata: ["seq": "\(row.seq)", "reason": "\(row.reason)"]) }
+        Counter(label: "outbox_dead_lettered_total").increment(by: rows.count)
     }
 
     /// Rows waiting in the outbox (the relay's lag).

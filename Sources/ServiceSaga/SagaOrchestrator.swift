@@ -132,7 +132,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             }
             return SagaRecord(
                 id: id,
-                status: SagaStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
+                status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self),
                 state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),
                 error: try row.decode(column: "error", as: String?.self),
                 errorStatus: try row.decode(column: "error_status", as: Int?.self),
@@ -399,7 +399,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         try await database.withConnection { sql in
             guard let row = try await sql.raw("SELECT * FROM sagas WHERE id = \(bind: id) AND owner = \(bind: self.owner)").first() else { return nil }
             return Position(
-                status: SagaStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .failed,
+                status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self),
                 state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),
                 nextStep: try row.decode(column: "next_step", as: Int.self),
                 compensateFrom: try row.decode(column: "compensate_from", as: Int?.self)

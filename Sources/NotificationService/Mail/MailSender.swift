@@ -24,7 +24,8 @@ public struct MailMessage: Sendable, Equatable {
     }
 }
 
-/// Delivers mail. Sending the same message (same id) twice must deliver it once.
+/// Delivers mail. Sending the same message (same id) again is allowed to deliver it again (SMTP has no idempotency
+/// key); the id is the message's `Message-ID`, so a receiver can recognise the repeat.
 public protocol MailSender: Sendable {
     func send(_ message: MailMessage) async throws
 }
@@ -40,11 +41,14 @@ public struct FileMailSender: MailSender {
     }
 
     public func send(_ message: MailMessage) async throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Mail holds names and addresses: the folder and the files are the owner's only.
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let name = message.id.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
         let path = (directory as NSString).appendingPathComponent("\(name).eml")
         let temporary = (directory as NSString).appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
-        try Data(RFC5322.render(message).utf8).write(to: URL(fileURLWithPath: temporary))
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(RFC5322.render(message).utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
+        }
         if rename(temporary, path) != 0 {
             let code = errno
             try? FileManager.default.removeItem(atPath: temporary)

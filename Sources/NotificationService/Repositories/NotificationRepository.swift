@@ -2,6 +2,7 @@ import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// A notification sent to a user.
@@ -36,10 +37,11 @@ struct NotificationRepository: Sendable {
         var description: String { "recipient \(userId) is not in the replica yet" }
     }
 
-    /// Handles one `order-notifications` message inside the consumer's transaction: records the notification and mails
-    /// it to the address in the replica. The notification's id comes from the message (kind and order), so a
-    /// redelivered message records and mails the same notification once.
-    static func deliver(_ note: OrderNotification, in sql: any SQLDatabase, mail: any MailSender, from: (name: String, address: String)) async throws {
+    /// Handles one `order-notifications` message inside the consumer's transaction: records the notification and, in the
+    /// same transaction, the intent to mail it to the address in the replica (a `notification-mail` queue message, sent
+    /// after commit). The notification's id comes from the message (kind and order), so a redelivered message records
+    /// the notification and its mail once; a transaction that rolls back takes its mail with it.
+    static func deliver(_ note: OrderNotification, in sql: any SQLDatabase, mail: OutboxPublisher) async throws {
         guard let row = try await sql.raw("SELECT email, name FROM recipients WHERE user_id = \(bind: note.userId)").first() else {
             throw RecipientUnknown(userId: note.userId)
         }
@@ -56,9 +58,8 @@ struct NotificationRepository: Sendable {
             """
         ).all()
         guard !inserted.isEmpty else { return }
-        try await mail.send(
-            MailMessage(id: id, fromName: from.name, fromAddress: from.address, toName: name, toAddress: email, subject: subject, body: body, date: now)
-        )
+        let request = MailRequest(id: id, toName: name, toAddress: email, subject: subject, body: body, date: Timestamp.format(now))
+        try await mail.send(MailRequest.eventType, to: MailRequest.queue, key: id, payload: request, in: sql)
     }
 
     static func compose(_ note: OrderNotification, name: String) -> (subject: String, body: String) {

@@ -72,5 +72,15 @@ enum OrderMigrations {
         ),
         // Retention: a checkout's idempotency record is removed with its finished saga.
         Migration(version: 5, name: "checkouts by saga", statements: ["CREATE INDEX checkouts_by_saga ON checkouts (saga_id)"]),
+        // Order numbers from a counter row (one indexed update, serialised by its row lock) instead of MAX(seq) + 1,
+        // which scanned the table and could hand two concurrent orders the same number.
+        Migration(
+            version: 6,
+            name: "order number counter",
+            statements: [
+                "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+                "INSERT INTO counters (name, value) SELECT 'orders', COALESCE(MAX(seq), 0) FROM orders",
+            ]
+        ),
     ]
 }

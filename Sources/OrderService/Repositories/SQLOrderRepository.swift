@@ -32,15 +32,22 @@ struct SQLOrderRepository: OrderRepository {
         if created { events.committed() }
     }
 
+    /// The order-number counter row is missing (the migrations did not run).
+    struct CounterMissing: Error, CustomStringConvertible {
+        var description: String { "the order-number counter is missing" }
+    }
+
     /// Inserts an order with its lines and adds `order.created` to the outbox, inside `sql`.
     static func insert(_ order: OrderDTO, in sql: any SQLDatabase, events: OutboxPublisher) async throws {
         let address = String(decoding: try JSONEncoder().encode(order.shippingAddress), as: UTF8.self)
+        guard let number = try await sql.raw("UPDATE counters SET value = value + 1 WHERE name = 'orders' RETURNING value").first()?
+            .decode(column: "value", as: Int64.self)
+        else { throw CounterMissing() }
         try await sql.raw(
             """
             INSERT INTO orders (id, user_id, status, total_cents, shipping_address, created_at, updated_at, seq)
             VALUES (\(bind: order.id), \(bind: order.userId), \(bind: order.status), \(bind: Money.cents(order.totalAmount)),
-                    \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt),
-                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM orders))
+                    \(bind: address), \(bind: order.createdAt), \(bind: order.updatedAt), \(bind: number))
             """
         ).run()
         for (line, item) in order.items.enumerated() {
@@ -94,7 +101,7 @@ struct SQLOrderRepository: OrderRepository {
         in sql: any SQLDatabase, events: OutboxPublisher
     ) async throws -> OrderDTO? {
         guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
-        let current = OrderStatus(rawValue: try row.decode(column: "status", as: String.self)) ?? .pending
+        let current = try row.decode(column: "status", of: "orders", as: OrderStatus.self)
         guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
         // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
         let changed = try await sql.raw(

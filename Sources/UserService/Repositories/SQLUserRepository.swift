@@ -64,7 +64,7 @@ struct SQLUserRepository: UserRepository {
             email: try row.decode(column: "email", as: String.self),
             name: try row.decode(column: "name", as: String.self),
             passwordHash: try row.decode(column: "password_hash", as: String.self),
-            role: Identity.Role(rawValue: try row.decode(column: "role", as: String.self)) ?? .user,
+            role: try row.decode(column: "role", of: "users", as: Identity.Role.self),
             profile: try profileJSON.map { try JSONDecoder().decode(UserDTO.Profile.self, from: Data($0.utf8)) },
             createdAt: try row.decode(column: "created_at", as: String.self),
             updatedAt: try row.decode(column: "updated_at", as: String.self)
