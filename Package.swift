@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ServiceSaga", targets: ["ServiceSaga"]),
         .library(name: "ServiceResilience", targets: ["ServiceResilience"]),
         .library(name: "ServiceTracing", targets: ["ServiceTracing"]),
+        .library(name: "ServiceMail", targets: ["ServiceMail"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -39,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-kit.git", from: "2.17.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
     ],
@@ -124,6 +126,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // An SMTP client on SwiftNIO (no Swift SMTP library is available to this project: see SMTPClient's comment).
+        .target(
+            name: "ServiceMail",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ServiceSaga",
             dependencies: [
@@ -182,19 +196,31 @@ let package = Package(
         ),
         .target(
             name: "PaymentService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "PaymentProviderService",
+            dependencies: [
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "NotificationService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "ShopSystem",
             dependencies: [
                 "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService",
-                "ServiceTracing", "ServiceDatabase",
+                "PaymentProviderService", "ServiceTracing", "ServiceDatabase",
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
@@ -220,8 +246,9 @@ let package = Package(
             name: "ServiceCoreTests",
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting",
-                "ServiceTracing",
+                "ServiceTracing", "ServiceMail",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

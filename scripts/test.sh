@@ -48,6 +48,20 @@ start_private_postgres() {
     export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 }
 
+# The SMTP tests talk to a real SMTP server (aiosmtpd, from PyPI) and make a certificate with openssl.
+ensure_test_tools() {
+    if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+        echo "==> installing aiosmtpd (PyPI)"
+        python3 -m pip install -q aiosmtpd
+    fi
+    if ! command -v openssl >/dev/null; then
+        echo "==> installing openssl (Debian package)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    fi
+}
+
+ensure_test_tools
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
     start_private_postgres
 fi

@@ -77,7 +77,7 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     let configuredClients = configuration.serviceClients
     let dataDirectory = settings.dataDirectory
     let clients: @Sendable () throws -> [String: String] = {
-        try configuredClients ?? ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.allCases.map(\.rawValue))
+        try configuredClients ?? ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.shopServices.map(\.rawValue))
     }
     _ = try clients()
     // The auth service signs its own service token (to ask the user service about credentials).

@@ -18,7 +18,7 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     let verifier = configuration.tokenVerifier ?? .remote(authURL: authURL, logger: logger)
     let registry = ServiceRegistry(ttl: configuration.registryTTL)
     var statics: [String: [ProxyUpstream]] = [:]
-    for service in ServiceName.allCases where service != .gateway {
+    for service in ServiceName.shopServices where service != .gateway {
         statics[service.rawValue] = try configuration.upstreams(service)
     }
     let upstreams = GatewayUpstreams(

@@ -46,14 +46,14 @@ public struct GatewayConfiguration: Sendable {
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.gateway.rawValue, defaultPort: ServiceName.gateway.port(), environment: environment)
         var urls: [ServiceName: String] = [:]
-        for service in ServiceName.allCases where service != .gateway {
+        for service in ServiceName.shopServices where service != .gateway {
             urls[service] = environment.string(service.urlVariable, default: "http://127.0.0.1:\(service.port())")
         }
         self.serviceURLs = urls
         self.healthChecked =
             environment.get("GATEWAY_HEALTH_SERVICES").map { list in
                 list.split(separator: ",").compactMap { ServiceName(rawValue: $0.trimmingCharacters(in: .whitespaces)) }
-            } ?? ServiceName.implemented.filter { $0 != .gateway }
+            } ?? ServiceName.implemented.filter { $0 != .gateway && $0.isShopService }
         self.upstreamTimeoutSeconds = environment.int("UPSTREAM_TIMEOUT_SECONDS", default: 30)
         self.eventLoopThreads = max(1, environment.int("GATEWAY_EVENT_LOOP_THREADS", default: System.coreCount))
         self.rateLimit = environment.string("RATE_LIMIT", default: "100/60s")

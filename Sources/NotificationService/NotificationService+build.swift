@@ -64,6 +64,7 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     // once per message (a batch that rolls back never mails twice), retried on transient failures, dead-lettered when
     // the server refuses it for good.
     let mail = try configuration.mailSender
+        ?? configuration.smtpURL.map { try SMTPMailSender(url: $0, logger: logger) }
         ?? FileMailSender(directory: configuration.mailDirectory ?? (settings.dataDirectory as NSString).appendingPathComponent("mail"))
     let from = (name: "Shop", address: configuration.mailFrom)
     var mailQueue = EventHandlers()

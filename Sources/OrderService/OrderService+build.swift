@@ -78,7 +78,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let tokens = try configuration.serviceTokens
         ?? .forService(
             ServiceName.order.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
-            dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+            dataDirectory: settings.dataDirectory, allServices: ServiceName.shopServices.map(\.rawValue)
         )
     let pricing = CatalogPricing(
         catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry), replicas: Replicas(database: database))

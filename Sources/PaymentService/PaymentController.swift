@@ -160,7 +160,7 @@ struct PaymentController {
 
         try await check?(input.amount)
 
-        var record: PaymentRecord
+        let record: PaymentRecord
         if let retried {
             // A charge whose outcome was unknown, tried again under the same payment (and processor key).
             guard try await repository.retry(id: retried.payment.id) else {
@@ -188,7 +188,10 @@ struct PaymentController {
         }
 
         // The processor's idempotency key is the payment's id: a retry of this payment charges at most once.
-        let charge = ChargeRequest(idempotencyKey: record.payment.id, amountCents: Money.cents(record.payment.amount), card: input.card)
+        let charge = ChargeRequest(
+            idempotencyKey: record.payment.id, amountCents: Money.cents(record.payment.amount), card: input.card,
+            metadata: ["orderId": record.payment.orderId, "paymentId": record.payment.id]
+        )
         let outcome: ChargeOutcome
         do {
             outcome = try await withTimeout(processorTimeout) { try await processor.charge(charge) }
@@ -200,20 +203,11 @@ struct PaymentController {
                 extra: ["paymentId": record.payment.id]
             )
         }
-        switch outcome {
-        case .approved(let reference):
-            record.payment.status = "completed"
-            let body = String(decoding: try JSONEncoder().encode(record.payment), as: UTF8.self)
-            try await repository.complete(record, reference: reference, response: body)
-            logger.info("Payment completed", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])
-            return Self.json(status: 200, body: body, replayed: false)
-        case .declined(let code, let message):
-            let error = APIError(.init(code: 402, reasonPhrase: "Payment Required"), message, extra: ["code": code, "paymentId": record.payment.id])
-            let body = String(buffer: error.body)
-            try await repository.decline(id: record.payment.id, failure: code, responseStatus: 402, response: body)
-            logger.info("Payment declined", metadata: ["paymentId": "\(record.payment.id)", "code": "\(code)", "card": "\(input.card)"])
-            return Self.json(status: 402, body: body, replayed: false)
-        }
+        let answer = try await repository.settle(record, outcome: outcome)
+        logger.info(
+            answer.status == 200 ? "Payment completed" : "Payment declined", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"]
+        )
+        return Self.json(status: answer.status, body: answer.body, replayed: false)
     }
 
     @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> PaymentDTO {

@@ -33,6 +33,11 @@ enum PaymentMigrations {
                 "CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id) WHERE status IN ('processing', 'completed', 'refunded')",
                 "CREATE INDEX payments_by_order ON payments (order_id)",
             ]
-        )
+        ),
+        // Reconciliation: when a payment of unknown outcome was last checked with the provider (and found not charged).
+        Migration(
+            version: 2, name: "payment reconciliation",
+            statements: ["ALTER TABLE payments ADD COLUMN checked_at TEXT", "CREATE INDEX payments_unsettled ON payments (status, updated_at)"]
+        ),
     ]
 }

@@ -7,6 +7,8 @@ public struct ChargeRequest: Sendable {
     public var idempotencyKey: String
     public var amountCents: Int64
     public var card: Card
+    /// Kept with the charge by the provider (`orderId`, `paymentId`): how a charge is found again after a crash.
+    public var metadata: [String: String] = [:]
 }
 
 /// A processor's answer to a charge.
@@ -27,9 +29,13 @@ public protocol PaymentProcessor: Sendable {
     func charge(_ request: ChargeRequest) async throws -> ChargeOutcome
     /// Refunds a charge in full; answers the refund's reference. Repeating it with the same key refunds once.
     func refund(reference: String, amountCents: Int64, idempotencyKey: String) async throws -> String
+    /// What became of the charge made for payment `paymentId` (its `metadata.paymentId`) since `since`: its outcome, or
+    /// nil when the provider never charged it.
+    func lookup(paymentId: String, since: Date) async throws -> ChargeOutcome?
 }
 
-/// The built-in sandbox processor, with the documented test cards:
+/// An in-memory sandbox processor for unit tests (the system runs the sandbox provider, a process of its own with a
+/// persistent ledger, behind ``ProviderProcessor``), with the documented test cards:
 ///
 /// | number | outcome |
 /// |---|---|
@@ -91,6 +97,11 @@ public final class SandboxProcessor: PaymentProcessor {
             state.refunded[reference, default: 0] += amountCents
             return refund
         }
+    }
+
+    public func lookup(paymentId: String, since: Date) async throws -> ChargeOutcome? {
+        // Charges here are keyed by the payment id (the payment service's processor key).
+        state.withLockedValue { $0.charges[paymentId] }
     }
 
     /// Approved charges (how many), for tests: proves a retried request charged once.

@@ -86,17 +86,37 @@ struct PaymentRepository: Sendable {
         try await database.withConnection { sql in try await Self.find(userId: userId, key: key, in: sql) }
     }
 
-    /// Records an approved charge and its answer, publishes `payment.confirmed` and queues `PAYMENT_PROCESSED`.
+    /// Records what the processor did with `record`'s charge and answers what the request answers (and a repeated one
+    /// will): 200 with the completed payment, or 402 for a declined card.
+    func settle(_ record: PaymentRecord, outcome: ChargeOutcome) async throws -> (status: Int, body: String) {
+        switch outcome {
+        case .approved(let reference):
+            var completed = record
+            completed.payment.status = "completed"
+            let body = String(decoding: try JSONEncoder().encode(completed.payment), as: UTF8.self)
+            try await complete(completed, reference: reference, response: body)
+            return (200, body)
+        case .declined(let code, let message):
+            let error = APIError(.init(code: 402, reasonPhrase: "Payment Required"), message, extra: ["code": code, "paymentId": record.payment.id])
+            let body = String(buffer: error.body)
+            try await decline(id: record.payment.id, failure: code, responseStatus: 402, response: body)
+            return (402, body)
+        }
+    }
+
+    /// Records an approved charge and its answer, publishes `payment.confirmed` and queues `PAYMENT_PROCESSED` — once:
+    /// a payment settled meanwhile (by a request or by reconciliation) is left as it is.
     func complete(_ record: PaymentRecord, reference: String, response: String) async throws {
         let payment = record.payment
         try await database.transaction { sql in
-            try await sql.raw(
+            let settled = try await sql.raw(
                 """
                 UPDATE payments SET status = 'completed', processor_reference = \(bind: reference), failure = NULL,
                     response_status = 200, response_body = \(bind: response), updated_at = \(bind: Timestamp.now())
-                WHERE id = \(bind: payment.id)
+                WHERE id = \(bind: payment.id) AND status IN ('processing', 'failed') RETURNING id
                 """
-            ).run()
+            ).all()
+            guard !settled.isEmpty else { return }
             let event = PaymentEvent(paymentId: payment.id, orderId: payment.orderId, userId: record.userId, amount: payment.amount)
             try await events.add(EventType.paymentConfirmed, key: payment.orderId, payload: event, in: sql)
             let note = OrderNotification(
@@ -115,7 +135,7 @@ struct PaymentRepository: Sendable {
                 """
                 UPDATE payments SET status = 'declined', failure = \(bind: failure), response_status = \(bind: responseStatus),
                     response_body = \(bind: response), updated_at = \(bind: Timestamp.now())
-                WHERE id = \(bind: id)
+                WHERE id = \(bind: id) AND status IN ('processing', 'failed')
                 """
             ).run()
         }
@@ -123,11 +143,29 @@ struct PaymentRepository: Sendable {
 
     /// Records a charge whose outcome is unknown (the processor did not answer); nothing is stored to replay, so a
     /// retry with the same key charges again with the same processor key — which the processor answers once.
-    func fail(id: String, failure: String) async throws {
+    func fail(id: String, failure: String, checked: Bool = false) async throws {
         try await database.withConnection { sql in
             try await sql.raw(
-                "UPDATE payments SET status = 'failed', failure = \(bind: failure), updated_at = \(bind: Timestamp.now()) WHERE id = \(bind: id)"
+                """
+                UPDATE payments SET status = 'failed', failure = \(bind: failure), updated_at = \(bind: Timestamp.now()),
+                    checked_at = \(bind: checked ? Timestamp.now() : nil)
+                WHERE id = \(bind: id) AND status IN ('processing', 'failed')
+                """
             ).run()
+        }
+    }
+
+    /// Payments whose charge has an unknown outcome and that nobody is charging any more (untouched since `before`):
+    /// `processing` ones a crash left behind, and `failed` ones (the provider did not answer in time) not yet checked.
+    func unsettled(before: String, limit: Int = 100) async throws -> [PaymentRecord] {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                SELECT * FROM payments
+                WHERE (status = 'processing' OR (status = 'failed' AND response_status IS NULL AND checked_at IS NULL)) AND updated_at < \(bind: before)
+                ORDER BY updated_at LIMIT \(bind: limit)
+                """
+            ).all().map(Self.record)
         }
     }
 
@@ -144,27 +182,20 @@ struct PaymentRepository: Sendable {
         }
     }
 
-    /// The order's payment that took money (`completed`), inside the transaction `sql`.
-    static func completed(orderId: String, in sql: any SQLDatabase) async throws -> PaymentRecord? {
-        try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) AND status = 'completed'").first().map(Self.record)
-    }
-
-    /// Refunds a completed payment through `processor` and records it, inside the transaction `sql`; false when the
-    /// payment took no money (declined, failed) or was refunded already. The processor's refund is keyed by the
-    /// payment, so doing this again (a redelivery, a retry after a crash between refund and commit) refunds once.
-    func refund(_ record: PaymentRecord, processor: any PaymentProcessor, in sql: any SQLDatabase) async throws -> Bool {
-        guard record.payment.status == "completed", let reference = record.processorReference else { return false }
-        let refund = try await processor.refund(
-            reference: reference, amountCents: Money.cents(record.payment.amount), idempotencyKey: "refund-\(record.payment.id)"
-        )
-        try await markRefunded(record, reference: refund, in: sql)
-        return true
-    }
-
     /// Refunds payment `id`: the processor first (keyed by the payment, so a repeat refunds once), outside any
     /// transaction, then the record in a short one. Answers the payment as it now is, nil when unknown.
+    ///
+    /// A payment whose charge has an unknown outcome (the provider did not answer in time) is first looked up at the
+    /// provider: a charge it did make is recorded, then refunded, so no money is kept for a payment given up on.
     func refund(id: String, processor: any PaymentProcessor) async throws -> PaymentRecord? {
-        guard let record = try await find(id: id) else { return nil }
+        guard var record = try await find(id: id) else { return nil }
+        if record.payment.status == "failed", record.response == nil,
+            let outcome = try await processor.lookup(paymentId: id, since: Self.date(record.payment.createdAt) - 60)
+        {
+            _ = try await settle(record, outcome: outcome)
+            guard let settled = try await find(id: id) else { return nil }
+            record = settled
+        }
         guard record.payment.status == "completed", let reference = record.processorReference else { return record }
         let refund = try await processor.refund(
             reference: reference, amountCents: Money.cents(record.payment.amount), idempotencyKey: "refund-\(record.payment.id)"
@@ -187,6 +218,11 @@ struct PaymentRepository: Sendable {
         let payment = record.payment
         let event = PaymentEvent(paymentId: payment.id, orderId: payment.orderId, userId: record.userId, amount: payment.amount)
         try await events.add(EventType.paymentRefunded, key: payment.orderId, payload: event, in: sql)
+    }
+
+    /// A stored `Timestamp` as a date (the distant past when it cannot be read, so a lookup from it misses nothing).
+    static func date(_ timestamp: String) -> Date {
+        (try? Date(timestamp, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) ?? Date(timeIntervalSince1970: 0)
     }
 
     static func find(userId: String, key: String, in sql: any SQLDatabase) async throws -> PaymentRecord? {

@@ -13,10 +13,17 @@ public struct PaymentServiceConfiguration: Sendable {
     public var orderURL: String
     /// Verifier to use instead of fetching keys from `authURL` (in-process wiring, tests).
     public var tokenVerifier: TokenVerifier?
-    /// Where charges and refunds go; the sandbox processor by default.
-    public var processor: any PaymentProcessor = SandboxProcessor()
+    /// Where charges and refunds go; nil: the payment provider at ``providerURL``.
+    public var processor: (any PaymentProcessor)?
+    /// The payment provider's API (`PAYMENT_PROVIDER_URL`, default the sandbox provider on this machine).
+    public var providerURL: String
+    /// The provider's secret key (`PAYMENT_PROVIDER_KEY`); nil: the sandbox provider's key in the data folder.
+    public var providerKey: String?
     /// How long the processor has to answer a charge (`PAYMENT_PROCESSOR_TIMEOUT_MS`, default 10 s).
     public var processorTimeout: Duration
+    /// How often payments of unknown outcome are settled with the provider (`PAYMENT_RECONCILE_INTERVAL_MS`, default
+    /// 30 s; also once at start).
+    public var reconcileInterval: Duration
     /// Consumer settings of its event subscriptions.
     public var consumer: ConsumerConfiguration = .init()
     /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
@@ -29,6 +36,9 @@ public struct PaymentServiceConfiguration: Sendable {
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
         self.processorTimeout = .milliseconds(environment.int("PAYMENT_PROCESSOR_TIMEOUT_MS", default: 10_000))
+        self.providerURL = environment.string(ServiceName.paymentProvider.urlVariable, default: "http://127.0.0.1:\(ServiceName.paymentProvider.port())")
+        self.providerKey = environment.get("PAYMENT_PROVIDER_KEY").flatMap { $0.isEmpty ? nil : $0 }
+        self.reconcileInterval = .milliseconds(max(100, environment.int("PAYMENT_RECONCILE_INTERVAL_MS", default: 30_000)))
         self.serviceSecret = environment.get("SERVICE_SECRET")
     }
 }
@@ -41,13 +51,21 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     let database = try await Database.open(for: settings, logger: logger)
     var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
     let repository = PaymentRepository(database: database, events: messaging.publisher)
-    let processor = configuration.processor
+    let dataDirectory = settings.dataDirectory
+    let processor: any PaymentProcessor = configuration.processor
+        ?? ProviderProcessor(baseURL: configuration.providerURL) { [key = configuration.providerKey] in
+            guard let key = key ?? PaymentProviderKey.read(dataDirectory: dataDirectory) else {
+                throw PaymentProviderKey.Missing(path: PaymentProviderKey.path(dataDirectory: dataDirectory))
+            }
+            return key
+        }
     var handlers = EventHandlers()
-    // A cancelled order gives its money back. The processor's refund is keyed by the payment, so a redelivered event
-    // (or a retry after a crash between refund and commit) refunds once.
-    handlers.on(EventType.orderCancelled, as: OrderEvent.self) { cancelled, _, sql in
-        guard let payment = try await PaymentRepository.completed(orderId: cancelled.orderId, in: sql) else { return }
-        if try await repository.refund(payment, processor: processor, in: sql) {
+    // A cancelled order gives its money back: a call to the provider, so an effect after commit (never inside a
+    // transaction that could be repeated). The provider's refund is keyed by the payment, so a redelivered event (or a
+    // retry after a crash between refund and record) refunds once.
+    handlers.onEffect(EventType.orderCancelled, as: OrderEvent.self) { cancelled, _ in
+        guard let payment = try await repository.latest(orderId: cancelled.orderId), ["completed", "failed"].contains(payment.payment.status) else { return }
+        if try await repository.refund(id: payment.payment.id, processor: processor)?.payment.status == "refunded" {
             logger.info("Payment refunded", metadata: ["paymentId": "\(payment.payment.id)", "orderId": "\(cancelled.orderId)"])
         }
     }
@@ -57,7 +75,7 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     let tokens = try configuration.serviceTokens
         ?? .forService(
             ServiceName.payment.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
-            dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+            dataDirectory: settings.dataDirectory, allServices: ServiceName.shopServices.map(\.rawValue)
         )
     var health = HealthChecker()
     health.addCheck(database: database)
@@ -73,7 +91,13 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
         router: router, settings: settings,
-        services: database.services + messaging.services + [try messaging.pruner(settings: settings, also: [PaymentRetention.idempotencyKeys(database: database)])],
+        services: database.services + messaging.services + [
+            PaymentReconciler(
+                repository: repository, processor: processor, settleAfter: configuration.processorTimeout + .seconds(5),
+                interval: configuration.reconcileInterval, logger: logger
+            ),
+            try messaging.pruner(settings: settings, also: [PaymentRetention.idempotencyKeys(database: database)]),
+        ],
         logger: logger
     )
     app.beforeServerStarts {

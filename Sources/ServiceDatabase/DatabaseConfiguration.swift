@@ -51,7 +51,7 @@ public enum DatabaseConfiguration: Sendable, Equatable {
                 throw InvalidURL(description: "DATABASE_URL is not a valid postgres URL")
             }
             let database = String(components.path.drop { $0 == "/" })
-            let schema = components.queryItems?.first { $0.name == "schema" }?.value ?? "\(service)_service"
+            let schema = components.queryItems?.first { $0.name == "schema" }?.value ?? "\(service.replacingOccurrences(of: "-", with: "_"))_service"
             guard Self.isSafeIdentifier(schema) else {
                 throw InvalidURL(description: "schema must be letters, digits and underscores")
             }

@@ -23,9 +23,9 @@ public enum Scope {
             case .auth: [credentialsVerify]
             case .payment: [ordersRead]
             case .order: [inventoryReserve, paymentsCharge, paymentsRefund, paymentsRead]
-            case .gateway, .user, .inventory, .notification: []
+            case .gateway, .user, .inventory, .notification, .paymentProvider: []
             }
-        // Every service but the gateway (which hosts the registry) registers its instances.
-        return service == .gateway ? own : own + [registryRegister]
+        // Every shop service but the gateway (which hosts the registry) registers its instances.
+        return service == .gateway || !service.isShopService ? own : own + [registryRegister]
     }
 }

@@ -51,7 +51,7 @@ public struct LocalSystem: Sendable {
         var replicas: [ServiceName: Int] = [:]
         for item in text.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, let count = Int(parts[1]), (1...8).contains(count) else {
+            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, service.isShopService, let count = Int(parts[1]), (1...8).contains(count) else {
                 throw InvalidReplicas(text: String(item))
             }
             replicas[service] = count
@@ -71,7 +71,8 @@ public struct LocalSystem: Sendable {
     ) -> [String: String] {
         var environment = base
         environment["PORT"] = replica == 0 ? String(service.port(base: portBase)) : "0"
-        environment["REGISTRY_URL"] = service == .gateway ? nil : gatewayURL
+        // Every shop service registers with the gateway's registry; the provider is outside the shop.
+        environment["REGISTRY_URL"] = service == .gateway || !service.isShopService ? nil : gatewayURL
         if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
         if let retention { environment["RETENTION"] = retention }
         environment["HOST"] = "127.0.0.1"
@@ -90,7 +91,7 @@ public struct LocalSystem: Sendable {
             environment["ADMIN_PASSWORD"] = nil
         }
         environment["SHOP_ADMIN_PASSWORD"] = nil
-        environment["GATEWAY_HEALTH_SERVICES"] = services.filter { $0 != .gateway }.map(\.rawValue).joined(separator: ",")
+        environment["GATEWAY_HEALTH_SERVICES"] = services.filter { $0 != .gateway && $0.isShopService }.map(\.rawValue).joined(separator: ",")
         environment.merge(extraEnvironment) { _, extra in extra }
         return environment
     }

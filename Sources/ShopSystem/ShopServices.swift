@@ -4,6 +4,7 @@ import Hummingbird
 import InventoryService
 import NotificationService
 import OrderService
+import PaymentProviderService
 import PaymentService
 import ServiceAuth
 import ServiceCore
@@ -28,7 +29,7 @@ public enum ShopServices {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> any Service {
         let registryURL = environment.string("REGISTRY_URL", default: "")
-        guard name != .gateway, !registryURL.isEmpty else {
+        guard name != .gateway, name.isShopService, !registryURL.isEmpty else {
             return try await buildOne(name, environment: environment, onServerRunning: onServerRunning)
         }
         let port = AsyncStream<Int>.makeStream()
@@ -44,7 +45,7 @@ public enum ShopServices {
             instanceID: environment.string("INSTANCE_ID", default: ""),
             credentials: try ServiceTokenSource.forService(
                 name.rawValue, authURL: authURL, secret: environment.get("SERVICE_SECRET"), dataDirectory: settings.dataDirectory,
-                allServices: ServiceName.allCases.map(\.rawValue)
+                allServices: ServiceName.shopServices.map(\.rawValue)
             ),
             logger: ServiceApplication.logger(for: settings),
             port: {
@@ -89,6 +90,10 @@ public enum ShopServices {
             var configuration = PaymentServiceConfiguration(environment: environment)
             configuration.settings.onServerRunning = onServerRunning
             return try await buildPaymentService(configuration)
+        case .paymentProvider:
+            var configuration = PaymentProviderConfiguration(environment: environment)
+            configuration.settings.onServerRunning = onServerRunning
+            return try await buildPaymentProvider(configuration)
         }
     }
 }

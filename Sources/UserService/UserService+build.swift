@@ -57,7 +57,7 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
                 ? nil
                 : try ServiceTokenSource.forService(
                     ServiceName.user.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
-                    dataDirectory: settings.dataDirectory, allServices: ServiceName.allCases.map(\.rawValue)
+                    dataDirectory: settings.dataDirectory, allServices: ServiceName.shopServices.map(\.rawValue)
                 ),
             registry: settings.registry
         ),

@@ -39,7 +39,7 @@ extension Bench {
             // no rate limit (one client sends every checkout; the limit is not what this measures).
             system.extraEnvironment = ["RESERVATION_TTL_SECONDS": "3600"]
             system.rateLimit = "off"
-            _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.allCases.map(\.rawValue))
+            _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.shopServices.map(\.rawValue))
             var logger = Logger(label: "bench")
             logger.logLevel = .error
             let runner = CheckoutRunner(system: system, checkouts: checkouts, concurrency: concurrency, logger: logger)

@@ -49,7 +49,7 @@ extension Bench {
             system.rateLimit = "off"
             system.retention = retention
             system.extraEnvironment = ["RESERVATION_TTL_SECONDS": "3600"]
-            _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.allCases.map(\.rawValue))
+            _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.shopServices.map(\.rawValue))
             var logger = Logger(label: "bench")
             logger.logLevel = .error
             let runner = SoakRunner(system: system, count: count, concurrency: concurrency, every: .seconds(every), retention: Duration.parse(retention)!, logger: logger)

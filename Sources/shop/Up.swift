@@ -52,7 +52,7 @@ struct Up: AsyncParsableCommand {
 
         let admin = try AdminAccount.password(dataDirectory: dataDirectory)
         // The services' client secrets, made once before any service starts (each reads its own; auth reads all).
-        _ = try ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.allCases.map(\.rawValue))
+        _ = try ServiceSecrets.loadOrCreate(dataDirectory: dataDirectory, services: ServiceName.shopServices.map(\.rawValue))
         var system = LocalSystem(
             portBase: portBase,
             dataDirectory: dataDirectory,

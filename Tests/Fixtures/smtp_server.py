@@ -9,9 +9,9 @@ Modes:
   reject          answer every DATA with 554
   silent          accept TCP connections and never send a byte (not even a greeting)
 
-Each accepted message is one file in --dir, written atomically (a temporary name, then a rename), laid out as
-header lines `from <addr>`, `to <addr>` (one per recipient), `tls yes|no`, `auth <user>|-`, a blank line, and
-then the data exactly as received after dot-unstuffing (CRLF line ends kept).
+Each accepted message is one file in --dir, written atomically (a temporary name, then a rename): header lines
+`from <addr>`, `to <addr>` (one per recipient), `tls yes|no` and `auth <user> <mechanism>` (or `auth -`), a blank
+line, then the data exactly as received, dot-unstuffed, CRLF line ends kept.
 """
 
 import argparse
@@ -21,6 +21,7 @@ import os
 import ssl
 import sys
 import uuid
+import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -46,8 +47,7 @@ class Handler:
         header = [f"from {envelope.mail_from}"]
         header += [f"to {recipient}" for recipient in envelope.rcpt_tos]
         header.append("tls " + ("yes" if session.ssl is not None else "no"))
-        login = getattr(session.auth_data, "login", None)
-        header.append("auth " + (login.decode("utf-8", "replace") if login else "-"))
+        header.append("auth " + (session.auth_data if session.authenticated else "-"))
         content = ("\n".join(header) + "\n\n").encode("utf-8") + envelope.original_content
         name = uuid.uuid4().hex
         temporary = os.path.join(self.directory, f".{name}.tmp")
@@ -64,7 +64,7 @@ def make_authenticator(user, password):
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword) and auth_data == expected:
-            return AuthResult(success=True, auth_data=auth_data)
+            return AuthResult(success=True, auth_data=f"{user} {mechanism}")
         return AuthResult(success=False, handled=False)
 
     return authenticate
@@ -94,6 +94,7 @@ async def main():
         parser.error("--require-starttls needs --tls-cert and --tls-key")
     os.makedirs(arguments.dir, exist_ok=True)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
     loop = asyncio.get_running_loop()
     if arguments.mode == "silent":

@@ -194,12 +194,10 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/old.sqlite"
         // A file as earlier versions left it: world-readable, no auto-vacuum.
-        let sqlite3 = Process()
-        sqlite3.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        sqlite3.arguments = ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t (x TEXT)'); c.commit()", path]
-        try sqlite3.run()
-        sqlite3.waitUntilExit()
-        try #require(sqlite3.terminationStatus == 0)
+        let made = try await ChildProcess.run(
+            ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('CREATE TABLE t (x TEXT)'); c.commit()", path]
+        )
+        try #require(made == 0)
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         let vacuum = try await Database.with(.sqliteFile(path: path), logger: Logger(label: "db")) { database in
             try await database.withConnection { sql in try await sql.raw("PRAGMA auto_vacuum").first()?.decode(column: "auto_vacuum", as: Int.self) }

@@ -1,0 +1,27 @@
+import Logging
+import ServiceMail
+import ServiceMessaging
+
+/// Sends mail through an SMTP server (`MAIL_SMTP_URL`): one conversation per message, the message rendered as
+/// RFC 5322 with a stable `Message-ID` (the notification's id, so a receiving system can recognise a repeat).
+struct SMTPMailSender: MailSender {
+    let client: SMTPClient
+
+    init(url: String, logger: Logger) throws {
+        client = SMTPClient(configuration: try SMTPConfiguration(url: url), logger: logger)
+    }
+
+    func send(_ message: MailMessage) async throws {
+        do {
+            try await client.send(from: message.fromAddress, to: [message.toAddress], data: RFC5322.render(message))
+        } catch let error as SMTPError where error.isPermanent {
+            throw MailRefused(reason: "\(error)")
+        }
+    }
+}
+
+/// The mail server refused a message for good (a 5xx reply, a bad address): it is dead-lettered, never retried.
+struct MailRefused: PermanentFailure {
+    var reason: String
+    var description: String { "mail refused: \(reason)" }
+}
