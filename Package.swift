@@ -207,6 +207,7 @@ let package = Package(
             dependencies: [
                 "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
@@ -228,7 +229,7 @@ let package = Package(
         .executableTarget(
             name: "shop",
             dependencies: [
-                "ShopSystem",
+                "ShopSystem", "ServiceMail",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import ServiceCore
+import ServiceLifecycle
 import ShopContracts
 
 /// The provider's API, after Stripe's: `POST /v1/charges`, `POST /v1/refunds`, `GET /v1/charges/:id`,
@@ -81,8 +82,9 @@ struct ProviderController {
         }
         let metadata = try parameters.metadata()
         if number == Self.timesOut {
-            // Like a processor that stopped answering: nothing is charged, the caller gives up first.
-            try await Task.sleep(for: hang)
+            // Like a processor that stopped answering: nothing is charged, the caller gives up first. A provider told to
+            // stop ends the wait, so it never holds up its own shutdown.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: hang) }
             throw ProviderError(status: .serviceUnavailable, type: "api_error", message: "The provider did not process the charge in time")
         }
         let failure: (code: String, message: String)? =

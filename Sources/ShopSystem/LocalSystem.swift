@@ -20,6 +20,8 @@ public struct LocalSystem: Sendable {
     public var rateLimit: String?
     /// How long infrastructure rows are kept (`RETENTION`, e.g. `30s`, `7d`); nil: the services' default.
     public var retention: String?
+    /// The SMTP server the notification service mails through (`MAIL_SMTP_URL`); nil: `.eml` files in the data folder.
+    public var smtpURL: String?
 
     public init(
         portBase: Int = 3000,
@@ -75,6 +77,7 @@ public struct LocalSystem: Sendable {
         environment["REGISTRY_URL"] = service == .gateway || !service.isShopService ? nil : gatewayURL
         if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
         if let retention { environment["RETENTION"] = retention }
+        if service == .notification, let smtpURL { environment["MAIL_SMTP_URL"] = smtpURL }
         environment["HOST"] = "127.0.0.1"
         environment["DATA_DIR"] = dataDirectory
         environment["DATABASE_URL"] = databaseURL

@@ -4,6 +4,7 @@ import Logging
 import ServiceAuth
 import ServiceCore
 import ServiceLifecycle
+import ServiceMail
 import ServiceResilience
 import ShopContracts
 import ShopSystem
@@ -36,7 +37,13 @@ struct Up: AsyncParsableCommand {
     @Option(help: "How long handled events, inbox ids, finished sagas and idempotency records are kept, e.g. 30s, 12h, 7d (default 7d; RETENTION).")
     var retention: String?
 
+    @Option(help: "Deliver mail through this SMTP server, e.g. smtp://user:password@host:587?starttls=required (default: .eml files in the data folder).")
+    var smtp: String?
+
     func validate() throws {
+        if let smtp {
+            do { _ = try SMTPConfiguration(url: smtp) } catch { throw ValidationError("--smtp: \(error)") }
+        }
         _ = try LocalSystem.parseReplicas(replicas)
         if let retention, Duration.parse(retention) == nil {
             throw ValidationError("--retention is not a duration: '\(retention)' (expected e.g. 30s, 15m, 12h, 7d)")
@@ -63,6 +70,7 @@ struct Up: AsyncParsableCommand {
         system.replicas = try LocalSystem.parseReplicas(replicas)
         system.rateLimit = rateLimit
         system.retention = retention
+        system.smtpURL = smtp
         let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
         if inProcess {
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)
@@ -101,6 +109,8 @@ struct StartupAnnouncer: Service {
             }.joined(separator: ", "),
             "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s"))",
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
+            "  payments: sandbox provider on \(system.url(of: .paymentProvider)) (its ledger and secret key in the data folder)",
+            "  mail:     " + (system.smtpURL.flatMap { try? SMTPConfiguration(url: $0).redacted } ?? ".eml files in \(system.dataDirectory)/mail"),
             "  catalog:  \(DemoCatalog.products.count) demo products (\(created) created now), e.g. product-1 at 29.99",
         ]
         if adminPasswordGenerated {
