@@ -229,7 +229,7 @@ let package = Package(
         .executableTarget(
             name: "shop",
             dependencies: [
-                "ShopSystem", "ServiceMail",
+                "ShopSystem", "ServiceMail", "ServiceSaga", "ServiceDatabase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -30,6 +30,7 @@ struct GatewayRouter: ProxyRouter {
         ("/api/inventory", "/inventory", .inventory),
         ("/api/notifications", "/notifications", .notification),
         ("/api/admin/dlq", "/admin/dlq", .order),
+        ("/api/admin/sagas", "/admin/sagas", .order),
     ]
 
     /// The rate-limit groups: the first path segment after `/api`.

@@ -32,6 +32,15 @@ public struct OrderServiceConfiguration: Sendable {
     public var paymentBreakerOpen: Duration
     /// How often unfinished sagas are looked for.
     public var sagaRecoveryInterval: Duration = .seconds(1)
+    /// How long a checkout's steps retry transient failures (a called service restarting) before it compensates
+    /// (`CHECKOUT_DEADLINE_MS`, default 60 s).
+    public var checkoutDeadline: Duration
+    /// How long compensations retry transient failures before a checkout is left for an operator
+    /// (`CHECKOUT_COMPENSATION_LIMIT_MS`, default a day).
+    public var compensationLimit: Duration
+    /// How long a graceful stop lets running checkouts go on before they stop at a step boundary (`SAGA_DRAIN_MS`,
+    /// default 4 s: within the 10 s a supervisor or Kubernetes gives a process to stop).
+    public var sagaDrain: Duration
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.order.rawValue, defaultPort: ServiceName.order.port(), environment: environment)
@@ -43,6 +52,9 @@ public struct OrderServiceConfiguration: Sendable {
         self.chargeTimeout = .milliseconds(environment.int("CHECKOUT_CHARGE_TIMEOUT_MS", default: 20_000))
         self.paymentBreakerOpen = .milliseconds(max(1, environment.int("PAYMENT_BREAKER_OPEN_MS", default: 10_000)))
         self.sagaLease = environment.get("SAGA_LEASE_MS").flatMap(Int.init).map { .milliseconds($0) }
+        self.checkoutDeadline = .milliseconds(max(1000, environment.int("CHECKOUT_DEADLINE_MS", default: 60_000)))
+        self.compensationLimit = .milliseconds(max(1000, environment.int("CHECKOUT_COMPENSATION_LIMIT_MS", default: 86_400_000)))
+        self.sagaDrain = .milliseconds(max(0, environment.int("SAGA_DRAIN_MS", default: 4000)))
     }
 }
 
@@ -100,16 +112,23 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
             name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30), credentials: tokens,
             registry: settings.registry
         ),
-        repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout
+        repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout, deadline: configuration.checkoutDeadline,
+        compensationLimit: configuration.compensationLimit
     )
     let orchestrator = SagaOrchestrator(
-        definition: saga, database: database, logger: logger, lease: configuration.sagaLease, recoveryInterval: configuration.sagaRecoveryInterval
+        definition: saga, database: database, logger: logger, lease: configuration.sagaLease, recoveryInterval: configuration.sagaRecoveryInterval,
+        drainTimeout: configuration.sagaDrain,
+        // A card lives in memory for its checkout's run only.
+        afterRun: { vault.remove($0) }
     )
     CheckoutController(
         orchestrator: orchestrator, pricing: pricing, vault: vault, database: database, verifier: verifier, wait: configuration.checkoutWait, logger: logger
     ).addRoutes(to: router)
     // The event log's dead letters are administered here (the gateway routes /api/admin/dlq to this service).
-    DeadLetterController(log: messaging.log).addRoutes(to: router.group().add(middleware: AuthMiddleware(verifier: verifier)))
+    let admin = router.group().add(middleware: AuthMiddleware(verifier: verifier))
+    DeadLetterController(log: messaging.log).addRoutes(to: admin)
+    // So are the checkout sagas: list, show, and retry one left for an operator.
+    SagaAdminController(admin: SagaAdmin(database: database, name: CheckoutSaga.name, logger: logger)).addRoutes(to: admin)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
         router: router, settings: settings,

@@ -31,6 +31,7 @@ public struct SagaStepFailure: Error, Sendable, CustomStringConvertible {
 public struct SagaStep<State: Codable & Sendable>: Sendable {
     public var name: String
     public var timeout: Duration
+    /// Attempts before a transient failure counts as final; by default only the saga's deadline counts.
     public var maxAttempts: Int
     public var action: @Sendable (inout State, SagaStepContext) async throws -> Void
     public var compensation: (@Sendable (State, SagaStepContext) async throws -> Void)?
@@ -38,7 +39,7 @@ public struct SagaStep<State: Codable & Sendable>: Sendable {
     public init(
         _ name: String,
         timeout: Duration = .seconds(10),
-        maxAttempts: Int = 3,
+        maxAttempts: Int = .max,
         action: @escaping @Sendable (inout State, SagaStepContext) async throws -> Void,
         compensation: (@Sendable (State, SagaStepContext) async throws -> Void)? = nil
     ) {
@@ -52,24 +53,35 @@ public struct SagaStep<State: Codable & Sendable>: Sendable {
 
 /// A saga: steps run in order; when one fails, the completed ones (and the failed one, whose effect may be unknown)
 /// are compensated in reverse order.
+///
+/// A transient failure (any error but a ``SagaStepFailure``: a 5xx, an unreachable service, a timeout) is retried with
+/// capped exponential backoff: a step's for as long as the saga's ``deadline`` allows (then it compensates), a
+/// compensation's until it succeeds or ``compensationLimit`` has passed since the saga started. Only a permanent
+/// refusal of a compensation, or that limit, leaves the saga `failed` for an operator.
 public struct SagaDefinition<State: Codable & Sendable>: Sendable {
     public var name: String
     public var steps: [SagaStep<State>]
-    /// Attempts of a compensation before the saga is left for an operator (`failed`).
+    /// Attempts of a compensation before the saga is left for an operator (`failed`); by default only the limit counts.
     public var compensationAttempts: Int
     /// First retry delay of a step or compensation; it doubles per attempt, with jitter, up to `maxBackoff`.
     public var baseBackoff: Duration
     public var maxBackoff: Duration
+    /// How long after its start a saga's steps keep retrying transient failures before it gives up and compensates.
+    public var deadline: Duration
+    /// How long after its start compensations keep retrying transient failures before the saga is left `failed`.
+    public var compensationLimit: Duration
 
     public init(
-        name: String, steps: [SagaStep<State>], compensationAttempts: Int = 8, baseBackoff: Duration = .milliseconds(100),
-        maxBackoff: Duration = .seconds(5)
+        name: String, steps: [SagaStep<State>], compensationAttempts: Int = .max, baseBackoff: Duration = .milliseconds(100),
+        maxBackoff: Duration = .seconds(5), deadline: Duration = .seconds(120), compensationLimit: Duration = .seconds(86_400)
     ) {
         self.name = name
         self.steps = steps
         self.compensationAttempts = compensationAttempts
         self.baseBackoff = baseBackoff
         self.maxBackoff = maxBackoff
+        self.deadline = deadline
+        self.compensationLimit = compensationLimit
     }
 
     func backoff(afterAttempt attempt: Int) -> Duration {

@@ -28,6 +28,18 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     let owner = UUID().uuidString.lowercased()
     /// Sagas this orchestrator is running now: the recovery loop never starts a second run of one.
     private let running = NIOLockedValueBox<Set<String>>([])
+    /// Runs handed to ``run()`` by ``submit(id:)`` and by recovery.
+    private let requests = AsyncStream<(id: String, done: Gate)>.makeStream()
+    /// When a graceful stop began (nil while accepting); past it by ``drainTimeout`` runs stop at their next boundary.
+    private let draining = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    /// Opens when runs must stop now (the drain time is over).
+    private let stopRuns = Gate()
+    /// How long a graceful stop lets running sagas go on (most finish) before they stop at their next step boundary.
+    let drainTimeout: Duration
+    /// Orphaned sagas resumed at the same time by recovery.
+    let recoveryConcurrency: Int
+    /// Called when a run of a saga in this process ends (finished, or stopped), e.g. to drop what it held in memory.
+    let afterRun: (@Sendable (_ sagaID: String) -> Void)?
     /// A test's hook: called at each step boundary, before the next transition; throwing there stops the saga as a
     /// crash would (nothing more is written).
     let boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)?
@@ -38,8 +50,14 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         logger: Logger,
         lease: Duration? = nil,
         recoveryInterval: Duration = .seconds(1),
+        drainTimeout: Duration = .seconds(4),
+        recoveryConcurrency: Int = 16,
+        afterRun: (@Sendable (_ sagaID: String) -> Void)? = nil,
         boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)? = nil
     ) {
+        self.afterRun = afterRun
+        self.drainTimeout = drainTimeout
+        self.recoveryConcurrency = max(1, recoveryConcurrency)
         self.definition = definition
         self.database = database
         self.logger = logger
@@ -97,7 +115,10 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)]).recordNanoseconds(started.duration(to: .now).wholeNanoseconds)
         }
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
-        defer { _ = running.withLockedValue { $0.remove(id) } }
+        defer {
+            _ = running.withLockedValue { $0.remove(id) }
+            afterRun?(id)
+        }
         guard try await claim(id: id) else { return try await record(id: id) }
         // A run with no trace of its own (resumed by the recovery loop after a crash) continues the one it started in.
         var context = ServiceContext.current ?? .topLevel
@@ -109,7 +130,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         }
         do {
             try await ServiceContext.$current.withValue(context) {
-                while try await advance(id: id) {}
+                // A graceful stop past its drain time stops a saga between two transitions.
+                while !stopRuns.isOpen, try await advance(id: id) {}
             }
         } catch let crash as SimulatedCrash {
             throw crash
@@ -141,23 +163,118 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         }
     }
 
-    // MARK: Recovery
+    // MARK: Runs and recovery
 
-    /// Resumes unfinished sagas of this definition whose lease ran out, at start and then every `recoveryInterval`.
+    /// A saga run handed to the orchestrator; ``wait(upTo:)`` tells whether it ended in time.
+    public struct Run: Sendable {
+        let done: Gate
+
+        /// Waits at most `limit` for the run to end (the saga finished, or stopped for a restart); true when it did.
+        public func wait(upTo limit: Duration) async -> Bool {
+            await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await done.wait()
+                    return done.isOpen
+                }
+                group.addTask {
+                    try? await Task.sleep(for: limit)
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+        }
+    }
+
+    /// The orchestrator is stopping and takes no new sagas (answer the client "try again shortly").
+    public struct ShuttingDown: Error, CustomStringConvertible {
+        public var description: String { "the saga orchestrator is shutting down" }
+    }
+
+    /// Whether new sagas are taken (false once a graceful stop began).
+    public var isAccepting: Bool { draining.withLockedValue { $0 == nil } }
+
+    /// Hands saga `id` (stored with ``start(id:state:also:)``) to the orchestrator's own run loop, which owns it from now
+    /// on: a client that hangs up does not stop it, and a graceful stop lets it finish or reach a step boundary.
+    public func submit(id: String) throws -> Run {
+        guard isAccepting else { throw ShuttingDown() }
+        let done = Gate()
+        guard case .enqueued = requests.continuation.yield((id, done)) else { throw ShuttingDown() }
+        return Run(done: done)
+    }
+
+    /// Runs the sagas handed over by ``submit(id:)`` and resumes, every `recoveryInterval`, unfinished sagas whose
+    /// lease ran out (up to `recoveryConcurrency` at a time, side by side, so one slow saga holds up no other). On
+    /// graceful shutdown it takes no new sagas, lets running ones go on for `drainTimeout`, then stops them at their
+    /// next step boundary (their leases run out, and the next start resumes them).
     public func run() async throws {
         await cancelWhenGracefulShutdown { await self.database.prepared.wait() }
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.recover() }
+                for await request in self.requests.stream {
+                    group.addTask {
+                        defer { request.done.open() }
+                        await self.runUntilStopped(id: request.id)
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.beginDraining()
+        }
+    }
+
+    func beginDraining() {
+        let first = draining.withLockedValue { draining in
+            defer { if draining == nil { draining = .now } }
+            return draining == nil
+        }
+        guard first else { return }
+        requests.continuation.finish()
+        let (drainTimeout, stopRuns, logger) = (self.drainTimeout, self.stopRuns, self.logger)
+        let running = self.running.withLockedValue { $0.count }
+        logger.info("Saga orchestrator draining", metadata: ["running": "\(running)", "drainMs": "\(drainTimeout.wholeMilliseconds)"])
+        Task {
+            try? await Task.sleep(for: drainTimeout)
+            stopRuns.open()
+        }
+    }
+
+    /// Runs saga `id` until it ends or the drain time of a graceful stop is over.
+    func runUntilStopped(id: String) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    _ = try await self.run(id: id)
+                } catch {
+                    self.logger.warning("Saga run stopped", metadata: ["sagaId": "\(id)", "error": "\(error)"])
+                }
+            }
+            group.addTask { await self.stopRuns.wait() }
+            _ = await group.next()
+            group.cancelAll()
+        }
+    }
+
+    func recover() async {
+        while isAccepting, !Task.isCancelled {
             do {
                 for id in try await orphans() {
-                    guard !Task.isShuttingDownGracefully else { break }
+                    guard isAccepting, running.withLockedValue({ $0.count < recoveryConcurrency && !$0.contains(id) }) else { continue }
                     logger.info("Resuming saga", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
-                    _ = try await run(id: id)
+                    _ = try? submit(id: id)
                 }
             } catch {
                 logger.warning("Saga recovery failed; trying again", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.recoveryInterval) }
         }
+    }
+
+    /// Puts a `failed` saga back to compensating (see ``SagaAdmin/retry(id:)``); false when it is not `failed`.
+    public func retry(id: String) async throws -> Bool {
+        try await SagaAdmin(database: database, name: definition.name, logger: logger).retry(id: id)
     }
 
     /// Unfinished sagas of this definition whose lease ran out.
@@ -193,6 +310,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         var state: State
         var nextStep: Int
         var compensateFrom: Int?
+        /// When the saga started (its deadlines count from here).
+        var startedAt: Date
     }
 
     /// Thrown by the test hook to stop a saga the way a crash would.
@@ -214,7 +333,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "completed")]).increment()
                 return false
             }
-            try await execute(step: position.nextStep, of: id, state: position.state)
+            try await execute(step: position.nextStep, of: id, state: position.state, deadline: position.startedAt + definition.deadline.timeInterval)
             return true
         case .compensating:
             let index = position.compensateFrom ?? -1
@@ -225,11 +344,12 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "compensated")]).increment()
                 return false
             }
-            return try await compensate(step: index, of: id, state: position.state)
+            return try await compensate(step: index, of: id, state: position.state, limit: position.startedAt + definition.compensationLimit.timeInterval)
         }
     }
 
-    func execute(step index: Int, of id: String, state: State) async throws {
+    /// Runs step `index`, retrying transient failures with backoff until `deadline` (or the step's attempts) is reached.
+    func execute(step index: Int, of id: String, state: State, deadline: Date) async throws {
         let step = definition.steps[index]
         try await boundary?(id, "before \(step.name)")
         try await transition(id: id, history: (step.name, "started", nil)) { _ in }
@@ -258,7 +378,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch let lost as LeaseLost {
                 throw lost
             } catch {
-                guard attempt < step.maxAttempts else {
+                let delay = definition.backoff(afterAttempt: attempt)
+                guard attempt < step.maxAttempts, Date() + delay.timeInterval < deadline else {
                     // The saga's history is shown to its client: the error's own text (a driver's, a host name) stays
                     // in the log.
                     logger.error("Saga step failed for good", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
@@ -266,7 +387,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     return
                 }
                 logger.warning("Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: definition.backoff(afterAttempt: attempt))
+                try await Task.sleep(for: delay)
                 try await renew(id: id)
             }
         }
@@ -296,8 +417,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         }
     }
 
-    /// Compensates the step at `index`, retrying; false (and `failed`) when it keeps failing.
-    func compensate(step index: Int, of id: String, state: State) async throws -> Bool {
+    /// Compensates the step at `index`, retrying transient failures until `limit`; false (and `failed`) when it keeps
+    /// failing past it.
+    func compensate(step index: Int, of id: String, state: State, limit: Date) async throws -> Bool {
         let step = definition.steps[index]
         try await boundary?(id, "before compensating \(step.name)")
         var attempt = 0
@@ -315,7 +437,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch let lost as LeaseLost {
                 throw lost
             } catch {
-                guard attempt < definition.compensationAttempts else {
+                let delay = definition.backoff(afterAttempt: attempt)
+                guard attempt < definition.compensationAttempts, Date() + delay.timeInterval < limit else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
                     Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "failed")]).increment()
                     try await transition(id: id, history: (step.name, "compensation failed", "The compensation failed (temporarily unavailable)")) { sql in
@@ -323,7 +446,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     }
                     return false
                 }
-                try await Task.sleep(for: definition.backoff(afterAttempt: attempt))
+                logger.warning("Saga compensation failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
+                try await Task.sleep(for: delay)
                 try await renew(id: id)
             }
         }
@@ -402,9 +526,18 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self),
                 state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),
                 nextStep: try row.decode(column: "next_step", as: Int.self),
-                compensateFrom: try row.decode(column: "compensate_from", as: Int?.self)
+                compensateFrom: try row.decode(column: "compensate_from", as: Int?.self),
+                startedAt: try Self.date(try row.decode(column: "created_at", as: String.self))
             )
         }
+    }
+
+    /// A stored `Timestamp`; one that cannot be read is an ``UnreadableValue``.
+    static func date(_ text: String) throws -> Date {
+        guard let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) else {
+            throw UnreadableValue(table: "sagas", column: "created_at", value: text)
+        }
+        return date
     }
 
     static func encode(_ state: State) throws -> String {
@@ -415,4 +548,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     static func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await ServiceResilience.withTimeout(timeout, body)
     }
+}
+
+extension Duration {
+    /// The duration in seconds, as `Date` arithmetic takes it.
+    var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

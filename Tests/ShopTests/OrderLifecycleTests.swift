@@ -82,6 +82,10 @@ import Testing
                     let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<Listed>.self)
                     return Set(page.results.map(\.id)) == Set(kinds)
                 }
+                // Mail goes out after each notification committed (from the service's mail queue).
+                try await Self.eventually("three mails") {
+                    kinds.allSatisfy { FileManager.default.fileExists(atPath: (harness.mailDirectory as NSString).appendingPathComponent("\($0).eml")) }
+                }
                 for kind in kinds {
                     let path = (harness.mailDirectory as NSString).appendingPathComponent("\(kind).eml")
                     let mail = try String(contentsOfFile: path, encoding: .utf8)

@@ -48,6 +48,8 @@ struct CheckoutController {
         if let key, let existing = try await sagaID(userId: identity.subject, key: key) {
             return try await answer(existing, userId: identity.subject, waited: true)
         }
+        // Stopping: a new checkout would be left to a restart that no longer has its card.
+        guard orchestrator.isAccepting else { throw Self.restarting }
         let items = try await pricing.items(for: input.order.items)
         let sagaID = UUID().uuidString.lowercased()
         let state = CheckoutState(
@@ -74,21 +76,22 @@ struct CheckoutController {
             return try await answer(winner, userId: userId, waited: true)
         }
         context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])
-        // The saga runs on its own task, so a client that hangs up does not stop it; the answer waits a little for it.
-        let orchestrator = self.orchestrator
-        let vault = self.vault
-        let logger = context.logger
-        let run = Task {
-            defer { vault.remove(sagaID) }
-            do {
-                try await orchestrator.run(id: sagaID)
-            } catch {
-                logger.error("Checkout saga stopped", metadata: ["sagaId": "\(sagaID)", "error": "\(error)"])
-            }
+        // The orchestrator runs the saga (a client that hangs up does not stop it); the answer waits a little for it, and
+        // is 202 with the checkout's Location when it is not done by then.
+        let run: SagaOrchestrator<CheckoutState>.Run
+        do {
+            run = try orchestrator.submit(id: sagaID)
+        } catch {
+            vault.remove(sagaID)
+            throw Self.restarting
         }
-        let finished = await Self.waitFor(run, upTo: wait)
+        let finished = await run.wait(upTo: wait)
         return try await answer(sagaID, userId: identity.subject, waited: finished)
     }
+
+    /// The order service is stopping: 503 with `Retry-After`, so the client tries again (another instance, or this one
+    /// once restarted).
+    static let restarting = APIError(.serviceUnavailable, "The service is restarting; try again shortly", headers: [.retryAfter: "2"])
 
     @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> CheckoutDTO {
         let id = try context.parameters.require("id")
@@ -97,8 +100,11 @@ struct CheckoutController {
         return Self.dto(record, withSteps: true)
     }
 
-    /// The answer to `POST /checkout`: 201 completed, the failing step's status when compensated (or failed), 202 while
-    /// it runs.
+    /// The answer to `POST /checkout`, the same for a replay of its Idempotency-Key: 201 completed; 202 with `Location`
+    /// while it runs; when it ended without an order, a final 4xx — the failing step's own (402 for a declined card, 409
+    /// for stock), or 409 when a step gave up on a service that stayed unavailable (nothing was charged: start a new
+    /// checkout) or when it needs an operator (`failed`). Never a 5xx for a finished checkout: nothing changes by
+    /// repeating it.
     func answer(_ sagaID: String, userId: String, waited: Bool) async throws -> Response {
         guard let record = try await orchestrator.record(id: sagaID) else { throw APIError.notFound("Checkout not found") }
         guard record.state.userId == userId else { throw APIError.forbidden() }
@@ -106,7 +112,8 @@ struct CheckoutController {
         let status: HTTPResponse.Status
         switch record.status {
         case .completed: status = .created
-        case .compensated, .failed: status = .init(code: record.errorStatus ?? 409)
+        case .compensated: status = (400..<500).contains(record.errorStatus ?? 0) ? .init(code: record.errorStatus!) : .conflict
+        case .failed: status = .conflict
         case .running, .compensating: status = .accepted
         }
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/checkout/\(sagaID)"]
@@ -122,23 +129,6 @@ struct CheckoutController {
             error: record.status == .completed ? nil : record.error,
             steps: withSteps ? record.history.map { CheckoutDTO.Step(name: $0.name, status: $0.status, at: $0.at, error: $0.error) } : nil
         )
-    }
-
-    /// Waits for `task` at most `limit`; true when it finished.
-    static func waitFor(_ task: Task<Void, Never>, upTo limit: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await task.value
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
     }
 
     /// Removes the idempotency records of checkouts whose sagas are being pruned (in the pruning transaction `sql`);

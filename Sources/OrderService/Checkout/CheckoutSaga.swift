@@ -42,13 +42,14 @@ enum CheckoutSaga {
     static let name = "checkout"
 
     static func definition(
-        inventory: ServiceClient, payments: ServiceClient, repository: SQLOrderRepository, vault: CardVault, chargeTimeout: Duration
+        inventory: ServiceClient, payments: ServiceClient, repository: SQLOrderRepository, vault: CardVault, chargeTimeout: Duration,
+        deadline: Duration = .seconds(60), compensationLimit: Duration = .seconds(86_400)
     ) -> SagaDefinition<CheckoutState> {
         SagaDefinition(
             name: name,
             steps: [
                 SagaStep(
-                    "reserveInventory", timeout: .seconds(10), maxAttempts: 3,
+                    "reserveInventory", timeout: .seconds(10),
                     action: { state, _ in
                         let lines = Dictionary(state.items.map { ($0.productId, $0.quantity) }, uniquingKeysWith: +)
                             .map { ReservationRequest.Line(productId: $0.key, quantity: $0.value) }.sorted { $0.productId < $1.productId }
@@ -61,7 +62,7 @@ enum CheckoutSaga {
                     }
                 ),
                 SagaStep(
-                    "chargePayment", timeout: chargeTimeout, maxAttempts: 2,
+                    "chargePayment", timeout: chargeTimeout,
                     action: { state, context in
                         if let card = vault.card(for: context.sagaID) {
                             let body = ChargeBody(orderId: state.orderId, userId: state.userId, amount: Money.amount(state.totalCents), cardDetails: card)
@@ -84,7 +85,7 @@ enum CheckoutSaga {
                     }
                 ),
                 SagaStep(
-                    "createOrder", timeout: .seconds(10), maxAttempts: 3,
+                    "createOrder", timeout: .seconds(10),
                     action: { state, _ in
                         let now = Timestamp.now()
                         let order = OrderDTO(
@@ -101,7 +102,8 @@ enum CheckoutSaga {
                         }
                     }
                 ),
-            ]
+            ],
+            baseBackoff: .milliseconds(200), maxBackoff: .seconds(5), deadline: deadline, compensationLimit: compensationLimit
         )
     }
 
