@@ -68,6 +68,7 @@ let package = Package(
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -173,7 +174,10 @@ let package = Package(
         ),
         .target(
             name: "AuthService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceResilience", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceResilience", "ShopContracts",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

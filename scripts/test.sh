@@ -35,17 +35,29 @@ start_private_postgres() {
     local run=()
     if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); fi
     if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
-        echo "==> starting a private PostgreSQL on 127.0.0.1:$PG_PORT ($PG_DIR)"
+        echo "==> starting a private PostgreSQL on 127.0.0.1:$PG_PORT ($PG_DIR), TLS on"
         if [ ! -s "$PG_DIR/PG_VERSION" ]; then
             rm -rf "$PG_DIR"
             mkdir -p "$PG_DIR"
             [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DIR"
             "${run[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
         fi
+        # A self-signed certificate for localhost: the tests connect with sslmode=verify-full against it.
+        if [ ! -s "$PG_DIR/server.crt" ]; then
+            openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext "subjectAltName=DNS:localhost" -days 30 \
+                -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" 2>/dev/null
+            chmod 600 "$PG_DIR/server.key"
+            [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DIR/server.key" "$PG_DIR/server.crt"
+        fi
         "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
-            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c ssl=on -c ssl_cert_file=$PG_DIR/server.crt -c ssl_key_file=$PG_DIR/server.key" start >/dev/null
     fi
-    export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    # Every PostgreSQL test runs over TLS, checking the server's certificate and name.
+    if [ -s "$PG_DIR/server.crt" ]; then
+        export TEST_DATABASE_URL="postgres://postgres@localhost:$PG_PORT/postgres?sslmode=verify-full&sslrootcert=$PG_DIR/server.crt"
+    else
+        export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    fi
 }
 
 # The SMTP tests talk to a real SMTP server (aiosmtpd, from PyPI) and make a certificate with openssl.

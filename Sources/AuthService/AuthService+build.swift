@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import ServiceAuth
 import ServiceCore
+import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
 
@@ -28,6 +29,8 @@ public struct AuthServiceConfiguration: Sendable {
     /// Addresses of proxies (the gateway's) whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated;
     /// loopback always).
     public var trustedProxies: Set<String>
+    /// How often the signing key files are checked for a rotation (`AUTH_KEY_RELOAD_MS`, default 2000).
+    public var keyReloadInterval: Duration
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.auth.rawValue, defaultPort: ServiceName.auth.port(), environment: environment)
@@ -40,6 +43,7 @@ public struct AuthServiceConfiguration: Sendable {
         self.loginFailuresPerAccount = Self.rate(environment.get("LOGIN_FAILURES_PER_ACCOUNT")) ?? RateLimit(limit: 5, window: .seconds(900))
         self.loginFailuresPerAddress = Self.rate(environment.get("LOGIN_FAILURES_PER_ADDRESS")) ?? RateLimit(limit: 50, window: .seconds(900))
         self.trustedProxies = Set((environment.get("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        self.keyReloadInterval = .milliseconds(max(100, environment.int("AUTH_KEY_RELOAD_MS", default: 2000)))
     }
 
     /// A limit like `5/15m`; nil when unset or unreadable (the default applies), never unlimited.
@@ -64,16 +68,7 @@ public struct AuthServiceConfiguration: Sendable {
 public func buildAuthService(_ configuration: AuthServiceConfiguration) async throws -> some ApplicationProtocol {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let key = try SigningKey.loadOrCreate(environmentValue: configuration.signingKey, path: configuration.signingKeyPath, logger: logger)
-    // A retired key is published as long as a token it signed may live.
-    let keepRetired = Duration.seconds(max(configuration.tokenLifetimeSeconds, configuration.serviceTokenLifetimeSeconds))
-    let retired = try SigningKey.loadRetired(
-        environmentValue: configuration.retiredSigningKeys, path: configuration.retiredSigningKeysPath, keepFor: keepRetired
-    )
-    let issuer = await TokenIssuer(
-        signingKey: key, retiredKeys: retired, userTokenLifetime: .seconds(configuration.tokenLifetimeSeconds),
-        serviceTokenLifetime: .seconds(configuration.serviceTokenLifetimeSeconds)
-    )
+    let ring = KeyRing(try await configuration.makeIssuer(logger: logger))
     let configuredClients = configuration.serviceClients
     let dataDirectory = settings.dataDirectory
     let clients: @Sendable () throws -> [String: String] = {
@@ -81,14 +76,17 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     }
     _ = try clients()
     // The auth service signs its own service token (to ask the user service about credentials).
-    let ownToken = ServiceTokenSource.local(issuer: issuer, serviceID: ServiceName.auth.rawValue, scopes: Scope.granted(to: .auth))
+    let ownToken = ServiceTokenSource.local(ring: ring, serviceID: ServiceName.auth.rawValue, scopes: Scope.granted(to: .auth))
     let users = ServiceClient(name: "user", baseURL: configuration.userURL, credentials: ownToken, registry: settings.registry)
 
     var health = HealthChecker()
-    health.addCheck("signingKey") { _ = try await issuer.issue(subject: "health", role: .service, email: nil) }
+    health.addCheck("signingKey") { _ = try await ring.issuer.issue(subject: "health", role: .service, email: nil) }
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     let throttle = LoginThrottle(perAccount: configuration.loginFailuresPerAccount, perAddress: configuration.loginFailuresPerAddress)
-    LoginController(users: users, issuer: issuer, throttle: throttle, trustedProxies: configuration.trustedProxies).addRoutes(to: router)
-    ServiceLoginController(clients: clients, issuer: issuer).addRoutes(to: router)
-    return ServiceApplication.makeApplication(router: router, settings: settings, logger: logger)
+    LoginController(users: users, ring: ring, throttle: throttle, trustedProxies: configuration.trustedProxies).addRoutes(to: router)
+    ServiceLoginController(clients: clients, ring: ring).addRoutes(to: router)
+    // A key from the environment changes with a redeploy; keys in the data folder change under a running service.
+    let watcher: [any Service] =
+        configuration.signingKey?.isEmpty == false ? [] : [SigningKeyWatcher(ring: ring, configuration: configuration, interval: configuration.keyReloadInterval, logger: logger)]
+    return ServiceApplication.makeApplication(router: router, settings: settings, services: watcher, logger: logger)
 }

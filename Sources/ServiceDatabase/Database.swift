@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOPosix
+import NIOSSL
 import PostgresKit
 import PostgresNIO
 import SQLKit
@@ -102,24 +103,39 @@ public final class Database: Sendable {
             )
             return try await Database(sqlite: connection, pool: pool, logger: logger, wal: true)
         case .postgres(let settings):
-            var config = PostgresClient.Configuration(
-                host: settings.host,
-                port: settings.port,
-                username: settings.username,
-                password: settings.password,
-                database: settings.database,
-                tls: .disable
-            )
-            config.options.additionalStartupParameters = [
-                ("search_path", settings.schema),
-                // A session left inside a transaction (its task gone) is ended by the server, releasing its locks.
-                ("idle_in_transaction_session_timeout", "30000"),
-            ]
-            config.options.maximumConnections = 10
-            config.options.connectTimeout = .seconds(5)
-            let client = PostgresClient(configuration: config, backgroundLogger: logger)
+            let client = PostgresClient(configuration: try clientConfiguration(settings), backgroundLogger: logger)
             return Database(backend: .postgres(client, schema: settings.schema), logger: logger)
         }
+    }
+
+    /// The PostgresNIO client configuration of `settings`: TLS, pool size, timeouts, and the session's schema.
+    public static func clientConfiguration(_ settings: DatabaseConfiguration.PostgresSettings) throws -> PostgresClient.Configuration {
+        let tls: PostgresClient.Configuration.TLS
+        switch settings.tls {
+        case .disable:
+            tls = .disable
+        case .require:
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            tls = .require(configuration)
+        case .verifyFull(let root):
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .fullVerification
+            if let root { configuration.trustRoots = .file(root) }
+            tls = .require(configuration)
+        }
+        var config = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password, database: settings.database, tls: tls
+        )
+        config.options.additionalStartupParameters = [
+            ("search_path", settings.schema),
+            // A session left inside a transaction (its task gone) is ended by the server, releasing its locks.
+            ("idle_in_transaction_session_timeout", "30000"),
+        ]
+        if let timeout = settings.statementTimeout { config.options.additionalStartupParameters.append(("statement_timeout", String(timeout.wholeMilliseconds))) }
+        config.options.maximumConnections = settings.poolSize
+        config.options.connectTimeout = settings.connectTimeout
+        return config
     }
 
     /// Opens the database described by `configuration`, runs its background work while `body` runs with it, then closes

@@ -37,10 +37,7 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
     public static func drop(_ urls: [String]) async {
         for url in urls where url.hasPrefix("postgres") {
             guard case .postgres(let settings) = try? DatabaseConfiguration(url: url, service: "x", dataDirectory: "") else { continue }
-            var configuration = PostgresClient.Configuration(
-                host: settings.host, port: settings.port, username: settings.username, password: settings.password,
-                database: settings.database, tls: .disable
-            )
+            guard var configuration = try? Database.clientConfiguration(settings) else { continue }
             configuration.options.maximumConnections = 1
             let client = PostgresClient(configuration: configuration)
             await withDiscardingTaskGroup { group in
@@ -67,7 +64,9 @@ extension TestDatabase {
             try await client.query("CREATE DATABASE \(unescaped: "\"\(name)\"")")
         }
         components.path = "/" + name
-        components.query = nil
+        // The server's connection settings (TLS) stay; a schema does not.
+        components.queryItems = components.queryItems?.filter { $0.name != "schema" }
+        if components.queryItems?.isEmpty == true { components.queryItems = nil }
         return (components.string ?? base, name)
     }
 
@@ -85,10 +84,7 @@ extension TestDatabase {
         guard let base = postgresURL,
             case .postgres(let settings) = try DatabaseConfiguration(url: base, service: "admin", dataDirectory: "")
         else { throw NoServer() }
-        var configuration = PostgresClient.Configuration(
-            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
-            database: settings.database, tls: .disable
-        )
+        var configuration = try Database.clientConfiguration(settings)
         configuration.options.maximumConnections = 1
         let client = PostgresClient(configuration: configuration)
         try await withThrowingTaskGroup(of: Void.self) { group in

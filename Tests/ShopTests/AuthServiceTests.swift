@@ -54,6 +54,45 @@ import UserService
         }
     }
 
+    /// The key id a token was signed under (its header's `kid`).
+    static func keyID(of token: String) throws -> String {
+        let header = try #require(token.split(separator: ".").first)
+        var text = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while text.count % 4 != 0 { text += "=" }
+        let object = try JSONSerialization.jsonObject(with: try #require(Data(base64Encoded: text))) as? [String: Any]
+        return try #require(object?["kid"] as? String)
+    }
+
+    @Test func aRotatedKeyIsUsedAndPublishedWithoutARestart() async throws {
+        try await Harness.with(.sqlite) { harness in
+            var configuration = harness.auth(userURL: "http://127.0.0.1:9")
+            // The key lives in the data folder, as `shop up` keeps it.
+            configuration.signingKey = nil
+            configuration.serviceClients = ["payment": "payment-secret"]
+            configuration.keyReloadInterval = .milliseconds(100)
+            let paths = (configuration.signingKeyPath, configuration.retiredSigningKeysPath)
+            try await buildAuthService(configuration).test(.live) { client in
+                let token = { @Sendable () async throws -> String in
+                    try await client.execute(
+                        uri: "/auth/service", method: .post, headers: .json, body: .json(#"{"serviceId":"payment","serviceSecret":"payment-secret"}"#)
+                    ) { try $0.json(ServiceToken.self).token }
+                }
+                let jwks = { @Sendable () async throws -> JWKS in try await client.execute(uri: "/.well-known/jwks.json", method: .get) { try $0.json(JWKS.self) } }
+                let before = try await token()
+                let first = try Self.keyID(of: before)
+                // What `shop keys rotate` does, while the service runs.
+                _ = try SigningKey.rotate(path: paths.0, retiredPath: paths.1, logger: .init(label: "rotate"))
+                try await GatewayTests.eventually("tokens signed with the new key") { try Self.keyID(of: try await token()) != first }
+                let after = try await token()
+                let published = try await jwks()
+                // Both keys are published (the new one first), so old and new tokens verify.
+                #expect(published.keys.count == 2)
+                #expect(try await TokenVerifierFactory.verify(before, jwks: published).subject == "payment")
+                #expect(try await TokenVerifierFactory.verify(after, jwks: published).subject == "payment")
+            }
+        }
+    }
+
     @Test func servicesGetScopedTokensForTheirOwnSecretOnly() async throws {
         try await Harness.with(.sqlite) { harness in
             var configuration = harness.auth(userURL: "http://127.0.0.1:9")

@@ -20,6 +20,8 @@ import Testing
         // Short leases and timeouts, so sagas left by a killed process are resumed within the test's time.
         let environment = [
             "SAGA_LEASE_MS": "1500", "PAYMENT_PROCESSOR_TIMEOUT_MS": "1500", "CHECKOUT_CHARGE_TIMEOUT_MS": "3000", "CHECKOUT_WAIT_MS": "100",
+            // The cards that make the provider hang give up (and compensate) after this, not after the default minute.
+            "CHECKOUT_DEADLINE_MS": "8000",
         ]
         _ = try await SystemTests.withSystem(engine, name: "crash", extraEnvironment: environment, configure: {
             // Its clients retry hard while the order service is down: not a test of the rate limit.

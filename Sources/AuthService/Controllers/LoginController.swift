@@ -9,7 +9,7 @@ import ShopContracts
 /// `GET /.well-known/jwks.json`: the public keys everyone verifies tokens with.
 struct LoginController {
     let users: ServiceClient
-    let issuer: TokenIssuer
+    let ring: KeyRing
     let throttle: LoginThrottle
     /// Peers whose `X-Forwarded-For` is believed (the gateway): loopback, and `TRUSTED_PROXIES`.
     let trustedProxies: Set<String>
@@ -49,7 +49,7 @@ struct LoginController {
             throttle.succeeded(email: credentials.email, address: address)
             let user = try response.decode(UserDTO.self)
             let role = Identity.Role(rawValue: user.role) ?? .user
-            let (token, expiresIn) = try await issuer.issue(subject: user.id, role: role, email: user.email)
+            let (token, expiresIn) = try await ring.issuer.issue(subject: user.id, role: role, email: user.email)
             context.logger.info("Login succeeded", metadata: ["userId": "\(user.id)"])
             return TokenResponse(token: token, expiresIn: expiresIn)
         case 400, 401:
@@ -72,7 +72,7 @@ struct LoginController {
     }
 
     @Sendable func jwks(request: Request, context: ServiceRequestContext) async throws -> Response {
-        let data = try JSONEncoder().encode(issuer.jwks)
+        let data = try JSONEncoder().encode(ring.issuer.jwks)
         return Response(
             status: .ok,
             headers: [.contentType: "application/json", .cacheControl: "public, max-age=300"],

@@ -8,7 +8,7 @@ import ShopContracts
 struct ServiceLoginController {
     /// Client id → secret (read at each login: the local secrets file may be created after this service started).
     let clients: @Sendable () throws -> [String: String]
-    let issuer: TokenIssuer
+    let ring: KeyRing
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.post("auth/service", use: login)
@@ -29,7 +29,7 @@ struct ServiceLoginController {
             context.logger.warning("Service login refused", metadata: ["serviceId": "\(login.serviceId.prefix(64))"])
             throw APIError(.unauthorized, "Invalid service credentials")
         }
-        let (token, expiresIn) = try await issuer.issue(subject: service.rawValue, role: .service, email: nil, scopes: Scope.granted(to: service))
+        let (token, expiresIn) = try await ring.issuer.issue(subject: service.rawValue, role: .service, email: nil, scopes: Scope.granted(to: service))
         context.logger.info("Service token issued", metadata: ["serviceId": "\(service.rawValue)"])
         return ServiceToken(token: token, expiresIn: expiresIn)
     }
