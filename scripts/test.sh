@@ -42,8 +42,9 @@ start_private_postgres() {
             [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PG_DIR"
             "${run[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 >/dev/null
         fi
-        # A self-signed certificate for localhost: the tests connect with sslmode=verify-full against it.
-        if [ ! -s "$PG_DIR/server.crt" ]; then
+        # A self-signed certificate for localhost (made again when it expires within a day): the tests connect with
+        # sslmode=verify-full against it.
+        if [ ! -s "$PG_DIR/server.crt" ] || ! openssl x509 -checkend 86400 -noout -in "$PG_DIR/server.crt" >/dev/null 2>&1; then
             openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext "subjectAltName=DNS:localhost" -days 30 \
                 -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" 2>/dev/null
             chmod 600 "$PG_DIR/server.key"
@@ -64,7 +65,9 @@ start_private_postgres() {
 ensure_test_tools() {
     if ! python3 -c "import aiosmtpd" 2>/dev/null; then
         echo "==> installing aiosmtpd (PyPI)"
-        python3 -m pip install -q aiosmtpd
+        # A Debian-managed Python refuses pip (PEP 668): its own package then.
+        python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd 2>/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
     fi
     if ! command -v openssl >/dev/null; then
         echo "==> installing openssl (Debian package)"
@@ -82,22 +85,25 @@ echo "==> PostgreSQL for tests: $TEST_DATABASE_URL"
 echo "==> building"
 swift build --build-tests
 echo "==> testing (SQLite and PostgreSQL)"
-# Runs `swift test` bounded in time. A run that does not finish in time is a failure, never retried: the script prints
-# the tests that were still running, and `timeout` stops the run's own process group (what this script started), not
-# any other process on the machine.
+# Runs `swift test` bounded in time, in a session of its own. A run that does not finish in time is a failure, never
+# retried: the script prints the tests that were still running. Afterwards whatever the run started and left behind
+# (service processes, fixture servers: their own process groups, but still in the run's session) is stopped — only
+# that session, never other processes on the machine.
 bounded_test() {
     local limit=$1; shift
-    local log status
+    local log status sid
     log=$(mktemp)
+    sid=$(mktemp)
     set +e
-    timeout --kill-after=15 "$limit" swift test --skip-build "$@" 2>&1 | tee "$log"
+    setsid --wait bash -c 'echo $$ > "$0"; exec timeout --kill-after=15 "$@"' "$sid" "$limit" swift test --skip-build "$@" 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     set -e
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         echo "==> HANG: the test run did not finish within ${limit}s. Tests still running when it was stopped:" >&2
         still_running "$log" >&2
     fi
-    rm -f "$log"
+    if [ -s "$sid" ]; then pkill -KILL -s "$(cat "$sid")" 2>/dev/null || true; fi
+    rm -f "$log" "$sid"
     return "$status"
 }
 

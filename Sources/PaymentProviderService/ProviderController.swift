@@ -99,7 +99,7 @@ struct ProviderController {
             created: Int64(Date().timeIntervalSince1970),
             paymentMethodDetails: .init(card: .init(brand: card.brand, last4: card.last4, expMonth: month, expYear: year))
         )
-        let answer = try await ledger.idempotent(key: key, operation: "charges", fingerprint: parameters.fingerprint) { sql in
+        let answer = try await ledger.idempotent(key: key, operation: "charges", fingerprint: parameters.fingerprint(key: secretKey)) { sql in
             try await Ledger.insert(charge, in: sql)
             if let failure {
                 let error = ProviderError(status: .cardError, type: "card_error", code: failure.code, message: failure.message, charge: charge.id)
@@ -121,7 +121,7 @@ struct ProviderController {
         let charge = try parameters.required("charge")
         guard ProviderID.isValid(charge, prefix: "ch") else { throw ProviderError.missing("charge: \(charge.prefix(64))") }
         let amount = parameters.values["amount"] == nil ? nil : try parameters.integer("amount", in: 1...99_999_999)
-        let answer = try await ledger.idempotent(key: key, operation: "refunds", fingerprint: parameters.fingerprint) { sql in
+        let answer = try await ledger.idempotent(key: key, operation: "refunds", fingerprint: parameters.fingerprint(key: secretKey)) { sql in
             (200, try Self.json(try await Ledger.refund(charge: charge, amount: amount, in: sql)))
         }
         if !answer.replayed { context.logger.info("Refund", metadata: ["chargeId": "\(charge)", "amount": "\(amount.map(String.init) ?? "all")"]) }

@@ -94,9 +94,11 @@ struct ProviderParameters: Sendable, Equatable {
         return Dictionary(uniqueKeysWithValues: entries.map { (String($0.key.dropFirst("metadata[".count).dropLast()), $0.value) })
     }
 
-    /// What identifies the request for its idempotency key: a hash of every parameter (so no card number is stored).
-    var fingerprint: String {
+    /// What identifies the request for its idempotency key: an HMAC of every parameter under the provider's secret
+    /// key — no card number is stored, and the digest cannot be searched for card numbers without the key.
+    func fingerprint(key: String) -> String {
         let canonical = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
-        return SHA256.hash(data: Data(canonical.utf8)).map { String(format: "%02x", $0) }.joined()
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(canonical.utf8), using: SymmetricKey(data: Data(key.utf8)))
+        return mac.map { String(format: "%02x", $0) }.joined()
     }
 }

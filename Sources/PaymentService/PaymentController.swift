@@ -195,6 +195,11 @@ struct PaymentController {
         let outcome: ChargeOutcome
         do {
             outcome = try await withTimeout(processorTimeout) { try await processor.charge(charge) }
+        } catch let refused as ProviderProcessor.Refused {
+            // Nothing was charged, and repeating the same request will not help (a wrong key, a request it rejects).
+            try await repository.fail(id: record.payment.id, failure: "\(refused)", checked: true)
+            logger.error("Payment provider refused the charge", metadata: ["paymentId": "\(record.payment.id)", "error": "\(refused)"])
+            throw APIError(.badGateway, "The payment provider refused the request; nothing was charged", extra: ["paymentId": record.payment.id])
         } catch {
             try await repository.fail(id: record.payment.id, failure: "processor did not answer: \(error)")
             logger.warning("Payment processor did not answer", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])

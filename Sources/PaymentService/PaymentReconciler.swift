@@ -2,6 +2,8 @@ import Foundation
 import Logging
 import Metrics
 import ServiceCore
+import ServiceDatabase
+import ShopContracts
 import ServiceLifecycle
 
 /// Settles payments whose charge has an unknown outcome, at start and then periodically: a payment a crash left
@@ -35,20 +37,39 @@ struct PaymentReconciler: Service {
         let before = Timestamp.format(now - Double(settleAfter.components.seconds))
         var settled = 0
         for record in try await repository.unsettled(before: before) {
-            let id = record.payment.id
-            let outcome = try await processor.lookup(paymentId: id, since: PaymentRepository.date(record.payment.createdAt) - 60)
-            let label: String
-            if let outcome {
-                _ = try await repository.settle(record, outcome: outcome)
-                if case .approved = outcome { label = "charged" } else { label = "declined" }
-            } else {
-                try await repository.fail(id: id, failure: "not charged (checked with the provider)", checked: true)
-                label = "not_charged"
+            // One payment that cannot be settled now never holds up the others.
+            do {
+                let label = try await settle(record)
+                settled += 1
+                Counter(label: "payments_reconciled_total", dimensions: [("outcome", label)]).increment()
+                logger.info("Payment reconciled with the provider", metadata: ["paymentId": "\(record.payment.id)", "was": "\(record.payment.status)", "outcome": "\(label)"])
+            } catch {
+                logger.warning("Could not reconcile a payment; trying again later", metadata: ["paymentId": "\(record.payment.id)", "error": "\(error)"])
             }
-            settled += 1
-            Counter(label: "payments_reconciled_total", dimensions: [("outcome", label)]).increment()
-            logger.info("Payment reconciled with the provider", metadata: ["paymentId": "\(id)", "was": "\(record.payment.status)", "outcome": "\(label)"])
         }
         return settled
+    }
+
+    /// Settles one payment with what the provider did; answers the outcome's label.
+    func settle(_ record: PaymentRecord) async throws -> String {
+        let id = record.payment.id
+        guard let outcome = try await processor.lookup(paymentId: id, since: PaymentRepository.date(record.payment.createdAt) - 60) else {
+            try await repository.fail(id: id, failure: "not charged (checked with the provider)", checked: true)
+            return "not_charged"
+        }
+        do {
+            _ = try await repository.settle(record, outcome: outcome)
+        } catch where Database.isUniqueViolation(error) {
+            // The order was paid meanwhile by another payment (the client paid again after this one's outcome was
+            // unknown): this charge is a second one for the order, and goes back.
+            guard case .approved(let reference) = outcome else { throw error }
+            let refund = try await processor.refund(
+                reference: reference, amountCents: Money.cents(record.payment.amount), idempotencyKey: "refund-\(id)"
+            )
+            try await repository.markDuplicate(id: id, reference: reference, refund: refund)
+            return "duplicate_refunded"
+        }
+        if case .approved = outcome { return "charged" }
+        return "declined"
     }
 }

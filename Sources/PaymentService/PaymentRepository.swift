@@ -155,6 +155,20 @@ struct PaymentRepository: Sendable {
         }
     }
 
+    /// Records a charge made for a payment whose order was paid by another one, and its refund: the payment stays
+    /// `failed` (the order's payment is the other one; no events), checked, with both references.
+    func markDuplicate(id: String, reference: String, refund: String) async throws {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                """
+                UPDATE payments SET status = 'failed', processor_reference = \(bind: reference), refund_reference = \(bind: refund),
+                    failure = 'a second charge for a paid order, refunded', checked_at = \(bind: Timestamp.now()), updated_at = \(bind: Timestamp.now())
+                WHERE id = \(bind: id) AND status IN ('processing', 'failed')
+                """
+            ).run()
+        }
+    }
+
     /// Payments whose charge has an unknown outcome and that nobody is charging any more (untouched since `before`):
     /// `processing` ones a crash left behind, and `failed` ones (the provider did not answer in time) not yet checked.
     func unsettled(before: String, limit: Int = 100) async throws -> [PaymentRecord] {

@@ -19,6 +19,7 @@ enum PaymentRetention {
                         UPDATE payments SET idempotency_key = NULL WHERE id IN (
                             SELECT id FROM payments WHERE idempotency_key IS NOT NULL AND status <> 'processing' AND created_at < \(bind: before)
                             LIMIT \(bind: PruneJob.batchSize))
+                          AND status <> 'processing'
                         RETURNING id
                         """
                     ).all().count

@@ -24,8 +24,9 @@ public struct PaymentServiceConfiguration: Sendable {
     /// How often payments of unknown outcome are settled with the provider (`PAYMENT_RECONCILE_INTERVAL_MS`, default
     /// 30 s; also once at start).
     public var reconcileInterval: Duration
-    /// Consumer settings of its event subscriptions.
-    public var consumer: ConsumerConfiguration = .init()
+    /// Consumer settings of its event subscriptions: patient, since refunds wait out a provider that is down (up to 20
+    /// attempts, backoff from 1 s to 5 min, a lease longer than a refund takes).
+    public var consumer = ConsumerConfiguration(visibilityTimeout: .seconds(300), maxAttempts: 20, baseBackoff: .seconds(1), maxBackoff: .seconds(300))
     /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
     public var serviceSecret: String?
     /// Where its service tokens come from; nil: the auth service, with ``serviceSecret``.
@@ -64,7 +65,10 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     // transaction that could be repeated). The provider's refund is keyed by the payment, so a redelivered event (or a
     // retry after a crash between refund and record) refunds once.
     handlers.onEffect(EventType.orderCancelled, as: OrderEvent.self) { cancelled, _ in
-        guard let payment = try await repository.latest(orderId: cancelled.orderId), ["completed", "failed"].contains(payment.payment.status) else { return }
+        guard let payment = try await repository.latest(orderId: cancelled.orderId) else { return }
+        // Still being charged: try again once it is settled, or the money would be kept for a cancelled order.
+        if payment.payment.status == "processing" { throw PaymentStillProcessing(paymentId: payment.payment.id) }
+        guard ["completed", "failed"].contains(payment.payment.status) else { return }
         if try await repository.refund(id: payment.payment.id, processor: processor)?.payment.status == "refunded" {
             logger.info("Payment refunded", metadata: ["paymentId": "\(payment.payment.id)", "orderId": "\(cancelled.orderId)"])
         }
@@ -105,4 +109,10 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
         try await prepared.prepare()
     }
     return app
+}
+
+/// A refund waits for a payment that is still being charged (retried by the consumer with backoff).
+struct PaymentStillProcessing: Error, CustomStringConvertible {
+    var paymentId: String
+    var description: String { "payment \(paymentId) is still being charged" }
 }

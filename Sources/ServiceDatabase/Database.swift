@@ -144,7 +144,9 @@ public final class Database: Sendable {
         _ configuration: DatabaseConfiguration, logger: Logger, _ body: @Sendable @escaping (Database) async throws -> T
     ) async throws -> T {
         let database = try await open(configuration, logger: logger)
-        let result = try await withThrowingTaskGroup(of: T?.self) { group in
+        let result: T
+        do {
+            result = try await withThrowingTaskGroup(of: T?.self) { group in
             // The PostgreSQL pool needs its run loop; a SQLite file is closed below.
             if case .postgres(let client, _) = database.backend { group.addTask { await client.run(); return nil } }
             group.addTask { try await body(database) }
@@ -153,6 +155,10 @@ public final class Database: Sendable {
                 if let value { return value }
             }
             throw CancellationError()
+            }
+        } catch {
+            await database.close()
+            throw error
         }
         await database.close()
         return result
@@ -197,11 +203,17 @@ public final class Database: Sendable {
         // Several processes may share one file (replicas); wait for a writer rather than failing at once.
         try await sql.raw("PRAGMA busy_timeout=10000").run()
         // Pages freed by pruning go back to the file system (``reclaimSpace()``): incremental auto-vacuum, which a file made
-        // before it was turned on gets by one VACUUM.
+        // before it was turned on gets by one VACUUM — for a file of up to 64 MB, quick enough not to hold up the other
+        // processes sharing it at start-up. A larger old file keeps reusing its freed pages instead (convert it once,
+        // offline, with `PRAGMA auto_vacuum=INCREMENTAL; VACUUM;`).
         let autoVacuum = try await sql.raw("PRAGMA auto_vacuum").first()?.decode(column: "auto_vacuum", as: Int.self)
         if autoVacuum != 2 {
-            try await sql.raw("PRAGMA auto_vacuum=INCREMENTAL").run()
-            try await sql.raw("VACUUM").run()
+            let pages = try await sql.raw("PRAGMA page_count").first()?.decode(column: "page_count", as: Int.self) ?? 0
+            let pageSize = try await sql.raw("PRAGMA page_size").first()?.decode(column: "page_size", as: Int.self) ?? 4096
+            if pages * pageSize <= 64 << 20 {
+                try await sql.raw("PRAGMA auto_vacuum=INCREMENTAL").run()
+                try await sql.raw("VACUUM").run()
+            }
         }
         if wal {
             try await sql.raw("PRAGMA journal_mode=WAL").run()
@@ -328,10 +340,16 @@ public final class Database: Sendable {
     @discardableResult
     public func reclaimSpace() async throws -> Int {
         guard case .sqlite = backend else { return 0 }
-        return try await withConnection { sql in
-            try await sql.raw("PRAGMA incremental_vacuum").run()
-            return try await sql.raw("PRAGMA freelist_count").first()?.decode(column: "freelist_count", as: Int.self) ?? 0
+        // At most 8 MB (2,000 pages) per statement, so one write transaction on a shared file stays short.
+        var free = 0
+        for _ in 0..<100 {
+            free = try await withConnection { sql in
+                try await sql.raw("PRAGMA incremental_vacuum(2000)").run()
+                return try await sql.raw("PRAGMA freelist_count").first()?.decode(column: "freelist_count", as: Int.self) ?? 0
+            }
+            if free == 0 || Task.isCancelled { break }
         }
+        return free
     }
 
     /// Answers when the database answers a trivial query (for health checks).

@@ -78,20 +78,29 @@ public struct SMTPClient: Sendable {
         }
     }
 
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+
     /// The conversation, from the greeting to QUIT.
     private func converse(on connection: SMTPConnection, from sender: String, to recipients: [String], data: String) async throws {
         try await connection.exchange(nil, step: "greeting", expecting: [220])
         var extensions = try await hello(on: connection)
+        var encrypted = configuration.security == .implicitTLS
         if case .startTLS(let required) = configuration.security {
             if extensions["STARTTLS"] != nil {
                 try await connection.exchange("STARTTLS", step: "STARTTLS", expecting: [220])
                 try await connection.startTLS(context: makeTLSContext(), serverHostname: serverHostname)
                 extensions = try await hello(on: connection)
+                encrypted = true
             } else if required {
                 throw SMTPError.tlsRequired
             }
         }
         if let username = configuration.username {
+            // A password never crosses the network in clear text: without TLS, AUTH only to a server on this machine (a
+            // server that stopped offering STARTTLS may be an attacker stripping it).
+            guard encrypted || Self.isLoopback(configuration.host) else { throw SMTPError.tlsRequired }
             let password = configuration.password ?? ""
             try await authenticate(on: connection, username: username, password: password, offered: extensions["AUTH"] ?? [])
         }

@@ -6,6 +6,7 @@ import SQLKit
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 import Tracing
 
 /// What a consumer runs for each event type: a handler that gets the event and the service's transaction, or an
@@ -269,10 +270,11 @@ public final class EventConsumer: Service, Sendable {
             }
             if done { return true }
             guard let effect = handlers.effects[event.type] else { throw MalformedEvent(reason: "no effect for event type '\(event.type)' in group '\(group)'") }
+            // Bounded well inside the lease: past it another consumer could take the delivery and perform it again.
             try await withSpan("perform \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
                 span.attributes["messaging.consumer.group.name"] = group
                 span.attributes["messaging.message.id"] = event.id
-                try await effect(event)
+                try await withTimeout(configuration.visibilityTimeout * 0.8) { try await effect(event) }
             }
         } catch {
             await failed(delivery, error)

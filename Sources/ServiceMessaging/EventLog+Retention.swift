@@ -55,6 +55,7 @@ extension EventLog {
                     """
                     DELETE FROM deliveries WHERE id IN (
                         SELECT id FROM deliveries WHERE status = 'dead' AND updated_at < \(bind: deadBefore) ORDER BY updated_at LIMIT \(bind: limit))
+                      AND status = 'dead' AND updated_at < \(bind: deadBefore)
                     RETURNING id
                     """
                 ).all().count
@@ -135,6 +136,13 @@ extension Messaging {
         [
             log.pruneJob,
             PruneJob(name: "inbox", database: database) { [self] cutoffs in ["inbox": try await pruneInbox(before: cutoffs.retainedSince)] },
+            // Outbox rows that could not be read are kept as long as dead letters.
+            PruneJob(name: "outbox dead letters", database: database) { [database] cutoffs in
+                let removed = try await database.withConnection { sql in
+                    try await sql.raw("DELETE FROM outbox_dead_letters WHERE failed_at < \(bind: cutoffs.deadLettersSince) RETURNING seq").all().count
+                }
+                return ["outbox_dead_letters": removed]
+            },
         ]
     }
 

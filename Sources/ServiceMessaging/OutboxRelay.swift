@@ -129,6 +129,7 @@ public final class OutboxRelay: Service, Sendable {
                     """
                     INSERT INTO outbox_dead_letters (seq, envelope, reason, failed_at)
                     VALUES (\(bind: row.seq), \(bind: row.envelope), \(bind: String(row.reason.prefix(2000))), \(bind: EventLog.nowMillis()))
+                    ON CONFLICT (seq) DO NOTHING
                     """
                 ).run()
                 try await sql.raw("DELETE FROM outbox WHERE seq = \(bind: row.seq)").run()

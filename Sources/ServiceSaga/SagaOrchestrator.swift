@@ -34,6 +34,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     private let draining = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
     /// Opens when runs must stop now (the drain time is over).
     private let stopRuns = Gate()
+    /// Runs submitted and not ended yet (recovery submits while fewer than `recoveryConcurrency`).
+    private let inFlight = NIOLockedValueBox(0)
     /// How long a graceful stop lets running sagas go on (most finish) before they stop at their next step boundary.
     let drainTimeout: Duration
     /// Orphaned sagas resumed at the same time by recovery.
@@ -200,7 +202,11 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     public func submit(id: String) throws -> Run {
         guard isAccepting else { throw ShuttingDown() }
         let done = Gate()
-        guard case .enqueued = requests.continuation.yield((id, done)) else { throw ShuttingDown() }
+        inFlight.withLockedValue { $0 += 1 }
+        guard case .enqueued = requests.continuation.yield((id, done)) else {
+            inFlight.withLockedValue { $0 -= 1 }
+            throw ShuttingDown()
+        }
         return Run(done: done)
     }
 
@@ -215,7 +221,10 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 group.addTask { await self.recover() }
                 for await request in self.requests.stream {
                     group.addTask {
-                        defer { request.done.open() }
+                        defer {
+                            self.inFlight.withLockedValue { $0 -= 1 }
+                            request.done.open()
+                        }
                         await self.runUntilStopped(id: request.id)
                     }
                 }
@@ -261,7 +270,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         while isAccepting, !Task.isCancelled {
             do {
                 for id in try await orphans() {
-                    guard isAccepting, running.withLockedValue({ $0.count < recoveryConcurrency && !$0.contains(id) }) else { continue }
+                    guard isAccepting, inFlight.withLockedValue({ $0 < recoveryConcurrency }), !running.withLockedValue({ $0.contains(id) }) else { continue }
                     logger.info("Resuming saga", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
                     _ = try? submit(id: id)
                 }
@@ -269,6 +278,19 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 logger.warning("Saga recovery failed; trying again", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.recoveryInterval) }
+        }
+    }
+
+    /// Removes saga `id` if it has not taken a step yet (stored, then the orchestrator could not take it), with what
+    /// `also` removes in the same transaction (its idempotency record, say).
+    public func discard(id: String, also: (@Sendable (any SQLDatabase) async throws -> Void)? = nil) async throws {
+        try await database.transaction { sql in
+            let removed = try await sql.raw(
+                "DELETE FROM sagas WHERE id = \(bind: id) AND status = 'running' AND next_step = 0 RETURNING id"
+            ).all()
+            guard !removed.isEmpty else { return }
+            try await sql.raw("DELETE FROM saga_steps WHERE saga_id = \(bind: id)").run()
+            try await also?(sql)
         }
     }
 
@@ -378,6 +400,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch let lost as LeaseLost {
                 throw lost
             } catch {
+                // Stopped (a graceful stop past its drain time): not the step's failure; the saga resumes after the restart.
+                if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
                 guard attempt < step.maxAttempts, Date() + delay.timeInterval < deadline else {
                     // The saga's history is shown to its client: the error's own text (a driver's, a host name) stays
@@ -437,6 +461,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch let lost as LeaseLost {
                 throw lost
             } catch {
+                if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
                 guard attempt < definition.compensationAttempts, Date() + delay.timeInterval < limit else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])

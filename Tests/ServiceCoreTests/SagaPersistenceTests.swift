@@ -110,7 +110,7 @@ import Testing
         try await engine.withDatabase(migrations: SagaMigrations.all) { database in
             let orchestrator = SagaOrchestrator(
                 definition: Self.slow(["slow": .milliseconds(150), "endless": .seconds(3600)]), database: database, logger: Logger(label: "saga"),
-                drainTimeout: .milliseconds(800)
+                drainTimeout: .seconds(3)
             )
             try await Self.running(orchestrator) { group in
                 try await orchestrator.start(id: "slow", state: Trip())

@@ -14,8 +14,18 @@ struct SMTPMailSender: MailSender {
     func send(_ message: MailMessage) async throws {
         do {
             try await client.send(from: message.fromAddress, to: [message.toAddress], data: RFC5322.render(message))
-        } catch let error as SMTPError where error.isPermanent {
+        } catch let error as SMTPError where error.isPermanent && Self.isAboutTheMessage(error) {
             throw MailRefused(reason: "\(error)")
+        }
+    }
+
+    /// A 5xx for this message (an address or content refused) is final; a refusal of our own set-up (credentials, TLS,
+    /// AUTH) is retried with backoff, so the mail waits for the configuration to be mended instead of being dropped.
+    static func isAboutTheMessage(_ error: SMTPError) -> Bool {
+        switch error {
+        case .permanent(let code, _): ![530, 534, 535, 538].contains(code)
+        case .invalidAddress: true
+        default: false
         }
     }
 }

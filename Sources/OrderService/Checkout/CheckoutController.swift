@@ -82,7 +82,11 @@ struct CheckoutController {
         do {
             run = try orchestrator.submit(id: sagaID)
         } catch {
+            // Stopping: nothing has run, so nothing is left behind — a retry with the same key starts afresh.
             vault.remove(sagaID)
+            try? await orchestrator.discard(id: sagaID) { sql in
+                try await sql.raw("DELETE FROM checkouts WHERE saga_id = \(bind: sagaID)").run()
+            }
             throw Self.restarting
         }
         let finished = await run.wait(upTo: wait)

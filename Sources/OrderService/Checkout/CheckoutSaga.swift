@@ -79,6 +79,8 @@ enum CheckoutSaga {
                     compensation: { state, context in
                         var paymentId = state.paymentId
                         if paymentId == nil { paymentId = try await findCharge(payments, state: state, key: context.idempotencyKey)?.id }
+                        // The key is forgotten after its lifetime (an operator's late retry): the order's payment, then.
+                        if paymentId == nil { paymentId = try await latestPayment(payments, orderId: state.orderId)?.id }
                         guard let paymentId else { return }
                         let response = try await payments.send(.POST, "/internal/charges/\(paymentId)/refund")
                         guard response.isSuccess || response.status == 404 else { throw StepRefused(status: response.status, step: "refund") }
@@ -126,6 +128,13 @@ enum CheckoutSaga {
         if response.status == 404 { return nil }
         guard response.isSuccess else { throw StepRefused(status: response.status, step: "find charge") }
         return try response.decode(PaymentDTO.self)
+    }
+
+    /// The order's latest payment at the payment service, if any.
+    static func latestPayment(_ payments: ServiceClient, orderId: String) async throws -> PaymentDTO? {
+        let response = try await payments.get("/internal/payments?orderId=\(orderId)")
+        guard response.isSuccess else { throw StepRefused(status: response.status, step: "find payment") }
+        return try response.decode(PaymentStatusDTO.self).payment
     }
 
     /// A downstream answer the saga retries (5xx), or an identity problem (401/403) that an operator must see.

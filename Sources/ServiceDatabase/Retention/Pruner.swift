@@ -84,7 +84,8 @@ public final class Pruner: Service, Sendable {
             await cancelWhenGracefulShutdown { await job.ready() }
         }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            _ = await pass()
+            // A stop cuts a pass short between two batches (each batch is its own transaction).
+            _ = await cancelWhenGracefulShutdown { await self.pass() }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.policy.interval) }
         }
     }
