@@ -198,20 +198,7 @@ struct Bench: AsyncParsableCommand {
             relay.wakeup.signal()
         }
 
-        /// Sends `json` with `method` to `url` (with a bearer `token`), answering the status and body.
-    static func call(
-        _ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil
-    ) async throws -> (status: HTTPResponseStatus, body: ByteBuffer) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "content-type", value: "application/json")
-        if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
-        request.body = .bytes(ByteBuffer(string: json))
-        let response = try await client.execute(request, timeout: .seconds(60))
-        return (response.status, try await response.body.collect(upTo: 1 << 20))
-    }
-
-    static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
+        static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
     }
 }
 

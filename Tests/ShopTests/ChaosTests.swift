@@ -11,8 +11,8 @@ import Testing
 /// compensated (none left for an operator), stock agrees with what shipped, and the payment provider's ledger agrees:
 /// money kept for exactly the completed orders, for exactly their totals, and given back for every other charge.
 @Suite(.serialized) struct ChaosTests {
-    /// Seconds of killing (`CHAOS_SECONDS`, default 40).
-    static let seconds = Int(ProcessInfo.processInfo.environment["CHAOS_SECONDS"] ?? "") ?? 40
+    /// Seconds of killing (`CHAOS_SECONDS`, default 60).
+    static let seconds = Int(ProcessInfo.processInfo.environment["CHAOS_SECONDS"] ?? "") ?? 60
 
     struct Started: Sendable {
         var id: String

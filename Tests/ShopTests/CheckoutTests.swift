@@ -52,6 +52,47 @@ import Testing
         }
     }
 
+    struct SagaSummary: Decodable {
+        var id: String
+        var status: String
+    }
+
+    /// A checkout whose charge hangs is answered 202 with where to follow it, well before the gateway's timeout; an admin
+    /// sees it among the running sagas and cannot "retry" a saga that has not failed.
+    @Test func aSlowChargeAnswers202WithItsLocationAndAnAdminSeesTheSaga() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop)
+                let began = ContinuousClock.now
+                let reply = try await shop.call(
+                    .POST, "/api/checkout", json: Self.body(number: "4000000000000119"), token: token, headers: [("Idempotency-Key", "slow-1")]
+                )
+                #expect(reply.status == .accepted, "\(String(buffer: reply.body))")
+                #expect(began.duration(to: .now) < .seconds(20), "answered after the checkout's wait, not the gateway's 30 s timeout")
+                let checkout = try reply.json(CheckoutDTO.self)
+                #expect(checkout.status == "running")
+                let location = try #require(reply.headers.first(name: "location"))
+                #expect(location == "/api/checkout/\(checkout.id)")
+                #expect(reply.headers.first(name: "retry-after") != nil)
+                #expect(try await shop.call(.GET, location, token: token).json(CheckoutDTO.self).id == checkout.id)
+                // A replay of the key while it runs: the same checkout, still 202.
+                let replay = try await shop.call(
+                    .POST, "/api/checkout", json: Self.body(number: "4000000000000119"), token: token, headers: [("Idempotency-Key", "slow-1")]
+                )
+                #expect(try replay.status == .accepted && replay.json(CheckoutDTO.self).id == checkout.id)
+
+                let admin = try await harness.keys.token("admin-1", role: .admin)
+                let running = try await shop.call(.GET, "/api/admin/sagas?status=running", token: admin).json([SagaSummary].self)
+                #expect(running.contains { $0.id == checkout.id && $0.status == "running" })
+                #expect(try await shop.call(.POST, "/api/admin/sagas/\(checkout.id)/retry", token: admin).status == .conflict)
+                #expect(try await shop.call(.GET, "/api/admin/sagas/\(checkout.id)", token: admin).status == .ok)
+                #expect(try await shop.call(.GET, "/api/admin/sagas?status=weird", token: admin).status == .badRequest)
+                #expect(try await shop.call(.GET, "/api/admin/sagas/no-such-saga", token: admin).status == .notFound)
+                #expect(try await shop.call(.GET, "/api/admin/sagas", token: token).status == .forbidden)
+            }
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func aFailingStepCompensatesWhatWasDoneAndAnswersItsStatus(_ engine: TestDatabase) async throws {
         try await Harness.with(engine) { harness in

@@ -120,7 +120,8 @@ struct CheckoutController {
         case .failed: status = .conflict
         case .running, .compensating: status = .accepted
         }
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/checkout/\(sagaID)"]
+        // The checkout's public address (through the gateway), for the client to follow.
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/api/checkout/\(sagaID)"]
         if !waited { headers[.retryAfter] = "1" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(dto))))
     }
