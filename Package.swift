@@ -152,7 +152,8 @@ let package = Package(
         .target(
             name: "ServiceTesting",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceResilience",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "PostgresKit", package: "postgres-kit"),

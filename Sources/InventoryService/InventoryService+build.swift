@@ -3,6 +3,7 @@ import ServiceAuth
 import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
+import ServiceResilience
 import ShopContracts
 
 /// Configuration of the inventory service.
@@ -15,6 +16,8 @@ public struct InventoryServiceConfiguration: Sendable {
     public var reservationTimeToLive: Duration
     /// How often expired reservations are released (a tenth of the time to live, between 100 ms and 30 s).
     public var expirySweepInterval: Duration
+    /// The time reservations expire by (tests move a manual clock on instead of waiting).
+    public var reservationClock: any WallClock = SystemClock()
     /// Consumer settings of its event subscriptions.
     public var consumer: ConsumerConfiguration = .init()
 
@@ -33,7 +36,9 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
     var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
-    let reservations = Reservations(events: messaging.publisher, timeToLive: configuration.reservationTimeToLive, logger: logger)
+    let reservations = Reservations(
+        events: messaging.publisher, timeToLive: configuration.reservationTimeToLive, clock: configuration.reservationClock, logger: logger
+    )
     var handlers = EventHandlers()
     handlers.on(EventType.orderCreated, as: OrderCreated.self) { order, _, sql in try await reservations.reserve(order, in: sql) }
     handlers.on(EventType.orderFulfillmentRequested, as: OrderEvent.self) { order, _, sql in try await reservations.ship(order, in: sql) }

@@ -223,7 +223,7 @@ public final class EventConsumer: Service, Sendable {
     /// were not there yet: the events to handle. The rest were handled before and are skipped. Should a handler fail,
     /// the transaction rolls back and takes these inbox rows with it.
     func recordInInbox(_ ids: [String], in sql: any SQLDatabase) async throws -> Set<String> {
-        let now = EventLog.nowMillis()
+        let now = log.clock.millis
         let insert = sql.insert(into: "inbox").columns("group_name", "event_id", "handled_at")
         for id in ids { insert.values(SQLBind(group), SQLBind(id), SQLBind(now)) }
         let rows = try await insert.ignoringConflicts(with: ["group_name", "event_id"]).returning("event_id").all()

@@ -149,6 +149,6 @@ extension Messaging {
     /// A pruner of this service's messaging tables and of `jobs`, at the retention of `settings` (`RETENTION`,
     /// `DEAD_LETTER_RETENTION`; a value that is not a duration is an error).
     public func pruner(settings: ServiceSettings, also jobs: [PruneJob] = []) throws -> Pruner {
-        Pruner(policy: try RetentionPolicy(settings: settings), jobs: pruneJobs + jobs, logger: logger)
+        Pruner(policy: try RetentionPolicy(settings: settings), jobs: pruneJobs + jobs, logger: logger, clock: log.clock)
     }
 }

@@ -5,6 +5,7 @@ import SQLKit
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 
 /// The event log and broker, on a SQL database shared by the publishing and consuming processes: SQLite (a WAL file
 /// next to the services' files), PostgreSQL (row locks with `SKIP LOCKED`), or in-memory SQLite for unit tests.
@@ -36,24 +37,27 @@ public final class EventLog: Sendable {
     }
 
     public let database: Database
+    /// The time of leases, retry times and stored times (shared with the log's relays and consumers).
+    public let clock: any WallClock
     let logger: Logger
     /// Identifies this process's log in the notifications it sends.
     let instance = UUID().uuidString.lowercased()
     private let listeners = NIOLockedValueBox<[Wakeup]>([])
     private let prepared = Gate()
 
-    public init(database: Database, logger: Logger) {
+    public init(database: Database, logger: Logger, clock: any WallClock = SystemClock()) {
         self.database = database
         self.logger = logger
+        self.clock = clock
     }
 
     /// Opens the log described by `url` (empty: `<dataDirectory>/eventlog.sqlite`) and creates its tables.
-    public static func open(url: String, dataDirectory: String, logger: Logger) async throws -> EventLog {
+    public static func open(url: String, dataDirectory: String, logger: Logger, clock: any WallClock = SystemClock()) async throws -> EventLog {
         let database = try await Database.open(
             try DatabaseConfiguration(url: url, service: "eventlog", dataDirectory: dataDirectory),
             logger: logger
         )
-        return EventLog(database: database, logger: logger)
+        return EventLog(database: database, logger: logger, clock: clock)
     }
 
     /// Creates the log's tables (call once the database's services run); releases ``waitUntilPrepared()``.
@@ -114,15 +118,13 @@ public final class EventLog: Sendable {
         for wakeup in listeners.withLockedValue({ $0 }) { wakeup.signal() }
     }
 
-    static func nowMillis() -> Int64 { Int64(Date.now.timeIntervalSince1970 * 1000) }
-
     // MARK: Publishing
 
     /// Declares that consumer group `group` receives events of `types` from now on (idempotent). It only adds: an
     /// instance of an older version starting during a rolling update must not take away what a newer one subscribed
     /// to. A type a group stops handling is removed on purpose, with ``unsubscribe(group:types:)``.
     public func declare(group: String, types: [String]) async throws {
-        let now = Self.nowMillis()
+        let now = clock.millis
         try await database.transaction { sql in
             for type in types {
                 try await sql.raw(
@@ -151,7 +153,7 @@ public final class EventLog: Sendable {
     @discardableResult
     public func append(_ events: [(envelope: EventEnvelope, queue: String?)]) async throws -> Int {
         guard !events.isEmpty else { return 0 }
-        let now = Self.nowMillis()
+        let now = clock.millis
         // One row per id: a batch that repeats an event stores it once.
         var seen = Set<String>()
         let unique = events.filter { seen.insert($0.envelope.id).inserted }
@@ -255,8 +257,8 @@ public final class EventLog: Sendable {
     /// Leases up to `limit` deliveries of `group` that are due: ready ones whose time has come, and in-flight ones
     /// whose lease expired. Only the oldest pending delivery of each partition key is eligible.
     public func claim(group: String, limit: Int, owner: String, visibility: Duration) async throws -> [Delivery] {
-        let now = Self.nowMillis()
-        let until = now + Int64(visibility.components.seconds * 1000 + visibility.components.attoseconds / 1_000_000_000_000_000)
+        let now = clock.millis
+        let until = now + visibility.wholeMilliseconds
         let postgres = database.engine == .postgres
         let update: SQLQueryString = """
             UPDATE deliveries SET status = 'inflight', lease_owner = \(bind: owner), lease_until = \(bind: until),
@@ -324,7 +326,7 @@ public final class EventLog: Sendable {
     /// Marks deliveries handled, in one statement per lease owner; one whose lease was lost meanwhile is left alone.
     public func acknowledge(_ deliveries: [Delivery]) async throws {
         guard !deliveries.isEmpty else { return }
-        let now = Self.nowMillis()
+        let now = clock.millis
         try await database.withConnection { sql in
             for (owner, owned) in Dictionary(grouping: deliveries, by: \.owner) {
                 try await sql.update("deliveries")
@@ -338,8 +340,8 @@ public final class EventLog: Sendable {
 
     /// Makes a failed delivery available again after `delay`.
     public func retry(_ delivery: Delivery, after delay: Duration, error: String) async throws {
-        let now = Self.nowMillis()
-        let at = now + Int64(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        let now = clock.millis
+        let at = now + delay.wholeMilliseconds
         try await database.withConnection { sql in
             try await sql.raw(
                 """
@@ -361,7 +363,7 @@ public final class EventLog: Sendable {
             try await sql.raw(
                 """
                 UPDATE deliveries SET status = 'dead', lease_owner = NULL, lease_until = NULL,
-                    last_error = \(bind: String(reason.prefix(2000))), updated_at = \(bind: Self.nowMillis())
+                    last_error = \(bind: String(reason.prefix(2000))), updated_at = \(bind: self.clock.millis)
                 WHERE id = \(bind: id) AND lease_owner = \(bind: owner)
                 """
             ).run()
@@ -404,7 +406,7 @@ public final class EventLog: Sendable {
     /// Puts dead letters back in line (all of them when `id` is nil, optionally of one group); answers how many.
     @discardableResult
     public func replay(id: Int64? = nil, group: String? = nil) async throws -> Int {
-        let now = Self.nowMillis()
+        let now = clock.millis
         let count = try await database.transaction { sql -> Int in
             let rows = try await sql.raw(
                 """

@@ -1,5 +1,6 @@
 import Foundation
 import SQLKit
+import ServiceResilience
 import Tracing
 
 /// The transactional outbox: events are written into the service's own database in the same transaction as the
@@ -7,21 +8,22 @@ import Tracing
 /// ``OutboxRelay`` moves them to the event log after commit.
 public enum Outbox {
     /// Adds `event` to the outbox inside the caller's transaction (`sql` must be the transaction's connection).
-    public static func add(_ event: EventEnvelope, in sql: any SQLDatabase) async throws {
-        try await insert(event, queue: nil, in: sql)
+    public static func add(_ event: EventEnvelope, in sql: any SQLDatabase, clock: any WallClock = SystemClock()) async throws {
+        try await insert(event, queue: nil, in: sql, clock: clock)
     }
 
     /// Adds a message for work queue `queue` inside the caller's transaction.
-    public static func send(_ event: EventEnvelope, to queue: String, in sql: any SQLDatabase) async throws {
-        try await insert(event, queue: queue, in: sql)
+    public static func send(_ event: EventEnvelope, to queue: String, in sql: any SQLDatabase, clock: any WallClock = SystemClock()) async throws {
+        try await insert(event, queue: queue, in: sql, clock: clock)
     }
 
-    static func insert(_ event: EventEnvelope, queue: String?, in sql: any SQLDatabase) async throws {
+    /// `created_at` is when it was added, for the relay's lag (`outbox_oldest_event_age_seconds`).
+    static func insert(_ event: EventEnvelope, queue: String?, in sql: any SQLDatabase, clock: any WallClock) async throws {
         let envelope = String(decoding: try JSONEncoder().encode(event), as: UTF8.self)
         try await sql.raw(
             """
             INSERT INTO outbox (id, envelope, queue, created_at)
-            VALUES (\(bind: event.id), \(bind: envelope), \(bind: queue), \(bind: EventLog.nowMillis()))
+            VALUES (\(bind: event.id), \(bind: envelope), \(bind: queue), \(bind: clock.millis))
             """
         ).run()
     }

@@ -6,11 +6,12 @@ import SQLKit
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 
 /// Moves committed outbox rows to the event log, oldest first: stores them in the log, then deletes them from the
 /// outbox. A crash in between stores them again on restart, which the log ignores (events are keyed by id), so an
 /// event is never marked sent before it is stored and never lost. When the log is unavailable it retries with
-/// exponential backoff.
+/// exponential backoff, on the log's clock.
 public final class OutboxRelay: Service, Sendable {
     let database: Database
     let log: EventLog
@@ -72,8 +73,8 @@ public final class OutboxRelay: Service, Sendable {
             } catch {
                 failures += 1
                 let delay = min(maxBackoff, .milliseconds(100) * (1 << min(failures, 6)))
-                logger.warning("Outbox relay failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(delay.components.seconds * 1000)"])
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                logger.warning("Outbox relay failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(delay.wholeMilliseconds)"])
+                try? await cancelWhenGracefulShutdown { try await self.log.clock.sleep(for: delay) }
             }
         }
         // A last pass so that what was committed before shutdown is not left waiting for the next start.
@@ -88,7 +89,8 @@ public final class OutboxRelay: Service, Sendable {
         }
         let schema = database.schema ?? "main"
         Gauge(label: "outbox_pending_events", dimensions: [("schema", schema)]).record(count)
-        let age = oldest.map { max(0, Double(Int64(Date().timeIntervalSince1970 * 1000) - $0) / 1000) } ?? 0
+        let now = log.clock.millis
+        let age = oldest.map { max(0, Double(now - $0) / 1000) } ?? 0
         Gauge(label: "outbox_oldest_event_age_seconds", dimensions: [("schema", schema)]).record(age)
     }
 
@@ -128,7 +130,7 @@ public final class OutboxRelay: Service, Sendable {
                 try await sql.raw(
                     """
                     INSERT INTO outbox_dead_letters (seq, envelope, reason, failed_at)
-                    VALUES (\(bind: row.seq), \(bind: row.envelope), \(bind: String(row.reason.prefix(2000))), \(bind: EventLog.nowMillis()))
+                    VALUES (\(bind: row.seq), \(bind: row.envelope), \(bind: String(row.reason.prefix(2000))), \(bind: self.log.clock.millis))
                     ON CONFLICT (seq) DO NOTHING
                     """
                 ).run()

@@ -5,6 +5,9 @@ extension Duration {
     /// The duration in whole milliseconds (truncated).
     public var wholeMilliseconds: Int64 { components.seconds &* 1000 &+ components.attoseconds / 1_000_000_000_000_000 }
 
+    /// The duration in seconds, as a `Double` (what `Date` arithmetic and rates take).
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
     /// A duration written as a whole number and a unit: `250ms`, `30s`, `5m`, `12h`, `7d` (surrounding spaces ignored).
     /// Answers nil for anything else, for zero or negative amounts, and for more than ten years.
     public static func parse(_ text: String) -> Duration? {

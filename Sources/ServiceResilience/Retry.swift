@@ -62,8 +62,7 @@ public struct RetryBudgetMachine<Instant: InstantProtocol>: Sendable where Insta
     mutating func refill(now: Instant) {
         if let last {
             let elapsed = last.duration(to: now)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            tokens = min(capacity, tokens + max(seconds, 0) * minimumPerSecond)
+            tokens = min(capacity, tokens + max(elapsed.inSeconds, 0) * minimumPerSecond)
         }
         last = now
     }

@@ -3,6 +3,7 @@ import Logging
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceResilience
 
 /// What an operator does with the sagas of one definition, with nothing but their database (so a command-line tool can
 /// do it too): list them, read one's history, and retry one left `failed`. A retried saga is taken up by the recovery
@@ -11,11 +12,13 @@ public struct SagaAdmin: Sendable {
     let database: Database
     let name: String
     let logger: Logger
+    let clock: any WallClock
 
-    public init(database: Database, name: String, logger: Logger) {
+    public init(database: Database, name: String, logger: Logger, clock: any WallClock = SystemClock()) {
         self.database = database
         self.name = name
         self.logger = logger
+        self.clock = clock
     }
 
     /// One saga as an operator sees it.
@@ -76,7 +79,7 @@ public struct SagaAdmin: Sendable {
     /// Puts a `failed` saga back to compensating from where its compensation gave up, with its limits counted afresh from
     /// now (its start time becomes now), for the recovery loop to take up; false when it is not `failed`.
     public func retry(id: String) async throws -> Bool {
-        let now = Timestamp.now()
+        let now = Timestamp.format(Date(timeIntervalSince1970: clock.secondsSinceEpoch))
         let retried = try await database.transaction { sql -> Bool in
             let rows = try await sql.raw(
                 """

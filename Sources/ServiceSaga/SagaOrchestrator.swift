@@ -21,6 +21,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     public let definition: SagaDefinition<State>
     let database: Database
     let logger: Logger
+    /// The time of leases, deadlines, backoffs and the recovery schedule (a step's own timeout is real time: it bounds
+    /// the step's I/O).
+    let clock: any WallClock
     /// How long a saga stays with this orchestrator without a sign of life (a step boundary).
     let lease: Duration
     /// How often unfinished sagas whose lease ran out are looked for.
@@ -55,8 +58,10 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         drainTimeout: Duration = .seconds(4),
         recoveryConcurrency: Int = 16,
         afterRun: (@Sendable (_ sagaID: String) -> Void)? = nil,
+        clock: any WallClock = SystemClock(),
         boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)? = nil
     ) {
+        self.clock = clock
         self.afterRun = afterRun
         self.drainTimeout = drainTimeout
         self.recoveryConcurrency = max(1, recoveryConcurrency)
@@ -70,8 +75,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         self.boundary = boundary
     }
 
-    static func millis(_ instant: Date = .now) -> Int64 { Int64(instant.timeIntervalSince1970 * 1000) }
-    var leaseMillis: Int64 { lease.wholeMilliseconds }
+    /// When a lease taken now runs out (milliseconds since 1970).
+    var leaseUntil: Int64 { clock.millis(after: lease) }
+    var now: Date { Date(timeIntervalSince1970: clock.secondsSinceEpoch) }
 
     // MARK: Starting and reading
 
@@ -79,7 +85,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// — run in the same transaction, e.g. to record an idempotency key — answers false (then nothing is stored).
     @discardableResult
     public func start(id: String, state: State, also: (@Sendable (any SQLDatabase) async throws -> Bool)? = nil) async throws -> Bool {
-        let now = Timestamp.now()
+        let now = Timestamp.format(self.now)
         let text = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         let traceparent = TraceContext.traceparent()
         do {
@@ -89,7 +95,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     """
                     INSERT INTO sagas (id, name, status, state, next_step, owner, lease_until, created_at, updated_at, traceparent)
                     VALUES (\(bind: id), \(bind: self.definition.name), 'running', \(bind: text), 0, \(bind: self.owner),
-                            \(bind: Self.millis() + self.leaseMillis), \(bind: now), \(bind: now), \(bind: traceparent))
+                            \(bind: self.leaseUntil), \(bind: now), \(bind: now), \(bind: traceparent))
                     """
                 ).run()
             }
@@ -277,7 +283,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch {
                 logger.warning("Saga recovery failed; trying again", metadata: ["error": "\(error)"])
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.recoveryInterval) }
+            try? await cancelWhenGracefulShutdown { try await self.clock.sleep(for: self.recoveryInterval) }
         }
     }
 
@@ -296,7 +302,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
 
     /// Puts a `failed` saga back to compensating (see ``SagaAdmin/retry(id:)``); false when it is not `failed`.
     public func retry(id: String) async throws -> Bool {
-        try await SagaAdmin(database: database, name: definition.name, logger: logger).retry(id: id)
+        try await SagaAdmin(database: database, name: definition.name, logger: logger, clock: clock).retry(id: id)
     }
 
     /// Unfinished sagas of this definition whose lease ran out.
@@ -305,7 +311,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             try await sql.raw(
                 """
                 SELECT id FROM sagas WHERE name = \(bind: self.definition.name) AND status IN ('running', 'compensating')
-                  AND lease_until < \(bind: Self.millis()) ORDER BY created_at LIMIT 50
+                  AND lease_until < \(bind: self.clock.millis) ORDER BY created_at LIMIT 50
                 """
             ).all().map { try $0.decode(column: "id", as: String.self) }
         }
@@ -316,9 +322,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         try await database.withConnection { sql in
             try await !sql.raw(
                 """
-                UPDATE sagas SET owner = \(bind: self.owner), lease_until = \(bind: Self.millis() + self.leaseMillis)
+                UPDATE sagas SET owner = \(bind: self.owner), lease_until = \(bind: self.leaseUntil)
                 WHERE id = \(bind: id) AND status IN ('running', 'compensating')
-                  AND (owner = \(bind: self.owner) OR lease_until < \(bind: Self.millis()))
+                  AND (owner = \(bind: self.owner) OR lease_until < \(bind: self.clock.millis))
                 RETURNING id
                 """
             ).all().isEmpty
@@ -355,7 +361,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "completed")]).increment()
                 return false
             }
-            try await execute(step: position.nextStep, of: id, state: position.state, deadline: position.startedAt + definition.deadline.timeInterval)
+            try await execute(step: position.nextStep, of: id, state: position.state, deadline: position.startedAt + definition.deadline.inSeconds)
             return true
         case .compensating:
             let index = position.compensateFrom ?? -1
@@ -366,7 +372,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "compensated")]).increment()
                 return false
             }
-            return try await compensate(step: index, of: id, state: position.state, limit: position.startedAt + definition.compensationLimit.timeInterval)
+            return try await compensate(step: index, of: id, state: position.state, limit: position.startedAt + definition.compensationLimit.inSeconds)
         }
     }
 
@@ -403,7 +409,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 // Stopped (a graceful stop past its drain time): not the step's failure; the saga resumes after the restart.
                 if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
-                guard attempt < step.maxAttempts, Date() + delay.timeInterval < deadline else {
+                guard attempt < step.maxAttempts, now + delay.inSeconds < deadline else {
                     // The saga's history is shown to its client: the error's own text (a driver's, a host name) stays
                     // in the log.
                     logger.error("Saga step failed for good", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
@@ -411,7 +417,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     return
                 }
                 logger.warning("Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: delay)
+                try await clock.sleep(for: delay)
                 try await renew(id: id)
             }
         }
@@ -463,7 +469,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch {
                 if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
-                guard attempt < definition.compensationAttempts, Date() + delay.timeInterval < limit else {
+                guard attempt < definition.compensationAttempts, now + delay.inSeconds < limit else {
                     logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
                     Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "failed")]).increment()
                     try await transition(id: id, history: (step.name, "compensation failed", "The compensation failed (temporarily unavailable)")) { sql in
@@ -472,7 +478,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     return false
                 }
                 logger.warning("Saga compensation failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: delay)
+                try await clock.sleep(for: delay)
                 try await renew(id: id)
             }
         }
@@ -495,7 +501,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 """
                 INSERT INTO saga_steps (saga_id, seq, step, status, error, at)
                 VALUES (\(bind: id), \(bind: seq), \(bind: history.step), \(bind: history.status), \(bind: history.error.map { String($0.prefix(2000)) }),
-                        \(bind: Timestamp.now()))
+                        \(bind: Timestamp.format(self.now)))
                 """
             ).run()
         }
@@ -510,7 +516,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             group.addTask { try await body() }
             group.addTask {
                 while true {
-                    try await Task.sleep(for: self.lease / 3)
+                    try await self.clock.sleep(for: self.lease / 3)
                     try await self.renew(id: id)
                 }
             }
@@ -535,7 +541,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         try await database.transaction { sql in
             let ours = try await sql.raw(
                 """
-                UPDATE sagas SET lease_until = \(bind: Self.millis() + self.leaseMillis), updated_at = \(bind: Timestamp.now())
+                UPDATE sagas SET lease_until = \(bind: self.leaseUntil), updated_at = \(bind: Timestamp.format(self.now))
                 WHERE id = \(bind: id) AND owner = \(bind: self.owner) RETURNING id
                 """
             ).all()
@@ -573,9 +579,4 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     static func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await ServiceResilience.withTimeout(timeout, body)
     }
-}
-
-extension Duration {
-    /// The duration in seconds, as `Date` arithmetic takes it.
-    var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

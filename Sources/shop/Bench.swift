@@ -8,6 +8,7 @@ import NIOHTTP1
 import SQLKit
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 import ServiceMessaging
 
 /// `shop bench …`: benchmarks that print figures (never run as tests).
@@ -45,10 +46,6 @@ struct Bench: AsyncParsableCommand {
         request.body = .bytes(ByteBuffer(string: json))
         let response = try await client.execute(request, timeout: .seconds(60))
         return (response.status, try await response.body.collect(upTo: 1 << 20))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// `shop bench events`: the event bus against its engine's raw commit rate, in one run.
@@ -151,9 +148,9 @@ struct Bench: AsyncParsableCommand {
                 try await concurrently(events) { n in
                     try await publish(n: 1_000_000 + n, service: service, relay: relay)
                 }
-                let publishRate = Double(events) / Self.seconds(ContinuousClock.now - start)
+                let publishRate = Double(events) / (ContinuousClock.now - start).inSeconds
                 try await latencies.waitForAll(timeout: .seconds(300))
-                let throughput = Double(events) / Self.seconds(ContinuousClock.now - start)
+                let throughput = Double(events) / (ContinuousClock.now - start).inSeconds
                 let burst = latencies.percentiles()
                 let rawAfter = try await rawCommitRate(service: service, prefix: "raw-b-")
                 let commitRate = (rawBefore + rawAfter) / 2
@@ -179,7 +176,7 @@ struct Bench: AsyncParsableCommand {
                     try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: "\(prefix)\(n)"), \(bind: n))").run()
                 }
             }
-            return Double(events) / Self.seconds(ContinuousClock.now - start)
+            return Double(events) / (ContinuousClock.now - start).inSeconds
         }
 
         /// Runs `body` for 0..<count on `publishers` concurrent tasks.
@@ -197,8 +194,6 @@ struct Bench: AsyncParsableCommand {
             }
             relay.wakeup.signal()
         }
-
-        static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
     }
 }
 

@@ -9,6 +9,7 @@ import SQLKit
 import ServiceAuth
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 import ShopContracts
 import ShopSystem
 
@@ -105,7 +106,7 @@ struct CheckoutRunner: Service {
                     try await sql.raw("INSERT INTO bench_rows (id, n) VALUES (\(bind: UUID().uuidString), \(bind: n))").run()
                 }
             }
-            let rate = Double(count) / Self.seconds(ContinuousClock.now - start)
+            let rate = Double(count) / (ContinuousClock.now - start).inSeconds
             await services.triggerGracefulShutdown()
             return rate
         }
@@ -121,11 +122,11 @@ struct CheckoutRunner: Service {
         try await Self.concurrently(checkouts, width: concurrency) { _ in
             let began = ContinuousClock.now
             let reply = try await call(client, .POST, gateway + "/api/checkout", json: body, token: token)
-            let elapsed = Self.seconds(ContinuousClock.now - began) * 1000
+            let elapsed = (ContinuousClock.now - began).inSeconds * 1000
             latencies.withLockedValue { $0.append(elapsed) }
             statuses.withLockedValue { $0[reply.status.code, default: 0] += 1 }
         }
-        let duration = Self.seconds(ContinuousClock.now - start)
+        let duration = (ContinuousClock.now - start).inSeconds
         let after = Database.usage.withLockedValue { $0 }
         let sorted = latencies.withLockedValue { $0 }.sorted()
         func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] }
@@ -148,6 +149,4 @@ struct CheckoutRunner: Service {
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
         try await Bench.concurrently(count, width: width, body)
     }
-
-    static func seconds(_ duration: Duration) -> Double { Bench.seconds(duration) }
 }

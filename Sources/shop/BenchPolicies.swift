@@ -43,7 +43,7 @@ extension Bench {
                 for _ in 0..<rounds {
                     let start = clock.now
                     let sink = try await body()
-                    let elapsed = Bench.seconds(start.duration(to: clock.now))
+                    let elapsed = start.duration(to: clock.now).inSeconds
                     if sink == -1 { print("") }  // keeps the result alive
                     best = min(best, elapsed * 1e9 / Double(count))
                 }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import ServiceAuth
 import ServiceLifecycle
+import ServiceResilience
 import ShopContracts
 import ShopSystem
 
@@ -140,7 +141,7 @@ struct SoakRunner: Service {
                     try await Task.sleep(for: every)
                     let now = ContinuousClock.now
                     let done = progress.withLockedValue { $0.done }
-                    try await report(elapsed: start.duration(to: now), rate: Double(done - last.done) / Bench.seconds(now - last.at), done: done)
+                    try await report(elapsed: start.duration(to: now), rate: Double(done - last.done) / (now - last.at).inSeconds, done: done)
                     last = (now, done)
                     if done >= count { return }
                 }
@@ -162,6 +163,6 @@ struct SoakRunner: Service {
         let sizes = InfrastructureTables.fileSizes(of: system)
         let table = rows.filter { $0.value > 0 || !$0.key.hasSuffix("outbox") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let files = sizes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.database / 1024)K+\($0.value.log / 1024)K" }.joined(separator: " ")
-        print(String(format: "t=%4.0fs ops=%6d rate=%6.1f/s | rows total %d | ", Bench.seconds(elapsed), done, rate, rows.values.reduce(0, +)) + table + (files.isEmpty ? "" : " | files (database+WAL) " + files))
+        print(String(format: "t=%4.0fs ops=%6d rate=%6.1f/s | rows total %d | ", elapsed.inSeconds, done, rate, rows.values.reduce(0, +)) + table + (files.isEmpty ? "" : " | files (database+WAL) " + files))
     }
 }

@@ -5,6 +5,7 @@ import SQLKit
 import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
+import ServiceResilience
 import ServiceTesting
 import Testing
 
@@ -23,10 +24,12 @@ import Testing
     ]
 
     /// A service database (with outbox, inbox and an `effects` table) and an event log, both fresh, on `engine`.
-    func withMessaging(_ engine: TestDatabase, _ body: @Sendable @escaping (Database, EventLog) async throws -> Void) async throws {
+    func withMessaging(
+        _ engine: TestDatabase, clock: any WallClock = SystemClock(), _ body: @Sendable @escaping (Database, EventLog) async throws -> Void
+    ) async throws {
         try await engine.withDatabase(migrations: Self.serviceMigrations) { service in
             try await engine.withDatabase { logDatabase in
-                let log = EventLog(database: logDatabase, logger: Logger(label: "log"))
+                let log = EventLog(database: logDatabase, logger: Logger(label: "log"), clock: clock)
                 try await log.prepare()
                 try await body(service, log)
             }
@@ -124,18 +127,26 @@ import Testing
 
     @Test(arguments: TestDatabase.available)
     func aFailingHandlerIsRetriedThenDeadLetteredAndReplayDeliversIt(_ engine: TestDatabase) async throws {
-        try await withMessaging(engine) { service, log in
+        let clock = ManualClock()
+        try await withMessaging(engine, clock: clock) { service, log in
             let failing = NIOLockedValueBox(true)
             let calls = NIOLockedValueBox<[String]>([])
-            let configuration = ConsumerConfiguration(maxAttempts: 3, baseBackoff: .milliseconds(1), maxBackoff: .milliseconds(5))
+            let configuration = ConsumerConfiguration(maxAttempts: 3, baseBackoff: .seconds(10), maxBackoff: .seconds(60))
             let consumer = consumer("g", service, log, Self.recordingHandlers(failWhile: failing, calls: calls), configuration)
             try await consumer.declare()
             let event = try Self.event(key: "k", n: 1)
             try await log.publish(event)
-            try await eventually("the dead letter") {
-                try await consumer.pollOnce()
-                return try await log.counts(group: "g")["dead"] == 1
+            // Each failure waits out its backoff on the log's clock: 5–10 s after the first attempt, 10–20 s after the
+            // second (exponential, jitter in the upper half). Just short of the least possible delay it is not due.
+            for (notYet, due) in [(Duration.milliseconds(4999), Duration.seconds(10)), (.milliseconds(9999), .seconds(20))] {
+                #expect(try await consumer.pollOnce() == 1)
+                #expect(try await log.counts(group: "g") == ["ready": 1])
+                clock.advance(by: notYet)
+                #expect(try await consumer.pollOnce() == 0)
+                clock.advance(by: due - notYet)
             }
+            #expect(try await consumer.pollOnce() == 1)
+            #expect(try await log.counts(group: "g") == ["dead": 1])
             #expect(calls.withLockedValue { $0.count } == 3)
             let letters = try await log.deadLetters(group: "g")
             #expect(letters.count == 1)
@@ -318,24 +329,47 @@ import Testing
 
     @Test(arguments: TestDatabase.available)
     func anUnacknowledgedDeliveryComesBackAfterItsVisibilityTimeout(_ engine: TestDatabase) async throws {
-        try await withMessaging(engine) { service, log in
+        let clock = ManualClock()
+        try await withMessaging(engine, clock: clock) { service, log in
             try await log.send(try Self.event(key: "k", n: 1), to: "q")
-            // Long enough that the next claim surely happens within it, even on a loaded machine.
-            let first = try await log.claim(group: "q", limit: 10, owner: "a", visibility: .seconds(2))
+            let first = try await log.claim(group: "q", limit: 10, owner: "a", visibility: .seconds(30))
             #expect(first.count == 1)
+            // Until the lease's last millisecond nobody else gets it; a millisecond later the next claim does.
+            clock.advance(by: .seconds(30))
             #expect(try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30)).isEmpty)
-            try await eventually("the lease to expire") {
-                let again = try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30))
-                if let delivery = again.first {
-                    #expect(delivery.attempts == 2)
-                    #expect(delivery.event.id == first[0].event.id)
-                    return true
-                }
-                return false
-            }
+            clock.advance(by: .milliseconds(1))
+            let again = try await log.claim(group: "q", limit: 10, owner: "b", visibility: .seconds(30))
+            #expect(again.first?.attempts == 2)
+            #expect(again.first?.event.id == first[0].event.id)
             // The first consumer's late acknowledgement does not touch the delivery it lost.
             try await log.acknowledge(first[0])
             #expect(try await log.counts(group: "q") == ["inflight": 1])
+        }
+    }
+
+    @Test(arguments: TestDatabase.available)
+    func theRelayWaitsOutItsBackoffOnTheLogsClockWhileTheLogFails(_ engine: TestDatabase) async throws {
+        let clock = ManualClock()
+        try await withMessaging(engine, clock: clock) { service, log in
+            let consumer = consumer("orders", service, log, Self.recordingHandlers())
+            try await consumer.declare()
+            // The log cannot store events: its table is gone for now.
+            try await log.database.withConnection { sql in try await sql.raw("ALTER TABLE events RENAME TO events_away").run() }
+            let event = try Self.event(key: "a", n: 1)
+            try await service.transaction { sql in try await Outbox.add(event, in: sql) }
+            let relay = OutboxRelay(database: service, log: log, logger: Logger(label: "relay"), pollInterval: .seconds(3600))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await relay.run() }
+                // It failed and sleeps its backoff (200 ms at first) on the log's clock; the event stays in the outbox.
+                try await clock.waitForSleepers()
+                #expect(try await relay.pending() == 1)
+                try await log.database.withConnection { sql in try await sql.raw("ALTER TABLE events_away RENAME TO events").run() }
+                #expect(clock.sleepers == 1)
+                clock.advance(by: .milliseconds(200))
+                try await eventually("the relay to retry once its backoff is over") { try await relay.pending() == 0 }
+                group.cancelAll()
+            }
+            #expect(try await log.counts(group: "orders") == ["ready": 1])
         }
     }
 

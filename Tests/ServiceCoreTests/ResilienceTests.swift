@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import ServiceResilience
+import ServiceTesting
 import Testing
 
 /// An instant of a test's own time line.
@@ -8,17 +9,6 @@ struct TestInstant: InstantProtocol {
     func advanced(by duration: Duration) -> TestInstant { TestInstant(offset: offset + duration) }
     func duration(to other: TestInstant) -> Duration { other.offset - offset }
     static func < (lhs: TestInstant, rhs: TestInstant) -> Bool { lhs.offset < rhs.offset }
-}
-
-/// A clock that moves only when told to.
-final class ManualClock: Clock, Sendable {
-    private let current = NIOLockedValueBox(TestInstant(offset: .zero))
-    var now: TestInstant { current.withLockedValue { $0 } }
-    var minimumResolution: Duration { .nanoseconds(1) }
-    func advance(by duration: Duration) { current.withLockedValue { $0 = $0.advanced(by: duration) } }
-    func sleep(until deadline: TestInstant, tolerance: Duration?) async throws {
-        while now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-    }
 }
 
 @Suite struct ResilienceTests {
@@ -286,5 +276,53 @@ final class SteppingClock: Clock, Sendable {
         #expect(value == "answered")
         #expect(attempts.withLockedValue { $0 } == 2)
         #expect(cutOff.withLockedValue { $0 })
+    }
+}
+
+/// The tests' manual clock: what every timer test above and in the saga and messaging suites stands on.
+@Suite struct ManualClockTests {
+    @Test func aSleeperWakesWhenTheClockReachesItsDeadlineAndACancelledOneThrows() async throws {
+        let clock = ManualClock()
+        let start = clock.millis
+        let woke = NIOLockedValueBox<Int64?>(nil)
+        let sleeper = Task {
+            try await clock.sleep(for: .seconds(10))
+            woke.withLockedValue { $0 = clock.millis }
+        }
+        try await clock.waitForSleepers()
+        #expect(clock.nextDeadline == .seconds(10))
+        clock.advance(by: .milliseconds(9999))
+        #expect(clock.sleepers == 1)
+        clock.advance(by: .milliseconds(1))
+        try await sleeper.value
+        #expect(woke.withLockedValue { $0 } == start + 10_000)
+
+        let cancelled = Task { try await clock.sleep(for: .seconds(60)) }
+        try await clock.waitForSleepers()
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        #expect(clock.sleepers == 0)
+        // Cancelled before it began sleeping: it throws at once instead of sleeping.
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            try await clock.sleep(for: .seconds(60))
+        }
+        await #expect(throws: CancellationError.self) { try await early.value }
+        #expect(clock.sleepers == 0)
+    }
+
+    @Test func drivingRunsThroughAnHourOfBackoffsAtOnce() async throws {
+        let clock = ManualClock()
+        let start = clock.sinceEpoch
+        let naps = try await clock.driving {
+            var naps = 0
+            while clock.sinceEpoch - start < .seconds(3600) {
+                try await clock.sleep(for: .seconds(60))
+                naps += 1
+            }
+            return naps
+        }
+        #expect(naps == 60)
+        #expect(clock.sinceEpoch - start == .seconds(3600))
     }
 }

@@ -156,7 +156,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/log/eventlog.sqlite"
         try await Database.with(.sqliteFile(path: path), logger: Logger(label: "db")) { database in
-            let log = EventLog(database: database, logger: Logger(label: "log"))
+            let clock = ManualClock()
+            let log = EventLog(database: database, logger: Logger(label: "log"), clock: clock)
             try await log.prepare()
             let padding = String(repeating: "x", count: 2000)
             var batch: [(envelope: EventEnvelope, queue: String?)] = []
@@ -168,11 +169,13 @@ import Testing
             let before = try await pages()
 
             ServiceMetrics.bootstrap()
-            let pruner = Pruner(
-                policy: RetentionPolicy(retention: .seconds(1)), jobs: [log.pruneJob], logger: Logger(label: "pruner"), now: { Date() + 5 }
-            )
+            let pruner = Pruner(policy: RetentionPolicy(retention: .seconds(1)), jobs: [log.pruneJob], logger: Logger(label: "pruner"), clock: clock)
             let metric = { try PrometheusText(String(buffer: ServiceMetrics.exposition())).value("retention_pruned_rows_total", ["table": "events"]) }
             let counted = try metric()
+            // Exactly as old as the retention: kept; a millisecond older: pruned.
+            clock.advance(by: .seconds(1))
+            #expect(await pruner.pass() == [:])
+            clock.advance(by: .milliseconds(1))
             #expect(await pruner.pass() == ["events": 2000])
             #expect(try metric() - counted == 2000)
             // The freed pages went back to the file system.

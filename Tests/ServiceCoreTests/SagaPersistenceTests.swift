@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
+import ServiceResilience
 import ServiceSaga
 import ServiceTesting
 import Testing
@@ -14,9 +15,11 @@ import Testing
     typealias Trip = SagaTests.Trip
 
     /// A definition whose `failing` step (or its compensation) throws a transient error `times` times.
-    static func flaky(step failing: String, times: Int, inCompensation: Bool = false, deadline: Duration = .seconds(60), limit: Duration = .seconds(60))
-        -> SagaDefinition<Trip>
-    {
+    /// Its backoff grows from a second to ten minutes; its deadline and compensation limit are the defaults (two minutes,
+    /// a day) unless given — on a ``ManualClock`` they pass without waiting.
+    static func flaky(
+        step failing: String, times: Int, inCompensation: Bool = false, deadline: Duration = .seconds(120), limit: Duration = .seconds(86_400)
+    ) -> SagaDefinition<Trip> {
         let left = NIOLockedValueBox(times)
         let fail: @Sendable (String) throws -> Void = { name in
             if name == failing, left.withLockedValue({ left in defer { left -= 1 }; return left > 0 }) { throw CancellationError() }
@@ -33,42 +36,54 @@ import Testing
             )
         }
         return SagaDefinition(
-            name: "trip", steps: steps, baseBackoff: .milliseconds(1), maxBackoff: .milliseconds(2), deadline: deadline, compensationLimit: limit
+            name: "trip", steps: steps, baseBackoff: .seconds(1), maxBackoff: .seconds(600), deadline: deadline, compensationLimit: limit
         )
     }
 
     @Test(arguments: TestDatabase.available)
     func aStepRetriesATransientFailureForAsLongAsTheDeadlineAllows(_ engine: TestDatabase) async throws {
         try await engine.withDatabase(migrations: SagaMigrations.all) { database in
-            // Twenty failures in a row (a called service restarting) and still completed: no attempt count, the deadline.
-            let patient = SagaTests.orchestrator(Self.flaky(step: "charge", times: 20), database)
+            // Six failures in a row (a called service restarting for a minute) and still completed: no attempt count, the
+            // deadline (an hour here).
+            let clock = ManualClock()
+            let patient = SagaTests.orchestrator(Self.flaky(step: "charge", times: 6, deadline: .seconds(3600)), database, clock: clock)
             try await patient.start(id: "patient", state: Trip())
-            #expect(try await patient.run(id: "patient")?.status == .completed)
-            // Past the deadline it compensates, answering 503 (unavailable), never `failed`.
-            let late = SagaTests.orchestrator(Self.flaky(step: "charge", times: 1_000_000, deadline: .milliseconds(200)), database)
+            #expect(try await clock.driving { try await patient.run(id: "patient") }?.status == .completed)
+            // Past the deadline it compensates, answering 503 (unavailable), never `failed` — and not before it: the backoff
+            // grows to ten minutes, so it gives up at most that long before the hour is over (and past it only by the
+            // lease renewals the clock may have jumped to while an attempt ran).
+            let late = SagaTests.orchestrator(Self.flaky(step: "charge", times: 1_000_000, deadline: .seconds(3600)), database, clock: clock)
+            let start = clock.sinceEpoch
             try await late.start(id: "late", state: Trip())
-            let record = try #require(try await late.run(id: "late"))
+            let record = try #require(try await clock.driving { try await late.run(id: "late") })
             #expect(record.status == .compensated && record.errorStatus == 503)
+            let elapsed = clock.sinceEpoch - start
+            #expect(elapsed >= .seconds(3000) && elapsed < .seconds(3660), "\(elapsed)")
         }
     }
 
     @Test(arguments: TestDatabase.available)
     func aCompensationRetriesUntilItSucceedsAndAnOperatorCanRetryOneThatHitItsLimit(_ engine: TestDatabase) async throws {
         try await engine.withDatabase(migrations: SagaMigrations.all) { database in
-            let patient = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 25, inCompensation: true), database)
+            // Failing for hours (twenty-five attempts, the backoff capped at ten minutes) and still compensated in the end.
+            let clock = ManualClock()
+            let patient = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 25, inCompensation: true), database, clock: clock)
             try await patient.start(id: "patient", state: Trip())
-            #expect(try await patient.run(id: "patient")?.status == .compensated)
+            #expect(try await clock.driving { try await patient.run(id: "patient") }?.status == .compensated)
 
-            // A compensation that fails past its limit leaves the saga for an operator…
-            let stuck = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 1_000_000, inCompensation: true, limit: .milliseconds(200)), database)
+            // A compensation that fails past its limit (a day) leaves the saga for an operator…
+            let stuck = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 1_000_000, inCompensation: true), database, clock: clock)
+            let start = clock.sinceEpoch
             try await stuck.start(id: "stuck", state: Trip())
-            #expect(try await stuck.run(id: "stuck")?.status == .failed)
-            let admin = SagaAdmin(database: database, name: "trip", logger: Logger(label: "admin"))
+            #expect(try await clock.driving { try await stuck.run(id: "stuck") }?.status == .failed)
+            let elapsed = clock.sinceEpoch - start
+            #expect(elapsed >= .seconds(86_400 - 600) && elapsed < .seconds(86_460), "\(elapsed)")
+            let admin = SagaAdmin(database: database, name: "trip", logger: Logger(label: "admin"), clock: clock)
             #expect(try await admin.list(status: .failed).map(\.id) == ["stuck"])
             #expect(try await !admin.retry(id: "patient"))
             // …who retries it once the cause is mended: the recovery loop takes it up and finishes the compensation.
             #expect(try await admin.retry(id: "stuck"))
-            let mended = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 0, inCompensation: true), database)
+            let mended = SagaTests.orchestrator(Self.flaky(step: "reserve", times: 0, inCompensation: true), database, clock: clock)
             #expect(try await mended.orphans() == ["stuck"])
             let record = try #require(try await mended.run(id: "stuck"))
             #expect(record.status == .compensated)
@@ -134,14 +149,15 @@ import Testing
     @Test(arguments: TestDatabase.available)
     func recoveryResumesOrphansSideBySide(_ engine: TestDatabase) async throws {
         try await engine.withDatabase(migrations: SagaMigrations.all) { database in
-            // Two sagas left by a "crashed" orchestrator (its lease ran out at once).
-            let crashed = SagaOrchestrator(definition: Self.slow([:]), database: database, logger: Logger(label: "crashed"), lease: .milliseconds(1))
+            // Two sagas left by a "crashed" orchestrator, whose lease has run out.
+            let clock = ManualClock()
+            let crashed = SagaOrchestrator(definition: Self.slow([:]), database: database, logger: Logger(label: "crashed"), lease: .seconds(30), clock: clock)
             try await crashed.start(id: "a-slow", state: Trip())
             try await crashed.start(id: "b-fast", state: Trip())
-            try await Task.sleep(for: .milliseconds(5))
+            clock.advance(by: .seconds(31))
             let recovery = SagaOrchestrator(
                 definition: Self.slow(["a-slow": .seconds(3)]), database: database, logger: Logger(label: "recovery"),
-                recoveryInterval: .milliseconds(20), drainTimeout: .milliseconds(100)
+                recoveryInterval: .milliseconds(20), drainTimeout: .milliseconds(100), clock: clock
             )
             try await Self.running(recovery) { _ in
                 // The fast one is not held up behind the slow one, which recovery found first.

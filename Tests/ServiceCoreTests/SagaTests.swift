@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceDatabase
+import ServiceResilience
 import ServiceSaga
 import ServiceTesting
 import Tracing
@@ -82,10 +83,10 @@ import Testing
     }
 
     static func orchestrator(
-        _ definition: SagaDefinition<Trip>, _ database: Database, lease: Duration = .seconds(30),
+        _ definition: SagaDefinition<Trip>, _ database: Database, lease: Duration = .seconds(30), clock: any WallClock = SystemClock(),
         boundary: (@Sendable (String, String) async throws -> Void)? = nil
     ) -> SagaOrchestrator<Trip> {
-        SagaOrchestrator(definition: definition, database: database, logger: Logger(label: "saga"), lease: lease, boundary: boundary)
+        SagaOrchestrator(definition: definition, database: database, logger: Logger(label: "saga"), lease: lease, clock: clock, boundary: boundary)
     }
 
     @Test(arguments: TestDatabase.available)
@@ -189,21 +190,19 @@ import Testing
                     let downstream = Downstream()
                     let definition = Self.definition(downstream, failure: failure)
                     let id = "crash-\(point.replacingOccurrences(of: " ", with: "-"))-\(UUID().uuidString.prefix(6))"
-                    let crashing = Self.orchestrator(definition, database, lease: .milliseconds(200)) { _, event in
+                    let clock = ManualClock()
+                    let crashing = Self.orchestrator(definition, database, clock: clock) { _, event in
                         if event == point { throw SagaOrchestrator<Trip>.SimulatedCrash() }
                     }
                     try await crashing.start(id: id, state: Trip())
                     await #expect(throws: SagaOrchestrator<Trip>.SimulatedCrash.self) { try await crashing.run(id: id) }
 
-                    let restarted = Self.orchestrator(definition, database, lease: .milliseconds(200))
-                    let deadline = ContinuousClock.now + .seconds(10)
-                    while try await !restarted.orphans().contains(id) {
-                        guard ContinuousClock.now < deadline else {
-                            Issue.record("\(point): the saga was never released")
-                            return
-                        }
-                        try await Task.sleep(for: .milliseconds(20))
-                    }
+                    // The dead process's lease (30 s) holds to its last millisecond, then the saga is free to resume.
+                    let restarted = Self.orchestrator(definition, database, clock: clock)
+                    clock.advance(by: .seconds(30))
+                    #expect(try await !restarted.orphans().contains(id), "\(point)")
+                    clock.advance(by: .milliseconds(1))
+                    #expect(try await restarted.orphans().contains(id), "\(point)")
                     let record = try #require(try await restarted.run(id: id))
                     switch failure {
                     case .none:
@@ -225,7 +224,8 @@ import Testing
         try await TestDatabase.sqlite.withDatabase(migrations: SagaMigrations.all) { database in
             let definition = Self.definition(Downstream())
             let id = "traced-\(UUID().uuidString.prefix(6))"
-            let crashing = Self.orchestrator(definition, database, lease: .milliseconds(200)) { _, event in
+            let clock = ManualClock()
+            let crashing = Self.orchestrator(definition, database, clock: clock) { _, event in
                 if event == "after reserve" { throw SagaOrchestrator<Trip>.SimulatedCrash() }
             }
             // Started inside a request's span, and cut off after its first step.
@@ -235,9 +235,9 @@ import Testing
                 return TraceContext.ids()?.traceID ?? ""
             }
             #expect(traceID.count == 32)
-            let restarted = Self.orchestrator(definition, database, lease: .milliseconds(200))
-            let deadline = ContinuousClock.now + .seconds(10)
-            while try await !restarted.orphans().contains(id), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            let restarted = Self.orchestrator(definition, database, clock: clock)
+            clock.advance(by: .seconds(31))
+            #expect(try await restarted.orphans() == [id])
             // Resumed with no trace of its own (as the recovery loop does): its steps join the original trace.
             let record = try await Task.detached { try await restarted.run(id: id) }.value
             #expect(record?.status == .completed)

@@ -10,6 +10,7 @@ import OrderService
 import PaymentService
 import ServiceAuth
 import ServiceCore
+import ServiceResilience
 import ServiceTesting
 import ShopContracts
 import UserService
@@ -81,6 +82,8 @@ final class Harness: Sendable {
 
     /// How long the inventory holds an unpaid order's stock in this harness.
     let reservationTimeToLive: Duration
+    /// The time the inventory's reservations expire by: it starts at the real time and moves only when a test advances it.
+    let reservationClock = ManualClock(sinceEpoch: SystemClock().sinceEpoch)
     /// The payment processor of this harness's payment services (its counters prove what was charged).
     let processor = SandboxProcessor()
     /// How long the payment service waits for the processor.
@@ -98,6 +101,7 @@ final class Harness: Sendable {
         configuration.consumer = Self.fastConsumer
         configuration.reservationTimeToLive = reservationTimeToLive
         configuration.expirySweepInterval = min(max(reservationTimeToLive / 10, .milliseconds(50)), .seconds(1))
+        configuration.reservationClock = reservationClock
         return configuration
     }
 

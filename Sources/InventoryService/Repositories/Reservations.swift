@@ -5,6 +5,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceMessaging
+import ServiceResilience
 import ShopContracts
 
 /// Stock reservations of orders: reserve on `order.created`, commit and ship on `order.fulfillment.requested`, release
@@ -15,7 +16,12 @@ struct Reservations: Sendable {
     let events: OutboxPublisher
     /// How long an unpaid order holds its stock.
     let timeToLive: Duration
+    /// The time reservations expire by (and the expiry sweep's schedule).
+    let clock: any WallClock
     let logger: Logger
+
+    /// Now, as the rows' `created_at`/`updated_at` store it.
+    var timestamp: String { Timestamp.format(Date(timeIntervalSince1970: clock.secondsSinceEpoch)) }
 
     struct Shortage: Error {
         var productId: String
@@ -88,8 +94,8 @@ struct Reservations: Sendable {
             }
             throw shortage
         }
-        let now = Timestamp.now()
-        let expiresAt = EventClock.millis() + Int64(timeToLive.components.seconds * 1000 + timeToLive.components.attoseconds / 1_000_000_000_000_000)
+        let now = timestamp
+        let expiresAt = clock.millis(after: timeToLive)
         for line in lines {
             try await sql.raw(
                 """
@@ -108,7 +114,7 @@ struct Reservations: Sendable {
         // Commit the held rows first (`UPDATE … RETURNING`): a release racing this shipment then finds nothing to give back.
         let held = try await sql.raw(
             """
-            UPDATE reservations SET status = 'committed', updated_at = \(bind: Timestamp.now())
+            UPDATE reservations SET status = 'committed', updated_at = \(bind: timestamp)
             WHERE order_id = \(bind: order.orderId) AND status = 'reserved' RETURNING product_id, quantity
             """
         ).all()
@@ -128,7 +134,7 @@ struct Reservations: Sendable {
                 "UPDATE products SET stock = stock - \(bind: quantity), reserved = reserved - \(bind: quantity) WHERE id = \(bind: productId)"
             ).run()
         }
-        let now = Timestamp.now()
+        let now = timestamp
         let tracking = Self.trackingNumber()
         try await sql.raw(
             "INSERT INTO shipments (order_id, tracking_number, shipped_at) VALUES (\(bind: order.orderId), \(bind: tracking), \(bind: now))"
@@ -145,7 +151,7 @@ struct Reservations: Sendable {
     func release(orderId: String, in sql: any SQLDatabase) async throws -> Bool {
         let held = try await sql.raw(
             """
-            UPDATE reservations SET status = 'released', updated_at = \(bind: Timestamp.now())
+            UPDATE reservations SET status = 'released', updated_at = \(bind: timestamp)
             WHERE order_id = \(bind: orderId) AND status = 'reserved' RETURNING product_id, quantity
             """
         ).all()
@@ -155,7 +161,7 @@ struct Reservations: Sendable {
             try await sql.raw("UPDATE products SET reserved = reserved - \(bind: quantity) WHERE id = \(bind: productId)").run()
         }
         if held.isEmpty, try await sql.raw("SELECT order_id FROM reservations WHERE order_id = \(bind: orderId)").first() == nil {
-            let now = Timestamp.now()
+            let now = timestamp
             try await sql.raw(
                 """
                 INSERT INTO reservations (order_id, product_id, quantity, status, expires_at, created_at, updated_at)
@@ -172,7 +178,8 @@ struct Reservations: Sendable {
 
     /// Releases reservations that expired unpaid, one order per transaction, each with `order.processing.failed` (the
     /// order service cancels the order). Answers how many orders it released.
-    func expire(in database: Database, now: Int64 = EventClock.millis()) async throws -> Int {
+    func expire(in database: Database) async throws -> Int {
+        let now = clock.millis
         let due = try await database.withConnection { sql in
             try await sql.raw(
                 "SELECT DISTINCT order_id FROM reservations WHERE status = 'reserved' AND expires_at < \(bind: now) LIMIT 100"
@@ -206,11 +213,6 @@ struct Reservations: Sendable {
     }
 }
 
-/// Milliseconds since 1970, for expiry times.
-enum EventClock {
-    static func millis() -> Int64 { Int64(Date.now.timeIntervalSince1970 * 1000) }
-}
-
 /// Sweeps expired reservations at an interval while the service runs.
 struct ReservationExpiry: Service {
     let reservations: Reservations
@@ -221,7 +223,7 @@ struct ReservationExpiry: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown { await database.prepared.wait() }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            try? await cancelWhenGracefulShutdown { try await reservations.clock.sleep(for: interval) }
             guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             do {
                 _ = try await reservations.expire(in: database)

@@ -20,9 +20,8 @@ public struct PruneCutoffs: Sendable, Equatable {
         self.deadLettersSince = deadLettersSince
     }
 
-    /// The cutoffs of `policy` at `now`.
-    public init(policy: RetentionPolicy, now: Date) {
-        let millis = Int64(now.timeIntervalSince1970 * 1000)
+    /// The cutoffs of `policy` at `millis` (since 1970).
+    public init(policy: RetentionPolicy, now millis: Int64) {
         self.init(
             now: millis,
             retainedSince: millis - policy.retention.wholeMilliseconds,
@@ -70,13 +69,14 @@ public final class Pruner: Service, Sendable {
     let policy: RetentionPolicy
     let jobs: [PruneJob]
     let logger: Logger
-    let now: @Sendable () -> Date
+    /// The time rows are aged by, and of the schedule.
+    let clock: any WallClock
 
-    public init(policy: RetentionPolicy, jobs: [PruneJob], logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(policy: RetentionPolicy, jobs: [PruneJob], logger: Logger, clock: any WallClock = SystemClock()) {
         self.policy = policy
         self.jobs = jobs
         self.logger = logger
-        self.now = now
+        self.clock = clock
     }
 
     public func run() async throws {
@@ -86,7 +86,7 @@ public final class Pruner: Service, Sendable {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             // A stop cuts a pass short between two batches (each batch is its own transaction).
             _ = await cancelWhenGracefulShutdown { await self.pass() }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.policy.interval) }
+            try? await cancelWhenGracefulShutdown { try await self.clock.sleep(for: self.policy.interval) }
         }
     }
 
@@ -94,7 +94,7 @@ public final class Pruner: Service, Sendable {
     /// tables that lost rows). A job that fails is logged and tried again next pass; the others still run.
     @discardableResult
     public func pass() async -> [String: Int] {
-        let cutoffs = PruneCutoffs(policy: policy, now: now())
+        let cutoffs = PruneCutoffs(policy: policy, now: clock.millis)
         var removed: [String: Int] = [:]
         var touched: [ObjectIdentifier: Database] = [:]
         for job in jobs {
