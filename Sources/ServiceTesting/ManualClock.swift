@@ -131,10 +131,4 @@ public final class ManualClock: WallClock, Clock {
             try await Task.sleep(for: .milliseconds(1))
         }
     }
-
-    /// A condition a test waited for did not come about in time.
-    public struct TimedOut: Error, CustomStringConvertible {
-        public var what: String
-        public var description: String { "timed out waiting for \(what)" }
-    }
 }

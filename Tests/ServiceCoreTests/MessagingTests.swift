@@ -65,18 +65,6 @@ import Testing
         EventConsumer(group: group, log: log, database: service, handlers: handlers, configuration: configuration, subscribes: subscribes, logger: Logger(label: group))
     }
 
-    /// Polls until `condition` holds or fails the test at the deadline.
-    func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !(try await condition()) {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
     @Test(arguments: TestDatabase.available)
     func aRolledBackChangePublishesNothingAndACommittedOneSurvivesARelayCrash(_ engine: TestDatabase) async throws {
         try await withMessaging(engine) { service, log in

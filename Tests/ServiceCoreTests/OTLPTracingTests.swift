@@ -221,17 +221,6 @@ import Tracing
         }
     }
 
-    static func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     @Test func aReceiverGetsEverySpanFieldInOTLPProtobuf() async throws {
         let receiver = Receiver()
         try await RunningService.with([receiver.builder]) { ports in
@@ -256,7 +245,7 @@ import Tracing
                 root.end()
                 root.end()  // a second end changes nothing
                 // The batch of two is full: it goes out long before the schedule delay.
-                try await Self.eventually("the first batch") { try receiver.spans.count == 2 }
+                try await eventually("the first batch") { try receiver.spans.count == 2 }
             }
             let posts = receiver.posts.withLockedValue { $0 }
             #expect(posts.count == 1)
@@ -298,7 +287,7 @@ import Tracing
             }
             try await Self.running(exporter) {
                 // The first post is answered 503 and retried; the batch arrives whole.
-                try await Self.eventually("the retried batch") { receiver.posts.withLockedValue { $0.count } == 2 }
+                try await eventually("the retried batch") { receiver.posts.withLockedValue { $0.count } == 2 }
                 tracer.startSpan("late", context: .topLevel, ofKind: .internal, at: DefaultTracerClock.now, function: "", file: "", line: 0).end()
             }
             // The late span went out with the stop, not after the schedule delay.

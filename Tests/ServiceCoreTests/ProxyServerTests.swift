@@ -477,7 +477,7 @@ extension ProxyServerTests {
             let (downStatus, _, _) = try await get(client, base + "/down")
             #expect(downStatus == .serviceUnavailable)
             // The span ends once the response is written, which the client may see first.
-            try await OTLPTracingTests.eventually("both spans ended") { tracer.finishedSpans.count >= 2 }
+            try await eventually("both spans ended") { tracer.finishedSpans.count >= 2 }
             let spans = tracer.finishedSpans
             #expect(spans.count == 2)
             let forwarded = try #require(spans.first { answered.contains($0.spanID) })

@@ -134,7 +134,7 @@ import Testing
                 let endless = try orchestrator.submit(id: "endless")
                 #expect(await !slow.wait(upTo: .milliseconds(50)))
                 await group.triggerGracefulShutdown()
-                try await MessagingTests().eventually("the orchestrator to stop taking sagas", timeout: .seconds(5)) { !orchestrator.isAccepting }
+                try await eventually("the orchestrator to stop taking sagas", timeout: .seconds(5)) { !orchestrator.isAccepting }
                 // No new sagas while stopping.
                 #expect(throws: SagaOrchestrator<Trip>.ShuttingDown.self) { try orchestrator.submit(id: "late") }
                 // The running one finishes within the drain time; the endless one stops at its end, still running.
@@ -161,7 +161,7 @@ import Testing
             )
             try await Self.running(recovery) { _ in
                 // The fast one is not held up behind the slow one, which recovery found first.
-                try await MessagingTests().eventually("the fast orphan to complete", timeout: .seconds(2.5)) {
+                try await eventually("the fast orphan to complete", timeout: .seconds(2.5)) {
                     try await recovery.record(id: "b-fast")?.status == .completed
                 }
                 #expect(try await recovery.record(id: "a-slow")?.status == .running)

@@ -82,7 +82,7 @@ import UserService
                 let first = try Self.keyID(of: before)
                 // What `shop keys rotate` does, while the service runs.
                 _ = try SigningKey.rotate(path: paths.0, retiredPath: paths.1, logger: .init(label: "rotate"))
-                try await GatewayTests.eventually("tokens signed with the new key") { try Self.keyID(of: try await token()) != first }
+                try await eventually("tokens signed with the new key") { try Self.keyID(of: try await token()) != first }
                 let after = try await token()
                 let published = try await jwks()
                 // Both keys are published (the new one first), so old and new tokens verify.

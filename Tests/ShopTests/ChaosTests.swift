@@ -125,7 +125,7 @@ import Testing
 
         // Stock: what it was minus what the completed orders took, nothing held once they shipped.
         let taken = completed.map(\.0.quantity).reduce(0, +)
-        try await GatewayTests.eventually("the stock to settle", timeout: .seconds(60)) {
+        try await eventually("the stock to settle", timeout: .seconds(60)) {
             let product = try await InProcessShop.call(client, .GET, gateway + "/api/inventory/chaos-1").json(ProductDTO.self)
             return product.stock == stock - taken && product.reserved == 0
         }
@@ -134,7 +134,7 @@ import Testing
         let key = try #require(PaymentProviderKey.read(dataDirectory: system.dataDirectory))
         let provider = system.url(of: .paymentProvider)
         let expected = totals
-        try await GatewayTests.eventually("the ledger to agree with the orders", timeout: .seconds(60)) {
+        try await eventually("the ledger to agree with the orders", timeout: .seconds(60)) {
             var kept: [String: Int64] = [:]
             var after: String?
             repeat {

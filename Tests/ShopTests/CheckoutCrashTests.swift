@@ -110,7 +110,7 @@ import Testing
 
         // Completed ones ship; stock is what it was minus what shipped, nothing stays reserved.
         let shippedUnits = completed.keys.map { quantities[$0] }.reduce(0, +)
-        try await GatewayTests.eventually("the stock to settle", timeout: .seconds(30)) {
+        try await eventually("the stock to settle", timeout: .seconds(30)) {
             let product = try await InProcessShop.call(client, .GET, gateway + "/api/inventory/product-1").json(ProductDTO.self)
             return product.stock == 100 - shippedUnits && product.reserved == 0
         }

@@ -33,14 +33,14 @@ import Testing
                 ])
                 let order = try await OrderLifecycleTests.order(shop, orderId, token: token)
                 #expect(order.totalAmount == 59.98)
-                try await OrderLifecycleTests.eventually("the order to ship") {
+                try await eventually("the order to ship") {
                     try await OrderLifecycleTests.order(shop, orderId, token: token).status == "shipped"
                 }
                 let product = try await OrderLifecycleTests.product(shop)
                 #expect(product.stock == 98)
                 #expect(product.reserved == 0)
                 #expect(harness.processor.approvedCharges == 1)
-                try await OrderLifecycleTests.eventually("three notifications") {
+                try await eventually("three notifications") {
                     let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<OrderLifecycleTests.Listed>.self)
                     return Set(page.results.map(\.type)) == ["ORDER_CONFIRMED", "PAYMENT_PROCESSED", "ORDER_SHIPPED"]
                 }
@@ -170,7 +170,7 @@ import Testing
                 }
                 let ids = Set(replies.compactMap { $0.object["id"] as? String })
                 #expect(ids.count == 1)
-                try await OrderLifecycleTests.eventually("the checkout to complete") {
+                try await eventually("the checkout to complete") {
                     try await shop.call(.GET, "/api/checkout/\(ids.first ?? "")", token: token).json(CheckoutDTO.self).status == "completed"
                 }
                 #expect(harness.processor.approvedCharges == 1)
@@ -197,7 +197,7 @@ import Testing
                 #expect(statuses.filter { $0 == 201 }.count == 5, "\(statuses)")
                 #expect(statuses.filter { $0 == 409 }.count == 7, "\(statuses)")
                 #expect(harness.processor.approvedCharges == 5)
-                try await OrderLifecycleTests.eventually("the five to ship", timeout: .seconds(30)) {
+                try await eventually("the five to ship", timeout: .seconds(30)) {
                     let product = try await OrderLifecycleTests.product(shop, "last-items")
                     return product.stock == 0 && product.reserved == 0
                 }

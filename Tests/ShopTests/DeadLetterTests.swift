@@ -25,7 +25,7 @@ import Testing
                         .json(TokenResponse.self).token
                     let userToken = try await harness.keys.token(user.id)
 
-                    try await GatewayTests.eventually("both consumer groups to dead-letter the bad event") {
+                    try await eventually("both consumer groups to dead-letter the bad event") {
                         let letters = try await shop.call(.GET, "/api/admin/dlq", token: admin).json([EventLog.DeadLetter].self)
                         return letters.filter { $0.eventId == bad.id }.count == 2
                     }
@@ -33,7 +33,7 @@ import Testing
                     #expect(Set(letters.map(\.group)) == ["order-service", "notification-service"])
                     #expect(letters.allSatisfy { $0.error.contains("does not decode") })
                     // The consumers went on: the next (valid) user event still reached the replica.
-                    try await GatewayTests.eventually("the replica to get the next user") {
+                    try await eventually("the replica to get the next user") {
                         try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: userToken).status == .ok
                     }
 
@@ -47,7 +47,7 @@ import Testing
                     let replayed = try await shop.call(.POST, "/api/admin/dlq/\(letters[0].id)/replay", token: admin)
                     #expect(replayed.object["replayed"] as? Int == 1)
                     // Still malformed, so it comes back to the dead-letter queue, with one attempt more than none.
-                    try await GatewayTests.eventually("the replayed letter to be dead again") {
+                    try await eventually("the replayed letter to be dead again") {
                         let again = try await shop.call(.GET, "/api/admin/dlq", token: admin).json([EventLog.DeadLetter].self)
                         return again.filter { $0.eventId == bad.id }.count == 2
                     }

@@ -255,16 +255,6 @@ import Testing
         }
     }
 
-    /// Polls `condition` every 50 ms until it holds or `seconds` pass.
-    static func eventually(within seconds: Int = 15, _ condition: @Sendable () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try await condition()
-    }
-
     @Test func requestsSpreadOverRegisteredInstancesAndADeadOneIsSkippedThenEvicted() async throws {
         let hits = (NIOLockedValueBox(0), NIOLockedValueBox(0), NIOLockedValueBox(0))
         try await RunningService.with([Self.stub("static", hits: hits.0), Self.stub("a", hits: hits.1), Self.stub("b", hits: hits.2)]) { ports in
@@ -291,11 +281,10 @@ import Testing
                 #expect(hits.1.withLockedValue { $0 } + hits.2.withLockedValue { $0 } == 30)
                 #expect(hits.1.withLockedValue { $0 } >= 5 && hits.2.withLockedValue { $0 } >= 5)
                 // The registry's health checks evict the dead instance.
-                let evicted = try await Self.eventually {
+                try await eventually("the registry to evict the dead instance", timeout: .seconds(15)) {
                     let found = try await gateway.call(.GET, "/services/order", token: order)
                     return try found.json(DiscoveryAnswer.self).instances.map(\.id).sorted() == ["order-a", "order-b"]
                 }
-                #expect(evicted)
                 withExtendedLifetime(dead) {}
             }
         }
@@ -318,10 +307,9 @@ import Testing
                 #expect(try await gateway.call(.POST, "/register", json: body, token: order).status == .created)
                 #expect(try await gateway.call(.GET, "/api/orders", token: jane).status == .ok)
                 // Healthy but silent: the TTL, not a health check, removes it.
-                let evicted = try await Self.eventually {
+                try await eventually("the TTL to remove the silent instance", timeout: .seconds(15)) {
                     try await gateway.call(.GET, "/services/order", token: order).status == .notFound
                 }
-                #expect(evicted)
                 #expect(ContinuousClock.now - started >= .milliseconds(600))
                 let before = hits.0.withLockedValue { $0 }
                 #expect(try await gateway.call(.GET, "/api/orders", token: jane).status == .ok)
@@ -353,12 +341,11 @@ import Testing
                     return ServiceSet([server, agent])
                 }
             ]) { ports in
-                let registered = try await Self.eventually {
+                try await eventually("the agent's instance to be registered", timeout: .seconds(15)) {
                     let found = try await gateway.call(.GET, "/services/order", token: reader)
                     guard found.status == .ok else { return false }
                     return try found.json(DiscoveryAnswer.self).instances.map(\.url) == ["http://127.0.0.1:\(ports[0])"]
                 }
-                #expect(registered)
                 // Through the gateway to the registered instance.
                 let jane = try await gateway.keys.token("jane")
                 #expect(try await gateway.call(.GET, "/api/orders", token: jane).object["instance"] as? String == "agent")

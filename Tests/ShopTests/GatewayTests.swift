@@ -154,7 +154,7 @@ import Testing
                 let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody, token: token).json(OrderDTO.self)
 
                 // user.created reaches both replicas.
-                try await Self.eventually("the replicas to know the user") {
+                try await eventually("the replicas to know the user") {
                     let read = try await shop.call(.GET, "/api/orders/\(order.id)", token: token).json(OrderDTO.self)
                     let recipient = try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: token)
                     return read.customer == OrderDTO.Customer(name: "Jane Doe", email: "jane@example.com") && recipient.status == .ok
@@ -162,7 +162,7 @@ import Testing
                 let renamed = try await shop.call(.PATCH, "/api/users/\(user.id)", json: #"{"name":"Jane Renamed"}"#, token: token)
                 #expect(renamed.status == .ok)
                 // user.updated reaches both, within a bounded time.
-                try await Self.eventually("the replicas to see the new name") {
+                try await eventually("the replicas to see the new name") {
                     let read = try await shop.call(.GET, "/api/orders/\(order.id)", token: token).json(OrderDTO.self)
                     let recipient = try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: token).json(Contact.self)
                     return read.customer?.name == "Jane Renamed" && recipient.name == "Jane Renamed" && recipient.email == "jane@example.com"
@@ -170,7 +170,7 @@ import Testing
                 let other = try await harness.keys.token("someone-else")
                 #expect(try await shop.call(.GET, "/api/notifications/recipients/\(user.id)", token: other).status == .forbidden)
                 // order.created → the stock was reserved → ORDER_CONFIRMED reached the customer, once.
-                try await Self.eventually("the order notification") {
+                try await eventually("the order notification") {
                     let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<NotificationListItem>.self)
                     return page.results.map(\.id) == ["order-confirmed-\(order.id)"] && page.results.first?.type == "ORDER_CONFIRMED"
                 }
@@ -185,15 +185,4 @@ import Testing
         var type: String
     }
 
-    /// Polls `condition` until it holds, failing the test after `timeout`.
-    static func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !(try await condition()) {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
 }

@@ -44,7 +44,7 @@ import Testing
         for user in users {
             try await log.publish(try EventEnvelope(type: EventType.userCreated, source: "user-service", partitionKey: user.id, payload: user))
         }
-        try await GatewayTests.eventually("the replica to know every recipient") {
+        try await eventually("the replica to know every recipient") {
             try await log.counts(group: "notification-service")["done"] == count
         }
         return users
@@ -69,13 +69,13 @@ import Testing
                 var batch = try users.map { try Self.note($0.id, order: "order-\($0.id)") }
                 batch.insert(try Self.note("stranger", order: "order-stranger"), at: 7)
                 try await log.append(batch)
-                try await GatewayTests.eventually("the stranger's message to be dead-lettered and the mail queue to drain", timeout: .seconds(30)) {
+                try await eventually("the stranger's message to be dead-lettered and the mail queue to drain", timeout: .seconds(30)) {
                     let dead = try await log.deadLetters(group: Queue.orderNotifications)
                     let drained = try await Self.drained(log, Queue.orderNotifications)
                     let mailed = try smtp.messages().count
                     return dead.count == 1 && drained && mailed >= 15
                 }
-                try await GatewayTests.eventually("the mail queue to drain") { try await Self.drained(log, "notification-mail") }
+                try await eventually("the mail queue to drain") { try await Self.drained(log, "notification-mail") }
                 let messages = try smtp.messages()
                 #expect(messages.count == 15)
                 #expect(Set(messages.flatMap(\.recipients)) == Set(users.map(\.email)))
@@ -97,8 +97,8 @@ import Testing
             try await Self.withNotifications(.sqlite, smtpURL: "smtp://127.0.0.1:\(smtp.port)") { log in
                 let users = try await Self.addRecipients(1, to: log)
                 try await log.append([try Self.note(users[0].id, order: "order-later")])
-                try await GatewayTests.eventually("the mail to arrive after the 451", timeout: .seconds(20)) { try smtp.messages().count == 1 }
-                try await GatewayTests.eventually("the mail queue to drain") { try await Self.drained(log, "notification-mail") }
+                try await eventually("the mail to arrive after the 451", timeout: .seconds(20)) { try smtp.messages().count == 1 }
+                try await eventually("the mail queue to drain") { try await Self.drained(log, "notification-mail") }
                 #expect(try smtp.messages().count == 1)
                 #expect(try await log.deadLetters(group: "notification-mail").isEmpty)
             }
@@ -107,7 +107,7 @@ import Testing
             try await Self.withNotifications(.sqlite, smtpURL: "smtp://127.0.0.1:\(smtp.port)") { log in
                 let users = try await Self.addRecipients(1, to: log)
                 try await log.append([try Self.note(users[0].id, order: "order-never")])
-                try await GatewayTests.eventually("the refused mail to be dead-lettered") { try await log.deadLetters(group: "notification-mail").count == 1 }
+                try await eventually("the refused mail to be dead-lettered") { try await log.deadLetters(group: "notification-mail").count == 1 }
                 let letter = try #require(try await log.deadLetters(group: "notification-mail").first)
                 // At once, not after its attempts: a 5xx is final.
                 #expect(letter.attempts == 1)
@@ -122,7 +122,7 @@ import Testing
             try await Self.withNotifications(.sqlite, smtpURL: "smtp://127.0.0.1:\(smtp.port)?timeout_ms=200", mailAttempts: 2) { log in
                 let users = try await Self.addRecipients(1, to: log)
                 try await log.append([try Self.note(users[0].id, order: "order-silent")])
-                try await GatewayTests.eventually("the mail to be dead-lettered after its attempts", timeout: .seconds(20)) {
+                try await eventually("the mail to be dead-lettered after its attempts", timeout: .seconds(20)) {
                     try await log.deadLetters(group: "notification-mail").count == 1
                 }
                 let letter = try #require(try await log.deadLetters(group: "notification-mail").first)

@@ -45,10 +45,6 @@ import Testing
         try await shop.call(.GET, "/api/inventory/\(id)").json(ProductDTO.self)
     }
 
-    static func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: @Sendable () async throws -> Bool) async throws {
-        try await GatewayTests.eventually(what, timeout: timeout, condition)
-    }
-
     @Test(arguments: TestDatabase.available)
     func theGuidesFlowEndsShippedWithMailForEachStep(_ engine: TestDatabase) async throws {
         try await Harness.with(engine) { harness in
@@ -59,7 +55,7 @@ import Testing
                 let order = try created.json(OrderDTO.self)
                 #expect(order.status == "pending")
                 // order.created → the inventory holds the two units.
-                try await Self.eventually("the reservation") { try await Self.product(shop).reserved == 2 }
+                try await eventually("the reservation") { try await Self.product(shop).reserved == 2 }
 
                 let paid = try await shop.call(.POST, "/api/payments", json: Self.paymentBody(orderId: order.id, amount: 59.98), token: token)
                 #expect(paid.status == .ok)
@@ -69,7 +65,7 @@ import Testing
                 #expect(!String(buffer: paid.body).contains("4111111111111111"))
 
                 // payment.confirmed → paid → order.fulfillment.requested → shipped, eventually.
-                try await Self.eventually("the order to ship") { try await Self.order(shop, order.id, token: token).status == "shipped" }
+                try await eventually("the order to ship") { try await Self.order(shop, order.id, token: token).status == "shipped" }
                 let shipped = try await Self.order(shop, order.id, token: token)
                 #expect(shipped.trackingNumber?.hasPrefix("SHOP") == true)
                 let stock = try await Self.product(shop)
@@ -78,12 +74,12 @@ import Testing
 
                 // One notification per step, each also mailed as an .eml file to the customer's address.
                 let kinds = ["order-confirmed", "payment-processed", "order-shipped"].map { "\($0)-\(order.id)" }
-                try await Self.eventually("three notifications") {
+                try await eventually("three notifications") {
                     let page = try await shop.call(.GET, "/api/notifications", token: token).json(Paginated<Listed>.self)
                     return Set(page.results.map(\.id)) == Set(kinds)
                 }
                 // Mail goes out after each notification committed (from the service's mail queue).
-                try await Self.eventually("three mails") {
+                try await eventually("three mails") {
                     kinds.allSatisfy { FileManager.default.fileExists(atPath: (harness.mailDirectory as NSString).appendingPathComponent("\($0).eml")) }
                 }
                 for kind in kinds {
@@ -170,16 +166,16 @@ import Testing
                 let (_, token) = try await Self.customer(shop)
                 // More than the 100 in stock: order.processing.failed → cancelled.
                 let tooMany = try await shop.call(.POST, "/api/orders", json: Self.orderBody(quantity: 101), token: token).json(OrderDTO.self)
-                try await Self.eventually("the cancellation") { try await Self.order(shop, tooMany.id, token: token).status == "cancelled" }
+                try await eventually("the cancellation") { try await Self.order(shop, tooMany.id, token: token).status == "cancelled" }
                 #expect(try await Self.product(shop).reserved == 0)
                 let late = try await shop.call(.POST, "/api/payments", json: Self.paymentBody(orderId: tooMany.id, amount: 3028.99), token: token)
                 #expect(late.status == .conflict)
 
                 // Cancelling a reserved order gives the stock back.
                 let kept = try await shop.call(.POST, "/api/orders", json: Self.orderBody(quantity: 3), token: token).json(OrderDTO.self)
-                try await Self.eventually("the reservation") { try await Self.product(shop).reserved == 3 }
+                try await eventually("the reservation") { try await Self.product(shop).reserved == 3 }
                 #expect(try await shop.call(.POST, "/api/orders/\(kept.id)/cancel", token: token).status == .ok)
-                try await Self.eventually("the release") { try await Self.product(shop).reserved == 0 }
+                try await eventually("the release") { try await Self.product(shop).reserved == 0 }
                 #expect(try await Self.product(shop).stock == 100)
             }
         }
@@ -203,7 +199,7 @@ import Testing
                     for _ in 0..<2 {
                         try await log.publish(try EventEnvelope(type: EventType.orderCancelled, source: "test", partitionKey: order.id, payload: cancelled))
                     }
-                    try await Self.eventually("the refund") {
+                    try await eventually("the refund") {
                         try await shop.call(.GET, "/api/payments/\(payment.id)", token: token).json(PaymentDTO.self).status == "refunded"
                     }
                     await services.triggerGracefulShutdown()
@@ -244,7 +240,7 @@ import Testing
                 let clock = harness.reservationClock
                 let (_, token) = try await Self.customer(shop)
                 let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody(quantity: 5), token: token).json(OrderDTO.self)
-                try await Self.eventually("the stock to be reserved") { try await Self.product(shop).reserved == 5 }
+                try await eventually("the stock to be reserved") { try await Self.product(shop).reserved == 5 }
                 // Exactly fifteen minutes later the reservation still holds: the sweep that woke and ran left it alone.
                 try await clock.waitForSleepers()
                 clock.advance(by: .seconds(900))
@@ -254,7 +250,7 @@ import Testing
                 // At the next sweep (a second later) it has expired: released, and the order service cancels the order.
                 clock.advance(by: .seconds(1))
                 try await clock.waitForSleepers()
-                try await Self.eventually("the expiry to cancel the order") { try await Self.order(shop, order.id, token: token).status == "cancelled" }
+                try await eventually("the expiry to cancel the order") { try await Self.order(shop, order.id, token: token).status == "cancelled" }
                 let product = try await Self.product(shop)
                 #expect(product.reserved == 0)
                 #expect(product.stock == 100)
@@ -281,7 +277,7 @@ import Testing
                     return try await group.reduce(into: [String]()) { $0.append($1) }
                 }
                 // Every order is decided: five hold a unit, seven are cancelled.
-                try await Self.eventually("every order decided", timeout: .seconds(30)) {
+                try await eventually("every order decided", timeout: .seconds(30)) {
                     let product = try await Self.product(shop, "last-items")
                     var cancelled = 0
                     for id in ids where try await Self.order(shop, id, token: token).status == "cancelled" { cancelled += 1 }

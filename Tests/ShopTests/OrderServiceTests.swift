@@ -204,7 +204,7 @@ import Testing
                         payload: ProductChanged(id: "gadget", name: "Gadget", price: 12.5, stock: 3, updatedAt: Timestamp.now())
                     )
                 )
-                try await GatewayTests.eventually("the replica to have the product") {
+                try await eventually("the replica to have the product") {
                     try await client.send(.POST, "/orders", body: body, bearer: alice).status == 201
                 }
                 }

@@ -38,7 +38,7 @@ import Testing
             #expect(healthy == PaymentStatusDTO(orderId: order.id, status: "none", source: "payment-service", breaker: "closed"))
 
             supervisor.stop(.payment)
-            try await GatewayTests.eventually("the payment service to be down", timeout: .seconds(20)) {
+            try await eventually("the payment service to be down", timeout: .seconds(20)) {
                 (try? await InProcessShop.call(client, .GET, system.url(of: .payment) + "/health/live")) == nil
             }
             // Each call answers the guide's fallback; the third failure opens the breaker.
@@ -62,7 +62,7 @@ import Testing
 
             supervisor.start(.payment)
             // Back: after the open period, trial calls succeed and the breaker closes.
-            try await GatewayTests.eventually("the breaker to close", timeout: .seconds(45)) {
+            try await eventually("the breaker to close", timeout: .seconds(45)) {
                 let status = try? await InProcessShop.call(client, .GET, path, token: token).json(PaymentStatusDTO.self)
                 return status?.source == "payment-service" && status?.breaker == "closed"
             }
@@ -93,7 +93,7 @@ import Testing
                 let reply = try await InProcessShop.call(client, .GET, gateway + "/services/order", token: admin)
                 return reply.status == .ok ? try reply.json(DiscoveryAnswer.self).instances : []
             }
-            try await GatewayTests.eventually("both order instances to register", timeout: .seconds(30)) {
+            try await eventually("both order instances to register", timeout: .seconds(30)) {
                 registered.withLockedValue { $0 = [] }
                 let instances = try await lookUp()
                 registered.withLockedValue { $0 = instances }
@@ -121,14 +121,14 @@ import Testing
                     }
                 }
                 group.addTask {
-                    try await GatewayTests.eventually("traffic to flow", timeout: .seconds(20)) { statuses.withLockedValue { $0.count } >= 100 }
+                    try await eventually("traffic to flow", timeout: .seconds(20)) { statuses.withLockedValue { $0.count } >= 100 }
                     guard let pid = supervisor.processIdentifier(of: .order, replica: 1) else {
                         Issue.record("no process for the second order instance")
                         return
                     }
                     kill(pid, SIGKILL)
                     let killedAt = statuses.withLockedValue { $0.count }
-                    try await GatewayTests.eventually("traffic to go on after the kill", timeout: .seconds(20)) {
+                    try await eventually("traffic to go on after the kill", timeout: .seconds(20)) {
                         statuses.withLockedValue { $0.count } >= killedAt + 300
                     }
                     stop.withLockedValue { $0 = true }
@@ -143,11 +143,11 @@ import Testing
             // The dead instance leaves the registry (heartbeats stop, health checks fail) within the TTL and a check
             // or two; the supervisor's restart registers a new one.
             let killed = ContinuousClock.now
-            try await GatewayTests.eventually("the killed instance to leave the registry", timeout: .seconds(15)) {
+            try await eventually("the killed instance to leave the registry", timeout: .seconds(15)) {
                 try await !lookUp().contains { $0.id == second.id }
             }
             #expect(ContinuousClock.now - killed < .seconds(10))
-            try await GatewayTests.eventually("the restarted instance to register", timeout: .seconds(30)) {
+            try await eventually("the restarted instance to register", timeout: .seconds(30)) {
                 try await lookUp().count == 2
             }
         }

@@ -33,7 +33,7 @@ import Testing
             #expect((busy["eventlog.events"] ?? 0) > 0)
 
             // Every infrastructure table of every service is empty again once the traffic is past the retention.
-            try await GatewayTests.eventually("the infrastructure tables to be pruned", timeout: .seconds(60)) {
+            try await eventually("the infrastructure tables to be pruned", timeout: .seconds(60)) {
                 let rows = try await InfrastructureTables.rows(of: system, logger: logger)
                 return rows.values.allSatisfy { $0 == 0 }
             }

@@ -123,7 +123,7 @@ import Testing
         // (shown on the order) and the notification service's replica, within a bounded time.
         let renamed = try await InProcessShop.call(client, .PATCH, gateway + "/api/users/\(user.id)", json: #"{"name":"Walker Renamed"}"#, token: token)
         #expect(renamed.status == .ok)
-        try await GatewayTests.eventually("both replicas to have the new name", timeout: .seconds(15)) {
+        try await eventually("both replicas to have the new name", timeout: .seconds(15)) {
             let order = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
             let recipient = try await InProcessShop.call(client, .GET, gateway + "/api/notifications/recipients/\(user.id)", token: token)
             return (try? order.json(OrderDTO.self).customer?.name) == "Walker Renamed" && (try? recipient.json(Contact.self).name) == "Walker Renamed"
@@ -139,7 +139,7 @@ import Testing
         #expect(payment.status == .ok)
         #expect(try payment.json(PaymentDTO.self).status == "completed")
         let statuses = NIOLockedValueBox<[String]>([])
-        try await GatewayTests.eventually("the order to be shipped", timeout: .seconds(20)) {
+        try await eventually("the order to be shipped", timeout: .seconds(20)) {
             let status = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token).json(OrderDTO.self).status
             statuses.withLockedValue { if $0.last != status { $0.append(status) } }
             return status == "shipped"
@@ -148,7 +148,7 @@ import Testing
         let seen = statuses.withLockedValue { $0 }
         #expect(seen.allSatisfy { ["pending", "paid", "shipped"].contains($0) } && seen.last == "shipped", "\(seen)")
         let mail = system.dataDirectory + "/mail"
-        try await GatewayTests.eventually("three mails", timeout: .seconds(20)) {
+        try await eventually("three mails", timeout: .seconds(20)) {
             let files = (try? FileManager.default.contentsOfDirectory(atPath: mail)) ?? []
             return Set(files) == Set(["order-confirmed", "payment-processed", "order-shipped"].map { "\($0)-\(placed.id).eml" })
         }

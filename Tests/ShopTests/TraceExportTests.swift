@@ -49,7 +49,7 @@ import Testing
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
                 let base = "http://127.0.0.1:\(port)"
-                try await GatewayTests.eventually("the user service to start", timeout: .seconds(30)) {
+                try await eventually("the user service to start", timeout: .seconds(30)) {
                     (try? await InProcessShop.call(client, .GET, base + "/health/live"))?.status == .ok
                 }
                 let signup = try await InProcessShop.call(
@@ -58,7 +58,7 @@ import Testing
                 #expect(signup.status == .created)
                 // The batch goes out within the schedule delay: the route's server span, named by its template, from this
                 // service, in OTLP protobuf a collector can read.
-                try await GatewayTests.eventually("spans at the receiver", timeout: .seconds(20)) {
+                try await eventually("spans at the receiver", timeout: .seconds(20)) {
                     let exports = received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }
                     return exports.contains { export in
                         export.resource["service.name"] == .string("shop-user")
@@ -69,7 +69,7 @@ import Testing
                 // after the first batch arrived comes in a later batch, after any span of that first post.
                 let probe = try await InProcessShop.call(client, .GET, base + "/health/live", headers: [("x-probe", "1")])
                 #expect(probe.status == .ok)
-                try await GatewayTests.eventually("the later batch", timeout: .seconds(20)) {
+                try await eventually("the later batch", timeout: .seconds(20)) {
                     received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.contains { $0.spans.contains { $0.name == "/health/live" } }
                 }
                 let exported = received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.flatMap(\.spans)

@@ -32,7 +32,7 @@ import Tracing
                     return nil
                 }
                 // The asynchronous hops end with the shipped order and its mail.
-                try await OrderLifecycleTests.eventually("the event handlers' spans") {
+                try await eventually("the event handlers' spans") {
                     let names = Set(spans().map(\.operationName))
                     return names.contains("handle order.fulfillment.requested") && names.contains("handle order.shipped")
                         && spans().contains { group($0) == Queue.orderNotifications }

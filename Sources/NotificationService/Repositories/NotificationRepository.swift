@@ -19,16 +19,11 @@ struct NotificationDTO: Codable, Sendable, Equatable {
 struct NotificationRepository: Sendable {
     let database: Database
 
+    static let recipients = ReplicaTable("recipients", key: "user_id")
+
     /// Stores the newest known contact fields of a user; an older change (by `updatedAt`) never overwrites a newer one.
     static func upsertRecipient(_ change: UserChanged, in sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO recipients (user_id, email, name, updated_at)
-            VALUES (\(bind: change.id), \(bind: change.email), \(bind: change.name), \(bind: change.updatedAt))
-            ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = excluded.updated_at
-            WHERE recipients.updated_at <= excluded.updated_at
-            """
-        ).run()
+        try await recipients.upsert(["user_id": change.id, "email": change.email, "name": change.name, "updated_at": change.updatedAt], in: sql)
     }
 
     /// A recipient the replica does not know yet (its `user.created` has not arrived): the message is retried later.

@@ -71,8 +71,7 @@ struct CheckoutController {
         guard started else {
             vault.remove(sagaID)
             // Another request with this key got there first.
-            let winner = try await key.asyncMap { try await self.sagaID(userId: userId, key: $0) } ?? nil
-            guard let winner else { throw APIError(.conflict, "A checkout with this Idempotency-Key is being started") }
+            guard let key, let winner = try await self.sagaID(userId: userId, key: key) else { throw APIError(.conflict, "A checkout with this Idempotency-Key is being started") }
             return try await answer(winner, userId: userId, waited: true)
         }
         context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])
@@ -147,13 +146,5 @@ struct CheckoutController {
             try await sql.raw("SELECT saga_id FROM checkouts WHERE user_id = \(bind: userId) AND idempotency_key = \(bind: key)").first()?
                 .decode(column: "saga_id", as: String.self)
         }
-    }
-}
-
-extension Optional {
-    /// `map` with an async transform.
-    func asyncMap<U>(_ transform: (Wrapped) async throws -> U) async rethrows -> U? {
-        guard let value = self else { return nil }
-        return try await transform(value)
     }
 }

@@ -1,6 +1,7 @@
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceMessaging
 import ShopContracts
 
 /// The order service's local copies of data other services own, fed by their events (the guide's data
@@ -9,26 +10,17 @@ import ShopContracts
 struct Replicas: Sendable {
     let database: Database
 
+    static let customers = ReplicaTable("customers", key: "user_id")
+    static let catalog = ReplicaTable("catalog", key: "product_id")
+
     static func upsertCustomer(_ change: UserChanged, in sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO customers (user_id, email, name, updated_at)
-            VALUES (\(bind: change.id), \(bind: change.email), \(bind: change.name), \(bind: change.updatedAt))
-            ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, name = excluded.name, updated_at = excluded.updated_at
-            WHERE customers.updated_at <= excluded.updated_at
-            """
-        ).run()
+        try await customers.upsert(["user_id": change.id, "email": change.email, "name": change.name, "updated_at": change.updatedAt], in: sql)
     }
 
     static func upsertProduct(_ change: ProductChanged, in sql: any SQLDatabase) async throws {
-        try await sql.raw(
-            """
-            INSERT INTO catalog (product_id, name, price_cents, updated_at)
-            VALUES (\(bind: change.id), \(bind: change.name), \(bind: Money.cents(change.price)), \(bind: change.updatedAt))
-            ON CONFLICT (product_id) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents, updated_at = excluded.updated_at
-            WHERE catalog.updated_at <= excluded.updated_at
-            """
-        ).run()
+        try await catalog.upsert(
+            ["product_id": change.id, "name": change.name, "price_cents": Money.cents(change.price), "updated_at": change.updatedAt], in: sql
+        )
     }
 
     /// Stores a product read from the inventory service.

@@ -53,7 +53,8 @@ struct UserController<Repository: UserRepository> {
         guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
         var request = request
         let changes = try UserChanges(body: try await request.jsonBody(context: context))
-        let hash = try await changes.password.asyncMap { try await hasher.hash($0) }
+        var hash: String?
+        if let password = changes.password { hash = try await hasher.hash(password) }
         guard let user = try await repository.update(id: id, name: changes.name, passwordHash: hash, profile: changes.profile, updatedAt: Timestamp.now())
         else { throw APIError.notFound("User not found") }
         return user.dto
@@ -76,12 +77,5 @@ struct UserController<Repository: UserRepository> {
         guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
         guard let user = try await repository.find(id: id) else { throw APIError.notFound("User not found") }
         return user
-    }
-}
-
-extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let value = self else { return nil }
-        return try await transform(value)
     }
 }
