@@ -13,7 +13,6 @@ import ShopContracts
 public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Service {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    ServiceMetrics.bootstrap()
     let authURL = (configuration.serviceURLs[.auth] ?? "http://127.0.0.1:\(ServiceName.auth.port())").split(separator: ",").first.map(String.init) ?? ""
     let verifier = configuration.tokenVerifier ?? .remote(authURL: authURL, logger: logger)
     let registry = ServiceRegistry(ttl: configuration.registryTTL)

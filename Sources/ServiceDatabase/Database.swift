@@ -35,16 +35,18 @@ public final class Database: Sendable {
     /// Made once: transactions are a hot path.
     let metrics: TransactionMetrics
 
-    /// `db_connections_in_use{schema}`, `db_transactions_total{schema, outcome}`, `db_transaction_duration_seconds{schema}`.
+    /// `db_connections_in_use{schema}`, `db_transactions_total{schema, outcome}`, `db_transaction_duration_seconds{schema}`,
+    /// and `db_connection_uses_total{schema}` (statements run outside a transaction, each committed on its own when it
+    /// writes). Recorded through the process's `MetricsSystem` as bootstrapped when the database opened.
     struct TransactionMetrics: Sendable {
         let inUse: Meter
         let duration: Metrics.Timer
         let committed: Counter
         let rolledBack: Counter
+        let connectionUses: Counter
 
         init(schema: String) {
-            // Bootstrapped first, or these handles would stay bound to the no-op backend.
-            ServiceMetrics.bootstrap()
+            connectionUses = Counter(label: "db_connection_uses_total", dimensions: [("schema", schema)])
             inUse = Meter(label: "db_connections_in_use", dimensions: [("schema", schema)])
             duration = Metrics.Timer(label: "db_transaction_duration_seconds", dimensions: [("schema", schema)])
             committed = Counter(label: "db_transactions_total", dimensions: [("schema", schema), ("outcome", "committed")])
@@ -92,16 +94,10 @@ public final class Database: Sendable {
     public static func open(_ configuration: DatabaseConfiguration, logger: Logger) async throws -> Database {
         switch configuration {
         case .sqliteMemory:
-            let pool = startThreadPool()
-            let connection = try await SQLiteConnection.open(storage: .memory, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
-            return try await Database(sqlite: connection, pool: pool, logger: logger, wal: false)
+            return try await openSQLite(storage: .memory, logger: logger, wal: false)
         case .sqliteFile(let path):
             try createOwnerOnly(path: path)
-            let pool = startThreadPool()
-            let connection = try await SQLiteConnection.open(
-                storage: .file(path: path), threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
-            )
-            return try await Database(sqlite: connection, pool: pool, logger: logger, wal: true)
+            return try await openSQLite(storage: .file(path: path), logger: logger, wal: true)
         case .postgres(let settings):
             let client = PostgresClient(configuration: try clientConfiguration(settings), backgroundLogger: logger)
             return Database(backend: .postgres(client, schema: settings.schema), logger: logger)
@@ -164,17 +160,21 @@ public final class Database: Sendable {
         return result
     }
 
-    /// The threads SQLite statements run on, shared by the process and never shut down: wide enough that a statement
-    /// waiting for another connection's lock (busy timeout) never holds up the connection that must commit to release
-    /// it (with NIO's two-thread singleton pool, services sharing a file in one process could deadlock). Never
-    /// shutting it down also keeps thread joins off the shared dispatch threads Swift's tasks run on.
-    static let sqliteThreads: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 32)
-        pool.start()
-        return pool
-    }()
-
-    static func startThreadPool() -> NIOThreadPool { sqliteThreads }
+    static func openSQLite(storage: SQLiteConnection.Storage, logger: Logger, wal: Bool) async throws -> Database {
+        let pool = SQLiteThreads.shared.acquire()
+        do {
+            let connection = try await SQLiteConnection.open(storage: storage, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            do {
+                return try await Database(sqlite: connection, pool: pool, logger: logger, wal: wal)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+        } catch {
+            SQLiteThreads.shared.release()
+            throw error
+        }
+    }
 
     init(backend: Backend, logger: Logger) {
         self.backend = backend
@@ -225,14 +225,9 @@ public final class Database: Sendable {
         self.init(backend: .sqlite(connection, AsyncLock(), pool), logger: logger)
     }
 
-    /// What this process asked of its databases: committed transactions, and statements run outside a transaction
-    /// (each of which PostgreSQL and SQLite commit on its own when it writes). For benchmarks that report commits per
-    /// operation.
-    public static let usage = NIOLockedValueBox<(transactions: Int, connectionUses: Int)>((0, 0))
-
     /// Runs `body` with a connection, outside any transaction.
     public func withConnection<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
-        Self.usage.withLockedValue { $0.connectionUses += 1 }
+        metrics.connectionUses.increment()
         switch backend {
         case .sqlite(let connection, let lock, _):
             return try await lock.withLock { try await body(connection.sql(queryLogLevel: nil)) }
@@ -282,7 +277,6 @@ public final class Database: Sendable {
                 do {
                     let value = try await body(sql)
                     try await Self.shielded { try await sql.raw("COMMIT").run() }
-                    Self.usage.withLockedValue { $0.transactions += 1 }
                     return value
                 } catch {
                     try? await Self.shielded { try await sql.raw("ROLLBACK").run() }
@@ -294,7 +288,6 @@ public final class Database: Sendable {
                 let value = try await client.withTransaction(logger: logger) { connection in
                     try await body(connection.sql(queryLogLevel: nil))
                 }
-                Self.usage.withLockedValue { $0.transactions += 1 }
                 return value
             } catch let error as PostgresTransactionError {
                 // The body's own error (after a clean rollback) is what callers handle, on either engine.
@@ -365,7 +358,10 @@ public final class Database: Sendable {
                 defer { closed = true }
                 return !closed
             }
-            if first { try? await connection.close() }
+            if first {
+                try? await connection.close()
+                SQLiteThreads.shared.release()
+            }
         }
     }
 
@@ -373,7 +369,10 @@ public final class Database: Sendable {
         // A database dropped without close() (a start-up that failed half way) still closes its SQLite file; the
         // close future keeps the connection alive until it is done.
         guard case .sqlite(let connection, _, _) = backend, !closed.withLockedValue({ $0 }) else { return }
-        connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
+        connection.close().whenComplete { _ in
+            withExtendedLifetime(connection) {}
+            SQLiteThreads.shared.release()
+        }
     }
 
     /// True when `error` is a unique-constraint violation on either engine.
@@ -390,4 +389,43 @@ public final class Database: Sendable {
         }
         return false
     }
+}
+
+/// The threads SQLite statements run on, shared by the process's SQLite databases: started when the first one opens and
+/// shut down when the last one closes. Wide (32 threads) so that a statement waiting for another connection's lock (busy
+/// timeout) never holds up the connection that must commit to release it: with NIO's two-thread singleton pool, services
+/// sharing a file in one process could deadlock. The shutdown joins the threads on a dispatch queue, never on the
+/// threads Swift's tasks run on.
+final class SQLiteThreads: Sendable {
+    static let shared = SQLiteThreads()
+
+    private let state = NIOLockedValueBox<(pool: NIOThreadPool?, users: Int)>((nil, 0))
+
+    /// The running pool, started if no database uses it; pair with ``release()``.
+    func acquire() -> NIOThreadPool {
+        state.withLockedValue { state in
+            if let pool = state.pool {
+                state.users += 1
+                return pool
+            }
+            let pool = NIOThreadPool(numberOfThreads: 32)
+            pool.start()
+            state = (pool, 1)
+            return pool
+        }
+    }
+
+    /// One database is done with the pool; the last one shuts it down.
+    func release() {
+        let idle = state.withLockedValue { state -> NIOThreadPool? in
+            state.users -= 1
+            guard state.users == 0, let pool = state.pool else { return nil }
+            state.pool = nil
+            return pool
+        }
+        idle?.shutdownGracefully { _ in }
+    }
+
+    /// Whether a pool runs now (for tests).
+    var isRunning: Bool { state.withLockedValue { $0.pool != nil } }
 }

@@ -138,19 +138,11 @@ public final class EventConsumer: Service, Sendable {
         guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await declare()
         var linger = Linger(configuration.linger)
-        var sampled = ContinuousClock.now - .seconds(60)
+        var sampling = Pacer(every: .seconds(5))
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let handled: Int
             do {
-                if sampled.duration(to: .now) >= .seconds(5) {
-                    sampled = .now
-                    // `event_deliveries_pending{group}`: the group's queue depth (ready or leased, not yet acknowledged).
-                    let depth = try await log.database.withConnection { sql in
-                        try await sql.raw("SELECT COUNT(*) AS n FROM deliveries WHERE group_name = \(bind: self.group) AND status IN ('ready', 'inflight')")
-                            .first()?.decode(column: "n", as: Int.self) ?? 0
-                    }
-                    Gauge(label: "event_deliveries_pending", dimensions: [("group", group)]).record(depth)
-                }
+                if sampling.isDue() { try await sampleDepth() }
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 handled = try await pollOnce()
@@ -164,6 +156,15 @@ public final class EventConsumer: Service, Sendable {
                 await cancelWhenGracefulShutdown { await self.wakeup.wait(timeout: self.configuration.pollInterval) }
             }
         }
+    }
+
+    /// `event_deliveries_pending{group}`: the group's queue depth (ready or leased, not yet acknowledged).
+    func sampleDepth() async throws {
+        let depth = try await log.database.withConnection { sql in
+            try await sql.raw("SELECT COUNT(*) AS n FROM deliveries WHERE group_name = \(bind: self.group) AND status IN ('ready', 'inflight')")
+                .first()?.decode(column: "n", as: Int.self) ?? 0
+        }
+        Gauge(label: "event_deliveries_pending", dimensions: [("group", group)]).record(depth)
     }
 
     /// Leases and handles one batch; answers how many deliveries it processed.

@@ -22,3 +22,22 @@ struct Linger {
         lastBusyStart = items > 1 && interval > .zero ? start : nil
     }
 }
+
+/// Paces a loop's occasional side work (sampling a queue's depth for metrics) to at most once per `interval`: due on
+/// the first pass, then once the interval has passed since the last time it ran.
+struct Pacer {
+    let interval: Duration
+    private var last: ContinuousClock.Instant?
+
+    init(every interval: Duration) {
+        self.interval = interval
+    }
+
+    /// True when the work is due (and counts it as done now).
+    mutating func isDue() -> Bool {
+        let now = ContinuousClock.now
+        if let last, last.duration(to: now) < interval { return false }
+        last = now
+        return true
+    }
+}

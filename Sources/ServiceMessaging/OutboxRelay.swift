@@ -50,13 +50,10 @@ public final class OutboxRelay: Service, Sendable {
         await cancelWhenGracefulShutdown { await self.log.waitUntilPrepared() }
         var failures = 0
         var linger = Linger(self.linger)
-        var sampled = ContinuousClock.now - .seconds(60)
+        var sampling = Pacer(every: .seconds(5))
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
-                if sampled.duration(to: .now) >= .seconds(5) {
-                    sampled = .now
-                    try await sampleOutbox()
-                }
+                if sampling.isDue() { try await sampleOutbox() }
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 let moved = try await relayBatch()

@@ -49,6 +49,26 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// crash would (nothing more is written).
     let boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)?
 
+    public convenience init(
+        definition: SagaDefinition<State>,
+        database: Database,
+        logger: Logger,
+        lease: Duration? = nil,
+        recoveryInterval: Duration = .seconds(1),
+        drainTimeout: Duration = .seconds(4),
+        recoveryConcurrency: Int = 16,
+        afterRun: (@Sendable (_ sagaID: String) -> Void)? = nil,
+        clock: any WallClock = SystemClock()
+    ) {
+        self.init(
+            definition: definition, database: database, logger: logger, lease: lease, recoveryInterval: recoveryInterval,
+            drainTimeout: drainTimeout, recoveryConcurrency: recoveryConcurrency, afterRun: afterRun, clock: clock, boundary: nil
+        )
+    }
+
+    /// With a test's hook at every step boundary (`@_spi(Testing) import ServiceSaga`): `boundary` may throw
+    /// ``SimulatedCrash`` to stop the saga there as a crash would.
+    @_spi(Testing)
     public init(
         definition: SagaDefinition<State>,
         database: Database,
@@ -59,7 +79,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         recoveryConcurrency: Int = 16,
         afterRun: (@Sendable (_ sagaID: String) -> Void)? = nil,
         clock: any WallClock = SystemClock(),
-        boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)? = nil
+        boundary: (@Sendable (_ sagaID: String, _ event: String) async throws -> Void)?
     ) {
         self.clock = clock
         self.afterRun = afterRun
@@ -343,6 +363,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     }
 
     /// Thrown by the test hook to stop a saga the way a crash would.
+    @_spi(Testing)
     public struct SimulatedCrash: Error {
         public init() {}
     }

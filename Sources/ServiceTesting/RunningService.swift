@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceCore
 import ServiceLifecycle
 
 /// Runs services on real sockets for the length of a test body, then shuts them down gracefully.
@@ -13,6 +14,8 @@ public enum RunningService {
         _ builders: [@Sendable (_ onServerRunning: @escaping @Sendable (Int) async -> Void) async throws -> any Service],
         _ body: @Sendable ([Int]) async throws -> T
     ) async throws -> T {
+        // Tests stand in for a process's entry point: the metrics backend goes in before services record anything.
+        ServiceMetrics.bootstrap()
         var services: [any Service] = []
         var streams: [AsyncStream<Int>] = []
         var continuations: [AsyncStream<Int>.Continuation] = []

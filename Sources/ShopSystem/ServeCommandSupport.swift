@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import ServiceCore
 import ServiceLifecycle
 import ShopContracts
 
@@ -14,6 +15,8 @@ public enum ServiceRunner {
         extra: [any Service] = [],
         logger: Logger
     ) async throws {
+        // The process's metrics backend, installed before anything records (the toolkit never installs it itself).
+        ServiceMetrics.bootstrap()
         var built: [ServiceGroupConfiguration.ServiceConfiguration] = first.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import SQLKit
 import ServiceAuth
+import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
@@ -115,7 +116,7 @@ struct CheckoutRunner: Service {
 
         // Warm-up, then the measured run.
         try await Self.concurrently(20, width: concurrency) { _ in _ = try await call(client, .POST, gateway + "/api/checkout", json: body, token: token) }
-        let before = Database.usage.withLockedValue { $0 }
+        let before = try Self.usage()
         let latencies = NIOLockedValueBox<[Double]>([])
         let statuses = NIOLockedValueBox<[UInt: Int]>([:])
         let start = ContinuousClock.now
@@ -127,12 +128,12 @@ struct CheckoutRunner: Service {
             statuses.withLockedValue { $0[reply.status.code, default: 0] += 1 }
         }
         let duration = (ContinuousClock.now - start).inSeconds
-        let after = Database.usage.withLockedValue { $0 }
+        let after = try Self.usage()
         let sorted = latencies.withLockedValue { $0 }.sorted()
         func at(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q))] }
         let rate = Double(checkouts) / duration
-        let transactions = Double(after.transactions - before.transactions) / Double(checkouts)
-        let autocommits = Double(after.connectionUses - before.connectionUses) / Double(checkouts)
+        let transactions = (after.transactions - before.transactions) / Double(checkouts)
+        let autocommits = (after.connectionUses - before.connectionUses) / Double(checkouts)
         print(String(format: "checkouts:          %8.1f /s  p50 %.1f ms  p99 %.1f ms  (%d checkouts, %d at a time; answers %@)",
                      rate, at(0.5), at(0.99), checkouts, concurrency,
                      statuses.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")))
@@ -148,5 +149,12 @@ struct CheckoutRunner: Service {
 
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
         try await Bench.concurrently(count, width: width, body)
+    }
+
+    /// What every service of this process has asked of its databases so far: committed transactions, and statements run
+    /// outside one (`db_transactions_total`, `db_connection_uses_total`, read from the process's metrics).
+    static func usage() throws -> (transactions: Double, connectionUses: Double) {
+        let metrics = try PrometheusText(String(buffer: ServiceMetrics.exposition()))
+        return (metrics.value("db_transactions_total", ["outcome": "committed"]), metrics.value("db_connection_uses_total"))
     }
 }

@@ -25,6 +25,7 @@ import Testing
     }
 
     @Test func requestsAreCountedAndTimedPerRouteTemplate() async throws {
+        ServiceMetrics.bootstrap()
         let service = "metrics-\(UUID().uuidString.prefix(6).lowercased())"
         try await Self.app(service: service).test(.router) { client in
             _ = try await Self.scrape(client)

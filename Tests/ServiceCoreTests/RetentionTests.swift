@@ -3,7 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
-import ServiceDatabase
+@testable import ServiceDatabase
 import ServiceMessaging
 import ServiceResilience
 import ServiceSaga
@@ -207,5 +207,29 @@ import Testing
         }
         #expect(vacuum == 2)
         #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
+    }
+}
+
+/// The SQLite thread pool is started by the first database that needs it and shut down by the last one done with it.
+@Suite struct SQLiteThreadsTests {
+    @Test func thePoolStopsWhenItsLastUserReleasesIt() async throws {
+        let threads = SQLiteThreads()
+        #expect(!threads.isRunning)
+        let first = threads.acquire()
+        let second = threads.acquire()
+        #expect(first === second && threads.isRunning)
+        // Work runs on it while anyone holds it.
+        #expect(try await first.runIfActive { 6 * 7 } == 42)
+        threads.release()
+        #expect(threads.isRunning)
+        threads.release()
+        #expect(!threads.isRunning)
+        // Shut down: it takes no more work.
+        await #expect(throws: (any Error).self) { try await first.runIfActive { 1 } }
+        // A new user starts a new pool.
+        let third = threads.acquire()
+        #expect(third !== first && threads.isRunning)
+        #expect(try await third.runIfActive { 1 } == 1)
+        threads.release()
     }
 }

@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceDatabase
 import ServiceResilience
-import ServiceSaga
+@_spi(Testing) import ServiceSaga
 import ServiceTesting
 import Tracing
 import Testing

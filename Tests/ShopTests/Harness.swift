@@ -43,6 +43,7 @@ final class Harness: Sendable {
         sagaLease: Duration? = nil,
         _ body: @Sendable (Harness) async throws -> T
     ) async throws -> T {
+        ServiceMetrics.bootstrap()
         let harness = Harness(
             engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout, sagaLease: sagaLease
         )

@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import ServiceCore
 import ServiceTesting
 import ShopContracts
 import ShopSystem

@@ -91,7 +91,6 @@ public struct ServiceClient: Sendable {
 
     /// `circuit_breaker_transitions_total{scope, target, to}`, and for a service's own breaker `circuit_breaker_open{target}`.
     static func breakerChanged(scope: String, target: String, to: String) {
-        ServiceMetrics.bootstrap()
         Counter(label: "circuit_breaker_transitions_total", dimensions: [("scope", scope), ("target", target), ("to", to)]).increment()
         if scope == "service" {
             Gauge(label: "circuit_breaker_open", dimensions: [("target", target)]).record(to == "open" ? 1 : 0)
@@ -189,7 +188,6 @@ public struct ServiceClient: Sendable {
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
         }
         let safe = RetryPolicy.isSafeToRetry(method: method.rawValue, hasIdempotencyKey: request.headers.contains(name: "idempotency-key"))
-        ServiceMetrics.bootstrap()
         // A client span per call (retries and failover included); its context travels in the request's `traceparent`.
         return try await withSpan("\(method.rawValue) \(name)", ofKind: .client) { span in
             span.attributes["peer.service"] = name

@@ -19,15 +19,16 @@ public enum ServiceMetrics {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
     }()
 
-    /// Makes swift-metrics record into ``registry`` (once per process; later calls do nothing).
+    /// Makes swift-metrics record into ``registry`` (once per process; later calls do nothing). Called by a process's
+    /// entry point (and by tests) before it builds anything that records: the toolkit itself never bootstraps the
+    /// global system, and a library user may install another backend instead (then `/metrics` shows nothing).
     public static func bootstrap() {
         _ = installed
     }
 
     /// The Prometheus text exposition of every metric.
     public static func exposition() -> ByteBuffer {
-        bootstrap()
-        return ByteBuffer(bytes: registry.emitToBuffer())
+        ByteBuffer(bytes: registry.emitToBuffer())
     }
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -40,7 +41,6 @@ public struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddlewar
     let active: Meter
 
     public init(service: String) {
-        ServiceMetrics.bootstrap()
         self.service = service
         self.active = Meter(label: "http_server_active_requests", dimensions: [("service", service)])
     }

@@ -1,7 +1,7 @@
 import Foundation
 
-/// A strict reader of the Prometheus text exposition format (version 0.0.4), for tests: it refuses anything a
-/// Prometheus server would refuse (bad names, bad label syntax or escapes, unparsable values, samples of a family
+/// A strict reader of the Prometheus text exposition format (version 0.0.4), for tests and for tools that report from
+/// a process's registry (`shop bench checkout`): it refuses anything a Prometheus server would refuse (bad names, bad label syntax or escapes, unparsable values, samples of a family
 /// without or before its `# TYPE`, duplicate series, histogram buckets that are not cumulative or lack `+Inf`).
 /// Written here because no Swift package in reach parses the format.
 public struct PrometheusText: Sendable {
