@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "shop", targets: ["shop"]),
         .library(name: "ServiceCore", targets: ["ServiceCore"]),
+        .library(name: "ServiceHTTP", targets: ["ServiceHTTP"]),
+        .library(name: "ServiceDiscovery", targets: ["ServiceDiscovery"]),
         .library(name: "ServiceDatabase", targets: ["ServiceDatabase"]),
         .library(name: "ServiceAuth", targets: ["ServiceAuth"]),
         .library(name: "ServiceProxy", targets: ["ServiceProxy"]),
@@ -29,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
@@ -46,17 +49,56 @@ let package = Package(
     ],
     targets: [
         // MARK: Toolkit (no shop code)
+        // The foundation every other module stands on, free of any HTTP server or client: settings, durations and
+        // clocks (ServiceResilience), gates and wake-ups, deadlines, correlation and identity, trace context, the health
+        // model, JSON values, JSON logs.
         .target(
             name: "ServiceCore",
             dependencies: [
                 "ServiceResilience",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // HTTP services on Hummingbird: the application and its middleware, errors, validation, health and metrics
+        // endpoints (Prometheus), pagination.
+        .target(
+            name: "ServiceHTTP",
+            dependencies: [
+                "ServiceCore", "ServiceResilience",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Calling other services: the resilient client (AsyncHTTPClient), the registry (server state, agent, lookup,
+        // health monitor) and instance balancing.
+        .target(
+            name: "ServiceDiscovery",
+            dependencies: [
+                "ServiceCore", "ServiceResilience",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -64,6 +106,7 @@ let package = Package(
             name: "ServiceDatabase",
             dependencies: [
                 "ServiceCore", "ServiceResilience",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "PostgresKit", package: "postgres-kit"),
@@ -75,7 +118,7 @@ let package = Package(
         .target(
             name: "ServiceAuth",
             dependencies: [
-                "ServiceCore",
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -99,7 +142,7 @@ let package = Package(
         .target(
             name: "ServiceMessaging",
             dependencies: [
-                "ServiceCore", "ServiceDatabase",
+                "ServiceCore", "ServiceDatabase", "ServiceHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -152,7 +195,7 @@ let package = Package(
         .target(
             name: "ServiceTesting",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceResilience",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceResilience", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
@@ -165,18 +208,18 @@ let package = Package(
         // MARK: The shop
         .target(
             name: "ShopContracts",
-            dependencies: ["ServiceCore", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["ServiceCore", "ServiceHTTP", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "GatewayService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceProxy", "ServiceResilience", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceProxy", "ServiceResilience", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "AuthService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceResilience", "ShopContracts",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceResilience", "ShopContracts", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -184,25 +227,25 @@ let package = Package(
         .target(
             name: "UserService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "InventoryService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "OrderService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "PaymentService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
@@ -210,7 +253,7 @@ let package = Package(
         .target(
             name: "PaymentProviderService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ShopContracts", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLKit", package: "sql-kit"),
@@ -219,13 +262,13 @@ let package = Package(
         ),
         .target(
             name: "NotificationService",
-            dependencies: ["ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging", "ShopContracts"],
+            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "ShopSystem",
             dependencies: [
-                "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService",
+                "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService", "ServiceHTTP", "ServiceDiscovery",
                 "PaymentProviderService", "ServiceTracing", "ServiceDatabase",
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
@@ -251,7 +294,7 @@ let package = Package(
         .testTarget(
             name: "ServiceCoreTests",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting", "ServiceHTTP", "ServiceDiscovery",
                 "ServiceTracing", "ServiceMail",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

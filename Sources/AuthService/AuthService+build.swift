@@ -5,6 +5,8 @@ import ServiceCore
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Configuration of the auth service.
 public struct AuthServiceConfiguration: Sendable {

@@ -7,6 +7,8 @@ import ServiceLifecycle
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Builds the gateway: the SwiftNIO reverse proxy with the shop's routing table, token checks, rate limits, load
 /// balancing and aggregated health, plus the service registry it hosts and the monitor that evicts dead instances.

@@ -6,6 +6,8 @@ import ServiceCore
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Configuration of the gateway: where it listens and where each service is.
 public struct GatewayConfiguration: Sendable {

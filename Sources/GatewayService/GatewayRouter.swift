@@ -6,6 +6,8 @@ import ServiceAuth
 import ServiceCore
 import ServiceProxy
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// The gateway's routing table, as the guide's `http-proxy-middleware` setup: `/api/X…` goes to service X as `/X…`.
 /// Protected routes need a valid bearer token before anything is forwarded. Each request is counted against its route

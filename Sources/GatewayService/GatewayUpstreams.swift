@@ -7,6 +7,7 @@ import ServiceProxy
 import ServiceResilience
 import ShopContracts
 import Synchronization
+import ServiceDiscovery
 
 /// Where the gateway sends each service's requests: the instances in its registry when there are any, else the
 /// configured URL(s); balanced per service with a circuit breaker per instance (``InstanceBalancer``).

@@ -6,6 +6,8 @@ import ServiceCore
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// The guide's registry API, hosted by the gateway:
 ///

@@ -5,6 +5,7 @@ import ServiceDatabase
 import ServiceMessaging
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
 
 /// Configuration of the inventory service.
 public struct InventoryServiceConfiguration: Sendable {

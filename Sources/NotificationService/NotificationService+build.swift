@@ -5,6 +5,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
 
 /// Configuration of the notification service.
 public struct NotificationServiceConfiguration: Sendable {

@@ -5,6 +5,8 @@ import ServiceDatabase
 import ServiceMessaging
 import ServiceSaga
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Configuration of the order service.
 public struct OrderServiceConfiguration: Sendable {

@@ -1,6 +1,7 @@
 import Hummingbird
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 
 /// Builds the sandbox payment provider: its API over a ledger in its own database (a SQLite file in the data folder,
 /// or its own PostgreSQL schema), and the pruning of idempotency records older than a day (or the retention, if longer).

@@ -3,6 +3,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// Configuration of the sandbox payment provider: a stand-in for a card processor such as Stripe, run as its own
 /// process with its own ledger, so the payment service talks to it exactly as it would to a real provider.

@@ -5,6 +5,7 @@ import Logging
 import ServiceCore
 import ServiceLifecycle
 import ShopContracts
+import ServiceHTTP
 
 /// The provider's API, after Stripe's: `POST /v1/charges`, `POST /v1/refunds`, `GET /v1/charges/:id`,
 /// `GET /v1/charges?limit=&starting_after=&created[gte]=`, behind a secret key (`Authorization: Bearer sk_test_…`).

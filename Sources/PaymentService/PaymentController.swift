@@ -6,6 +6,8 @@ import ServiceAuth
 import ServiceCore
 import ServiceResilience
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// `POST /payments` (charge an order), `GET /payments/:id` (the caller's payment).
 struct PaymentController {

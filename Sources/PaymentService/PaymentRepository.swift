@@ -4,6 +4,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
 
 /// A payment row, with what is needed to answer a repeated request.
 struct PaymentRecord: Sendable {

@@ -5,6 +5,8 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Configuration of the payment service.
 public struct PaymentServiceConfiguration: Sendable {

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import ServiceCore
+import ServiceHTTP
 
 /// Requires a valid bearer token: no token → 401 `Access denied`; a bad or expired one → 401 with
 /// `WWW-Authenticate: Bearer error="invalid_token"`. Sets ``ServiceRequestContext/identity``.

@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import ServiceCore
+import ServiceDiscovery
 
 /// Where a service gets the token it calls other services with (the guide's `getServiceToken`): fetched when needed
 /// and kept until a minute before it expires.

@@ -3,6 +3,7 @@ import JWTKit
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceHTTP
 
 /// Verifies bearer tokens locally against the auth service's published keys (JWKS), caching both the keys and the
 /// tokens it has verified, so the common case costs a dictionary lookup instead of a signature check.

@@ -1,5 +1,6 @@
 import Hummingbird
 import ServiceCore
+import ServiceHTTP
 
 extension EventLog.DeadLetter: ResponseEncodable {}
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceCore
 import ServiceLifecycle
+import ServiceHTTP
 
 /// Runs services on real sockets for the length of a test body, then shuts them down gracefully.
 public enum RunningService {

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceCore
+import ServiceHTTP
 
 /// A payment card as a request gives it. Lives only for the request (and, during a checkout, in the orchestrator's
 /// memory): nothing but ``brand`` and ``last4`` is ever stored or logged, and its descriptions never show the number or

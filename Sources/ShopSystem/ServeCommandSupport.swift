@@ -3,6 +3,7 @@ import Logging
 import ServiceCore
 import ServiceLifecycle
 import ShopContracts
+import ServiceHTTP
 
 /// Running services in this process: one (`shop serve NAME`) or all of them (`shop up --in-process`).
 public enum ServiceRunner {

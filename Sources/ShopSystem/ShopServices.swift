@@ -11,6 +11,8 @@ import ServiceCore
 import ServiceLifecycle
 import ShopContracts
 import UserService
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Builds any of the shop's services by name from an environment; what `shop serve` and the in-process mode run.
 public enum ShopServices {

@@ -6,6 +6,8 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Configuration of the user service.
 public struct UserServiceConfiguration: Sendable {

@@ -13,6 +13,7 @@ import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
 import ShopSystem
+import ServiceHTTP
 
 extension Bench {
     /// `shop bench checkout`: checkouts through the gateway, beside the engine's raw commit rate, in one run.

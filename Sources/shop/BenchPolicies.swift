@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ServiceCore
 import ServiceResilience
+import ServiceDiscovery
 
 extension Bench {
     /// `shop bench policies`: what the resilience policies add to one call that succeeds, beside a bare call in the same

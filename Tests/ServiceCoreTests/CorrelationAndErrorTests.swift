@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceTesting
 import Testing
+import ServiceHTTP
 
 @Suite struct CorrelationAndErrorTests {
     struct Echo: Codable, ResponseEncodable {

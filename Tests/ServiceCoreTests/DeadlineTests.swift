@@ -8,6 +8,8 @@ import ServiceCore
 import ServiceLifecycle
 import ServiceTesting
 import Testing
+import ServiceHTTP
+import ServiceDiscovery
 
 /// The caller's deadline travels: a request with no time left is not worked on, and calls to other services carry what
 /// is left and are not made once it is gone.

@@ -7,6 +7,8 @@ import ServiceLifecycle
 import ServiceResilience
 import ServiceTesting
 import Testing
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Rate limiter, registry and balancer state machines on a manual clock, and the service client balancing over real
 /// servers.

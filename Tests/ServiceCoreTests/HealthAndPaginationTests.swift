@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceTesting
 import Testing
+import ServiceHTTP
 
 @Suite struct HealthAndPaginationTests {
     struct Down: HealthCheckFailure {

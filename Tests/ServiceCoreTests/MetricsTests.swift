@@ -5,6 +5,7 @@ import Logging
 import ServiceCore
 import ServiceTesting
 import Testing
+import ServiceHTTP
 
 /// `GET /metrics`: strict Prometheus text, with counters that move as requests are made.
 @Suite struct MetricsTests {

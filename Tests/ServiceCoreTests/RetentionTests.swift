@@ -9,6 +9,7 @@ import ServiceResilience
 import ServiceSaga
 import ServiceTesting
 import Testing
+import ServiceHTTP
 
 @Suite struct RetentionTests {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

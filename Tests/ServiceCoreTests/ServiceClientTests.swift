@@ -7,6 +7,8 @@ import ServiceLifecycle
 import ServiceResilience
 import ServiceTesting
 import Testing
+import ServiceHTTP
+import ServiceDiscovery
 
 /// The service client under its resilience policies, against a real server that fails on purpose.
 @Suite struct ServiceClientTests {

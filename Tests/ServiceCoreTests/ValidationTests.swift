@@ -1,6 +1,7 @@
 import Foundation
 import ServiceCore
 import Testing
+import ServiceHTTP
 
 @Suite struct ValidationTests {
     func parse(_ text: String) throws -> JSONValue {

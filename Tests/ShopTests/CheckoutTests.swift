@@ -5,6 +5,7 @@ import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
+import ServiceHTTP
 
 /// `POST /api/checkout`: the guide's createOrderSaga through the gateway, in process.
 @Suite struct CheckoutTests {

@@ -14,6 +14,8 @@ import ShopContracts
 import Testing
 
 @testable import GatewayService
+import ServiceHTTP
+import ServiceDiscovery
 
 /// The gateway's rate limits, the registry it hosts, and balancing over registered instances, against stub upstreams.
 @Suite struct GatewayResilienceTests {

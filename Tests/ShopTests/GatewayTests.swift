@@ -7,6 +7,7 @@ import ShopContracts
 import Testing
 
 @testable import GatewayService
+import ServiceHTTP
 
 @Suite struct GatewayTests {
     static let signup = #"{"email":"jane@example.com","name":"Jane Doe","password":"Secret123"}"#

@@ -14,6 +14,8 @@ import ServiceResilience
 import ServiceTesting
 import ShopContracts
 import UserService
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Test wiring for the shop's services: fresh databases on the engine under test, a test signing key, port 0.
 final class Harness: Sendable {

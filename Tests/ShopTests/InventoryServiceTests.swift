@@ -5,6 +5,7 @@ import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
+import ServiceHTTP
 
 @Suite struct InventoryServiceTests {
     @Test(arguments: TestDatabase.available)

@@ -8,6 +8,7 @@ import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
+import ServiceHTTP
 
 /// The guide's order lifecycle through the gateway, in process: reservation, payment, fulfilment, notifications and
 /// mail, and what happens when a step cannot be done.

@@ -6,6 +6,8 @@ import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
+import ServiceHTTP
+import ServiceDiscovery
 
 @Suite struct OrderServiceTests {
     static let catalog: [(String, ProductUpdate)] = [

@@ -8,6 +8,8 @@ import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Breakers, fallback, registry and balancing across real processes under the supervisor.
 @Suite(.serialized) struct ResilienceSystemTests {

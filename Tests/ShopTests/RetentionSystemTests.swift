@@ -7,6 +7,7 @@ import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
+import ServiceHTTP
 
 /// Retention across real processes: with a short `RETENTION`, what a burst of traffic leaves in the infrastructure
 /// tables is pruned by the services themselves, while the business data stays.

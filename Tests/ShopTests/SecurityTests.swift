@@ -4,6 +4,7 @@ import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
+import ServiceHTTP
 
 /// The shop from an attacker's side: other people's resources, internal endpoints, service tokens where a person
 /// belongs, password guessing, and hostile bodies on every public route.

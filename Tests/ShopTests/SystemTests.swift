@@ -11,6 +11,7 @@ import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
+import ServiceHTTP
 
 /// The system as `shop up` runs it: every service its own OS process (`shop serve NAME`) under the supervisor.
 @Suite(.serialized) struct SystemTests {

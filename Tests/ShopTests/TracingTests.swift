@@ -10,6 +10,7 @@ import ServiceTesting
 import ShopContracts
 import Testing
 import Tracing
+import ServiceHTTP
 
 /// Distributed tracing in process, with an in-memory tracer: one checkout through the gateway is one trace.
 @Suite struct TracingTests {

@@ -8,6 +8,7 @@ import ServiceTesting
 import ShopContracts
 import Testing
 import UserService
+import ServiceHTTP
 
 @Suite struct UserServiceTests {
     static let jane = #"{"email":"Jane@Example.com","name":"Jane Doe","password":"Secret123","profile":{"firstName":"Jane","phone":"+1 555-0100"}}"#

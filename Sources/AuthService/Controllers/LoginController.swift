@@ -4,6 +4,8 @@ import JWTKit
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// `POST /auth/login`: checks credentials with the user service and answers a signed token;
 /// `GET /.well-known/jwks.json`: the public keys everyone verifies tokens with.

@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// `POST /auth/service` (the guide's service authentication): a service proves itself with its client id and secret
 /// and gets a short-lived token carrying the scopes granted to it.

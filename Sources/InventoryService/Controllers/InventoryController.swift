@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// The catalog: public reads (`GET /inventory`, `GET /inventory/:productId`) and admin writes (`PUT /inventory/:productId`).
 struct InventoryController<Repository: ProductRepository> {

@@ -1,5 +1,6 @@
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// Storage of the catalog.
 protocol ProductRepository: Sendable {

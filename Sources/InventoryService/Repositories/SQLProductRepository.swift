@@ -3,6 +3,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
 
 /// ``ProductRepository`` on the service's own SQL database.
 struct SQLProductRepository: ProductRepository {

@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// `GET /notifications` (the caller's, paginated) and `GET /notifications/recipients/:userId` (the replica entry).
 struct NotificationController {

@@ -4,6 +4,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
 
 /// A notification sent to a user.
 struct NotificationDTO: Codable, Sendable, Equatable {

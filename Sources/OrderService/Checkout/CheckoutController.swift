@@ -8,6 +8,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceSaga
 import ShopContracts
+import ServiceHTTP
 
 /// `POST /checkout` runs the checkout saga (with an optional Idempotency-Key); `GET /checkout/:id` shows it.
 struct CheckoutController {

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import ServiceCore
 import ServiceSaga
 import ShopContracts
+import ServiceDiscovery
 
 /// What the checkout saga keeps between steps (stored with the saga: no card data).
 struct CheckoutState: Codable, Sendable {

@@ -1,6 +1,7 @@
 import Hummingbird
 import ServiceCore
 import ServiceSaga
+import ServiceHTTP
 
 extension SagaAdmin.Summary: ResponseEncodable {}
 extension SagaAdmin.Detail: ResponseEncodable {}

@@ -1,6 +1,8 @@
 import Foundation
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Prices order lines from the catalog: a client cannot set its own price. Used by `POST /orders` and `POST /checkout`.
 struct CatalogPricing: Sendable {

@@ -3,6 +3,8 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Order routes; every one needs a caller, and a caller sees only its own orders (admins see all).
 struct OrderController<Repository: OrderRepository> {

@@ -1,5 +1,6 @@
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// A validated `POST /orders` body: the guide's `createOrder` schema (prices are then checked against the catalog).
 struct NewOrder: Sendable {

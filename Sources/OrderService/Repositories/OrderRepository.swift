@@ -1,5 +1,6 @@
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// Storage of orders and their lines.
 protocol OrderRepository: Sendable {

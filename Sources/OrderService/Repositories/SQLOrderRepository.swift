@@ -4,6 +4,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
 import ShopContracts
+import ServiceHTTP
 
 /// ``OrderRepository`` on the service's own SQL database.
 struct SQLOrderRepository: OrderRepository {

@@ -1,4 +1,4 @@
-import Hummingbird
+import Foundation
 import Logging
 
 /// The settings every service shares: who it is, where it listens, where its data lives.
@@ -52,7 +52,7 @@ public struct ServiceSettings: Sendable {
     }
 
     /// Reads the settings of service `name` from `environment`, with `defaultPort` when `PORT` is unset.
-    public init(name: String, defaultPort: Int, environment: Environment = Environment()) {
+    public init(name: String, defaultPort: Int, environment: some SettingsSource = ProcessInfo.processInfo.environment) {
         self.init(
             name: name,
             host: environment.string("HOST", default: "127.0.0.1"),
@@ -67,7 +67,4 @@ public struct ServiceSettings: Sendable {
         self.retention = environment.string("RETENTION", default: "7d")
         self.deadLetterRetention = environment.string("DEAD_LETTER_RETENTION", default: "30d")
     }
-
-    /// The registry lookup shared by this process's clients, when a registry is configured.
-    public var registry: RegistryLookup? { registryURL.isEmpty ? nil : RegistryLookup.shared(registryURL) }
 }

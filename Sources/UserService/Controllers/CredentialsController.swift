@@ -2,6 +2,7 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
 
 /// The internal route the auth service calls at login: checks an email and password and answers the user, or 401.
 /// It lives under `/internal`, which the gateway never forwards, and answers only a service token with scope

@@ -3,6 +3,8 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ShopContracts
+import ServiceHTTP
+import ServiceDiscovery
 
 /// Public and authenticated user routes: signup, profile read/update, and the user-with-orders composition.
 struct UserController<Repository: UserRepository> {

@@ -1,9 +1,9 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
+import NIOCore
 
 /// An error a client sees as a JSON body: `{"error": message, "details": [...]?, ...extra}`.
-public struct APIError: HTTPResponseError, Sendable {
+public struct APIError: Error, Sendable {
     /// One problem with one input field, as in the guide's validation output.
     public struct FieldError: Codable, Sendable, Equatable {
         public var field: String
@@ -68,11 +68,5 @@ public struct APIError: HTTPResponseError, Sendable {
         for (key, value) in extra { object[key] = value }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return ByteBuffer(bytes: data)
-    }
-
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers = self.headers
-        headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: self.status, headers: headers, body: .init(byteBuffer: self.body))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceCore
 
 /// Finds what Foundation's JSON parser lets through silently: an object with the same key twice (it keeps one value, so
 /// two readers of one body could disagree) and nesting deeper than a service needs (a cheap way to burn stack and

@@ -4,6 +4,7 @@ import Metrics
 import NIOCore
 import Prometheus
 import ServiceResilience
+import ServiceCore
 
 /// The process's metrics, exposed at `GET /metrics` in Prometheus text format. Code records through swift-metrics
 /// (`Counter`, `Timer`, `Gauge`), whose backend here is swift-prometheus; every service of the process (one, or all of

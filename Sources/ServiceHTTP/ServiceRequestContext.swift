@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceCore
 
 /// The request context every service uses: the core storage plus the correlation id and the caller's identity.
 public struct ServiceRequestContext: RequestContext {

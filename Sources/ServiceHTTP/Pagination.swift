@@ -1,4 +1,5 @@
 import Hummingbird
+import ServiceCore
 
 /// A page request from `?page=&limit=` (page ≥ 1, default 1; limit 1…100, default 10), as the guide's paginate helper.
 public struct PageRequest: Sendable, Equatable {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import ServiceCore
 
 /// Turns every error into a JSON response: a client never sees a stack trace, an HTML page or an empty 500.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceCore
 
 extension Request {
     /// Collects the body (up to the context's upload limit, else 413) and parses it as JSON (else 400).

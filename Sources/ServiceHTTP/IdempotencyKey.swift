@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import ServiceCore
 
 /// The `Idempotency-Key` request header (IETF draft "The Idempotency-Key HTTP Header Field").
 public enum IdempotencyKey {

@@ -4,11 +4,12 @@ import Logging
 import Instrumentation
 import Tracing
 import Metrics
-import HTTPTypes
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
 import ServiceResilience
+import ServiceCore
 
 /// A JSON client for calling another service: carries the current correlation id and the caller's bearer token,
 /// bounds every call with a timeout, and turns "could not reach it" into a 503 ``APIError``.

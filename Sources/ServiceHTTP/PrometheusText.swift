@@ -1,4 +1,5 @@
 import Foundation
+import ServiceCore
 
 /// A strict reader of the Prometheus text exposition format (version 0.0.4), for tests and for tools that report from
 /// a process's registry (`shop bench checkout`): it refuses anything a Prometheus server would refuse (bad names, bad label syntax or escapes, unparsable values, samples of a family

@@ -3,8 +3,10 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 import ServiceLifecycle
+import ServiceCore
 
 /// Answer of `POST /register`.
 public struct RegistrationAnswer: Codable, Sendable {
@@ -259,4 +261,9 @@ public struct RegistryMonitor: Service {
             }
         }
     }
+}
+
+extension ServiceSettings {
+    /// The registry lookup shared by this process's clients, when a registry is configured.
+    public var registry: RegistryLookup? { registryURL.isEmpty ? nil : RegistryLookup.shared(registryURL) }
 }

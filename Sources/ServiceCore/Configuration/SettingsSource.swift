@@ -1,6 +1,17 @@
-import Hummingbird
+import Foundation
 
-extension Environment {
+/// Where settings are read from: the process's environment (`[String: String]`), Hummingbird's `Environment` (conformed
+/// in ServiceHTTP), or anything else that answers a value by name.
+public protocol SettingsSource: Sendable {
+    /// The value of `key`, or nil when it is not set.
+    func get(_ key: String) -> String?
+}
+
+extension Dictionary: SettingsSource where Key == String, Value == String {
+    public func get(_ key: String) -> String? { self[key] }
+}
+
+extension SettingsSource {
     /// Reads a string setting, falling back to `defaultValue` when unset or empty.
     public func string(_ key: String, default defaultValue: String) -> String {
         guard let value = self.get(key), !value.isEmpty else { return defaultValue }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceCore
 
 /// Routes `/health` (the guide's report; 503 when unhealthy), `/health/live` (the process answers) and
 /// `/health/ready` (dependencies answer: route traffic here).

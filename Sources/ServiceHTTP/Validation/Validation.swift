@@ -1,3 +1,4 @@
+import ServiceCore
 /// Field-by-field validation of a JSON body in the spirit of the guide's Joi schemas, collecting every
 /// problem instead of stopping at the first, so a client learns all it got wrong in one 400.
 ///

@@ -1,5 +1,6 @@
 import HTTPTypes
 import Hummingbird
+import ServiceCore
 
 /// Accepts or generates `x-correlation-id`, puts it in the context, the logger, the task (for outgoing calls) and the response.
 public struct CorrelationMiddleware: RouterMiddleware {

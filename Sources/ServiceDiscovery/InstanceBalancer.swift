@@ -1,5 +1,6 @@
 import ServiceResilience
 import Synchronization
+import ServiceCore
 
 /// Spreads calls over the instances of one service, each behind its own circuit breaker, so one bad instance is
 /// ejected while the others keep serving. Used by the gateway (endpoints are upstreams) and by service clients

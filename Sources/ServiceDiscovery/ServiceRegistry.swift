@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Synchronization
+import ServiceCore
 
 /// One running instance of a service, as the registry knows it.
 public struct ServiceInstance: Codable, Sendable, Hashable {
