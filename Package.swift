@@ -265,11 +265,23 @@ let package = Package(
             dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging", "ShopContracts"],
             swiftSettings: swiftSettings
         ),
+        // What a service process runs: JSON logs, trace export, the registry agent, the watchdog, the service group. Each
+        // service's executable is this and its own service module only.
+        .target(
+            name: "ShopRuntime",
+            dependencies: [
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceTracing", "ShopContracts",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ShopSystem",
             dependencies: [
-                "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService", "NotificationService", "ServiceHTTP", "ServiceDiscovery",
-                "PaymentProviderService", "ServiceTracing", "ServiceDatabase",
+                "ShopRuntime", "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService",
+                "NotificationService", "PaymentProviderService", "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceDatabase", "ServiceResilience",
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
@@ -277,18 +289,18 @@ let package = Package(
         .executableTarget(
             name: "shop",
             dependencies: [
-                "ShopSystem", "ServiceMail", "ServiceSaga", "ServiceDatabase",
+                "ShopSystem", "ShopRuntime", "ServiceMail", "ServiceSaga", "ServiceDatabase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "gateway-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "auth-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "user-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "inventory-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "order-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "payment-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
-        .executableTarget(name: "notification-service", dependencies: ["ShopSystem"], swiftSettings: swiftSettings),
+        .executableTarget(name: "gateway-service", dependencies: ["ShopRuntime", "GatewayService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "auth-service", dependencies: ["ShopRuntime", "AuthService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "user-service", dependencies: ["ShopRuntime", "UserService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "inventory-service", dependencies: ["ShopRuntime", "InventoryService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "order-service", dependencies: ["ShopRuntime", "OrderService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "payment-service", dependencies: ["ShopRuntime", "PaymentService"], swiftSettings: swiftSettings),
+        .executableTarget(name: "notification-service", dependencies: ["ShopRuntime", "NotificationService"], swiftSettings: swiftSettings),
 
         // MARK: Tests
         .testTarget(

@@ -5,6 +5,9 @@ extension Duration {
     /// The duration in whole milliseconds (truncated).
     public var wholeMilliseconds: Int64 { components.seconds &* 1000 &+ components.attoseconds / 1_000_000_000_000_000 }
 
+    /// The duration in whole seconds, rounded up (what `Retry-After` and `RateLimit-Reset` carry).
+    public var wholeSecondsRoundedUp: Int64 { components.seconds + (components.attoseconds > 0 ? 1 : 0) }
+
     /// The duration in seconds, as a `Double` (what `Date` arithmetic and rates take).
     public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 

@@ -37,8 +37,7 @@ public struct RateLimit: Sendable, Equatable, CustomStringConvertible {
     public var windowSeconds: Int { Self.seconds(rounding: window) }
 
     static func seconds(rounding duration: Duration) -> Int {
-        let (seconds, attoseconds) = duration.components
-        return Int(seconds) + (attoseconds > 0 ? 1 : 0)
+        Int(duration.wholeSecondsRoundedUp)
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import ServiceResilience
 import ServiceLifecycle
 import ShopContracts
 
@@ -143,7 +144,7 @@ public final class Supervisor: Service, Sendable {
             }
             logger.warning(
                 "Service exited unexpectedly; restarting",
-                metadata: ["service": "\(instance.label)", "status": "\(status)", "restarts": "\(count)", "delayMs": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"]
+                metadata: ["service": "\(instance.label)", "status": "\(status)", "restarts": "\(count)", "delayMs": "\(delay.wholeMilliseconds)"]
             )
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
         }

@@ -1,3 +1,4 @@
-import ShopSystem
+import AuthService
+import ShopRuntime
 
-try await ServiceMain.run([.auth])
+try await ServiceMain.run([AuthServiceBuilder.self])

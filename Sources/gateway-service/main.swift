@@ -1,3 +1,4 @@
-import ShopSystem
+import GatewayService
+import ShopRuntime
 
-try await ServiceMain.run([.gateway])
+try await ServiceMain.run([GatewayBuilder.self])

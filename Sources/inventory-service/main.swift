@@ -1,3 +1,4 @@
-import ShopSystem
+import InventoryService
+import ShopRuntime
 
-try await ServiceMain.run([.inventory])
+try await ServiceMain.run([InventoryServiceBuilder.self])

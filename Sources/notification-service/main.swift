@@ -1,3 +1,4 @@
-import ShopSystem
+import NotificationService
+import ShopRuntime
 
-try await ServiceMain.run([.notification])
+try await ServiceMain.run([NotificationServiceBuilder.self])

@@ -1,3 +1,4 @@
-import ShopSystem
+import OrderService
+import ShopRuntime
 
-try await ServiceMain.run([.order])
+try await ServiceMain.run([OrderServiceBuilder.self])

@@ -1,3 +1,4 @@
-import ShopSystem
+import PaymentService
+import ShopRuntime
 
-try await ServiceMain.run([.payment])
+try await ServiceMain.run([PaymentServiceBuilder.self])

@@ -12,6 +12,7 @@ import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
+import ShopRuntime
 import ShopSystem
 import ServiceHTTP
 

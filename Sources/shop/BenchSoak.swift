@@ -9,6 +9,7 @@ import ServiceAuth
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
+import ShopRuntime
 import ShopSystem
 
 extension Bench {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ShopContracts
+import ShopRuntime
 import ShopSystem
 
 /// `shop serve NAME…`: run services in this process, configured from the environment (what `shop up` starts per service).

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import ServiceMail
 import ServiceResilience
 import ShopContracts
+import ShopRuntime
 import ShopSystem
 
 /// `shop up`: start every service, wait until ready, seed the demo catalog and the admin account, print the gateway URL.

@@ -1,3 +1,4 @@
-import ShopSystem
+import UserService
+import ShopRuntime
 
-try await ServiceMain.run([.user])
+try await ServiceMain.run([UserServiceBuilder.self])

@@ -3,6 +3,7 @@ import Hummingbird
 import JWTKit
 import ServiceAuth
 import ServiceCore
+import ServiceResilience
 import ShopContracts
 import ServiceHTTP
 import ServiceDiscovery
@@ -33,7 +34,7 @@ struct LoginController {
         }
         let address = Self.clientAddress(request, context: context, trusting: trustedProxies)
         if let wait = throttle.begin(email: credentials.email, address: address) {
-            let seconds = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+            let seconds = max(1, Int(wait.wholeSecondsRoundedUp))
             context.logger.warning("Login throttled", metadata: ["address": "\(address)"])
             throw APIError(
                 .tooManyRequests, "Too many failed login attempts", headers: [.retryAfter: String(seconds)], extra: ["retryAfter": String(seconds)]

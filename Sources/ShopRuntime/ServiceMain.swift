@@ -6,7 +6,8 @@ import ShopContracts
 
 /// The whole `main` of a service process: JSON logs, configuration from the environment, run until SIGTERM.
 public enum ServiceMain {
-    public static func run(_ names: [ServiceName], environment: [String: String] = ProcessInfo.processInfo.environment) async throws {
+    public static func run(_ builders: [any ShopServiceBuilder.Type], environment: [String: String] = ProcessInfo.processInfo.environment) async throws {
+        let names = builders.map { $0.name }
         // `LOG_LEVEL_<SERVICE>` (e.g. LOG_LEVEL_ORDER=debug) beats `LOG_LEVEL`; lines go to standard output, and with
         // `LOG_DIR` also to `combined.log` and `error.log` there.
         let level =
@@ -18,6 +19,6 @@ public enum ServiceMain {
         logger.logLevel = level
         let extra: [any Service] = ParentWatchdog(environment: environment).map { [$0] } ?? []
         let tracing = try TraceExport.bootstrap(service: names.map(\.rawValue).joined(separator: "+"), environment: environment, logger: logger)
-        try await ServiceRunner.run(names.map { ($0, environment) }, first: tracing.map { [$0] } ?? [], extra: extra, logger: logger)
+        try await ServiceRunner.run(builders.map { ($0, environment) }, first: tracing.map { [$0] } ?? [], extra: extra, logger: logger)
     }
 }

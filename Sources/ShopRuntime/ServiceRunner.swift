@@ -11,7 +11,7 @@ public enum ServiceRunner {
     /// `first` run before the services and stop after them (the trace exporter, so it still sends what they end while
     /// draining); `extra` run after them.
     public static func run(
-        _ services: [(name: ServiceName, environment: [String: String])],
+        _ services: [(builder: any ShopServiceBuilder.Type, environment: [String: String])],
         first: [any Service] = [],
         extra: [any Service] = [],
         logger: Logger
@@ -21,8 +21,8 @@ public enum ServiceRunner {
         var built: [ServiceGroupConfiguration.ServiceConfiguration] = first.map {
             .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         }
-        for (name, environment) in services {
-            let service = try await ShopServices.build(name, environment: Environment(values: environment))
+        for (builder, environment) in services {
+            let service = try await builder.buildRegistered(environment: Environment(values: environment))
             built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         for service in extra {
