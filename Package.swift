@@ -239,13 +239,17 @@ let package = Package(
         ),
         .target(
             name: "OrderService",
-            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga",
+                "ShopContracts",
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "PaymentService",
             dependencies: [
-                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts", "ServiceHTTP", "ServiceDiscovery",
+                "ServiceCore", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceResilience", "ShopContracts", "ServiceHTTP",
+                "ServiceDiscovery",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
@@ -262,7 +266,10 @@ let package = Package(
         ),
         .target(
             name: "NotificationService",
-            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMail", "ServiceMessaging",
+                "ShopContracts",
+            ],
             swiftSettings: swiftSettings
         ),
         // What a service process runs: JSON logs, trace export, the registry agent, the watchdog, the service group. Each
@@ -281,7 +288,8 @@ let package = Package(
             name: "ShopSystem",
             dependencies: [
                 "ShopRuntime", "GatewayService", "AuthService", "UserService", "InventoryService", "OrderService", "PaymentService",
-                "NotificationService", "PaymentProviderService", "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceDatabase", "ServiceResilience",
+                "NotificationService", "PaymentProviderService", "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceDatabase",
+                "ServiceResilience",
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             swiftSettings: swiftSettings
@@ -306,7 +314,8 @@ let package = Package(
         .testTarget(
             name: "ServiceCoreTests",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience", "ServiceTesting", "ServiceHTTP", "ServiceDiscovery",
+                "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience",
+                "ServiceTesting", "ServiceHTTP", "ServiceDiscovery",
                 "ServiceTracing", "ServiceMail",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -76,6 +76,11 @@ ensure_test_tools() {
     fi
 }
 
+# One format for the tree: swift-format (shipped with the toolchain) with the checked-in .swift-format. Fix with
+# `swift format format --in-place --recursive --parallel Sources Tests Package.swift`.
+echo "==> checking the format (swift format lint)"
+swift format lint --strict --recursive --parallel Sources Tests Package.swift
+
 ensure_test_tools
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
     start_private_postgres

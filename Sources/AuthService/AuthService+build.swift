@@ -2,11 +2,11 @@ import Foundation
 import Hummingbird
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Configuration of the auth service.
 public struct AuthServiceConfiguration: Sendable {
@@ -89,6 +89,7 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     ServiceLoginController(clients: clients, ring: ring).addRoutes(to: router)
     // A key from the environment changes with a redeploy; keys in the data folder change under a running service.
     let watcher: [any Service] =
-        configuration.signingKey?.isEmpty == false ? [] : [SigningKeyWatcher(ring: ring, configuration: configuration, interval: configuration.keyReloadInterval, logger: logger)]
+        configuration.signingKey?.isEmpty == false
+        ? [] : [SigningKeyWatcher(ring: ring, configuration: configuration, interval: configuration.keyReloadInterval, logger: logger)]
     return ServiceApplication.makeApplication(router: router, settings: settings, services: watcher, logger: logger)
 }

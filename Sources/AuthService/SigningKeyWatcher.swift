@@ -31,7 +31,8 @@ struct SigningKeyWatcher: Service {
         let next = try await configuration.makeIssuer(logger: logger)
         guard next.signingKey.keyID != current.signingKey.keyID || next.retiredKeys.map(\.keyID) != current.retiredKeys.map(\.keyID) else { return }
         ring.replace(with: next)
-        logger.notice("Signing key changed; signing with the new key", metadata: ["keyId": "\(next.signingKey.keyID)", "retired": "\(next.retiredKeys.count)"])
+        logger.notice(
+            "Signing key changed; signing with the new key", metadata: ["keyId": "\(next.signingKey.keyID)", "retired": "\(next.retiredKeys.count)"])
     }
 }
 
@@ -44,7 +45,8 @@ extension AuthServiceConfiguration {
         let keepRetired = Duration.seconds(max(tokenLifetimeSeconds, serviceTokenLifetimeSeconds))
         let retired = try SigningKey.loadRetired(environmentValue: retiredSigningKeys, path: retiredSigningKeysPath, keepFor: keepRetired)
         return await TokenIssuer(
-            signingKey: key, retiredKeys: retired, userTokenLifetime: .seconds(tokenLifetimeSeconds), serviceTokenLifetime: .seconds(serviceTokenLifetimeSeconds)
+            signingKey: key, retiredKeys: retired, userTokenLifetime: .seconds(tokenLifetimeSeconds),
+            serviceTokenLifetime: .seconds(serviceTokenLifetimeSeconds)
         )
     }
 }

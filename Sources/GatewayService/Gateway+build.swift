@@ -3,19 +3,20 @@ import NIOCore
 import NIOPosix
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Builds the gateway: the SwiftNIO reverse proxy with the shop's routing table, token checks, rate limits, load
 /// balancing and aggregated health, plus the service registry it hosts and the monitor that evicts dead instances.
 public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Service {
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
-    let authURL = (configuration.serviceURLs[.auth] ?? "http://127.0.0.1:\(ServiceName.auth.port())").split(separator: ",").first.map(String.init) ?? ""
+    let authURL =
+        (configuration.serviceURLs[.auth] ?? "http://127.0.0.1:\(ServiceName.auth.port())").split(separator: ",").first.map(String.init) ?? ""
     let verifier = configuration.tokenVerifier ?? .remote(authURL: authURL, logger: logger)
     let registry = ServiceRegistry(ttl: configuration.registryTTL)
     var statics: [String: [ProxyUpstream]] = [:]

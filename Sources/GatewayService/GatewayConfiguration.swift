@@ -1,13 +1,13 @@
 import Foundation
-import NIOCore
 import Hummingbird
+import NIOCore
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Configuration of the gateway: where it listens and where each service is.
 public struct GatewayConfiguration: Sendable {

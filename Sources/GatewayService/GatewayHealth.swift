@@ -1,9 +1,9 @@
 import Foundation
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceProxy
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The gateway's `/health`: every routed service's full report (its database, event log and other checks nested under
 /// it, with response times) and the registry the gateway hosts, in the guide's report shape (503 if any is unhealthy).

@@ -4,10 +4,10 @@ import NIOCore
 import NIOHTTP1
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceProxy
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The gateway's routing table, as the guide's `http-proxy-middleware` setup: `/api/X…` goes to service X as `/X…`.
 /// Protected routes need a valid bearer token before anything is forwarded. Each request is counted against its route
@@ -126,7 +126,9 @@ struct GatewayRouter: ProxyRouter {
             Counter(label: "gateway_no_instance_total", dimensions: [("target", route.service.rawValue)]).increment()
             // Every instance ejected by its breaker, or at its bound of requests in flight.
             return .respond(
-                .json(.serviceUnavailable, #"{"error":"Service unavailable (no instance can take the request)","service":"\#(route.service.rawValue)"}"#, headers: headers)
+                .json(
+                    .serviceUnavailable,
+                    #"{"error":"Service unavailable (no instance can take the request)","service":"\#(route.service.rawValue)"}"#, headers: headers)
             )
         }
         return .forward(upstream, target: target, responseHeaders: headers)
@@ -141,7 +143,10 @@ struct GatewayRouter: ProxyRouter {
             return .decided(.respond(.json(.ok, #"{"service":"gateway","status":"alive"}"#)))
         case "/metrics":
             return .decided(
-                .respond(ProxyResponse(status: .ok, headers: ["content-type": ServiceMetrics.contentType, "cache-control": "no-store"], body: ServiceMetrics.exposition()))
+                .respond(
+                    ProxyResponse(
+                        status: .ok, headers: ["content-type": ServiceMetrics.contentType, "cache-control": "no-store"],
+                        body: ServiceMetrics.exposition()))
             )
         case "/health", "/health/ready":
             let health = self.health

@@ -3,11 +3,11 @@ import Logging
 import Metrics
 import NIOHTTP1
 import ServiceCore
+import ServiceDiscovery
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
 import Synchronization
-import ServiceDiscovery
 
 /// Where the gateway sends each service's requests: the instances in its registry when there are any, else the
 /// configured URL(s); balanced per service with a circuit breaker per instance (``InstanceBalancer``).
@@ -26,12 +26,14 @@ final class GatewayUpstreams: Sendable {
         self.statics = statics
         var balancers: [String: InstanceBalancer<ProxyUpstream>] = [:]
         for (name, upstreams) in statics {
-            balancers[name] = InstanceBalancer(name: name, endpoints: upstreams, strategy: strategy, maxOutstanding: maxInFlight) { upstream, from, to in
+            balancers[name] = InstanceBalancer(name: name, endpoints: upstreams, strategy: strategy, maxOutstanding: maxInFlight) {
+                upstream, from, to in
                 logger.warning(
                     "Instance circuit breaker changed state",
                     metadata: ["service": "\(upstream.name)", "instance": "\(upstream.host):\(upstream.port)", "from": "\(from)", "to": "\(to)"]
                 )
-                Counter(label: "circuit_breaker_transitions_total", dimensions: [("scope", "instance"), ("target", upstream.name), ("to", to)]).increment()
+                Counter(label: "circuit_breaker_transitions_total", dimensions: [("scope", "instance"), ("target", upstream.name), ("to", to)])
+                    .increment()
             }
         }
         self.balancers = balancers

@@ -3,11 +3,11 @@ import NIOCore
 import NIOHTTP1
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceProxy
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The guide's registry API, hosted by the gateway:
 ///
@@ -106,7 +106,9 @@ struct RegistryAPI: Sendable {
     }
 
     func requireReader(_ caller: Identity) throws {
-        guard caller.role == .service || caller.role == .admin else { throw APIError.forbidden("The registry is readable by services and admins only") }
+        guard caller.role == .service || caller.role == .admin else {
+            throw APIError.forbidden("The registry is readable by services and admins only")
+        }
     }
 
     static func json(_ status: HTTPResponseStatus, _ value: some Encodable) throws -> ProxyResponse {

@@ -2,10 +2,10 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
 
 /// Configuration of the inventory service.
 public struct InventoryServiceConfiguration: Sendable {
@@ -55,7 +55,8 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     ReservationController(reservations: reservations, database: database, verifier: verifier).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + [expiry, try messaging.pruner(settings: settings)], logger: logger
+        router: router, settings: settings, services: database.services + messaging.services + [expiry, try messaging.pruner(settings: settings)],
+        logger: logger
     )
     app.beforeServerStarts {
         try await database.prepare(migrations: InventoryMigrations.all + MessagingMigrations.all)

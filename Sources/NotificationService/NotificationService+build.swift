@@ -3,9 +3,9 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
 
 /// Configuration of the notification service.
 public struct NotificationServiceConfiguration: Sendable {
@@ -29,7 +29,8 @@ public struct NotificationServiceConfiguration: Sendable {
     public var mailFrom: String
 
     public init(environment: Environment = Environment()) {
-        self.settings = ServiceSettings(name: ServiceName.notification.rawValue, defaultPort: ServiceName.notification.port(), environment: environment)
+        self.settings = ServiceSettings(
+            name: ServiceName.notification.rawValue, defaultPort: ServiceName.notification.port(), environment: environment)
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.mailDirectory = environment.string("MAIL_DIRECTORY", default: "").isEmpty ? nil : environment.string("MAIL_DIRECTORY", default: "")
         self.mailFrom = environment.string("MAIL_FROM", default: "shop@shop.local")
@@ -64,7 +65,8 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     // Mail is sent after the notification committed, from the service's own queue: an effect outside any transaction,
     // once per message (a batch that rolls back never mails twice), retried on transient failures, dead-lettered when
     // the server refuses it for good.
-    let mail = try configuration.mailSender
+    let mail =
+        try configuration.mailSender
         ?? configuration.smtpURL.map { try SMTPMailSender(url: $0, logger: logger) }
         ?? FileMailSender(directory: configuration.mailDirectory ?? (settings.dataDirectory as NSString).appendingPathComponent("mail"))
     let from = (name: "Shop", address: configuration.mailFrom)

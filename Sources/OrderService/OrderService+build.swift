@@ -2,11 +2,11 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceMessaging
 import ServiceSaga
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Configuration of the order service.
 public struct OrderServiceConfiguration: Sendable {
@@ -89,17 +89,20 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
-    let tokens = try configuration.serviceTokens
+    let tokens =
+        try configuration.serviceTokens
         ?? .forService(
             ServiceName.order.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
             dataDirectory: settings.dataDirectory, allServices: ServiceName.shopServices.map(\.rawValue)
         )
     let pricing = CatalogPricing(
-        catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry), replicas: Replicas(database: database))
+        catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry),
+        replicas: Replicas(database: database))
     let repository = SQLOrderRepository(database: database, events: messaging.publisher)
     // Reads of payment status go through a circuit breaker with a fallback (the guide's payment example).
     let paymentStatus = ServiceClient(
-        name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(5), credentials: tokens,
+        name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(5),
+        credentials: tokens,
         policies: ServiceClient.breakerPolicies(
             name: "payment", configuration: .init(consecutiveFailures: 3, openDuration: configuration.paymentBreakerOpen)
         ),
@@ -111,7 +114,8 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let saga = CheckoutSaga.definition(
         inventory: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry),
         payments: ServiceClient(
-            name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30), credentials: tokens,
+            name: "payment", locate: configuration.locatePayment ?? { [url = configuration.paymentURL] in url }, timeout: .seconds(30),
+            credentials: tokens,
             registry: settings.registry
         ),
         repository: repository, vault: vault, chargeTimeout: configuration.chargeTimeout, deadline: configuration.checkoutDeadline,
@@ -124,7 +128,8 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         afterRun: { vault.remove($0) }
     )
     CheckoutController(
-        orchestrator: orchestrator, pricing: pricing, vault: vault, database: database, verifier: verifier, wait: configuration.checkoutWait, logger: logger
+        orchestrator: orchestrator, pricing: pricing, vault: vault, database: database, verifier: verifier, wait: configuration.checkoutWait,
+        logger: logger
     ).addRoutes(to: router)
     // The event log's dead letters are administered here (the gateway routes /api/admin/dlq to this service).
     let admin = router.group().add(middleware: AuthMiddleware(verifier: verifier))

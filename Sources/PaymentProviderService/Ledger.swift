@@ -18,21 +18,26 @@ struct Ledger: Sendable {
     /// with the same `fingerprint` is answered from its record without running `work`; with another fingerprint it is a
     /// 400. Without a key, `work` just runs.
     func idempotent(
-        key: String?, operation: String, fingerprint: String, _ work: @escaping @Sendable (any SQLDatabase) async throws -> (status: Int, body: String)
+        key: String?, operation: String, fingerprint: String,
+        _ work: @escaping @Sendable (any SQLDatabase) async throws -> (status: Int, body: String)
     ) async throws -> Answer {
         for attempt in 0..<2 {
             do {
                 return try await database.transaction { sql -> Answer in
-                    if let key, let row = try await sql.raw(
-                        "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = \(bind: key) AND operation = \(bind: operation)"
-                    ).first() {
+                    if let key,
+                        let row = try await sql.raw(
+                            "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = \(bind: key) AND operation = \(bind: operation)"
+                        ).first()
+                    {
                         guard try row.decode(column: "fingerprint", as: String.self) == fingerprint else {
                             throw ProviderError(
                                 status: .badRequest, type: "idempotency_error", code: "idempotency_key_in_use",
                                 message: "Keys for idempotent requests can only be used with the same parameters they were first used with."
                             )
                         }
-                        return Answer(status: try row.decode(column: "status", as: Int.self), body: try row.decode(column: "body", as: String.self), replayed: true)
+                        return Answer(
+                            status: try row.decode(column: "status", as: Int.self), body: try row.decode(column: "body", as: String.self),
+                            replayed: true)
                     }
                     let answer = try await work(sql)
                     if let key {
@@ -46,12 +51,13 @@ struct Ledger: Sendable {
                     }
                     return Answer(status: answer.status, body: answer.body, replayed: false)
                 }
-            } catch where attempt == 0 && Database.isUniqueViolation(error) {
+            } catch  where attempt == 0 && Database.isUniqueViolation(error) {
                 // The same key arrived twice at once: the other request committed first; answer from its record.
                 continue
             }
         }
-        throw ProviderError(status: .conflict, type: "idempotency_error", code: "idempotency_key_in_use", message: "A request with this key is in progress")
+        throw ProviderError(
+            status: .conflict, type: "idempotency_error", code: "idempotency_key_in_use", message: "A request with this key is in progress")
     }
 
     static func insert(_ charge: Charge, in sql: any SQLDatabase) async throws {
@@ -81,7 +87,10 @@ struct Ledger: Sendable {
         try await database.withConnection { sql in
             var cursor: Int64?
             if let startingAfter {
-                guard let seq = try await sql.raw("SELECT seq FROM charges WHERE id = \(bind: startingAfter)").first()?.decode(column: "seq", as: Int64.self) else {
+                guard
+                    let seq = try await sql.raw("SELECT seq FROM charges WHERE id = \(bind: startingAfter)").first()?.decode(
+                        column: "seq", as: Int64.self)
+                else {
                     throw ProviderError.missing("charge: \(startingAfter)")
                 }
                 cursor = seq
@@ -108,7 +117,8 @@ struct Ledger: Sendable {
         return Charge(
             id: try row.decode(column: "id", as: String.self), amount: amount, amountRefunded: refunded,
             currency: try row.decode(column: "currency", as: String.self), status: status, paid: status == "succeeded", refunded: refunded == amount,
-            failureCode: try row.decode(column: "failure_code", as: String?.self), failureMessage: try row.decode(column: "failure_message", as: String?.self),
+            failureCode: try row.decode(column: "failure_code", as: String?.self),
+            failureMessage: try row.decode(column: "failure_message", as: String?.self),
             metadata: metadata, created: try row.decode(column: "created", as: Int64.self),
             paymentMethodDetails: .init(
                 card: .init(
@@ -140,8 +150,11 @@ struct Ledger: Sendable {
             WHERE id = \(bind: id) AND amount_refunded + \(bind: refunding) <= amount RETURNING id
             """
         ).all()
-        guard !updated.isEmpty else { throw ProviderError.invalid("Refund amount is greater than the unrefunded amount.", param: "amount", code: "amount_too_large") }
-        let refund = Refund(id: ProviderID.make("re"), amount: refunding, charge: id, currency: charge.currency, created: Int64(Date().timeIntervalSince1970))
+        guard !updated.isEmpty else {
+            throw ProviderError.invalid("Refund amount is greater than the unrefunded amount.", param: "amount", code: "amount_too_large")
+        }
+        let refund = Refund(
+            id: ProviderID.make("re"), amount: refunding, charge: id, currency: charge.currency, created: Int64(Date().timeIntervalSince1970))
         try await sql.raw(
             "INSERT INTO refunds (id, charge_id, amount, created) VALUES (\(bind: refund.id), \(bind: id), \(bind: refunding), \(bind: refund.created))"
         ).run()

@@ -2,8 +2,8 @@ import Foundation
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// Configuration of the sandbox payment provider: a stand-in for a card processor such as Stripe, run as its own
 /// process with its own ledger, so the payment service talks to it exactly as it would to a real provider.
@@ -42,7 +42,9 @@ enum ProviderKey {
         }
         defer { try? FileManager.default.removeItem(atPath: temporary) }
         if link(temporary, path) != 0 {
-            guard let stored = PaymentProviderKey.read(dataDirectory: dataDirectory) else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+            guard let stored = PaymentProviderKey.read(dataDirectory: dataDirectory) else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+            }
             return stored
         }
         return key

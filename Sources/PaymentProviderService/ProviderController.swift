@@ -3,9 +3,9 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import ServiceCore
+import ServiceHTTP
 import ServiceLifecycle
 import ShopContracts
-import ServiceHTTP
 
 /// The provider's API, after Stripe's: `POST /v1/charges`, `POST /v1/refunds`, `GET /v1/charges/:id`,
 /// `GET /v1/charges?limit=&starting_after=&created[gte]=`, behind a secret key (`Authorization: Bearer sk_test_…`).
@@ -63,23 +63,30 @@ struct ProviderController {
         try parameters.allowOnly(["amount", "currency", "description", "card[number]", "card[exp_month]", "card[exp_year]", "card[cvc]", "metadata["])
         let amount = try parameters.integer("amount", in: 50...99_999_999)
         let currency = try parameters.required("currency").lowercased()
-        guard currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isLetter }) else { throw ProviderError.invalid("Invalid currency: \(currency)", param: "currency") }
+        guard currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isLetter }) else {
+            throw ProviderError.invalid("Invalid currency: \(currency)", param: "currency")
+        }
         let number = try parameters.required("card[number]").filter { $0 != " " }
         guard (12...19).contains(number.count), number.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ProviderError(status: .cardError, type: "card_error", code: "invalid_number", message: "The card number is not a valid card number.", param: "card[number]")
+            throw ProviderError(
+                status: .cardError, type: "card_error", code: "invalid_number", message: "The card number is not a valid card number.",
+                param: "card[number]")
         }
         let month = Int(try parameters.integer("card[exp_month]", in: 1...12))
         let year = Int(try parameters.integer("card[exp_year]", in: 2000...2100))
         let cvc = try parameters.required("card[cvc]")
         guard (3...4).contains(cvc.count), cvc.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ProviderError(status: .cardError, type: "card_error", code: "invalid_cvc", message: "The card's security code is invalid.", param: "card[cvc]")
+            throw ProviderError(
+                status: .cardError, type: "card_error", code: "invalid_cvc", message: "The card's security code is invalid.", param: "card[cvc]")
         }
         let card = CardDetails(number: number, expiryMonth: month, expiryYear: year, cvv: cvc)
         guard CardDetails.passesLuhn(number) else {
-            throw ProviderError(status: .cardError, type: "card_error", code: "incorrect_number", message: "The card number is incorrect.", param: "card[number]")
+            throw ProviderError(
+                status: .cardError, type: "card_error", code: "incorrect_number", message: "The card number is incorrect.", param: "card[number]")
         }
         guard !card.isExpired(on: .now) else {
-            throw ProviderError(status: .cardError, type: "card_error", code: "expired_card", message: "The card has expired.", param: "card[exp_year]")
+            throw ProviderError(
+                status: .cardError, type: "card_error", code: "expired_card", message: "The card has expired.", param: "card[exp_year]")
         }
         let metadata = try parameters.metadata()
         if number == Self.timesOut {
@@ -109,7 +116,8 @@ struct ProviderController {
             return (200, try Self.json(charge))
         }
         if !answer.replayed {
-            context.logger.info("Charge", metadata: ["chargeId": "\(charge.id)", "status": "\(charge.status)", "amount": "\(amount)", "card": "\(card)"])
+            context.logger.info(
+                "Charge", metadata: ["chargeId": "\(charge.id)", "status": "\(charge.status)", "amount": "\(amount)", "card": "\(card)"])
         }
         return Self.answer(answer)
     }
@@ -131,7 +139,9 @@ struct ProviderController {
 
     @Sendable func getCharge(request: Request, context: ServiceRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
-        guard ProviderID.isValid(id, prefix: "ch"), let charge = try await ledger.charge(id: id) else { throw ProviderError.missing("charge: \(id.prefix(64))") }
+        guard ProviderID.isValid(id, prefix: "ch"), let charge = try await ledger.charge(id: id) else {
+            throw ProviderError.missing("charge: \(id.prefix(64))")
+        }
         return Self.answer(.init(status: 200, body: try Self.json(charge), replayed: false))
     }
 
@@ -143,12 +153,15 @@ struct ProviderController {
                 query.updateValue(value, forKey: name) == nil
             else { throw ProviderError.invalid("The query string is malformed") }
             guard ["limit", "starting_after", "created[gte]"].contains(name) else {
-                throw ProviderError.invalid("Received unknown parameter: \(name.prefix(60))", param: String(name.prefix(60)), code: "parameter_unknown")
+                throw ProviderError.invalid(
+                    "Received unknown parameter: \(name.prefix(60))", param: String(name.prefix(60)), code: "parameter_unknown")
             }
         }
         var limit = 10
         if let text = query["limit"] {
-            guard let value = Int(text), (1...100).contains(value) else { throw ProviderError.invalid("limit must be between 1 and 100", param: "limit") }
+            guard let value = Int(text), (1...100).contains(value) else {
+                throw ProviderError.invalid("limit must be between 1 and 100", param: "limit")
+            }
             limit = value
         }
         let after = query["starting_after"]

@@ -76,7 +76,9 @@ struct ProviderParameters: Sendable, Equatable {
     }
 
     func required(_ name: String) throws -> String {
-        guard let value = values[name], !value.isEmpty else { throw ProviderError.invalid("Missing required param: \(name).", param: name, code: "parameter_missing") }
+        guard let value = values[name], !value.isEmpty else {
+            throw ProviderError.invalid("Missing required param: \(name).", param: name, code: "parameter_missing")
+        }
         return value
     }
 

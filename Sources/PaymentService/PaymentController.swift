@@ -4,10 +4,10 @@ import Hummingbird
 import Logging
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// `POST /payments` (charge an order), `GET /payments/:id` (the caller's payment).
 struct PaymentController {
@@ -42,7 +42,8 @@ struct PaymentController {
             throw APIError.validation([.init(field: "orderId", message: "\"orderId\" is required")])
         }
         let latest = try await repository.latest(orderId: String(orderId))
-        return PaymentStatusDTO(orderId: String(orderId), status: latest?.payment.status ?? "none", payment: latest?.payment, source: "payment-service")
+        return PaymentStatusDTO(
+            orderId: String(orderId), status: latest?.payment.status ?? "none", payment: latest?.payment, source: "payment-service")
     }
 
     /// A request that may succeed when repeated shortly (another one with its key or order is still charging): 503
@@ -87,7 +88,9 @@ struct PaymentController {
 
         init(body: JSONValue, now: Date, forService: Bool = false) throws {
             self = try Validation.validate(body) { body in
-                body.allowOnly(forService ? ["orderId", "userId", "amount", "paymentMethod", "cardDetails"] : ["orderId", "amount", "paymentMethod", "cardDetails"])
+                body.allowOnly(
+                    forService
+                        ? ["orderId", "userId", "amount", "paymentMethod", "cardDetails"] : ["orderId", "amount", "paymentMethod", "cardDetails"])
                 let userId = forService ? body.string("userId", maxLength: 64, rule: Rules.identifier) : nil
                 let orderId = body.string("orderId", maxLength: 64, rule: Rules.identifier)
                 let amount = body.number("amount", positive: true, maximum: 1_000_000, maxFractionDigits: 2)
@@ -115,7 +118,9 @@ struct PaymentController {
             let order = try await fetchOrder(input.orderId)
             guard order.userId == identity.subject else { throw APIError.forbidden("This order belongs to someone else") }
             guard Money.cents(order.totalAmount) == Money.cents(input.amount) else {
-                throw APIError.validation([.init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")])
+                throw APIError.validation([
+                    .init(field: "amount", message: "\"amount\" must equal the order total \(String(format: "%.2f", order.totalAmount))")
+                ])
             }
             if order.status == "paid" || order.status == "shipped" || order.status == "delivered" {
                 throw APIError(.conflict, "Order is already paid")

@@ -3,8 +3,8 @@ import Logging
 import Metrics
 import ServiceCore
 import ServiceDatabase
-import ShopContracts
 import ServiceLifecycle
+import ShopContracts
 
 /// Settles payments whose charge has an unknown outcome, at start and then periodically: a payment a crash left
 /// `processing` (the provider may have charged before the process died), or one marked `failed` because the provider
@@ -42,9 +42,12 @@ struct PaymentReconciler: Service {
                 let label = try await settle(record)
                 settled += 1
                 Counter(label: "payments_reconciled_total", dimensions: [("outcome", label)]).increment()
-                logger.info("Payment reconciled with the provider", metadata: ["paymentId": "\(record.payment.id)", "was": "\(record.payment.status)", "outcome": "\(label)"])
+                logger.info(
+                    "Payment reconciled with the provider",
+                    metadata: ["paymentId": "\(record.payment.id)", "was": "\(record.payment.status)", "outcome": "\(label)"])
             } catch {
-                logger.warning("Could not reconcile a payment; trying again later", metadata: ["paymentId": "\(record.payment.id)", "error": "\(error)"])
+                logger.warning(
+                    "Could not reconcile a payment; trying again later", metadata: ["paymentId": "\(record.payment.id)", "error": "\(error)"])
             }
         }
         return settled
@@ -59,7 +62,7 @@ struct PaymentReconciler: Service {
         }
         do {
             _ = try await repository.settle(record, outcome: outcome)
-        } catch where Database.isUniqueViolation(error) {
+        } catch  where Database.isUniqueViolation(error) {
             // The order was paid meanwhile by another payment (the client paid again after this one's outcome was
             // unknown): this charge is a second one for the order, and goes back.
             guard case .approved(let reference) = outcome else { throw error }

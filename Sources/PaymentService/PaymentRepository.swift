@@ -2,9 +2,9 @@ import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
 
 /// A payment row, with what is needed to answer a repeated request.
 struct PaymentRecord: Sendable {
@@ -59,7 +59,7 @@ struct PaymentRepository: Sendable {
                     started.payment.status = "processing"
                     return .started(started)
                 }
-            } catch where Database.isUniqueViolation(error) && attempt == 0 {
+            } catch  where Database.isUniqueViolation(error) && attempt == 0 {
                 // A concurrent request inserted first (same key, or same order): look again, now it is visible.
                 continue
             }
@@ -76,7 +76,7 @@ struct PaymentRepository: Sendable {
                     "UPDATE payments SET status = 'processing', updated_at = \(bind: Timestamp.now()) WHERE id = \(bind: id) AND status = 'failed' RETURNING id"
                 ).all().isEmpty
             }
-        } catch where Database.isUniqueViolation(error) {
+        } catch  where Database.isUniqueViolation(error) {
             // Another payment of the order is live now: this one stays failed.
             throw APIError(.conflict, "Another payment for this order is in progress or completed")
         }
@@ -193,7 +193,8 @@ struct PaymentRepository: Sendable {
     /// The order's latest payment attempt, if any.
     func latest(orderId: String) async throws -> PaymentRecord? {
         try await database.withConnection { sql in
-            try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) ORDER BY created_at DESC, id DESC LIMIT 1").first().map(Self.record)
+            try await sql.raw("SELECT * FROM payments WHERE order_id = \(bind: orderId) ORDER BY created_at DESC, id DESC LIMIT 1").first().map(
+                Self.record)
         }
     }
 
@@ -253,7 +254,8 @@ struct PaymentRepository: Sendable {
                 orderId: try row.decode(column: "order_id", as: String.self),
                 amount: Money.amount(try row.decode(column: "amount_cents", as: Int64.self)),
                 status: try row.decode(column: "status", as: String.self),
-                card: .init(brand: try row.decode(column: "card_brand", as: String.self), last4: try row.decode(column: "card_last4", as: String.self)),
+                card: .init(
+                    brand: try row.decode(column: "card_brand", as: String.self), last4: try row.decode(column: "card_last4", as: String.self)),
                 createdAt: try row.decode(column: "created_at", as: String.self)
             ),
             userId: try row.decode(column: "user_id", as: String.self),

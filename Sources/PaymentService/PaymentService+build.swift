@@ -3,10 +3,10 @@ import SQLKit
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Configuration of the payment service.
 public struct PaymentServiceConfiguration: Sendable {
@@ -28,7 +28,8 @@ public struct PaymentServiceConfiguration: Sendable {
     public var reconcileInterval: Duration
     /// Consumer settings of its event subscriptions: patient, since refunds wait out a provider that is down (up to 20
     /// attempts, backoff from 1 s to 5 min, a lease longer than a refund takes).
-    public var consumer = ConsumerConfiguration(visibilityTimeout: .seconds(300), maxAttempts: 20, baseBackoff: .seconds(1), maxBackoff: .seconds(300))
+    public var consumer = ConsumerConfiguration(
+        visibilityTimeout: .seconds(300), maxAttempts: 20, baseBackoff: .seconds(1), maxBackoff: .seconds(300))
     /// This service's client secret (`SERVICE_SECRET`); nil: the data folder's secrets file.
     public var serviceSecret: String?
     /// Where its service tokens come from; nil: the auth service, with ``serviceSecret``.
@@ -39,7 +40,8 @@ public struct PaymentServiceConfiguration: Sendable {
         self.authURL = environment.string(ServiceName.auth.urlVariable, default: "http://127.0.0.1:\(ServiceName.auth.port())")
         self.orderURL = environment.string(ServiceName.order.urlVariable, default: "http://127.0.0.1:\(ServiceName.order.port())")
         self.processorTimeout = .milliseconds(environment.int("PAYMENT_PROCESSOR_TIMEOUT_MS", default: 10_000))
-        self.providerURL = environment.string(ServiceName.paymentProvider.urlVariable, default: "http://127.0.0.1:\(ServiceName.paymentProvider.port())")
+        self.providerURL = environment.string(
+            ServiceName.paymentProvider.urlVariable, default: "http://127.0.0.1:\(ServiceName.paymentProvider.port())")
         self.providerKey = environment.get("PAYMENT_PROVIDER_KEY").flatMap { $0.isEmpty ? nil : $0 }
         self.reconcileInterval = .milliseconds(max(100, environment.int("PAYMENT_RECONCILE_INTERVAL_MS", default: 30_000)))
         self.serviceSecret = environment.get("SERVICE_SECRET")
@@ -55,7 +57,8 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
     let repository = PaymentRepository(database: database, events: messaging.publisher)
     let dataDirectory = settings.dataDirectory
-    let processor: any PaymentProcessor = configuration.processor
+    let processor: any PaymentProcessor =
+        configuration.processor
         ?? ProviderProcessor(baseURL: configuration.providerURL) { [key = configuration.providerKey] in
             guard let key = key ?? PaymentProviderKey.read(dataDirectory: dataDirectory) else {
                 throw PaymentProviderKey.Missing(path: PaymentProviderKey.path(dataDirectory: dataDirectory))
@@ -78,7 +81,8 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     messaging.consume(group: "payment-service", handlers: handlers, configuration: configuration.consumer)
 
     let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
-    let tokens = try configuration.serviceTokens
+    let tokens =
+        try configuration.serviceTokens
         ?? .forService(
             ServiceName.payment.rawValue, authURL: configuration.authURL, secret: configuration.serviceSecret,
             dataDirectory: settings.dataDirectory, allServices: ServiceName.shopServices.map(\.rawValue)

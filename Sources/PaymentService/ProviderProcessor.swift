@@ -60,7 +60,8 @@ public struct ProviderProcessor: PaymentProcessor {
     public func charge(_ request: ChargeRequest) async throws -> ChargeOutcome {
         var form: [(String, String)] = [
             ("amount", String(request.amountCents)), ("currency", "usd"), ("card[number]", request.card.number),
-            ("card[exp_month]", String(request.card.expiryMonth)), ("card[exp_year]", String(request.card.expiryYear)), ("card[cvc]", request.card.cvv),
+            ("card[exp_month]", String(request.card.expiryMonth)), ("card[exp_year]", String(request.card.expiryYear)),
+            ("card[cvc]", request.card.cvv),
         ]
         form += request.metadata.sorted { $0.key < $1.key }.map { ("metadata[\($0.key)]", $0.value) }
         let (status, body) = try await send(.POST, "/v1/charges", form: form, idempotencyKey: request.idempotencyKey)

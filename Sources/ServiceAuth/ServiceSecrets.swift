@@ -26,7 +26,9 @@ public enum ServiceSecrets {
             let directory = (file as NSString).deletingLastPathComponent
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             let temporary = file + ".\(UUID().uuidString).tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: try JSONEncoder().encode(secrets), attributes: [.posixPermissions: 0o600]) else {
+            guard
+                FileManager.default.createFile(atPath: temporary, contents: try JSONEncoder().encode(secrets), attributes: [.posixPermissions: 0o600])
+            else {
                 throw CocoaError(.fileWriteUnknown)
             }
             defer { try? FileManager.default.removeItem(atPath: temporary) }
@@ -52,7 +54,9 @@ public enum ServiceSecrets {
         var clients: [String: String] = [:]
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { clients[String(parts[0]).trimmingCharacters(in: .whitespaces)] = String(parts[1]).trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 {
+                clients[String(parts[0]).trimmingCharacters(in: .whitespaces)] = String(parts[1]).trimmingCharacters(in: .whitespaces)
+            }
         }
         return clients
     }

@@ -27,9 +27,10 @@ public struct SigningKey: Sendable {
 
     /// The public keys of `keys` as one JWK set: the current key and those retired by a rotation.
     public static func jwks(_ keys: [PublishedKey]) -> JWKS {
-        JWKS(keys: keys.map { key in
-            .octetKeyPair(.eddsa, identifier: JWKIdentifier(string: key.keyID), x: key.x, y: nil, curve: .ed25519)
-        })
+        JWKS(
+            keys: keys.map { key in
+                .octetKeyPair(.eddsa, identifier: JWKIdentifier(string: key.keyID), x: key.x, y: nil, curve: .ed25519)
+            })
     }
 
     /// The private key as base64url text (the `d` of its JWK), for storage.

@@ -1,8 +1,8 @@
 import JWTKit
 import Logging
 import ServiceCore
-import ServiceHTTP
 import ServiceDiscovery
+import ServiceHTTP
 
 extension TokenVerifier {
     /// A verifier that fetches keys from the auth service at `authURL` (`/.well-known/jwks.json`) on first use and when

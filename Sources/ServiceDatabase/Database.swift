@@ -7,11 +7,11 @@ import NIOSSL
 import PostgresKit
 import PostgresNIO
 import SQLKit
-import ServiceResilience
-import Tracing
 import SQLiteKit
 import ServiceCore
 import ServiceLifecycle
+import ServiceResilience
+import Tracing
 
 /// A service's own database: one SQL layer (SQLKit) over SQLite or PostgreSQL, so repositories are written once.
 ///
@@ -128,7 +128,9 @@ public final class Database: Sendable {
             // A session left inside a transaction (its task gone) is ended by the server, releasing its locks.
             ("idle_in_transaction_session_timeout", "30000"),
         ]
-        if let timeout = settings.statementTimeout { config.options.additionalStartupParameters.append(("statement_timeout", String(timeout.wholeMilliseconds))) }
+        if let timeout = settings.statementTimeout {
+            config.options.additionalStartupParameters.append(("statement_timeout", String(timeout.wholeMilliseconds)))
+        }
         config.options.maximumConnections = settings.poolSize
         config.options.connectTimeout = settings.connectTimeout
         return config
@@ -143,14 +145,18 @@ public final class Database: Sendable {
         let result: T
         do {
             result = try await withThrowingTaskGroup(of: T?.self) { group in
-            // The PostgreSQL pool needs its run loop; a SQLite file is closed below.
-            if case .postgres(let client, _) = database.backend { group.addTask { await client.run(); return nil } }
-            group.addTask { try await body(database) }
-            defer { group.cancelAll() }
-            while let value = try await group.next() {
-                if let value { return value }
-            }
-            throw CancellationError()
+                // The PostgreSQL pool needs its run loop; a SQLite file is closed below.
+                if case .postgres(let client, _) = database.backend {
+                    group.addTask {
+                        await client.run(); return nil
+                    }
+                }
+                group.addTask { try await body(database) }
+                defer { group.cancelAll() }
+                while let value = try await group.next() {
+                    if let value { return value }
+                }
+                throw CancellationError()
             }
         } catch {
             await database.close()
@@ -163,7 +169,8 @@ public final class Database: Sendable {
     static func openSQLite(storage: SQLiteConnection.Storage, logger: Logger, wal: Bool) async throws -> Database {
         let pool = SQLiteThreads.shared.acquire()
         do {
-            let connection = try await SQLiteConnection.open(storage: storage, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
+            let connection = try await SQLiteConnection.open(
+                storage: storage, threadPool: pool, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any())
             do {
                 return try await Database(sqlite: connection, pool: pool, logger: logger, wal: wal)
             } catch {

@@ -96,7 +96,8 @@ public enum DatabaseConfiguration: Sendable, Equatable {
             case "verify-full": settings.tls = .verifyFull(rootCertificate: root)
             default: throw InvalidURL(description: "sslmode must be disable, require or verify-full")
             }
-            if root != nil, case .verifyFull = settings.tls {} else if root != nil {
+            if root != nil, case .verifyFull = settings.tls {
+            } else if root != nil {
                 throw InvalidURL(description: "sslrootcert is used with sslmode=verify-full only")
             }
             func number(_ name: String, _ range: ClosedRange<Int>) throws -> Int? {
@@ -110,7 +111,10 @@ public enum DatabaseConfiguration: Sendable, Equatable {
             settings.connectTimeout = try number("connect_timeout", 1...600).map { .seconds($0) } ?? settings.connectTimeout
             settings.statementTimeout = try number("statement_timeout", 1...86_400_000).map { .milliseconds($0) }
             if let unknown = query.keys.sorted().first {
-                throw InvalidURL(description: "DATABASE_URL has an unknown parameter '\(unknown.prefix(40))' (known: schema, sslmode, sslrootcert, pool_size, connect_timeout, statement_timeout)")
+                throw InvalidURL(
+                    description:
+                        "DATABASE_URL has an unknown parameter '\(unknown.prefix(40))' (known: schema, sslmode, sslrootcert, pool_size, connect_timeout, statement_timeout)"
+                )
             }
             self = .postgres(settings)
         } else {

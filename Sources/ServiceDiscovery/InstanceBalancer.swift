@@ -1,6 +1,6 @@
+import ServiceCore
 import ServiceResilience
 import Synchronization
-import ServiceCore
 
 /// Spreads calls over the instances of one service, each behind its own circuit breaker, so one bad instance is
 /// ejected while the others keep serving. Used by the gateway (endpoints are upstreams) and by service clients
@@ -60,7 +60,8 @@ public final class InstanceBalancer<Endpoint: Hashable & Sendable>: Sendable {
             guard state.slots.count != endpoints.count || !zip(state.slots, endpoints).allSatisfy({ $0.endpoint == $1 }) else { return }
             var seen = Set<Endpoint>()
             state.slots = endpoints.filter { seen.insert($0).inserted }.map { endpoint in
-                state.index(of: endpoint).map { state.slots[$0] } ?? Slot(endpoint: endpoint, breaker: CircuitBreakerMachine(configuration: configuration))
+                state.index(of: endpoint).map { state.slots[$0] }
+                    ?? Slot(endpoint: endpoint, breaker: CircuitBreakerMachine(configuration: configuration))
             }
         }
     }

@@ -5,8 +5,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
-import ServiceLifecycle
 import ServiceCore
+import ServiceLifecycle
 
 /// Answer of `POST /register`.
 public struct RegistrationAnswer: Codable, Sendable {
@@ -120,7 +120,9 @@ public struct RegistryAgent: Service {
         return request
     }
 
-    private func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: some Encodable, expect: HTTPResponseStatus) async throws -> Answer {
+    private func call<Answer: Decodable>(_ method: HTTPMethod, _ path: String, body: some Encodable, expect: HTTPResponseStatus) async throws
+        -> Answer
+    {
         var request = try await request(method, path)
         request.headers.add(name: "content-type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
@@ -215,7 +217,8 @@ public struct RegistryMonitor: Service {
     let http: HTTPClient
     let logger: Logger
 
-    public init(registry: ServiceRegistry, interval: Duration = .seconds(5), threshold: Int = 2, http: HTTPClient = .betweenServices, logger: Logger) {
+    public init(registry: ServiceRegistry, interval: Duration = .seconds(5), threshold: Int = 2, http: HTTPClient = .betweenServices, logger: Logger)
+    {
         self.registry = registry
         self.interval = interval
         self.threshold = threshold
@@ -234,7 +237,9 @@ public struct RegistryMonitor: Service {
     /// One round: expired heartbeats, then active health checks of the rest.
     public func sweep() async {
         for instance in registry.evictExpired() {
-            logger.warning("Evicted instance: heartbeats stopped", metadata: ["instance": "\(instance.id)", "service": "\(instance.name)", "url": "\(instance.url)"])
+            logger.warning(
+                "Evicted instance: heartbeats stopped",
+                metadata: ["instance": "\(instance.id)", "service": "\(instance.name)", "url": "\(instance.url)"])
         }
         let instances = registry.all.values.flatMap { $0 }
         let http = self.http
@@ -255,7 +260,8 @@ public struct RegistryMonitor: Service {
             for await (instance, healthy) in group {
                 if let evicted = registry.recordCheck(instance.id, healthy: healthy, threshold: threshold) {
                     logger.warning(
-                        "Evicted instance: health checks failed", metadata: ["instance": "\(evicted.id)", "service": "\(evicted.name)", "url": "\(evicted.url)"]
+                        "Evicted instance: health checks failed",
+                        metadata: ["instance": "\(evicted.id)", "service": "\(evicted.name)", "url": "\(evicted.url)"]
                     )
                 }
             }

@@ -1,15 +1,15 @@
 import AsyncHTTPClient
 import Foundation
-import Logging
 import Instrumentation
-import Tracing
+import Logging
 import Metrics
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
-import ServiceResilience
 import ServiceCore
+import ServiceResilience
+import Tracing
 
 /// A JSON client for calling another service: carries the current correlation id and the caller's bearer token,
 /// bounds every call with a timeout, and turns "could not reach it" into a 503 ``APIError``.
@@ -79,7 +79,8 @@ public struct ServiceClient: Sendable {
         self.locate = locate
         self.registry = registry
         self.balancer = InstanceBalancer(name: name) { url, from, to in
-            Self.logger.warning("Instance circuit breaker changed state", metadata: ["service": "\(name)", "instance": "\(url)", "from": "\(from)", "to": "\(to)"])
+            Self.logger.warning(
+                "Instance circuit breaker changed state", metadata: ["service": "\(name)", "instance": "\(url)", "from": "\(from)", "to": "\(to)"])
             ServiceClient.breakerChanged(scope: "instance", target: name, to: to)
         }
         self.http = http
@@ -244,7 +245,8 @@ public struct ServiceClient: Sendable {
                         }
                         balancer.finished(base, success: false, duration: started.duration(to: .now))
                         if Self.neverSent(error) {
-                            Self.logger.debug("Instance unreachable; trying another", metadata: ["service": "\(name)", "instance": "\(base)", "error": "\(error)"])
+                            Self.logger.debug(
+                                "Instance unreachable; trying another", metadata: ["service": "\(name)", "instance": "\(base)", "error": "\(error)"])
                             unreachable.insert(base)
                             continue
                         }

@@ -1,7 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
-import Synchronization
 import ServiceCore
+import Synchronization
 
 /// One running instance of a service, as the registry knows it.
 public struct ServiceInstance: Codable, Sendable, Hashable {
@@ -172,7 +172,9 @@ public struct ServiceRegistryMachine<Instant: InstantProtocol>: Sendable where I
 
     /// Every instance by service name.
     public var all: [String: [ServiceInstance]] {
-        Dictionary(grouping: entries.values.map(\.instance), by: \.name).mapValues { $0.sorted { ($0.registeredAt, $0.id) < ($1.registeredAt, $1.id) } }
+        Dictionary(grouping: entries.values.map(\.instance), by: \.name).mapValues {
+            $0.sorted { ($0.registeredAt, $0.id) < ($1.registeredAt, $1.id) }
+        }
     }
 }
 

@@ -15,7 +15,8 @@ public struct DeadlineMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         }
         guard let milliseconds = RequestDeadline.milliseconds(value) else {
-            throw APIError(.badRequest, "X-Request-Timeout-Ms must be a whole number of milliseconds from 0 to \(RequestDeadline.maximumMilliseconds)")
+            throw APIError(
+                .badRequest, "X-Request-Timeout-Ms must be a whole number of milliseconds from 0 to \(RequestDeadline.maximumMilliseconds)")
         }
         guard milliseconds > 0 else { throw APIError(.gatewayTimeout, "Deadline exceeded before the request was handled") }
         var deadline = ContinuousClock.now.advanced(by: .milliseconds(milliseconds))

@@ -127,7 +127,9 @@ public struct PrometheusText: Sendable {
         }
         guard index < characters.count, characters[index] == " " else { throw Invalid(line: number, reason: "no value") }
         let rest = String(characters[(index + 1)...]).split(separator: " ").map(String.init)
-        guard (1...2).contains(rest.count), let value = parseValue(rest[0]) else { throw Invalid(line: number, reason: "bad value '\(rest.first ?? "")'") }
+        guard (1...2).contains(rest.count), let value = parseValue(rest[0]) else {
+            throw Invalid(line: number, reason: "bad value '\(rest.first ?? "")'")
+        }
         if rest.count == 2, Int64(rest[1]) == nil { throw Invalid(line: number, reason: "bad timestamp") }
         return Sample(name: name, labels: labels, value: value)
     }

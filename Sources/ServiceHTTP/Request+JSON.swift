@@ -11,7 +11,8 @@ extension Request {
         }
         // Nesting is checked before parsing (the parser recurses); duplicate keys after (a malformed body is reported
         // as such).
-        let problem = buffer.readableBytesView.withContiguousStorageIfAvailable { JSONShape.problem(in: $0) } ?? JSONShape.problem(in: buffer.readableBytesView)
+        let problem =
+            buffer.readableBytesView.withContiguousStorageIfAvailable { JSONShape.problem(in: $0) } ?? JSONShape.problem(in: buffer.readableBytesView)
         if case .tooDeep(let limit) = problem {
             throw APIError(.badRequest, "JSON body nested too deeply", extra: ["limit": String(limit)])
         }
@@ -22,7 +23,8 @@ extension Request {
             throw APIError(.badRequest, "Malformed JSON body")
         }
         if case .duplicateKey(let key) = problem {
-            throw APIError(.badRequest, "Duplicate key in JSON body", details: [.init(field: String(key.prefix(100)), message: "appears more than once")])
+            throw APIError(
+                .badRequest, "Duplicate key in JSON body", details: [.init(field: String(key.prefix(100)), message: "appears more than once")])
         }
         return value
     }

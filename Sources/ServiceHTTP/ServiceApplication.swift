@@ -1,8 +1,8 @@
 import Hummingbird
 import Logging
 import NIOCore
-import ServiceLifecycle
 import ServiceCore
+import ServiceLifecycle
 
 /// What every shop-style service gets in one call, as eShop's `ServiceDefaults`: JSON errors, correlation ids,
 /// request logs, body limits and the three health routes.

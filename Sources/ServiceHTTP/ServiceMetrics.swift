@@ -3,8 +3,8 @@ import Hummingbird
 import Metrics
 import NIOCore
 import Prometheus
-import ServiceResilience
 import ServiceCore
+import ServiceResilience
 
 /// The process's metrics, exposed at `GET /metrics` in Prometheus text format. Code records through swift-metrics
 /// (`Counter`, `Timer`, `Gauge`), whose backend here is swift-prometheus; every service of the process (one, or all of

@@ -38,14 +38,18 @@ public struct DeadLetterController: Sendable {
 
     @Sendable func show(request: Request, context: ServiceRequestContext) async throws -> EventLog.DeadLetter {
         try Self.requireAdmin(context)
-        guard let id = Int64(try context.parameters.require("id")) else { throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")]) }
+        guard let id = Int64(try context.parameters.require("id")) else {
+            throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")])
+        }
         guard let letter = try await log.deadLetter(id: id) else { throw APIError.notFound("Dead letter not found") }
         return letter
     }
 
     @Sendable func replayOne(request: Request, context: ServiceRequestContext) async throws -> Replayed {
         try Self.requireAdmin(context)
-        guard let id = Int64(try context.parameters.require("id")) else { throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")]) }
+        guard let id = Int64(try context.parameters.require("id")) else {
+            throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")])
+        }
         let count = try await log.replay(id: id)
         guard count > 0 else { throw APIError.notFound("Dead letter not found") }
         return Replayed(replayed: count)

@@ -1,7 +1,7 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
 import ServiceDatabase
@@ -25,7 +25,9 @@ public struct EventHandlers: Sendable {
     }
 
     /// Handles events of `type` whose data decodes as `Payload` (data that does not is dead-lettered as malformed).
-    public mutating func on<Payload: Decodable>(_ type: String, as payload: Payload.Type, _ handler: @escaping @Sendable (Payload, EventEnvelope, any SQLDatabase) async throws -> Void) {
+    public mutating func on<Payload: Decodable>(
+        _ type: String, as payload: Payload.Type, _ handler: @escaping @Sendable (Payload, EventEnvelope, any SQLDatabase) async throws -> Void
+    ) {
         handlers[type] = { event, sql in try await handler(try event.payload(as: Payload.self), event, sql) }
     }
 
@@ -146,7 +148,11 @@ public final class EventConsumer: Service, Sendable {
                 await wakeup.pause(linger.beforePass())
                 let start = ContinuousClock.now
                 handled = try await pollOnce()
-                if handled > 0 { passes.withLockedValue { $0.passes += 1; $0.items += handled } }
+                if handled > 0 {
+                    passes.withLockedValue {
+                        $0.passes += 1; $0.items += handled
+                    }
+                }
                 linger.passBegan(at: start, found: handled)
             } catch {
                 logger.warning("Event consumer could not reach the event log", metadata: ["group": "\(group)", "error": "\(error)"])
@@ -196,7 +202,9 @@ public final class EventConsumer: Service, Sendable {
             for await delivery in group { if let delivery { performed.append(delivery) } }
             return performed
         }
-        if !handled.isEmpty { Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "handled")]).increment(by: handled.count) }
+        if !handled.isEmpty {
+            Counter(label: "events_handled_total", dimensions: [("group", group), ("outcome", "handled")]).increment(by: handled.count)
+        }
         // One acknowledgement for the batch: each handler has committed, so a crash before this line only means
         // redeliveries, which the inbox turns into no-ops.
         try await log.acknowledge(handled)
@@ -267,10 +275,13 @@ public final class EventConsumer: Service, Sendable {
         let event = delivery.event
         do {
             let done = try await database.withConnection { sql in
-                try await sql.raw("SELECT 1 AS done FROM inbox WHERE group_name = \(bind: self.group) AND event_id = \(bind: event.id)").first() != nil
+                try await sql.raw("SELECT 1 AS done FROM inbox WHERE group_name = \(bind: self.group) AND event_id = \(bind: event.id)").first()
+                    != nil
             }
             if done { return true }
-            guard let effect = handlers.effects[event.type] else { throw MalformedEvent(reason: "no effect for event type '\(event.type)' in group '\(group)'") }
+            guard let effect = handlers.effects[event.type] else {
+                throw MalformedEvent(reason: "no effect for event type '\(event.type)' in group '\(group)'")
+            }
             // Bounded well inside the lease: past it another consumer could take the delivery and perform it again.
             try await withSpan("perform \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
                 span.attributes["messaging.consumer.group.name"] = group
@@ -287,7 +298,8 @@ public final class EventConsumer: Service, Sendable {
             _ = try await database.withConnection { sql in try await self.recordInInbox([event.id], in: sql) }
             return true
         } catch {
-            logger.warning("Could not record a performed effect; it will be performed again", metadata: ["eventId": "\(event.id)", "error": "\(error)"])
+            logger.warning(
+                "Could not record a performed effect; it will be performed again", metadata: ["eventId": "\(event.id)", "error": "\(error)"])
             return false
         }
     }

@@ -106,8 +106,10 @@ extension Messaging {
                     ORDER BY handled_at, group_name, event_id LIMIT \(bind: limit)
                     """
                 ).all().map {
-                    (handledAt: try $0.decode(column: "handled_at", as: Int64.self), group: try $0.decode(column: "group_name", as: String.self),
-                     eventID: try $0.decode(column: "event_id", as: String.self))
+                    (
+                        handledAt: try $0.decode(column: "handled_at", as: Int64.self), group: try $0.decode(column: "group_name", as: String.self),
+                        eventID: try $0.decode(column: "event_id", as: String.self)
+                    )
                 }
             }
             guard let last = rows.last else { break }

@@ -194,7 +194,8 @@ public final class EventLog: Sendable {
                 let deliveries = sql.insert(into: "deliveries")
                     .columns("group_name", "event_id", "partition_key", "status", "attempts", "available_at", "updated_at")
                 for (event, queue) in queued {
-                    deliveries.values(SQLBind(queue), SQLBind(event.id), SQLBind(event.partitionkey), SQLBind("ready"), SQLBind(0), SQLBind(now), SQLBind(now))
+                    deliveries.values(
+                        SQLBind(queue), SQLBind(event.id), SQLBind(event.partitionkey), SQLBind("ready"), SQLBind(0), SQLBind(now), SQLBind(now))
                 }
                 try await deliveries.ignoringConflicts(with: ["group_name", "event_id"]).run()
             }

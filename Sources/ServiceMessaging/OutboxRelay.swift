@@ -1,7 +1,7 @@
 import Foundation
-import NIOConcurrencyHelpers
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
 import ServiceDatabase
@@ -58,7 +58,9 @@ public final class OutboxRelay: Service, Sendable {
                 let start = ContinuousClock.now
                 let moved = try await relayBatch()
                 if moved > 0 {
-                    passes.withLockedValue { $0.passes += 1; $0.items += moved }
+                    passes.withLockedValue {
+                        $0.passes += 1; $0.items += moved
+                    }
                     // `outbox_relayed_events_total`: events moved from this process's outboxes to the event log.
                     Counter(label: "outbox_relayed_events_total").increment(by: moved)
                 }
@@ -105,7 +107,8 @@ public final class OutboxRelay: Service, Sendable {
             let seq = try row.decode(column: "seq", as: Int64.self)
             let text = try row.decode(column: "envelope", as: String.self)
             do {
-                events.append((try JSONDecoder().decode(EventEnvelope.self, from: Data(text.utf8)), try row.decode(column: "queue", as: String?.self)))
+                events.append(
+                    (try JSONDecoder().decode(EventEnvelope.self, from: Data(text.utf8)), try row.decode(column: "queue", as: String?.self)))
                 sequence.append(seq)
             } catch {
                 unreadable.append((seq, text, "\(UnreadableValue(table: "outbox", column: "envelope", value: text)): \(error)"))

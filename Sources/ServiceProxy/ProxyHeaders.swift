@@ -1,6 +1,6 @@
 import Foundation
-import ServiceCore
 import NIOHTTP1
+import ServiceCore
 
 /// Header rules of the proxy: hop-by-hop headers stop here, the correlation id and the client address travel on.
 enum ProxyHeaders {

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import ServiceCore
 import NIOCore
 import NIOHTTP1
+import ServiceCore
 
 /// One downstream (client) connection: routes each request, forwards it over a pooled upstream connection with its
 /// body streamed, and streams the response back. Requests on a connection are handled one at a time
@@ -339,7 +339,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 exchange.unreachable.append(upstream)
                 if let next = self.router.alternative(after: exchange.unreachable) {
                     exchange.forwardedTo = next
-                    self.logger.debug("Upstream unreachable; trying another instance", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
+                    self.logger.debug(
+                        "Upstream unreachable; trying another instance", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
                     self.connect(exchange, to: next, fresh: false)
                     return
                 }
@@ -374,7 +375,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             if !exchange.closeAfterResponse, exchange.head.version.minor == 0 {
                 head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: head.status, headers: head.headers))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: head.status, headers: head.headers))), promise: nil)
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end:
@@ -465,7 +467,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         if let traceparent = exchange.traceparent { headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
         let close = closeAfter || !exchange.keepAlive
         if close { headers.replaceOrAdd(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
             guard close else { return }

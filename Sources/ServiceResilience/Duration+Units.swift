@@ -21,7 +21,9 @@ extension Duration {
         let units: [(suffix: String, milliseconds: Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         for unit in units where text.hasSuffix(unit.suffix) {
             let digits = text.dropLast(unit.suffix.count)
-            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let amount = Int64(digits), amount > 0 else { return nil }
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let amount = Int64(digits), amount > 0 else {
+                return nil
+            }
             let (total, overflow) = amount.multipliedReportingOverflow(by: unit.milliseconds)
             guard !overflow, total <= 10 * 366 * 86_400_000 else { return nil }
             return .milliseconds(total)

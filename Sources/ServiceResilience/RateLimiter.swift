@@ -107,7 +107,8 @@ public struct RateLimiterMachine<Instant: InstantProtocol>: Sendable where Insta
             return RateLimitDecision(allowed: true, limit: rate.limit, remaining: rate.limit, resetAfter: rate.window)
         }
         let resetAfter = rate.window - window.start.duration(to: now)
-        return RateLimitDecision(allowed: window.count < rate.limit, limit: rate.limit, remaining: max(0, rate.limit - window.count), resetAfter: resetAfter)
+        return RateLimitDecision(
+            allowed: window.count < rate.limit, limit: rate.limit, remaining: max(0, rate.limit - window.count), resetAfter: resetAfter)
     }
 
     /// Gives back one request of `key` counted in its current window (one that turned out not to count).

@@ -70,7 +70,8 @@ public struct SagaAdmin: Sendable {
                 )
             }
             return Detail(
-                id: id, status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self), error: try row.decode(column: "error", as: String?.self),
+                id: id, status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self),
+                error: try row.decode(column: "error", as: String?.self),
                 errorStatus: try row.decode(column: "error_status", as: Int?.self), history: history
             )
         }
@@ -88,7 +89,8 @@ public struct SagaAdmin: Sendable {
                 """
             ).all()
             guard !rows.isEmpty else { return false }
-            let seq = try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
+            let seq =
+                try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
                 .decode(column: "next", as: Int.self) ?? 1
             try await sql.raw(
                 "INSERT INTO saga_steps (saga_id, seq, step, status, error, at) VALUES (\(bind: id), \(bind: seq), 'operator', 'retried', NULL, \(bind: now))"

@@ -3,11 +3,11 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import SQLKit
+import ServiceContextModule
 import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
-import ServiceContextModule
 import Tracing
 
 /// Runs sagas of one definition durably on the service's database.
@@ -120,7 +120,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 ).run()
             }
             return true
-        } catch where Database.isUniqueViolation(error) || error is NotStarted {
+        } catch  where Database.isUniqueViolation(error) || error is NotStarted {
             return false
         }
     }
@@ -140,7 +140,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         // the crash is not in it).
         let started = ContinuousClock.now
         defer {
-            Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)]).recordNanoseconds(started.duration(to: .now).wholeNanoseconds)
+            Metrics.Timer(label: "saga_run_duration_seconds", dimensions: [("saga", definition.name)]).recordNanoseconds(
+                started.duration(to: .now).wholeNanoseconds)
         }
         guard running.withLockedValue({ $0.insert(id).inserted }) else { return try await record(id: id) }
         defer {
@@ -296,7 +297,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         while isAccepting, !Task.isCancelled {
             do {
                 for id in try await orphans() {
-                    guard isAccepting, inFlight.withLockedValue({ $0 < recoveryConcurrency }), !running.withLockedValue({ $0.contains(id) }) else { continue }
+                    guard isAccepting, inFlight.withLockedValue({ $0 < recoveryConcurrency }), !running.withLockedValue({ $0.contains(id) }) else {
+                        continue
+                    }
                     logger.info("Resuming saga", metadata: ["sagaId": "\(id)", "saga": "\(definition.name)"])
                     _ = try? submit(id: id)
                 }
@@ -393,7 +396,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "compensated")]).increment()
                 return false
             }
-            return try await compensate(step: index, of: id, state: position.state, limit: position.startedAt + definition.compensationLimit.inSeconds)
+            return try await compensate(
+                step: index, of: id, state: position.state, limit: position.startedAt + definition.compensationLimit.inSeconds)
         }
     }
 
@@ -437,7 +441,8 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                     try await fail(id: id, at: index, step: step.name, message: "The step failed (temporarily unavailable)", status: 503)
                     return
                 }
-                logger.warning("Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
+                logger.warning(
+                    "Saga step failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
                 try await clock.sleep(for: delay)
                 try await renew(id: id)
             }
@@ -491,14 +496,19 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
                 guard attempt < definition.compensationAttempts, now + delay.inSeconds < limit else {
-                    logger.error("Saga compensation keeps failing; an operator must finish it", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
+                    logger.error(
+                        "Saga compensation keeps failing; an operator must finish it",
+                        metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
                     Counter(label: "sagas_finished_total", dimensions: [("saga", definition.name), ("status", "failed")]).increment()
-                    try await transition(id: id, history: (step.name, "compensation failed", "The compensation failed (temporarily unavailable)")) { sql in
+                    try await transition(id: id, history: (step.name, "compensation failed", "The compensation failed (temporarily unavailable)")) {
+                        sql in
                         try await sql.raw("UPDATE sagas SET status = 'failed' WHERE id = \(bind: id)").run()
                     }
                     return false
                 }
-                logger.warning("Saga compensation failed; retrying", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
+                logger.warning(
+                    "Saga compensation failed; retrying",
+                    metadata: ["sagaId": "\(id)", "step": "\(step.name)", "attempt": "\(attempt)", "error": "\(error)"])
                 try await clock.sleep(for: delay)
                 try await renew(id: id)
             }
@@ -511,12 +521,15 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     }
 
     /// Commits one transition: `change`, a history entry, and a renewed lease — only while the saga is still ours.
-    func transition(id: String, history: (step: String, status: String, error: String?), _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void)
+    func transition(
+        id: String, history: (step: String, status: String, error: String?), _ change: @escaping @Sendable (any SQLDatabase) async throws -> Void
+    )
         async throws
     {
         try await transitionWithoutHistory(id: id) { sql in
             try await change(sql)
-            let seq = try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
+            let seq =
+                try await sql.raw("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM saga_steps WHERE saga_id = \(bind: id)").first()?
                 .decode(column: "next", as: Int.self) ?? 1
             try await sql.raw(
                 """
@@ -573,7 +586,9 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
 
     func load(id: String) async throws -> Position? {
         try await database.withConnection { sql in
-            guard let row = try await sql.raw("SELECT * FROM sagas WHERE id = \(bind: id) AND owner = \(bind: self.owner)").first() else { return nil }
+            guard let row = try await sql.raw("SELECT * FROM sagas WHERE id = \(bind: id) AND owner = \(bind: self.owner)").first() else {
+                return nil
+            }
             return Position(
                 status: try row.decode(column: "status", of: "sagas", as: SagaStatus.self),
                 state: try JSONDecoder().decode(State.self, from: Data(try row.decode(column: "state", as: String.self).utf8)),

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import ServiceCore
-import ServiceLifecycle
 import ServiceHTTP
+import ServiceLifecycle
 
 /// Runs services on real sockets for the length of a test body, then shuts them down gracefully.
 public enum RunningService {

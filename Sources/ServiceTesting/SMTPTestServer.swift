@@ -21,7 +21,8 @@ public struct SMTPTestServer: Sendable {
         do {
             let line = await process.readLine(within: .seconds(30))
             guard line.hasPrefix("PORT "), let port = Int(line.dropFirst(5)) else {
-                throw ChildProcess.Failed("smtp_server.py did not report its port (is aiosmtpd installed? pip install aiosmtpd); it printed '\(line)'")
+                throw ChildProcess.Failed(
+                    "smtp_server.py did not report its port (is aiosmtpd installed? pip install aiosmtpd); it printed '\(line)'")
             }
             let result = try await body(SMTPTestServer(port: port, directory: directory))
             await process.stop()

@@ -49,7 +49,6 @@ public enum TestDatabase: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 }
 
-
 extension TestDatabase {
     public var description: String { rawValue }
 }

@@ -55,7 +55,9 @@ public final class OTLPExporter: Service {
         while start < spans.endIndex {
             let end = min(start + buffer.batchSize, spans.endIndex)
             let batch = spans[start..<end]
-            let sent = await post(OTLPTraceEncoder.encode(batch.lazy.map(\.finished), resource: configuration.resource, scope: scope), client: client, retrying: retrying)
+            let sent = await post(
+                OTLPTraceEncoder.encode(batch.lazy.map(\.finished), resource: configuration.resource, scope: scope), client: client,
+                retrying: retrying)
             Counter(label: "trace_spans_total", dimensions: [("outcome", sent ? "exported" : "failed")]).increment(by: batch.count)
             start = end
         }

@@ -8,7 +8,9 @@ public enum OTLPTracing {
     /// Makes the tracer and its exporter without installing anything (tests, or a caller that bootstraps itself).
     public static func make(configuration: TracingConfiguration, logger: Logger) -> (tracer: OTLPTracer, exporter: OTLPExporter) {
         let buffer = SpanBuffer(maxQueueSize: configuration.maxQueueSize, batchSize: configuration.maxExportBatchSize)
-        return (OTLPTracer(sampler: configuration.sampler, buffer: buffer), OTLPExporter(configuration: configuration, buffer: buffer, logger: logger))
+        return (
+            OTLPTracer(sampler: configuration.sampler, buffer: buffer), OTLPExporter(configuration: configuration, buffer: buffer, logger: logger)
+        )
     }
 
     /// Installs the tracer as the process's instrument (once per process) and answers the exporter to run.

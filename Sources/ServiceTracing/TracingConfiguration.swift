@@ -47,7 +47,8 @@ public struct TracingConfiguration: Sendable {
         guard proto == "http/protobuf" else { throw TracingConfigurationError("OTEL_EXPORTER_OTLP_PROTOCOL: only http/protobuf is supported") }
 
         self.init(endpoint: endpoint, serviceName: environment["OTEL_SERVICE_NAME"] ?? serviceName)
-        headers = try Self.pairs(environment["OTEL_EXPORTER_OTLP_HEADERS"], "OTEL_EXPORTER_OTLP_HEADERS")
+        headers =
+            try Self.pairs(environment["OTEL_EXPORTER_OTLP_HEADERS"], "OTEL_EXPORTER_OTLP_HEADERS")
             + Self.pairs(environment["OTEL_EXPORTER_OTLP_TRACES_HEADERS"], "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
         for (key, value) in try Self.pairs(environment["OTEL_RESOURCE_ATTRIBUTES"], "OTEL_RESOURCE_ATTRIBUTES") where key != "service.name" {
             resource.append((key, value))
@@ -66,7 +67,9 @@ public struct TracingConfiguration: Sendable {
         }
         func count(_ name: String) throws -> Int? {
             guard let text = environment[name] else { return nil }
-            guard let value = Int(text), (1...1_000_000).contains(value) else { throw TracingConfigurationError("\(name): a number between 1 and 1000000") }
+            guard let value = Int(text), (1...1_000_000).contains(value) else {
+                throw TracingConfigurationError("\(name): a number between 1 and 1000000")
+            }
             return value
         }
         requestTimeout = try milliseconds("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") ?? milliseconds("OTEL_EXPORTER_OTLP_TIMEOUT") ?? requestTimeout

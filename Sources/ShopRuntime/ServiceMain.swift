@@ -1,12 +1,14 @@
 import Foundation
 import Logging
-import ServiceLifecycle
 import ServiceCore
+import ServiceLifecycle
 import ShopContracts
 
 /// The whole `main` of a service process: JSON logs, configuration from the environment, run until SIGTERM.
 public enum ServiceMain {
-    public static func run(_ builders: [any ShopServiceBuilder.Type], environment: [String: String] = ProcessInfo.processInfo.environment) async throws {
+    public static func run(_ builders: [any ShopServiceBuilder.Type], environment: [String: String] = ProcessInfo.processInfo.environment)
+        async throws
+    {
         let names = builders.map { $0.name }
         // `LOG_LEVEL_<SERVICE>` (e.g. LOG_LEVEL_ORDER=debug) beats `LOG_LEVEL`; lines go to standard output, and with
         // `LOG_DIR` also to `combined.log` and `error.log` there.

@@ -1,9 +1,9 @@
 import Hummingbird
 import Logging
 import ServiceCore
+import ServiceHTTP
 import ServiceLifecycle
 import ShopContracts
-import ServiceHTTP
 
 /// Running services in this process: one (`shop serve NAME`) or all of them (`shop up --in-process`).
 public enum ServiceRunner {
@@ -23,10 +23,12 @@ public enum ServiceRunner {
         }
         for (builder, environment) in services {
             let service = try await builder.buildRegistered(environment: Environment(values: environment))
-            built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+            built.append(
+                .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         for service in extra {
-            built.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+            built.append(
+                .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: built, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

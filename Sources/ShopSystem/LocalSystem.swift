@@ -53,7 +53,9 @@ public struct LocalSystem: Sendable {
         var replicas: [ServiceName: Int] = [:]
         for item in text.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, service.isShopService, let count = Int(parts[1]), (1...8).contains(count) else {
+            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, service.isShopService,
+                let count = Int(parts[1]), (1...8).contains(count)
+            else {
                 throw InvalidReplicas(text: String(item))
             }
             replicas[service] = count
@@ -63,7 +65,9 @@ public struct LocalSystem: Sendable {
 
     public struct InvalidReplicas: Error, CustomStringConvertible {
         public var text: String
-        public var description: String { "not a replica count: '\(text)' (expected e.g. order=2,payment=2: a service other than the gateway, 1 to 8)" }
+        public var description: String {
+            "not a replica count: '\(text)' (expected e.g. order=2,payment=2: a service other than the gateway, 1 to 8)"
+        }
     }
 
     /// The environment `service` runs with: the parent's, plus its port, data folder, database and every service's URL.

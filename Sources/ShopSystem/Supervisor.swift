@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-import ServiceResilience
 import ServiceLifecycle
+import ServiceResilience
 import ShopContracts
 
 /// Runs each service of a ``LocalSystem`` as its own OS process (`shop serve NAME`) and restarts one that exits
@@ -88,7 +88,8 @@ public final class Supervisor: Service, Sendable {
                 logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(service.rawValue)"])
             }
         }
-        logger.notice("Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(running.map(\.processIdentifier))"])
+        logger.notice(
+            "Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(running.map(\.processIdentifier))"])
     }
 
     /// Starts `service` again after ``stop(_:)``.

@@ -4,10 +4,10 @@ import Logging
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Configuration of the user service.
 public struct UserServiceConfiguration: Sendable {

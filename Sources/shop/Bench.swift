@@ -8,12 +8,13 @@ import NIOHTTP1
 import SQLKit
 import ServiceDatabase
 import ServiceLifecycle
-import ServiceResilience
 import ServiceMessaging
+import ServiceResilience
 
 /// `shop bench …`: benchmarks that print figures (never run as tests).
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self, Soak.self, Policies.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Run a benchmark and print its figures.", subcommands: [Events.self, Checkout.self, Soak.self, Policies.self])
 
     /// Runs `body` for 0..<count on `width` concurrent tasks (each takes the next number when it is free).
     static func concurrently(_ count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
@@ -94,7 +95,8 @@ struct Bench: AsyncParsableCommand {
             let serviceURL = postgres ? "\(database)\(separator)schema=bench_\(suffix)_service" : ""
             let logURL = postgres ? "\(database)\(separator)schema=bench_\(suffix)_log" : ""
 
-            let service = try await Database.open(try DatabaseConfiguration(url: serviceURL, service: "bench", dataDirectory: directory), logger: logger)
+            let service = try await Database.open(
+                try DatabaseConfiguration(url: serviceURL, service: "bench", dataDirectory: directory), logger: logger)
             let log = try await EventLog.open(url: logURL, dataDirectory: directory, logger: logger)
             let latencies = LatencyRecorder()
             var handlers = EventHandlers()
@@ -138,7 +140,10 @@ struct Bench: AsyncParsableCommand {
                 }
                 try await latencies.waitForAll(timeout: .seconds(60))
                 let paced = latencies.percentiles()
-                print(String(format: "latency @ %d/s:     p50 %.2f ms  p99 %.2f ms  max %.2f ms  (publish commit → handler, %d events)", rate, paced.p50, paced.p99, paced.max, latencyEvents))
+                print(
+                    String(
+                        format: "latency @ %d/s:     p50 %.2f ms  p99 %.2f ms  max %.2f ms  (publish commit → handler, %d events)", rate, paced.p50,
+                        paced.p99, paced.max, latencyEvents))
 
                 // 3. Throughput: publish as fast as the publishers commit, until every event is handled.
                 latencies.reset(expect: events)
@@ -155,12 +160,19 @@ struct Bench: AsyncParsableCommand {
                 let rawAfter = try await rawCommitRate(service: service, prefix: "raw-b-")
                 let commitRate = (rawBefore + rawAfter) / 2
                 print(String(format: "raw commits again:  %8.0f /s  (mean %.0f /s)", rawAfter, commitRate))
-                print(String(format: "throughput:         %8.0f events/s end to end  (%.0f%% of the raw commit rate; p50 %.1f ms, p99 %.1f ms under load)", throughput, 100 * throughput / commitRate, burst.p50, burst.p99))
-                print(String(format: "  publisher alone:  %8.0f commits/s (state change + outbox row, while the relay and consumer run)", publishRate))
+                print(
+                    String(
+                        format: "throughput:         %8.0f events/s end to end  (%.0f%% of the raw commit rate; p50 %.1f ms, p99 %.1f ms under load)",
+                        throughput, 100 * throughput / commitRate, burst.p50, burst.p99))
+                print(
+                    String(format: "  publisher alone:  %8.0f commits/s (state change + outbox row, while the relay and consumer run)", publishRate))
                 let (relayPasses, relayed) = relay.passes.withLockedValue { $0 }
                 let (consumerPasses, consumed) = consumer.passes.withLockedValue { $0 }
-                print(String(format: "  batches:          relay %.1f events per pass (%d passes), consumer %.1f (%d passes)",
-                             Double(relayed) / Double(max(relayPasses, 1)), relayPasses, Double(consumed) / Double(max(consumerPasses, 1)), consumerPasses))
+                print(
+                    String(
+                        format: "  batches:          relay %.1f events per pass (%d passes), consumer %.1f (%d passes)",
+                        Double(relayed) / Double(max(relayPasses, 1)), relayPasses, Double(consumed) / Double(max(consumerPasses, 1)), consumerPasses)
+                )
                 await group.triggerGracefulShutdown()
             }
             if postgres {

@@ -9,12 +9,12 @@ import SQLKit
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
 import ShopRuntime
 import ShopSystem
-import ServiceHTTP
 
 extension Bench {
     /// `shop bench checkout`: checkouts through the gateway, beside the engine's raw commit rate, in one run.
@@ -79,18 +79,23 @@ struct CheckoutRunner: Service {
         let gateway = system.gatewayURL
         try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(120), client: client)
         _ = try await DemoCatalog.seed(gatewayURL: gateway, adminEmail: AdminAccount.email, adminPassword: system.adminPassword, client: client)
-        let admin = try await call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(AdminAccount.email)","password":"\#(system.adminPassword)"}"#)
+        let admin = try await call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(AdminAccount.email)","password":"\#(system.adminPassword)"}"#)
         let adminToken = try JSONDecoder().decode(TokenResponse.self, from: admin.body).token
         let stock = (checkouts + 100) * 2
-        _ = try await call(client, .PUT, gateway + "/api/inventory/bench-1", json: #"{"name":"Bench Item","price":10,"stock":\#(stock)}"#, token: adminToken)
+        _ = try await call(
+            client, .PUT, gateway + "/api/inventory/bench-1", json: #"{"name":"Bench Item","price":10,"stock":\#(stock)}"#, token: adminToken)
         let email = "bench-\(UUID().uuidString.prefix(8).lowercased())@example.com"
         _ = try await call(client, .POST, gateway + "/api/users", json: #"{"email":"\#(email)","name":"Bench User","password":"Secret123"}"#)
         let login = try await call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#)
         let token = try JSONDecoder().decode(TokenResponse.self, from: login.body).token
-        let body = #"{"items":[{"productId":"bench-1","quantity":1,"price":10}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"card","cardDetails":{"number":"4242424242424242","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
+        let body =
+            #"{"items":[{"productId":"bench-1","quantity":1,"price":10}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"card","cardDetails":{"number":"4242424242424242","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
 
         let postgres = system.databaseURL.hasPrefix("postgres")
-        print("engine: \(postgres ? "PostgreSQL" : "SQLite (WAL, synchronous=NORMAL), one file per service"); \(ProcessInfo.processInfo.activeProcessorCount) cores; every service in this process")
+        print(
+            "engine: \(postgres ? "PostgreSQL" : "SQLite (WAL, synchronous=NORMAL), one file per service"); \(ProcessInfo.processInfo.activeProcessorCount) cores; every service in this process"
+        )
 
         // The engine's raw rate of single-row committed transactions, from as many concurrent tasks.
         let raw = try await Database.open(
@@ -100,7 +105,8 @@ struct CheckoutRunner: Service {
             let services = ServiceGroup(services: raw.services, logger: logger)
             group.addTask { try await services.run() }
             try await raw.prepare(migrations: [
-                Migration(version: 1, name: "bench rows", statements: ["CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, n BIGINT NOT NULL)"])
+                Migration(
+                    version: 1, name: "bench rows", statements: ["CREATE TABLE IF NOT EXISTS bench_rows (id TEXT PRIMARY KEY, n BIGINT NOT NULL)"])
             ])
             let count = 2000
             let start = ContinuousClock.now
@@ -117,7 +123,9 @@ struct CheckoutRunner: Service {
         print(String(format: "raw commits:        %8.0f /s  (single-row transactions, %d at a time)", rawRate, concurrency))
 
         // Warm-up, then the measured run.
-        try await Self.concurrently(20, width: concurrency) { _ in _ = try await call(client, .POST, gateway + "/api/checkout", json: body, token: token) }
+        try await Self.concurrently(20, width: concurrency) { _ in
+            _ = try await call(client, .POST, gateway + "/api/checkout", json: body, token: token)
+        }
         let before = try Self.usage()
         let latencies = NIOLockedValueBox<[Double]>([])
         let statuses = NIOLockedValueBox<[UInt: Int]>([:])
@@ -136,16 +144,25 @@ struct CheckoutRunner: Service {
         let rate = Double(checkouts) / duration
         let transactions = (after.transactions - before.transactions) / Double(checkouts)
         let autocommits = (after.connectionUses - before.connectionUses) / Double(checkouts)
-        print(String(format: "checkouts:          %8.1f /s  p50 %.1f ms  p99 %.1f ms  (%d checkouts, %d at a time; answers %@)",
-                     rate, at(0.5), at(0.99), checkouts, concurrency,
-                     statuses.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")))
-        print(String(format: "per checkout:       %8.1f transactions + %.1f statements outside one, across all services (until shipped: events included)", transactions, autocommits))
+        print(
+            String(
+                format: "checkouts:          %8.1f /s  p50 %.1f ms  p99 %.1f ms  (%d checkouts, %d at a time; answers %@)",
+                rate, at(0.5), at(0.99), checkouts, concurrency,
+                statuses.withLockedValue { $0 }.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: ", ")))
+        print(
+            String(
+                format: "per checkout:       %8.1f transactions + %.1f statements outside one, across all services (until shipped: events included)",
+                transactions, autocommits))
         let allowed = rawRate / max(transactions, 1)
         print(String(format: "engine allows:      %8.1f checkouts/s at that many transactions each → %.0f%% reached", allowed, 100 * rate / allowed))
-        guard statuses.withLockedValue({ $0[201] }) == checkouts else { throw Failed(description: "not every checkout completed: \(statuses.withLockedValue { $0 })") }
+        guard statuses.withLockedValue({ $0[201] }) == checkouts else {
+            throw Failed(description: "not every checkout completed: \(statuses.withLockedValue { $0 })")
+        }
     }
 
-    func call(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil) async throws -> (status: HTTPResponseStatus, body: ByteBuffer) {
+    func call(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, json: String, token: String? = nil) async throws -> (
+        status: HTTPResponseStatus, body: ByteBuffer
+    ) {
         try await Bench.call(client, method, url, json: json, token: token)
     }
 

@@ -1,15 +1,16 @@
 import ArgumentParser
 import Foundation
 import ServiceCore
-import ServiceResilience
 import ServiceDiscovery
+import ServiceResilience
 
 extension Bench {
     /// `shop bench policies`: what the resilience policies add to one call that succeeds, beside a bare call in the same
     /// run; plus the gateway's per-request work (rate limit, instance pick and release). Build with `-c release`.
     struct Policies: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cost per call of bulkhead + retry (with budget) + circuit breaker + timeout against a bare call, and of the gateway's rate limiter and balancer."
+            abstract:
+                "Cost per call of bulkhead + retry (with budget) + circuit breaker + timeout against a bare call, and of the gateway's rate limiter and balancer."
         )
 
         @Option(help: "Calls per measurement.")

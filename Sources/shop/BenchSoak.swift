@@ -17,7 +17,8 @@ extension Bench {
     /// database files and the throughput stay flat.
     struct Soak: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Mixed traffic (signups, product updates, checkouts) with a short retention; prints table rows, file sizes and throughput at intervals."
+            abstract:
+                "Mixed traffic (signups, product updates, checkouts) with a short retention; prints table rows, file sizes and throughput at intervals."
         )
 
         @Option(help: "A postgres:// URL to run on PostgreSQL; SQLite files in a temporary folder otherwise.")
@@ -54,7 +55,8 @@ extension Bench {
             _ = try ServiceSecrets.loadOrCreate(dataDirectory: directory, services: ServiceName.shopServices.map(\.rawValue))
             var logger = Logger(label: "bench")
             logger.logLevel = .error
-            let runner = SoakRunner(system: system, count: count, concurrency: concurrency, every: .seconds(every), retention: Duration.parse(retention)!, logger: logger)
+            let runner = SoakRunner(
+                system: system, count: count, concurrency: concurrency, every: .seconds(every), retention: Duration.parse(retention)!, logger: logger)
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [runner], logger: logger)
             if let failure = runner.failure.withLockedValue({ $0 }) { throw failure }
         }
@@ -95,17 +97,22 @@ struct SoakRunner: Service {
         let gateway = system.gatewayURL
         try await Readiness.wait(for: system.services.map { system.url(of: $0) }, timeout: .seconds(120), client: client)
         _ = try await DemoCatalog.seed(gatewayURL: gateway, adminEmail: AdminAccount.email, adminPassword: system.adminPassword, client: client)
-        let admin = try await Bench.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(AdminAccount.email)","password":"\#(system.adminPassword)"}"#)
+        let admin = try await Bench.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(AdminAccount.email)","password":"\#(system.adminPassword)"}"#)
         let adminToken = try JSONDecoder().decode(TokenResponse.self, from: admin.body).token
-        _ = try await Bench.call(client, .PUT, gateway + "/api/inventory/soak-1", json: #"{"name":"Soak Item","price":10,"stock":\#(count + 100)}"#, token: adminToken)
+        _ = try await Bench.call(
+            client, .PUT, gateway + "/api/inventory/soak-1", json: #"{"name":"Soak Item","price":10,"stock":\#(count + 100)}"#, token: adminToken)
         let email = "soak-\(UUID().uuidString.prefix(8).lowercased())@example.com"
         _ = try await Bench.call(client, .POST, gateway + "/api/users", json: #"{"email":"\#(email)","name":"Soak Buyer","password":"Secret123"}"#)
         let login = try await Bench.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#)
         let token = try JSONDecoder().decode(TokenResponse.self, from: login.body).token
-        let checkout = #"{"items":[{"productId":"soak-1","quantity":1,"price":10}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"card","cardDetails":{"number":"4242424242424242","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
+        let checkout =
+            #"{"items":[{"productId":"soak-1","quantity":1,"price":10}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"card","cardDetails":{"number":"4242424242424242","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
         let runID = UUID().uuidString.prefix(6).lowercased()
 
-        print("engine: \(system.databaseURL.isEmpty ? "SQLite files" : "PostgreSQL"); retention \(retention); \(count) operations, \(concurrency) at a time; every service in this process")
+        print(
+            "engine: \(system.databaseURL.isEmpty ? "SQLite files" : "PostgreSQL"); retention \(retention); \(count) operations, \(concurrency) at a time; every service in this process"
+        )
         let progress = NIOLockedValueBox(Progress())
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -116,14 +123,16 @@ struct SoakRunner: Service {
                     switch n % 3 {
                     case 0:
                         reply = try await Bench.call(
-                            client, .POST, gateway + "/api/users", json: #"{"email":"s\#(runID)-\#(n)@example.com","name":"Soak User","password":"Secret123"}"#
+                            client, .POST, gateway + "/api/users",
+                            json: #"{"email":"s\#(runID)-\#(n)@example.com","name":"Soak User","password":"Secret123"}"#
                         )
                         expected = .created
                     case 1:
                         // The first update of each of 50 products creates it (201), later ones update it (200).
                         let product = "soak-p\(n % 50)"
                         reply = try await Bench.call(
-                            client, .PUT, gateway + "/api/inventory/\(product)", json: #"{"name":"Soak \#(n)","price":\#(5 + n % 7),"stock":1000}"#, token: adminToken
+                            client, .PUT, gateway + "/api/inventory/\(product)", json: #"{"name":"Soak \#(n)","price":\#(5 + n % 7),"stock":1000}"#,
+                            token: adminToken
                         )
                         expected = n < 150 ? .created : .ok
                     default:
@@ -132,7 +141,10 @@ struct SoakRunner: Service {
                     }
                     progress.withLockedValue { progress in
                         progress.done += 1
-                        if reply.status != expected { progress.unexpected["\(n % 3 == 0 ? "signup" : n % 3 == 1 ? "product" : "checkout") \(reply.status.code)", default: 0] += 1 }
+                        if reply.status != expected {
+                            progress.unexpected["\(n % 3 == 0 ? "signup" : n % 3 == 1 ? "product" : "checkout") \(reply.status.code)", default: 0] +=
+                                1
+                        }
                     }
                 }
             }
@@ -162,8 +174,11 @@ struct SoakRunner: Service {
     func report(elapsed: Duration, rate: Double, done: Int) async throws {
         let rows = try await InfrastructureTables.rows(of: system, logger: logger)
         let sizes = InfrastructureTables.fileSizes(of: system)
-        let table = rows.filter { $0.value > 0 || !$0.key.hasSuffix("outbox") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let table = rows.filter { $0.value > 0 || !$0.key.hasSuffix("outbox") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
+            separator: " ")
         let files = sizes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.database / 1024)K+\($0.value.log / 1024)K" }.joined(separator: " ")
-        print(String(format: "t=%4.0fs ops=%6d rate=%6.1f/s | rows total %d | ", elapsed.inSeconds, done, rate, rows.values.reduce(0, +)) + table + (files.isEmpty ? "" : " | files (database+WAL) " + files))
+        print(
+            String(format: "t=%4.0fs ops=%6d rate=%6.1f/s | rows total %d | ", elapsed.inSeconds, done, rate, rows.values.reduce(0, +)) + table
+                + (files.isEmpty ? "" : " | files (database+WAL) " + files))
     }
 }

@@ -12,7 +12,8 @@ struct Keys: AsyncParsableCommand {
     struct Rotate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Generate a new signing key; the old one stays in the JWKS until its tokens expire.",
-            discussion: "Restart the auth service afterwards (a running `shop up`: stop and start it). Other services fetch the new key when they first see its id."
+            discussion:
+                "Restart the auth service afterwards (a running `shop up`: stop and start it). Other services fetch the new key when they first see its id."
         )
 
         @Option(name: .customLong("data-dir"), help: "Data folder of the system (its auth/signing-key).")

@@ -71,7 +71,9 @@ struct Sagas: AsyncParsableCommand {
 
         func run() async throws {
             let id = self.id
-            guard try await location.withAdmin({ try await $0.retry(id: id) }) else { throw ValidationError("saga \(id) is not failed (or does not exist)") }
+            guard try await location.withAdmin({ try await $0.retry(id: id) }) else {
+                throw ValidationError("saga \(id) is not failed (or does not exist)")
+            }
             print("saga \(id) is compensating again")
         }
     }

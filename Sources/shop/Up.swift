@@ -38,7 +38,8 @@ struct Up: AsyncParsableCommand {
     @Option(help: "How long handled events, inbox ids, finished sagas and idempotency records are kept, e.g. 30s, 12h, 7d (default 7d; RETENTION).")
     var retention: String?
 
-    @Option(help: "Deliver mail through this SMTP server, e.g. smtp://user:password@host:587?starttls=required (default: .eml files in the data folder).")
+    @Option(
+        help: "Deliver mail through this SMTP server, e.g. smtp://user:password@host:587?starttls=required (default: .eml files in the data folder).")
     var smtp: String?
 
     func validate() throws {
@@ -104,10 +105,11 @@ struct StartupAnnouncer: Service {
         var lines = [
             "",
             "Shop is up: \(system.gatewayURL)",
-            "  services: " + system.services.map { service in
-                let extra = system.instances(of: service) - 1
-                return "\(service.rawValue) :\(service.port(base: system.portBase))" + (extra > 0 ? " (+\(extra) on free ports)" : "")
-            }.joined(separator: ", "),
+            "  services: "
+                + system.services.map { service in
+                    let extra = system.instances(of: service) - 1
+                    return "\(service.rawValue) :\(service.port(base: system.portBase))" + (extra > 0 ? " (+\(extra) on free ports)" : "")
+                }.joined(separator: ", "),
             "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s"))",
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
             "  payments: sandbox provider on \(system.url(of: .paymentProvider)) (its ledger and secret key in the data folder)",
@@ -115,7 +117,8 @@ struct StartupAnnouncer: Service {
             "  catalog:  \(DemoCatalog.products.count) demo products (\(created) created now), e.g. product-1 at 29.99",
         ]
         if adminPasswordGenerated {
-            lines.append("  admin:    \(AdminAccount.email) / \(system.adminPassword)  (generated now, kept in \(system.dataDirectory)/admin-password)")
+            lines.append(
+                "  admin:    \(AdminAccount.email) / \(system.adminPassword)  (generated now, kept in \(system.dataDirectory)/admin-password)")
         } else {
             lines.append("  admin:    \(AdminAccount.email) (password from SHOP_ADMIN_PASSWORD or \(system.dataDirectory)/admin-password)")
         }

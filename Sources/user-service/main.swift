@@ -1,4 +1,4 @@
-import UserService
 import ShopRuntime
+import UserService
 
 try await ServiceMain.run([UserServiceBuilder.self])

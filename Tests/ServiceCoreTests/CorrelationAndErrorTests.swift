@@ -5,9 +5,9 @@ import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import Testing
-import ServiceHTTP
 
 @Suite struct CorrelationAndErrorTests {
     struct Echo: Codable, ResponseEncodable {

@@ -34,12 +34,13 @@ import Testing
 
     @Test(arguments: TestDatabase.available)
     func aFailingMigrationLeavesNoTrace(_ engine: TestDatabase) async throws {
-        let broken = Self.migrations + [
-            Migration(version: 3, name: "broken") { sql in
-                try await sql.raw("CREATE TABLE half (id TEXT)").run()
-                throw Boom()
-            }
-        ]
+        let broken =
+            Self.migrations + [
+                Migration(version: 3, name: "broken") { sql in
+                    try await sql.raw("CREATE TABLE half (id TEXT)").run()
+                    throw Boom()
+                }
+            ]
         try await engine.withDatabase(migrations: Self.migrations) { database in
             await #expect(throws: Boom.self) { try await database.prepare(migrations: broken) }
             let versions = try await database.appliedMigrationVersions()

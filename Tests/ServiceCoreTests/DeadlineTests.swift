@@ -5,11 +5,11 @@ import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceTesting
 import Testing
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The caller's deadline travels: a request with no time left is not worked on, and calls to other services carry what
 /// is left and are not made once it is gone.

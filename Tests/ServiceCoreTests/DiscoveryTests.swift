@@ -3,12 +3,12 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceResilience
 import ServiceTesting
 import Testing
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Rate limiter, registry and balancer state machines on a manual clock, and the service client balancing over real
 /// servers.

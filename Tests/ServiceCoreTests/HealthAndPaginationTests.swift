@@ -4,9 +4,9 @@ import HummingbirdTesting
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import Testing
-import ServiceHTTP
 
 @Suite struct HealthAndPaginationTests {
     struct Down: HealthCheckFailure {
@@ -119,7 +119,9 @@ import ServiceHTTP
         #expect(defaults.dataDirectory == "./.shop" && defaults.maxBodyBytes == 1 << 20 && defaults.logLevel == .info)
         let set = ServiceSettings(
             name: "order", defaultPort: 3002,
-            environment: ["PORT": "4002", "HOST": "0.0.0.0", "LOG_LEVEL": "debug", "DATA_DIR": "/d", "DATABASE_URL": "postgres://x@y/z", "MAX_BODY_BYTES": "10"]
+            environment: [
+                "PORT": "4002", "HOST": "0.0.0.0", "LOG_LEVEL": "debug", "DATA_DIR": "/d", "DATABASE_URL": "postgres://x@y/z", "MAX_BODY_BYTES": "10",
+            ]
         )
         #expect(set.port == 4002 && set.host == "0.0.0.0" && set.logLevel == .debug && set.dataDirectory == "/d")
         #expect(set.databaseURL == "postgres://x@y/z" && set.maxBodyBytes == 10)

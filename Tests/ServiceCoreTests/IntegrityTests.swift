@@ -4,11 +4,11 @@ import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ServiceSaga
 import ServiceTesting
 import Testing
-import ServiceHTTP
 
 /// Stored data that cannot be read back is an error that is counted and set aside, never a default and never a stall.
 @Suite struct IntegrityTests {

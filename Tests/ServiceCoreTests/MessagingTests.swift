@@ -19,9 +19,10 @@ import Testing
         var description: String { "handler exploded" }
     }
 
-    static let serviceMigrations = MessagingMigrations.all + [
-        Migration(version: 1, name: "effects", statements: ["CREATE TABLE effects (event_id TEXT NOT NULL, k TEXT NOT NULL, n BIGINT NOT NULL)"])
-    ]
+    static let serviceMigrations =
+        MessagingMigrations.all + [
+            Migration(version: 1, name: "effects", statements: ["CREATE TABLE effects (event_id TEXT NOT NULL, k TEXT NOT NULL, n BIGINT NOT NULL)"])
+        ]
 
     /// A service database (with outbox, inbox and an `effects` table) and an event log, both fresh, on `engine`.
     func withMessaging(
@@ -54,15 +55,23 @@ import Testing
     func effects(_ database: Database) async throws -> [(id: String, key: String, n: Int)] {
         try await database.withConnection { sql in
             try await sql.raw("SELECT event_id, k, n FROM effects ORDER BY n").all().map {
-                (try $0.decode(column: "event_id", as: String.self), try $0.decode(column: "k", as: String.self), try $0.decode(column: "n", as: Int.self))
+                (
+                    try $0.decode(column: "event_id", as: String.self), try $0.decode(column: "k", as: String.self),
+                    try $0.decode(column: "n", as: Int.self)
+                )
             }
         }
     }
 
-    func consumer(_ group: String, _ service: Database, _ log: EventLog, _ handlers: EventHandlers, _ configuration: ConsumerConfiguration = .init(), subscribes: Bool = true)
+    func consumer(
+        _ group: String, _ service: Database, _ log: EventLog, _ handlers: EventHandlers, _ configuration: ConsumerConfiguration = .init(),
+        subscribes: Bool = true
+    )
         -> EventConsumer
     {
-        EventConsumer(group: group, log: log, database: service, handlers: handlers, configuration: configuration, subscribes: subscribes, logger: Logger(label: group))
+        EventConsumer(
+            group: group, log: log, database: service, handlers: handlers, configuration: configuration, subscribes: subscribes,
+            logger: Logger(label: group))
     }
 
     @Test(arguments: TestDatabase.available)

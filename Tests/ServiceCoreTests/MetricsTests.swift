@@ -3,9 +3,9 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import Testing
-import ServiceHTTP
 
 /// `GET /metrics`: strict Prometheus text, with counters that move as requests are made.
 @Suite struct MetricsTests {
@@ -40,7 +40,8 @@ import ServiceHTTP
             #expect(after.types["http_server_requests_total"] == "counter")
             #expect(after.types["http_server_request_duration_seconds"] == "histogram")
             let ok = ["service": service, "method": "GET", "status": "200"]
-            let routes = Set(after.samples.filter { $0.name == "http_server_requests_total" && $0.labels["service"] == service }.compactMap { $0.labels["route"] })
+            let routes = Set(
+                after.samples.filter { $0.name == "http_server_requests_total" && $0.labels["service"] == service }.compactMap { $0.labels["route"] })
             // One series for the three items (the template, never the ids), one for the error, one for unmatched paths.
             #expect(routes == ["/items/{id}", "/broken", "unmatched", "/metrics"])
             let itemsRoute = "/items/{id}"

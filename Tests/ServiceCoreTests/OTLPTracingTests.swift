@@ -6,9 +6,10 @@ import NIOHTTP1
 import ServiceCore
 import ServiceLifecycle
 import ServiceTesting
-@testable import ServiceTracing
 import Testing
 import Tracing
+
+@testable import ServiceTracing
 
 /// The toolkit's OTLP tracer: W3C propagation, sampling, and what an OTLP/HTTP receiver gets.
 @Suite struct OTLPTracingTests {
@@ -47,7 +48,9 @@ import Tracing
         #expect(!TraceSampler.traceIDRatio(0).shouldSample(traceID: low, parent: nil))
         let unsampledParent = TraceSpanContext(traceID: low, spanID: SpanID(1), sampled: false)
         #expect(!TraceSampler.parentBased(root: .alwaysOn).shouldSample(traceID: low, parent: unsampledParent))
-        #expect(TraceSampler.parentBased(root: .alwaysOff).shouldSample(traceID: low, parent: TraceSpanContext(traceID: low, spanID: SpanID(1), sampled: true)))
+        #expect(
+            TraceSampler.parentBased(root: .alwaysOff).shouldSample(
+                traceID: low, parent: TraceSpanContext(traceID: low, spanID: SpanID(1), sampled: true)))
         #expect(TraceSampler(name: nil, argument: nil) == .parentBased(root: .alwaysOn))
         #expect(TraceSampler(name: "parentbased_traceidratio", argument: "0.1") == .parentBased(root: .traceIDRatio(0.1)))
         #expect(TraceSampler(name: "traceidratio", argument: "1.5") == nil)
@@ -56,8 +59,12 @@ import Tracing
 
     @Test func configurationFollowsOpenTelemetrysEnvironment() throws {
         #expect(try TracingConfiguration(environment: [:], serviceName: "x") == nil)
-        #expect(try TracingConfiguration(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"], serviceName: "x") == nil)
-        #expect(try TracingConfiguration(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"], serviceName: "x") == nil)
+        #expect(
+            try TracingConfiguration(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"], serviceName: "x")
+                == nil)
+        #expect(
+            try TracingConfiguration(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"], serviceName: "x")
+                == nil)
         let configuration = try #require(
             try TracingConfiguration(
                 environment: [
@@ -86,7 +93,8 @@ import Tracing
             }
         }
         let error = #expect(throws: TracingConfigurationError.self) {
-            try TracingConfiguration(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_HEADERS": "token-s3cret"], serviceName: "x")
+            try TracingConfiguration(
+                environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_HEADERS": "token-s3cret"], serviceName: "x")
         }
         #expect(error.map { !"\($0)".contains("s3cret") } == true, "a header's value is never in the message")
     }
@@ -94,9 +102,12 @@ import Tracing
     // MARK: Spans
 
     @Test func childSpansContinueTheTraceAndPropagateAsTraceparent() throws {
-        let (tracer, _) = OTLPTracing.make(configuration: TracingConfiguration(endpoint: "http://127.0.0.1:9/v1/traces", serviceName: "t"), logger: Logger(label: "t"))
-        let parent = tracer.startSpan("parent", context: .topLevel, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
-        let child = tracer.startSpan("child", context: parent.context, ofKind: .client, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
+        let (tracer, _) = OTLPTracing.make(
+            configuration: TracingConfiguration(endpoint: "http://127.0.0.1:9/v1/traces", serviceName: "t"), logger: Logger(label: "t"))
+        let parent = tracer.startSpan(
+            "parent", context: .topLevel, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
+        let child = tracer.startSpan(
+            "child", context: parent.context, ofKind: .client, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
         #expect(child.spanContext.traceID == parent.spanContext.traceID)
         #expect(child.spanContext.spanID != parent.spanContext.spanID)
         #expect(parent.isRecording && child.isRecording)
@@ -106,14 +117,16 @@ import Tracing
         #expect(headers["traceparent"] == "00-\(child.spanContext.traceID.hex)-\(child.spanContext.spanID.hex)-01")
         var remote = ServiceContext.topLevel
         tracer.extract(["traceparent": headers["traceparent"]!, "tracestate": "k=v"], into: &remote, using: DictionaryExtractor())
-        let server = tracer.startSpan("server", context: remote, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
+        let server = tracer.startSpan(
+            "server", context: remote, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
         #expect(server.spanContext.traceID == parent.spanContext.traceID)
         #expect(server.spanContext.traceState == "k=v")
 
         // An unsampled caller: the decision travels on, nothing is recorded.
         var unsampled = ServiceContext.topLevel
         tracer.extract(["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"], into: &unsampled, using: DictionaryExtractor())
-        let quiet = tracer.startSpan("quiet", context: unsampled, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
+        let quiet = tracer.startSpan(
+            "quiet", context: unsampled, ofKind: .server, at: DefaultTracerClock.now, function: #function, file: #fileID, line: #line)
         #expect(!quiet.isRecording)
         quiet.attributes["ignored"] = "yes"
         #expect(quiet.attributes.isEmpty)
@@ -125,7 +138,8 @@ import Tracing
     /// An HTTP server span started from headers: its summary reads back as attributes (over the same keys set before),
     /// a 5xx makes it an error, and nothing changes a span once it has ended.
     @Test func anHTTPServerSpanEndsWithItsSummaryAndThenNeverChanges() throws {
-        let (tracer, _) = OTLPTracing.make(configuration: TracingConfiguration(endpoint: "http://127.0.0.1:9/v1/traces", serviceName: "t"), logger: Logger(label: "t"))
+        let (tracer, _) = OTLPTracing.make(
+            configuration: TracingConfiguration(endpoint: "http://127.0.0.1:9/v1/traces", serviceName: "t"), logger: Logger(label: "t"))
         var headers = HTTPHeaders()
         headers.add(name: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         headers.add(name: "tracestate", value: "k=v")
@@ -231,7 +245,8 @@ import Tracing
             configuration.maxExportBatchSize = 2
             let (tracer, exporter) = OTLPTracing.make(configuration: configuration, logger: Logger(label: "otlp"))
             try await Self.running(exporter) {
-                let root = tracer.startSpan("GET /orders/{id}", context: .topLevel, ofKind: .server, at: DefaultTracerClock.now, function: "", file: "", line: 0)
+                let root = tracer.startSpan(
+                    "GET /orders/{id}", context: .topLevel, ofKind: .server, at: DefaultTracerClock.now, function: "", file: "", line: 0)
                 root.attributes["http.response.status_code"] = 404
                 root.attributes["http.request.method"] = "GET"
                 root.attributes["retry"] = true
@@ -239,7 +254,8 @@ import Tracing
                 root.attributes["tags"] = ["a", "b"]
                 root.recordError(APIErrorForTest())
                 root.setStatus(.init(code: .error, message: "not found"))
-                let child = tracer.startSpan("db.transaction", context: root.context, ofKind: .client, at: DefaultTracerClock.now, function: "", file: "", line: 0)
+                let child = tracer.startSpan(
+                    "db.transaction", context: root.context, ofKind: .client, at: DefaultTracerClock.now, function: "", file: "", line: 0)
                 child.addLink(SpanLink(context: root.context, attributes: [:]))
                 child.end()
                 root.end()
@@ -283,7 +299,8 @@ import Tracing
             let (tracer, exporter) = OTLPTracing.make(configuration: configuration, logger: Logger(label: "otlp"))
             // Five spans end before anything is exported: the queue holds three, two are dropped (and counted).
             for index in 0..<5 {
-                tracer.startSpan("span \(index)", context: .topLevel, ofKind: .internal, at: DefaultTracerClock.now, function: "", file: "", line: 0).end()
+                tracer.startSpan("span \(index)", context: .topLevel, ofKind: .internal, at: DefaultTracerClock.now, function: "", file: "", line: 0)
+                    .end()
             }
             try await Self.running(exporter) {
                 // The first post is answered 503 and retried; the batch arrives whole.
@@ -310,7 +327,8 @@ import Tracing
                 #expect(!span.isRecording)
                 span.end()
                 var sampled = ServiceContext.topLevel
-                tracer.extract(["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"], into: &sampled, using: DictionaryExtractor())
+                tracer.extract(
+                    ["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"], into: &sampled, using: DictionaryExtractor())
                 // A caller that sampled its trace is followed even though new traces are off.
                 tracer.startSpan("on", context: sampled, ofKind: .server, at: DefaultTracerClock.now, function: "", file: "", line: 0).end()
             }

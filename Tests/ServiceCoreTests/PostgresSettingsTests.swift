@@ -9,7 +9,8 @@ import Testing
 /// PostgreSQL as deployed: TLS (`sslmode`, `sslrootcert`), pool size and timeouts from the URL.
 @Suite struct PostgresSettingsTests {
     @Test func theURLsQueryParametersBecomeSettings() throws {
-        let url = "postgres://app:s3cret@db.internal:6543/shop?schema=order_service&sslmode=verify-full&sslrootcert=/etc/ca.pem&pool_size=25&connect_timeout=3&statement_timeout=1500"
+        let url =
+            "postgres://app:s3cret@db.internal:6543/shop?schema=order_service&sslmode=verify-full&sslrootcert=/etc/ca.pem&pool_size=25&connect_timeout=3&statement_timeout=1500"
         guard case .postgres(let settings) = try DatabaseConfiguration(url: url, service: "order", dataDirectory: "") else {
             Issue.record("not PostgreSQL")
             return
@@ -17,9 +18,12 @@ import Testing
         #expect(settings.host == "db.internal" && settings.port == 6543 && settings.database == "shop" && settings.schema == "order_service")
         #expect(settings.tls == .verifyFull(rootCertificate: "/etc/ca.pem"))
         #expect(settings.poolSize == 25 && settings.connectTimeout == .seconds(3) && settings.statementTimeout == .milliseconds(1500))
-        guard case .postgres(let plain) = try DatabaseConfiguration(url: "postgres://db/shop", service: "payment-provider", dataDirectory: "") else { return }
+        guard case .postgres(let plain) = try DatabaseConfiguration(url: "postgres://db/shop", service: "payment-provider", dataDirectory: "") else {
+            return
+        }
         #expect(plain.tls == .disable && plain.poolSize == 10 && plain.statementTimeout == nil && plain.schema == "payment_provider_service")
-        guard case .postgres(let required) = try DatabaseConfiguration(url: "postgres://db/shop?sslmode=require", service: "x", dataDirectory: "") else { return }
+        guard case .postgres(let required) = try DatabaseConfiguration(url: "postgres://db/shop?sslmode=require", service: "x", dataDirectory: "")
+        else { return }
         #expect(required.tls == .require)
         for bad in [
             "postgres://db/shop?sslmode=prefer", "postgres://db/shop?sslmode=require&sslrootcert=/ca.pem", "postgres://db/shop?pool_size=0",
@@ -32,7 +36,8 @@ import Testing
 
     /// Whether the session of `url` is encrypted, as the server sees it.
     static func encrypted(_ url: String) async throws -> Bool {
-        try await Database.with(try DatabaseConfiguration(url: url, service: "tlscheck", dataDirectory: ""), logger: Logger(label: "tls")) { database in
+        try await Database.with(try DatabaseConfiguration(url: url, service: "tlscheck", dataDirectory: ""), logger: Logger(label: "tls")) {
+            database in
             try await database.withConnection { sql in
                 try await sql.raw("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").first()?.decode(column: "ssl", as: Bool.self) ?? false
             }
@@ -57,7 +62,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let stranger = folder.appendingPathComponent("other.pem").path
         let made = try await ChildProcess.run([
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", folder.appendingPathComponent("k.pem").path,
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout",
+            folder.appendingPathComponent("k.pem").path,
             "-out", stranger,
         ])
         try #require(made == 0)

@@ -46,8 +46,9 @@ import Tracing
     static func upstream(onServerRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
         let router = Router()
         router.on("up/echo", method: .get) { request, _ in
-            Echo(uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: request.headers[.init("x-forwarded-for")!],
-                 connection: request.headers[.connection], bodyBytes: 0)
+            Echo(
+                uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: request.headers[.init("x-forwarded-for")!],
+                connection: request.headers[.connection], bodyBytes: 0)
         }
         router.get("echo") { request, _ in
             Echo(uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: nil, connection: nil, bodyBytes: 0)
@@ -58,12 +59,14 @@ import Tracing
             return Echo(uri: request.uri.description, correlation: nil, forwardedFor: nil, connection: nil, bodyBytes: count)
         }
         router.get("up/stream") { _, _ in
-            Response(status: .ok, body: ResponseBody { writer in
-                for index in 0..<256 {
-                    try await writer.write(ByteBuffer(repeating: UInt8(index % 256), count: 4096))
-                }
-                try await writer.finish(nil)
-            })
+            Response(
+                status: .ok,
+                body: ResponseBody { writer in
+                    for index in 0..<256 {
+                        try await writer.write(ByteBuffer(repeating: UInt8(index % 256), count: 4096))
+                    }
+                    try await writer.finish(nil)
+                })
         }
         router.get("up/wait") { _, _ -> String in
             arrivals.withLockedValue { $0 += 1 }
@@ -134,7 +137,9 @@ import Tracing
     @Test func forwardsWithRewrittenTargetCorrelationAndClientAddress() async throws {
         try await withProxy { base, client in
             for _ in 0..<3 {  // the later requests reuse pooled upstream connections
-                let (status, headers, body) = try await get(client, base + "/echo?x=1", headers: [("x-correlation-id", "trace-7"), ("connection", "keep-alive, x-secret"), ("x-secret", "hop")])
+                let (status, headers, body) = try await get(
+                    client, base + "/echo?x=1",
+                    headers: [("x-correlation-id", "trace-7"), ("connection", "keep-alive, x-secret"), ("x-secret", "hop")])
                 #expect(status == .ok)
                 #expect(headers.first(name: "x-correlation-id") == "trace-7")
                 let echo = try JSONDecoder().decode(Echo.self, from: body)
@@ -366,7 +371,8 @@ import Tracing
         let port = upstream.localAddress!.port!
         try await RunningService.with([
             { onServerRunning in
-                ProxyServer(configuration: .init(port: 0), router: HangUpRouter(port: port), logger: Logger(label: "proxy"), onServerRunning: onServerRunning)
+                ProxyServer(
+                    configuration: .init(port: 0), router: HangUpRouter(port: port), logger: Logger(label: "proxy"), onServerRunning: onServerRunning)
             }
         ]) { proxyPorts in
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -396,7 +402,8 @@ extension ProxyServerTests {
     func tracedRequest(
         _ client: HTTPClient, _ base: String, parent: String, traceState: [String] = ["vendor=1"]
     ) async throws -> (sent: String, answered: String) {
-        let (status, headers, body) = try await get(client, base + "/traced", headers: [("traceparent", parent)] + traceState.map { ("tracestate", $0) })
+        let (status, headers, body) = try await get(
+            client, base + "/traced", headers: [("traceparent", parent)] + traceState.map { ("tracestate", $0) })
         #expect(status == .ok)
         return (String(buffer: body), try #require(headers.first(name: "traceresponse")))
     }
@@ -424,7 +431,8 @@ extension ProxyServerTests {
                     let down = try #require(downHeaders.first(name: "traceresponse").flatMap { TraceSpanContext(traceparent: $0) })
                     seen.withLockedValue { $0 = (span, down, base) }
                     // An unsampled client: the decision goes on, nothing is exported.
-                    let (quietSent, quietAnswered) = try await tracedRequest(client, base, parent: "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                    let (quietSent, quietAnswered) = try await tracedRequest(
+                        client, base, parent: "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
                     #expect(quietAnswered.hasSuffix("-00") && quietSent.hasPrefix(quietAnswered))
                     // Two tracestate headers are one list (W3C).
                     let (joinedSent, joinedAnswered) = try await tracedRequest(

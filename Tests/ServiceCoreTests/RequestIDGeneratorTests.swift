@@ -24,7 +24,9 @@ import Testing
     }
 
     @Test func hopByHopHeadersAreDroppedAndTheRestKept() {
-        var headers = HTTPHeaders([("Connection", "keep-alive, X-Private"), ("X-Private", "1"), ("Keep-Alive", "timeout=5"), ("Accept", "*/*"), ("TE", "trailers")])
+        var headers = HTTPHeaders([
+            ("Connection", "keep-alive, X-Private"), ("X-Private", "1"), ("Keep-Alive", "timeout=5"), ("Accept", "*/*"), ("TE", "trailers"),
+        ])
         ProxyHeaders.removeHopByHop(&headers)
         #expect(headers.map(\.name) == ["Accept"])
     }

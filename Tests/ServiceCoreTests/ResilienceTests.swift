@@ -20,9 +20,9 @@ struct TestInstant: InstantProtocol {
         var breaker = Machine(configuration: .init(consecutiveFailures: 3, minimumCalls: 100, openDuration: .seconds(10), halfOpenCalls: 2))
         for second in 0..<3 {
             do {
-            let decision = breaker.acquire(now: Self.at(Double(second)))
-            #expect(decision == .allow)
-        }
+                let decision = breaker.acquire(now: Self.at(Double(second)))
+                #expect(decision == .allow)
+            }
             breaker.record(success: false, duration: .milliseconds(5), now: Self.at(Double(second)))
         }
         #expect(breaker.state == .open(until: Self.at(12)))
@@ -123,7 +123,11 @@ struct TestInstant: InstantProtocol {
         struct Down: Error {}
         let calls = NIOLockedValueBox(0)
         for _ in 0..<2 {
-            await #expect(throws: Down.self) { try await breaker.run { calls.withLockedValue { $0 += 1 }; throw Down() } }
+            await #expect(throws: Down.self) {
+                try await breaker.run {
+                    calls.withLockedValue { $0 += 1 }; throw Down()
+                }
+            }
         }
         // Open: refused without calling.
         await #expect(throws: CircuitBreaker<ManualClock>.Open.self) { try await breaker.run { calls.withLockedValue { $0 += 1 } } }

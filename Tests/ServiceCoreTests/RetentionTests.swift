@@ -3,20 +3,22 @@ import Logging
 import NIOConcurrencyHelpers
 import SQLKit
 import ServiceCore
-@testable import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ServiceResilience
 import ServiceSaga
 import ServiceTesting
 import Testing
-import ServiceHTTP
+
+@testable import ServiceDatabase
 
 @Suite struct RetentionTests {
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func count(_ table: String, in database: Database, where condition: String = "1 = 1") async throws -> Int {
         try await database.withConnection { sql in
-            try await sql.raw("SELECT COUNT(*) AS n FROM \(ident: table) WHERE \(unsafeRaw: condition)").first()?.decode(column: "n", as: Int.self) ?? -1
+            try await sql.raw("SELECT COUNT(*) AS n FROM \(ident: table) WHERE \(unsafeRaw: condition)").first()?.decode(column: "n", as: Int.self)
+                ?? -1
         }
     }
 
@@ -32,7 +34,8 @@ import ServiceHTTP
             #expect(Duration.parse(bad) == nil, "\(bad)")
         }
         var settings = ServiceSettings(name: "x", port: 0)
-        #expect(try RetentionPolicy(settings: settings) == RetentionPolicy(retention: .seconds(7 * 86_400), deadLetterRetention: .seconds(30 * 86_400)))
+        #expect(
+            try RetentionPolicy(settings: settings) == RetentionPolicy(retention: .seconds(7 * 86_400), deadLetterRetention: .seconds(30 * 86_400)))
         settings.retention = "30s"
         settings.deadLetterRetention = "10s"
         // Dead letters never go before the events beside them.
@@ -111,9 +114,10 @@ import ServiceHTTP
 
     @Test(arguments: TestDatabase.available)
     func finishedSagasGoWithTheirRowsAndFailedOnesStay(_ engine: TestDatabase) async throws {
-        let migrations = SagaMigrations.all + [
-            Migration(version: 1, name: "records", statements: ["CREATE TABLE records (saga_id TEXT NOT NULL)"])
-        ]
+        let migrations =
+            SagaMigrations.all + [
+                Migration(version: 1, name: "records", statements: ["CREATE TABLE records (saga_id TEXT NOT NULL)"])
+            ]
         try await engine.withDatabase(migrations: migrations) { database in
             let downstream = SagaTests.Downstream()
             let fine = SagaTests.orchestrator(SagaTests.definition(downstream), database)
@@ -163,10 +167,18 @@ import ServiceHTTP
             let padding = String(repeating: "x", count: 2000)
             var batch: [(envelope: EventEnvelope, queue: String?)] = []
             for n in 0..<2000 {
-                batch.append((try EventEnvelope(type: "nobody.listens", source: "test", partitionKey: "k\(n % 10)", payload: ["n": "\(n)", "pad": padding]), nil))
+                batch.append(
+                    (
+                        try EventEnvelope(
+                            type: "nobody.listens", source: "test", partitionKey: "k\(n % 10)", payload: ["n": "\(n)", "pad": padding]), nil
+                    ))
             }
             try await log.append(batch)
-            let pages = { try await database.withConnection { sql in try await sql.raw("PRAGMA page_count").first()?.decode(column: "page_count", as: Int.self) ?? 0 } }
+            let pages = {
+                try await database.withConnection { sql in
+                    try await sql.raw("PRAGMA page_count").first()?.decode(column: "page_count", as: Int.self) ?? 0
+                }
+            }
             let before = try await pages()
 
             ServiceMetrics.bootstrap()

@@ -22,7 +22,13 @@ import Testing
     ) -> SagaDefinition<Trip> {
         let left = NIOLockedValueBox(times)
         let fail: @Sendable (String) throws -> Void = { name in
-            if name == failing, left.withLockedValue({ left in defer { left -= 1 }; return left > 0 }) { throw CancellationError() }
+            if name == failing,
+                left.withLockedValue({ left in
+                    defer { left -= 1 }; return left > 0
+                })
+            {
+                throw CancellationError()
+            }
         }
         let steps = ["reserve", "charge", "create"].map { name in
             SagaStep<Trip>(
@@ -112,10 +118,12 @@ import Testing
 
     static func slow(_ delays: [String: Duration]) -> SagaDefinition<Trip> {
         let steps = ["reserve", "charge", "create"].map { name in
-            SagaStep<Trip>(name, timeout: .seconds(30), action: { state, context in
-                if let delay = delays[context.sagaID] { try await Task.sleep(for: delay) }
-                state.done.append(name)
-            })
+            SagaStep<Trip>(
+                name, timeout: .seconds(30),
+                action: { state, context in
+                    if let delay = delays[context.sagaID] { try await Task.sleep(for: delay) }
+                    state.done.append(name)
+                })
         }
         return SagaDefinition(name: "trip", steps: steps)
     }
@@ -151,7 +159,8 @@ import Testing
         try await engine.withDatabase(migrations: SagaMigrations.all) { database in
             // Two sagas left by a "crashed" orchestrator, whose lease has run out.
             let clock = ManualClock()
-            let crashed = SagaOrchestrator(definition: Self.slow([:]), database: database, logger: Logger(label: "crashed"), lease: .seconds(30), clock: clock)
+            let crashed = SagaOrchestrator(
+                definition: Self.slow([:]), database: database, logger: Logger(label: "crashed"), lease: .seconds(30), clock: clock)
             try await crashed.start(id: "a-slow", state: Trip())
             try await crashed.start(id: "b-fast", state: Trip())
             clock.advance(by: .seconds(31))

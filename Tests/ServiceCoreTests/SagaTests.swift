@@ -6,8 +6,8 @@ import ServiceDatabase
 import ServiceResilience
 @_spi(Testing) import ServiceSaga
 import ServiceTesting
-import Tracing
 import Testing
+import Tracing
 
 @Suite struct SagaTests {
     struct Trip: Codable, Sendable, Equatable {
@@ -63,7 +63,10 @@ import Testing
                     switch failure {
                     case .permanent(name):
                         throw SagaStepFailure(status: 402, message: "\(name) refused")
-                    case .transient(name, _) where transientLeft.withLockedValue({ left in defer { left -= 1 }; return left > 0 }):
+                    case .transient(name, _)
+                    where transientLeft.withLockedValue({ left in
+                        defer { left -= 1 }; return left > 0
+                    }):
                         throw CancellationError()
                     case .hangs(name):
                         try await Task.sleep(for: .seconds(60))
@@ -102,9 +105,10 @@ import Testing
             let record = try #require(try await saga.run(id: "s1"))
             #expect(record.status == .completed)
             #expect(record.state.done == ["reserve", "charge", "create"])
-            #expect(record.history.map { "\($0.name) \($0.status)" } == [
-                "reserve started", "reserve completed", "charge started", "charge completed", "create started", "create completed",
-            ])
+            #expect(
+                record.history.map { "\($0.name) \($0.status)" } == [
+                    "reserve started", "reserve completed", "charge started", "charge completed", "create started", "create completed",
+                ])
             #expect(downstream.calls == ["do reserve", "do charge", "do create"])
             // Running a finished saga again does nothing.
             #expect(try await saga.run(id: "s1")?.status == .completed)
@@ -241,7 +245,9 @@ import Testing
             // Resumed with no trace of its own (as the recovery loop does): its steps join the original trace.
             let record = try await Task.detached { try await restarted.run(id: id) }.value
             #expect(record?.status == .completed)
-            let resumed = tracer.finishedSpans.filter { ["saga trip charge", "saga trip create"].contains($0.operationName) && $0.traceID == traceID }
+            let resumed = tracer.finishedSpans.filter {
+                ["saga trip charge", "saga trip create"].contains($0.operationName) && $0.traceID == traceID
+            }
             #expect(Set(resumed.map(\.operationName)) == ["saga trip charge", "saga trip create"])
         }
     }

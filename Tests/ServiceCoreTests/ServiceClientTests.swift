@@ -3,12 +3,12 @@ import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceResilience
 import ServiceTesting
 import Testing
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The service client under its resilience policies, against a real server that fails on purpose.
 @Suite struct ServiceClientTests {
@@ -39,7 +39,8 @@ import ServiceDiscovery
         ResiliencePolicies(
             clock: ContinuousClock(),
             retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
-            breaker: CircuitBreaker(name: "down", configuration: .init(consecutiveFailures: failuresToTrip, openDuration: .seconds(60)), clock: ContinuousClock())
+            breaker: CircuitBreaker(
+                name: "down", configuration: .init(consecutiveFailures: failuresToTrip, openDuration: .seconds(60)), clock: ContinuousClock())
         )
     }
 

@@ -127,14 +127,16 @@ extension TokenAttackTests {
         let current = try SigningKey.generate()
         let published = NIOLockedValueBox(SigningKey.jwks([current.published, leaked.published]))
         // Keys are fetched again on every verification here (a lifetime of zero), as they are every 5 minutes in service.
-        let verifier = TokenVerifier(source: { published.withLockedValue { $0 } }, logger: Logger(label: "t"), refetchInterval: .zero, keyLifetime: .zero)
+        let verifier = TokenVerifier(
+            source: { published.withLockedValue { $0 } }, logger: Logger(label: "t"), refetchInterval: .zero, keyLifetime: .zero)
         let stolen = try await TokenIssuer(signingKey: leaked).issue(subject: "mallory", role: .admin, email: nil).token
         #expect(try await verifier.verify(stolen).subject == "mallory")
         #expect(verifier.cachedIdentity(for: stolen) != nil)
 
         // The auth service stops publishing the leaked key: the next fetch drops it, and the tokens it verified with it.
         published.withLockedValue { $0 = SigningKey.jwks([current.published]) }
-        #expect(try await verifier.verify(try await TokenIssuer(signingKey: current).issue(subject: "a", role: .user, email: nil).token).subject == "a")
+        #expect(
+            try await verifier.verify(try await TokenIssuer(signingKey: current).issue(subject: "a", role: .user, email: nil).token).subject == "a")
         #expect(verifier.cachedIdentity(for: stolen) == nil)
         await #expect(throws: TokenVerifier.Failure.self) { try await verifier.verify(stolen) }
     }

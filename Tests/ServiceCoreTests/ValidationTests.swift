@@ -1,7 +1,7 @@
 import Foundation
 import ServiceCore
-import Testing
 import ServiceHTTP
+import Testing
 
 @Suite struct ValidationTests {
     func parse(_ text: String) throws -> JSONValue {

@@ -14,7 +14,11 @@ import UserService
     func loginIssuesATokenTheJWKSVerifies(_ engine: TestDatabase) async throws {
         try await Harness.with(engine) { harness in
             let user = harness.user(adminPassword: "AdminPass1")
-            try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { ports in
+            try await RunningService.with([
+                {
+                    var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c)
+                }
+            ]) { ports in
                 try await buildAuthService(harness.auth(userURL: "http://127.0.0.1:\(ports[0])")).test(.router) { client in
                     let token = try await client.execute(
                         uri: "/auth/login", method: .post, headers: .json, body: .json(#"{"email":"ADMIN@shop.local","password":"AdminPass1"}"#)
@@ -36,7 +40,11 @@ import UserService
     @Test func badLoginsAre401Or400AndNeverSayWhichPartWasWrong() async throws {
         try await Harness.with(.sqlite) { harness in
             let user = harness.user(adminPassword: "AdminPass1")
-            try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { ports in
+            try await RunningService.with([
+                {
+                    var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c)
+                }
+            ]) { ports in
                 try await buildAuthService(harness.auth(userURL: "http://127.0.0.1:\(ports[0])")).test(.router) { client in
                     for body in [#"{"email":"admin@shop.local","password":"Wrong1234"}"#, #"{"email":"nobody@shop.local","password":"AdminPass1"}"#] {
                         try await client.execute(uri: "/auth/login", method: .post, headers: .json, body: .json(body)) { response async throws in
@@ -77,7 +85,9 @@ import UserService
                         uri: "/auth/service", method: .post, headers: .json, body: .json(#"{"serviceId":"payment","serviceSecret":"payment-secret"}"#)
                     ) { try $0.json(ServiceToken.self).token }
                 }
-                let jwks = { @Sendable () async throws -> JWKS in try await client.execute(uri: "/.well-known/jwks.json", method: .get) { try $0.json(JWKS.self) } }
+                let jwks = { @Sendable () async throws -> JWKS in
+                    try await client.execute(uri: "/.well-known/jwks.json", method: .get) { try $0.json(JWKS.self) }
+                }
                 let before = try await token()
                 let first = try Self.keyID(of: before)
                 // What `shop keys rotate` does, while the service runs.

@@ -6,9 +6,10 @@ import Testing
 
 @Suite struct CardAndMailTests {
     @Test func luhnAcceptsTheSandboxCardsAndRefusesAlteredNumbers() {
-        for number in ["4111111111111111", "4242424242424242", SandboxProcessor.declined, SandboxProcessor.insufficientFunds, SandboxProcessor.timesOut,
-            "5555555555554444", "378282246310005"]
-        {
+        for number in [
+            "4111111111111111", "4242424242424242", SandboxProcessor.declined, SandboxProcessor.insufficientFunds, SandboxProcessor.timesOut,
+            "5555555555554444", "378282246310005",
+        ] {
             #expect(Card.passesLuhn(number), "\(number)")
         }
         for number in ["4111111111111112", "4242424242424241", "1234567812345678", "", "41111111111111a1"] {
@@ -51,7 +52,9 @@ import Testing
         #expect(try await sandbox.refund(reference: reference, amountCents: 500, idempotencyKey: "r") == refund)
         await #expect(throws: ProcessorUnavailable.self) { try await sandbox.refund(reference: reference, amountCents: 1, idempotencyKey: "r2") }
         #expect(sandbox.refundedCents == 500)
-        let declined = try await sandbox.charge(ChargeRequest(idempotencyKey: "d", amountCents: 500, card: Card(number: SandboxProcessor.declined, expiryMonth: 1, expiryYear: 2030, cvv: "1")))
+        let declined = try await sandbox.charge(
+            ChargeRequest(
+                idempotencyKey: "d", amountCents: 500, card: Card(number: SandboxProcessor.declined, expiryMonth: 1, expiryYear: 2030, cvv: "1")))
         #expect(declined == .declined(code: "card_declined", message: "The card was declined"))
     }
 

@@ -38,21 +38,28 @@ import Testing
             "SAGA_LEASE_MS": "1500", "PAYMENT_PROCESSOR_TIMEOUT_MS": "1500", "CHECKOUT_CHARGE_TIMEOUT_MS": "3000", "CHECKOUT_WAIT_MS": "100",
             "CHECKOUT_DEADLINE_MS": "30000", "PAYMENT_RECONCILE_INTERVAL_MS": "1000",
         ]
-        _ = try await SystemTests.withSystem(.sqlite, name: "chaos", extraEnvironment: environment, configure: { $0.rateLimit = "off" }) { system, supervisor, client in
+        _ = try await SystemTests.withSystem(.sqlite, name: "chaos", extraEnvironment: environment, configure: { $0.rateLimit = "off" }) {
+            system, supervisor, client in
             try await run(system: system, supervisor: supervisor, client: client)
         }
     }
 
     func run(system: LocalSystem, supervisor: Supervisor, client: HTTPClient) async throws {
         let gateway = system.gatewayURL
-        let admin = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"AdminPass1"}"#)
-            .json(TokenResponse.self).token
+        let admin = try await InProcessShop.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"AdminPass1"}"#
+        )
+        .json(TokenResponse.self).token
         let stock = 1000
-        let created = try await InProcessShop.call(client, .PUT, gateway + "/api/inventory/chaos-1", json: #"{"name":"Chaos","price":10,"stock":\#(stock)}"#, token: admin)
+        let created = try await InProcessShop.call(
+            client, .PUT, gateway + "/api/inventory/chaos-1", json: #"{"name":"Chaos","price":10,"stock":\#(stock)}"#, token: admin)
         try #require(created.status == .created)
-        _ = try await InProcessShop.call(client, .POST, gateway + "/api/users", json: #"{"email":"chaos@example.com","name":"Chaos Test","password":"Secret123"}"#)
-        let token = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"chaos@example.com","password":"Secret123"}"#)
-            .json(TokenResponse.self).token
+        _ = try await InProcessShop.call(
+            client, .POST, gateway + "/api/users", json: #"{"email":"chaos@example.com","name":"Chaos Test","password":"Secret123"}"#)
+        let token = try await InProcessShop.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"chaos@example.com","password":"Secret123"}"#
+        )
+        .json(TokenResponse.self).token
 
         let started = NIOLockedValueBox<[Started]>([])
         let next = NIOLockedValueBox(0)
@@ -63,11 +70,14 @@ import Testing
             for _ in 0..<4 {
                 group.addTask {
                     while ContinuousClock.now < end {
-                        let n = next.withLockedValue { value in defer { value += 1 }; return value }
+                        let n = next.withLockedValue { value in
+                            defer { value += 1 }; return value
+                        }
                         let quantity = n % 3 + 1
                         let declined = n % 10 == 7
                         let card = declined ? "4000000000000002" : "4242424242424242"
-                        let body = #"{"items":[{"productId":"chaos-1","quantity":\#(quantity),"price":10}],"# + OrderLifecycleTests.address
+                        let body =
+                            #"{"items":[{"productId":"chaos-1","quantity":\#(quantity),"price":10}],"# + OrderLifecycleTests.address
                             + #","paymentMethod":"card","cardDetails":{"number":"\#(card)","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
                         // The same key until some service answers with the checkout's id (the path may be down right now).
                         let deadline = ContinuousClock.now + .seconds(60)
@@ -138,8 +148,10 @@ import Testing
             var kept: [String: Int64] = [:]
             var after: String?
             repeat {
-                let page = try await InProcessShop.call(client, .GET, provider + "/v1/charges?limit=100" + (after.map { "&starting_after=\($0)" } ?? ""), token: key)
-                    .json(Charges.self)
+                let page = try await InProcessShop.call(
+                    client, .GET, provider + "/v1/charges?limit=100" + (after.map { "&starting_after=\($0)" } ?? ""), token: key
+                )
+                .json(Charges.self)
                 for charge in page.data where charge.status == "succeeded" {
                     kept[charge.metadata["orderId"] ?? "?", default: 0] += charge.amount - charge.amount_refunded
                 }

@@ -23,19 +23,25 @@ import Testing
             // The cards that make the provider hang give up (and compensate) after this, not after the default minute.
             "CHECKOUT_DEADLINE_MS": "8000",
         ]
-        _ = try await SystemTests.withSystem(engine, name: "crash", extraEnvironment: environment, configure: {
-            // Its clients retry hard while the order service is down: not a test of the rate limit.
-            $0.rateLimit = "off"
-        }) { system, supervisor, client in
+        _ = try await SystemTests.withSystem(
+            engine, name: "crash", extraEnvironment: environment,
+            configure: {
+                // Its clients retry hard while the order service is down: not a test of the rate limit.
+                $0.rateLimit = "off"
+            }
+        ) { system, supervisor, client in
             try await run(system: system, supervisor: supervisor, client: client)
         }
     }
 
     func run(system: LocalSystem, supervisor: Supervisor, client: HTTPClient) async throws {
         let gateway = system.gatewayURL
-        _ = try await InProcessShop.call(client, .POST, gateway + "/api/users", json: #"{"email":"crash@example.com","name":"Crash Test","password":"Secret123"}"#)
-        let token = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"crash@example.com","password":"Secret123"}"#)
-            .json(TokenResponse.self).token
+        _ = try await InProcessShop.call(
+            client, .POST, gateway + "/api/users", json: #"{"email":"crash@example.com","name":"Crash Test","password":"Secret123"}"#)
+        let token = try await InProcessShop.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"crash@example.com","password":"Secret123"}"#
+        )
+        .json(TokenResponse.self).token
         // Twelve checkouts of 1–3 units; some cards time out at the processor (their sagas are in flight longest), one is
         // declined.
         let cards = (0..<12).map { $0 % 4 == 1 ? "4000000000000119" : ($0 == 6 ? "4000000000000002" : "4242424242424242") }
@@ -45,7 +51,8 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<12 {
                 group.addTask {
-                    let body = #"{"items":[{"productId":"product-1","quantity":\#(quantities[index]),"price":29.99}],"# + OrderLifecycleTests.address
+                    let body =
+                        #"{"items":[{"productId":"product-1","quantity":\#(quantities[index]),"price":29.99}],"# + OrderLifecycleTests.address
                         + #","paymentMethod":"card","cardDetails":{"number":"\#(cards[index])","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
                     try await Task.sleep(for: .milliseconds(150 * index))
                     // Retried with the same key until the order service answers (it may be down right now).
@@ -117,13 +124,16 @@ import Testing
 
         // Money: per order at most one payment kept, and every kept payment belongs to a completed checkout's order.
         let payments = try await Database.open(
-            try DatabaseConfiguration(url: system.databaseURL, service: "payment", dataDirectory: system.dataDirectory), logger: Logger(label: "check")
+            try DatabaseConfiguration(url: system.databaseURL, service: "payment", dataDirectory: system.dataDirectory),
+            logger: Logger(label: "check")
         )
         try await withThrowingTaskGroup(of: Void.self) { group in
             let services = ServiceGroup(services: payments.services, logger: Logger(label: "check"))
             group.addTask { try await services.run() }
             let kept = try await payments.withConnection { sql in
-                try await sql.raw("SELECT order_id FROM payments WHERE status = 'completed'").all().map { try $0.decode(column: "order_id", as: String.self) }
+                try await sql.raw("SELECT order_id FROM payments WHERE status = 'completed'").all().map {
+                    try $0.decode(column: "order_id", as: String.self)
+                }
             }
             #expect(kept.count == Set(kept).count, "an order was paid twice")
             #expect(Set(kept) == orderIds, "kept: \(kept.count), completed orders: \(orderIds.count)")

@@ -2,10 +2,10 @@ import Foundation
 import NIOHTTP1
 import PaymentService
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
-import ServiceHTTP
 
 /// `POST /api/checkout`: the guide's createOrderSaga through the gateway, in process.
 @Suite struct CheckoutTests {
@@ -28,10 +28,11 @@ import ServiceHTTP
                 let checkout = try reply.json(CheckoutDTO.self)
                 #expect(checkout.status == "completed")
                 let orderId = try #require(checkout.orderId)
-                #expect(try await Self.steps(shop, checkout.id, token: token) == [
-                    "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment completed",
-                    "createOrder started", "createOrder completed",
-                ])
+                #expect(
+                    try await Self.steps(shop, checkout.id, token: token) == [
+                        "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment completed",
+                        "createOrder started", "createOrder completed",
+                    ])
                 let order = try await OrderLifecycleTests.order(shop, orderId, token: token)
                 #expect(order.totalAmount == 59.98)
                 try await eventually("the order to ship") {
@@ -100,15 +101,17 @@ import ServiceHTTP
             try await InProcessShop.with(harness) { shop in
                 let (_, token) = try await OrderLifecycleTests.customer(shop)
                 // Declined card: the reservation is released, nothing is charged, no order exists.
-                let declined = try await shop.call(.POST, "/api/checkout", json: Self.body(quantity: 3, number: SandboxProcessor.declined), token: token)
+                let declined = try await shop.call(
+                    .POST, "/api/checkout", json: Self.body(quantity: 3, number: SandboxProcessor.declined), token: token)
                 #expect(declined.status.code == 402)
                 #expect(declined.object["status"] as? String == "compensated")
                 #expect(declined.object["error"] as? String == "The card was declined")
                 let id = try #require(declined.object["id"] as? String)
-                #expect(try await Self.steps(shop, id, token: token) == [
-                    "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment failed",
-                    "chargePayment compensated", "reserveInventory compensated",
-                ])
+                #expect(
+                    try await Self.steps(shop, id, token: token) == [
+                        "reserveInventory started", "reserveInventory completed", "chargePayment started", "chargePayment failed",
+                        "chargePayment compensated", "reserveInventory compensated",
+                    ])
                 #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
 
                 // Not enough stock: the first step fails, nothing else runs.
@@ -145,7 +148,9 @@ import ServiceHTTP
                 #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
                 // A hold, then its release, gives the units back once however often it is released.
                 let other = #"{"orderId":"held-1","items":[{"productId":"product-1","quantity":3}]}"#
-                #expect(try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: service).status == .created)
+                #expect(
+                    try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: service).status
+                        == .created)
                 #expect(try await OrderLifecycleTests.product(shop).reserved == 3)
                 for _ in 0..<2 {
                     _ = try await InProcessShop.call(shop.client, .DELETE, inventory + "/internal/reservations/held-1", token: service)
@@ -153,7 +158,9 @@ import ServiceHTTP
                 #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
                 // Without the scope: refused.
                 let user = try await harness.keys.token("u1")
-                #expect(try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: user).status == .forbidden)
+                #expect(
+                    try await InProcessShop.call(shop.client, .POST, inventory + "/internal/reservations", json: other, token: user).status
+                        == .forbidden)
             }
         }
     }
@@ -165,7 +172,9 @@ import ServiceHTTP
                 let (_, token) = try await OrderLifecycleTests.customer(shop)
                 let replies = try await withThrowingTaskGroup(of: InProcessShop.Reply.self) { group in
                     for _ in 0..<3 {
-                        group.addTask { try await shop.call(.POST, "/api/checkout", json: Self.body(), token: token, headers: [("Idempotency-Key", "cart-1")]) }
+                        group.addTask {
+                            try await shop.call(.POST, "/api/checkout", json: Self.body(), token: token, headers: [("Idempotency-Key", "cart-1")])
+                        }
                     }
                     return try await group.reduce(into: []) { $0.append($1) }
                 }
@@ -190,7 +199,9 @@ import ServiceHTTP
                 let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                     for _ in 0..<12 {
                         group.addTask {
-                            Int(try await shop.call(.POST, "/api/checkout", json: Self.body(product: "last-items", price: 10), token: token).status.code)
+                            Int(
+                                try await shop.call(.POST, "/api/checkout", json: Self.body(product: "last-items", price: 10), token: token).status
+                                    .code)
                         }
                     }
                     return try await group.reduce(into: [Int]()) { $0.append($1) }

@@ -7,6 +7,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceResilience
 import ServiceTesting
@@ -14,13 +16,12 @@ import ShopContracts
 import Testing
 
 @testable import GatewayService
-import ServiceHTTP
-import ServiceDiscovery
 
 /// The gateway's rate limits, the registry it hosts, and balancing over registered instances, against stub upstreams.
 @Suite struct GatewayResilienceTests {
     /// A stub service instance: answers every path with its label, and counts what it served.
-    static func stub(_ label: String, hits: NIOLockedValueBox<Int>) -> @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> any Service {
+    static func stub(_ label: String, hits: NIOLockedValueBox<Int>) -> @Sendable (@escaping @Sendable (Int) async -> Void) async throws -> any Service
+    {
         { onServerRunning in
             let router = Router()
             router.get("health/live") { _, _ in "alive" }
@@ -59,7 +60,11 @@ import ServiceDiscovery
         configuration.tokenVerifier = keys.verifier
         configure(&configuration)
         let configured = configuration
-        return try await RunningService.with([{ var c = configured; c.onServerRunning = $0; return try buildGateway(c) }]) { ports in
+        return try await RunningService.with([
+            {
+                var c = configured; c.onServerRunning = $0; return try buildGateway(c)
+            }
+        ]) { ports in
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
                 let result = try await body(Gateway(url: "http://127.0.0.1:\(ports[0])", keys: keys, client: client))
@@ -110,9 +115,12 @@ import ServiceDiscovery
 
                 // The gateway's /metrics (strict Prometheus text) counted the refusals and the forwarded answers.
                 let metrics = try PrometheusText(String(buffer: try await gateway.call(.GET, "/metrics").body))
-                let limited = metrics.value("gateway_rate_limited_total", ["group": "inventory"]) - metricsBefore.value("gateway_rate_limited_total", ["group": "inventory"])
+                let limited =
+                    metrics.value("gateway_rate_limited_total", ["group": "inventory"])
+                    - metricsBefore.value("gateway_rate_limited_total", ["group": "inventory"])
                 #expect(limited >= 1)
-                let forwarded = metrics.value("gateway_upstream_responses_total", ["target": "inventory", "outcome": "2xx"])
+                let forwarded =
+                    metrics.value("gateway_upstream_responses_total", ["target": "inventory", "outcome": "2xx"])
                     - metricsBefore.value("gateway_upstream_responses_total", ["target": "inventory", "outcome": "2xx"])
                 #expect(forwarded >= 100)
             }
@@ -174,7 +182,8 @@ import ServiceDiscovery
                 )
                 #expect(longer.object["deadline"] as? String == "30000")
                 // Nothing left: answered at once, not forwarded.
-                let expired = try await InProcessShop.call(gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "0")])
+                let expired = try await InProcessShop.call(
+                    gateway.client, .GET, gateway.url + "/api/inventory/p", headers: [("X-Request-Timeout-Ms", "0")])
                 #expect(expired.status == .gatewayTimeout)
                 #expect(hits.withLockedValue { $0 } == 3)
             }
@@ -260,12 +269,15 @@ import ServiceDiscovery
     @Test func requestsSpreadOverRegisteredInstancesAndADeadOneIsSkippedThenEvicted() async throws {
         let hits = (NIOLockedValueBox(0), NIOLockedValueBox(0), NIOLockedValueBox(0))
         try await RunningService.with([Self.stub("static", hits: hits.0), Self.stub("a", hits: hits.1), Self.stub("b", hits: hits.2)]) { ports in
-            try await Self.withGateway(upstreamPort: ports[0], configure: {
-                // Health checks evict, not the TTL: these registrations send no heartbeats, and a loaded machine may
-                // take longer than the default 15 s over the test.
-                $0.registryCheckInterval = .milliseconds(100)
-                $0.registryTTL = .seconds(300)
-            }) { gateway in
+            try await Self.withGateway(
+                upstreamPort: ports[0],
+                configure: {
+                    // Health checks evict, not the TTL: these registrations send no heartbeats, and a loaded machine may
+                    // take longer than the default 15 s over the test.
+                    $0.registryCheckInterval = .milliseconds(100)
+                    $0.registryTTL = .seconds(300)
+                }
+            ) { gateway in
                 let order = try await gateway.keys.token("order", role: .service, scopes: [Scope.registryRegister])
                 let jane = try await gateway.keys.token("jane")
                 let dead = try ClosedPort()
@@ -336,7 +348,8 @@ import ServiceDiscovery
                         await onServerRunning(bound)
                     })
                     let agent = RegistryAgent(
-                        registryURL: registry, name: "order", host: "127.0.0.1", credentials: keys.serviceTokens("order", scopes: [Scope.registryRegister]),
+                        registryURL: registry, name: "order", host: "127.0.0.1",
+                        credentials: keys.serviceTokens("order", scopes: [Scope.registryRegister]),
                         logger: Logger(label: "agent"), port: { await port.stream.first { _ in true } }
                     )
                     agentID.withLockedValue { $0 = agent.instanceID }

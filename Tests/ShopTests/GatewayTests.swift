@@ -2,16 +2,17 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
 
 @testable import GatewayService
-import ServiceHTTP
 
 @Suite struct GatewayTests {
     static let signup = #"{"email":"jane@example.com","name":"Jane Doe","password":"Secret123"}"#
-    static let orderBody = #"{"items":[{"productId":"product-1","quantity":2,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#
+    static let orderBody =
+        #"{"items":[{"productId":"product-1","quantity":2,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#
 
     @Test func routesMatchWholeSegmentsAndRefuseDotSegments() {
         #expect(GatewayRouter.matches("/api/users", prefix: "/api/users"))
@@ -46,7 +47,8 @@ import ServiceHTTP
                 #expect(me.status == .ok)
                 #expect(try me.json(UserDTO.self) == user)
 
-                let order = try await shop.call(.POST, "/api/orders", json: Self.orderBody, token: token.token, headers: [("x-correlation-id", "flow-2")])
+                let order = try await shop.call(
+                    .POST, "/api/orders", json: Self.orderBody, token: token.token, headers: [("x-correlation-id", "flow-2")])
                 #expect(order.status == .created)
                 #expect(order.headers.first(name: "x-correlation-id") == "flow-2")
                 let placed = try order.json(OrderDTO.self)
@@ -131,10 +133,13 @@ import ServiceHTTP
 
     @Test func healthIs503WhenAServiceIsDown() async throws {
         try await Harness.with(.sqlite) { harness in
-            try await InProcessShop.with(harness, extraGatewaySetup: { gateway in
-                gateway.healthChecked = [.user, .payment]
-                gateway.serviceURLs[.payment] = "http://127.0.0.1:9"
-            }) { shop in
+            try await InProcessShop.with(
+                harness,
+                extraGatewaySetup: { gateway in
+                    gateway.healthChecked = [.user, .payment]
+                    gateway.serviceURLs[.payment] = "http://127.0.0.1:9"
+                }
+            ) { shop in
                 let health = try await shop.call(.GET, "/health/ready")
                 #expect(health.status == .serviceUnavailable)
                 #expect(health.object["status"] as? String == "unhealthy")

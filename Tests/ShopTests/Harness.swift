@@ -3,19 +3,19 @@ import Foundation
 import GatewayService
 import Hummingbird
 import InventoryService
-import NotificationService
-import ServiceMessaging
 import NIOConcurrencyHelpers
+import NotificationService
 import OrderService
 import PaymentService
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
+import ServiceMessaging
 import ServiceResilience
 import ServiceTesting
 import ShopContracts
 import UserService
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Test wiring for the shop's services: fresh databases on the engine under test, a test signing key, port 0.
 final class Harness: Sendable {
@@ -47,7 +47,8 @@ final class Harness: Sendable {
     ) async throws -> T {
         ServiceMetrics.bootstrap()
         let harness = Harness(
-            engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout, sagaLease: sagaLease
+            engine: engine, keys: try await TestKeys(), reservationTimeToLive: reservationTimeToLive, processorTimeout: processorTimeout,
+            sagaLease: sagaLease
         )
         do {
             let result = try await body(harness)
@@ -120,7 +121,9 @@ final class Harness: Sendable {
         return configuration
     }
 
-    func order(inventoryURL: String, paymentURL: String = "http://127.0.0.1:9", locatePayment: (@Sendable () -> String)? = nil) -> OrderServiceConfiguration {
+    func order(inventoryURL: String, paymentURL: String = "http://127.0.0.1:9", locatePayment: (@Sendable () -> String)? = nil)
+        -> OrderServiceConfiguration
+    {
         var configuration = OrderServiceConfiguration(environment: [:])
         configuration.settings = settings(.order)
         configuration.inventoryURL = inventoryURL
@@ -179,4 +182,3 @@ final class Harness: Sendable {
         var step: String
     }
 }
-

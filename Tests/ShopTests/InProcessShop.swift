@@ -3,10 +3,10 @@ import AuthService
 import Foundation
 import GatewayService
 import InventoryService
-import NotificationService
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NotificationService
 import OrderService
 import PaymentService
 import ServiceCore
@@ -55,16 +55,30 @@ struct InProcessShop: Sendable {
         let paymentURL = NIOLockedValueBox("http://127.0.0.1:9")
         return try await harness.withCatalog(catalog) { inventoryURL in
             let order = harness.order(inventoryURL: inventoryURL, locatePayment: { paymentURL.withLockedValue { $0 } })
-            return try await RunningService.with([{ var c = order; c.settings.onServerRunning = $0; return try await buildOrderService(c) }]) { orderPorts in
+            return try await RunningService.with([
+                {
+                    var c = order; c.settings.onServerRunning = $0; return try await buildOrderService(c)
+                }
+            ]) { orderPorts in
                 let user = harness.user(orderURL: Self.url(orderPorts[0]), adminPassword: adminPassword)
-                return try await RunningService.with([{ var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c) }]) { userPorts in
+                return try await RunningService.with([
+                    {
+                        var c = user; c.settings.onServerRunning = $0; return try await buildUserService(c)
+                    }
+                ]) { userPorts in
                     let auth = harness.auth(userURL: Self.url(userPorts[0]))
                     let notification = harness.notification()
                     let payment = harness.payment(orderURL: Self.url(orderPorts[0]))
                     return try await RunningService.with([
-                        { var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c) },
-                        { var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c) },
-                        { var c = payment; c.settings.onServerRunning = $0; return try await buildPaymentService(c) },
+                        {
+                            var c = auth; c.settings.onServerRunning = $0; return try await buildAuthService(c)
+                        },
+                        {
+                            var c = notification; c.settings.onServerRunning = $0; return try await buildNotificationService(c)
+                        },
+                        {
+                            var c = payment; c.settings.onServerRunning = $0; return try await buildPaymentService(c)
+                        },
                     ]) { authPorts in
                         paymentURL.withLockedValue { $0 = Self.url(authPorts[2]) }
                         let urls: [ServiceName: String] = [
@@ -77,7 +91,11 @@ struct InProcessShop: Sendable {
                         gateway.healthChecked = [.user, .auth, .order, .inventory]
                         extraGatewaySetup(&gateway)
                         let configured = gateway
-                        return try await RunningService.with([{ var c = configured; c.onServerRunning = $0; return try buildGateway(c) }]) { gatewayPorts in
+                        return try await RunningService.with([
+                            {
+                                var c = configured; c.onServerRunning = $0; return try buildGateway(c)
+                            }
+                        ]) { gatewayPorts in
                             let client = HTTPClient(eventLoopGroupProvider: .singleton)
                             do {
                                 let result = try await body(InProcessShop(gatewayURL: Self.url(gatewayPorts[0]), serviceURLs: urls, client: client))
@@ -107,7 +125,8 @@ struct InProcessShop: Sendable {
     }
 
     /// Sends a request through the gateway.
-    func call(_ method: HTTPMethod, _ path: String, json: String? = nil, token: String? = nil, headers: [(String, String)] = []) async throws -> Reply {
+    func call(_ method: HTTPMethod, _ path: String, json: String? = nil, token: String? = nil, headers: [(String, String)] = []) async throws -> Reply
+    {
         try await Self.call(client, method, gatewayURL + path, json: json, token: token, headers: headers)
     }
 

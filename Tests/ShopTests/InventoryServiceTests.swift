@@ -2,10 +2,10 @@ import Foundation
 import HummingbirdTesting
 import InventoryService
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
-import ServiceHTTP
 
 @Suite struct InventoryServiceTests {
     @Test(arguments: TestDatabase.available)
@@ -16,17 +16,20 @@ import ServiceHTTP
             try await buildInventoryService(harness.inventory()).test(.router) { client in
                 try await client.execute(uri: "/inventory/product-1", method: .get) { #expect($0.status == .notFound) }
                 let body = #"{"name":"Wireless Mouse","price":29.99,"stock":100}"#
-                try await client.execute(uri: "/inventory/product-1", method: .put, headers: .bearer(user), body: .json(body)) { response async throws in
+                try await client.execute(uri: "/inventory/product-1", method: .put, headers: .bearer(user), body: .json(body)) {
+                    response async throws in
                     #expect(response.status == .forbidden)
                 }
                 try await client.execute(uri: "/inventory/product-1", method: .put, body: .json(body)) { #expect($0.status == .unauthorized) }
-                try await client.execute(uri: "/inventory/product-1", method: .put, headers: .bearer(admin), body: .json(body)) { response async throws in
+                try await client.execute(uri: "/inventory/product-1", method: .put, headers: .bearer(admin), body: .json(body)) {
+                    response async throws in
                     #expect(response.status == .created)
                     let product = try response.json(ProductDTO.self)
                     #expect(product.id == "product-1" && product.price == 29.99 && product.stock == 100)
                 }
                 try await client.execute(
-                    uri: "/inventory/product-1", method: .put, headers: .bearer(admin), body: .json(#"{"name":"Wireless Mouse","price":24.5,"stock":3}"#)
+                    uri: "/inventory/product-1", method: .put, headers: .bearer(admin),
+                    body: .json(#"{"name":"Wireless Mouse","price":24.5,"stock":3}"#)
                 ) { #expect($0.status == .ok) }
                 try await client.execute(uri: "/inventory/product-1", method: .get) { response async throws in
                     let product = try response.json(ProductDTO.self)
@@ -56,12 +59,15 @@ import ServiceHTTP
                     #"not json"#,
                 ]
                 for body in bad {
-                    try await client.execute(uri: "/inventory/p-1", method: .put, headers: .bearer(admin), body: .json(body)) { response async throws in
+                    try await client.execute(uri: "/inventory/p-1", method: .put, headers: .bearer(admin), body: .json(body)) {
+                        response async throws in
                         #expect(response.status == .badRequest, "\(body)")
                         #expect(response.errorMessage != nil)
                     }
                 }
-                try await client.execute(uri: "/inventory/bad%20id", method: .put, headers: .bearer(admin), body: .json(#"{"name":"X","price":1,"stock":1}"#)) {
+                try await client.execute(
+                    uri: "/inventory/bad%20id", method: .put, headers: .bearer(admin), body: .json(#"{"name":"X","price":1,"stock":1}"#)
+                ) {
                     #expect($0.status == .badRequest)
                 }
                 try await client.execute(uri: "/inventory/p-1", method: .get) { #expect($0.status == .notFound) }
@@ -76,7 +82,8 @@ import ServiceHTTP
             try await buildInventoryService(harness.inventory()).test(.router) { client in
                 for index in 1...5 {
                     try await client.execute(
-                        uri: "/inventory/p-\(index)", method: .put, headers: .bearer(admin), body: .json(#"{"name":"P\#(index)","price":1.5,"stock":1}"#)
+                        uri: "/inventory/p-\(index)", method: .put, headers: .bearer(admin),
+                        body: .json(#"{"name":"P\#(index)","price":1.5,"stock":1}"#)
                     ) { #expect($0.status == .created) }
                 }
                 try await client.execute(uri: "/inventory?page=2&limit=2", method: .get) { response async throws in

@@ -12,7 +12,8 @@ import Testing
 /// happens to the batch it came in; retried when the server says "later", dead-lettered when it says "never".
 @Suite struct MailDeliveryTests {
     static func fast(maxAttempts: Int) -> ConsumerConfiguration {
-        ConsumerConfiguration(prefetch: 16, maxAttempts: maxAttempts, baseBackoff: .milliseconds(20), maxBackoff: .milliseconds(50), pollInterval: .milliseconds(20))
+        ConsumerConfiguration(
+            prefetch: 16, maxAttempts: maxAttempts, baseBackoff: .milliseconds(20), maxBackoff: .milliseconds(50), pollInterval: .milliseconds(20))
     }
 
     /// A notification service mailing through `smtpURL`, and the harness's event log to feed it.
@@ -27,7 +28,11 @@ import Testing
             mail.visibilityTimeout = .seconds(60)
             configuration.mailConsumer = mail
             let configured = configuration
-            try await RunningService.with([{ var c = configured; c.settings.onServerRunning = $0; return try await buildNotificationService(c) }]) { _ in
+            try await RunningService.with([
+                {
+                    var c = configured; c.settings.onServerRunning = $0; return try await buildNotificationService(c)
+                }
+            ]) { _ in
                 let logConfiguration = try DatabaseConfiguration(url: harness.eventLogURL, service: "eventlog", dataDirectory: harness.dataDirectory)
                 try await Database.with(logConfiguration, logger: Logger(label: "log")) { database in
                     let log = EventLog(database: database, logger: Logger(label: "log"))
@@ -40,7 +45,9 @@ import Testing
 
     /// Users the notification service knows (through `user.created`), once it has them all.
     static func addRecipients(_ count: Int, to log: EventLog) async throws -> [UserChanged] {
-        let users = (0..<count).map { UserChanged(id: "user-\($0)", email: "buyer\($0)@example.com", name: "Buyer \($0)", updatedAt: Timestamp.now()) }
+        let users = (0..<count).map {
+            UserChanged(id: "user-\($0)", email: "buyer\($0)@example.com", name: "Buyer \($0)", updatedAt: Timestamp.now())
+        }
         for user in users {
             try await log.publish(try EventEnvelope(type: EventType.userCreated, source: "user-service", partitionKey: user.id, payload: user))
         }
@@ -52,7 +59,10 @@ import Testing
 
     static func note(_ user: String, order: String) throws -> (envelope: EventEnvelope, queue: String?) {
         let note = OrderNotification(kind: .orderConfirmed, userId: user, orderId: order, details: ["items": "1 × Mouse", "total": "29.99"])
-        return (try EventEnvelope(type: OrderNotification.eventType, source: "order-service", partitionKey: order, payload: note), Queue.orderNotifications)
+        return (
+            try EventEnvelope(type: OrderNotification.eventType, source: "order-service", partitionKey: order, payload: note),
+            Queue.orderNotifications
+        )
     }
 
     static func drained(_ log: EventLog, _ group: String) async throws -> Bool {

@@ -1,14 +1,14 @@
 import Foundation
-import NIOHTTP1
 import Logging
+import NIOHTTP1
 import PaymentService
+import ServiceCore
+import ServiceHTTP
 import ServiceLifecycle
 import ServiceMessaging
-import ServiceCore
 import ServiceTesting
 import ShopContracts
 import Testing
-import ServiceHTTP
 
 /// The guide's order lifecycle through the gateway, in process: reservation, payment, fulfilment, notifications and
 /// mail, and what happens when a step cannot be done.
@@ -19,7 +19,9 @@ import ServiceHTTP
         #"{"items":[{"productId":"\#(product)","quantity":\#(quantity),"price":\#(price)}],\#(address)}"#
     }
 
-    static func paymentBody(orderId: String, amount: Double, number: String = "4111111111111111", month: Int = 12, year: Int = 2030, cvv: String = "123")
+    static func paymentBody(
+        orderId: String, amount: Double, number: String = "4111111111111111", month: Int = 12, year: Int = 2030, cvv: String = "123"
+    )
         -> String
     {
         #"{"orderId":"\#(orderId)","amount":\#(amount),"paymentMethod":"credit_card","cardDetails":{"number":"\#(number)","expiryMonth":\#(month),"expiryYear":\#(year),"cvv":"\#(cvv)"}}"#
@@ -32,9 +34,13 @@ import ServiceHTTP
     }
 
     /// Signs up and logs in a customer; answers its id and token.
-    static func customer(_ shop: InProcessShop, email: String = "jane@example.com", name: String = "Jane Doe") async throws -> (id: String, token: String) {
-        let user = try await shop.call(.POST, "/api/users", json: #"{"email":"\#(email)","name":"\#(name)","password":"Secret123"}"#).json(UserDTO.self)
-        let token = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#).json(TokenResponse.self).token
+    static func customer(_ shop: InProcessShop, email: String = "jane@example.com", name: String = "Jane Doe") async throws -> (
+        id: String, token: String
+    ) {
+        let user = try await shop.call(.POST, "/api/users", json: #"{"email":"\#(email)","name":"\#(name)","password":"Secret123"}"#).json(
+            UserDTO.self)
+        let token = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#).json(TokenResponse.self)
+            .token
         return (user.id, token)
     }
 
@@ -81,7 +87,9 @@ import ServiceHTTP
                 }
                 // Mail goes out after each notification committed (from the service's mail queue).
                 try await eventually("three mails") {
-                    kinds.allSatisfy { FileManager.default.fileExists(atPath: (harness.mailDirectory as NSString).appendingPathComponent("\($0).eml")) }
+                    kinds.allSatisfy {
+                        FileManager.default.fileExists(atPath: (harness.mailDirectory as NSString).appendingPathComponent("\($0).eml"))
+                    }
                 }
                 for kind in kinds {
                     let path = (harness.mailDirectory as NSString).appendingPathComponent("\(kind).eml")
@@ -91,7 +99,8 @@ import ServiceHTTP
                     #expect(mail.contains("\r\n\r\nHello Jane Doe,"), "\(kind)")
                     #expect(!mail.contains("4111111111111111"))
                 }
-                let shippedMail = try String(contentsOfFile: (harness.mailDirectory as NSString).appendingPathComponent("order-shipped-\(order.id).eml"), encoding: .utf8)
+                let shippedMail = try String(
+                    contentsOfFile: (harness.mailDirectory as NSString).appendingPathComponent("order-shipped-\(order.id).eml"), encoding: .utf8)
                 #expect(shippedMail.contains(shipped.trackingNumber ?? "missing"))
                 #expect(harness.processor.approvedCharges == 1)
             }
@@ -137,7 +146,9 @@ import ServiceHTTP
                 // The processor does not answer: 504, nothing charged; the retry with the same key is not charged twice.
                 let slow = try await pay(Self.paymentBody(orderId: order.id, amount: 29.99, number: SandboxProcessor.timesOut), key: "slow-1")
                 #expect(slow.status == .gatewayTimeout)
-                #expect(try await pay(Self.paymentBody(orderId: order.id, amount: 29.99, number: SandboxProcessor.timesOut), key: "slow-1").status == .gatewayTimeout)
+                #expect(
+                    try await pay(Self.paymentBody(orderId: order.id, amount: 29.99, number: SandboxProcessor.timesOut), key: "slow-1").status
+                        == .gatewayTimeout)
                 #expect(harness.processor.approvedCharges == 0)
                 #expect(try await Self.order(shop, order.id, token: token).status != "cancelled")
 
@@ -149,7 +160,8 @@ import ServiceHTTP
                 #expect(again.status == .ok)
                 #expect(try again.json(PaymentDTO.self) == first.json(PaymentDTO.self))
                 #expect(again.headers.first(name: "idempotent-replayed") == "true")
-                #expect(try await pay(Self.paymentBody(orderId: order.id, amount: 29.99, number: "4242424242424242"), key: "pay-1").status.code == 422)
+                #expect(
+                    try await pay(Self.paymentBody(orderId: order.id, amount: 29.99, number: "4242424242424242"), key: "pay-1").status.code == 422)
                 #expect(harness.processor.approvedCharges == 1)
                 // Paid already: another payment is refused, with or without a key.
                 let twice = try await pay(body)
@@ -198,7 +210,8 @@ import ServiceHTTP
                     let services = ServiceGroup(services: log.database.services, logger: Logger(label: "test"))
                     group.addTask { try await services.run() }
                     for _ in 0..<2 {
-                        try await log.publish(try EventEnvelope(type: EventType.orderCancelled, source: "test", partitionKey: order.id, payload: cancelled))
+                        try await log.publish(
+                            try EventEnvelope(type: EventType.orderCancelled, source: "test", partitionKey: order.id, payload: cancelled))
                     }
                     try await eventually("the refund") {
                         try await shop.call(.GET, "/api/payments/\(payment.id)", token: token).json(PaymentDTO.self).status == "refunded"
@@ -271,8 +284,10 @@ import ServiceHTTP
                 let ids = try await withThrowingTaskGroup(of: String.self) { group in
                     for _ in 0..<12 {
                         group.addTask {
-                            try await shop.call(.POST, "/api/orders", json: Self.orderBody(quantity: 1, product: "last-items", price: 10), token: token)
-                                .json(OrderDTO.self).id
+                            try await shop.call(
+                                .POST, "/api/orders", json: Self.orderBody(quantity: 1, product: "last-items", price: 10), token: token
+                            )
+                            .json(OrderDTO.self).id
                         }
                     }
                     return try await group.reduce(into: [String]()) { $0.append($1) }

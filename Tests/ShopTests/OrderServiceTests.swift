@@ -1,13 +1,13 @@
 import Foundation
 import HummingbirdTesting
 import OrderService
-import ServiceMessaging
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
+import ServiceMessaging
 import ServiceTesting
 import ShopContracts
 import Testing
-import ServiceHTTP
-import ServiceDiscovery
 
 @Suite struct OrderServiceTests {
     static let catalog: [(String, ProductUpdate)] = [
@@ -26,8 +26,11 @@ import ServiceDiscovery
                 let bob = try await harness.keys.token("bob")
                 let admin = try await harness.keys.token("admin-1", role: .admin)
                 try await buildOrderService(harness.order(inventoryURL: inventoryURL)).test(.router) { client in
-                    let body = Self.order(#"[{"productId":"product-1","quantity":2,"price":29.99,"name":"ignored"},{"productId":"product-2","quantity":1,"price":89.5}]"#)
-                    let order = try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) { response async throws in
+                    let body = Self.order(
+                        #"[{"productId":"product-1","quantity":2,"price":29.99,"name":"ignored"},{"productId":"product-2","quantity":1,"price":89.5}]"#
+                    )
+                    let order = try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) {
+                        response async throws in
                         #expect(response.status == .created)
                         return try response.json(OrderDTO.self)
                     }
@@ -92,10 +95,19 @@ import ServiceDiscovery
             (Self.order(#"[{"quantity":1,"price":29.99}]"#), "items.0.productId"),
             (Self.order(#"["product-1"]"#), "items.0"),
             (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}]}"#, "shippingAddress"),
-            (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"x","city":"y","country":"z"}}"#, "shippingAddress.zipCode"),
-            (#"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":1,"city":"y","country":"z","zipCode":"1"}}"#, "shippingAddress.street"),
+            (
+                #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"x","city":"y","country":"z"}}"#,
+                "shippingAddress.zipCode"
+            ),
+            (
+                #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":1,"city":"y","country":"z","zipCode":"1"}}"#,
+                "shippingAddress.street"
+            ),
             (Self.order(#"[{"productId":"product-1","quantity":1001,"price":29.99}]"#), "items.0.quantity"),
-            (Self.order("[" + Array(repeating: #"{"productId":"product-1","quantity":1,"price":29.99}"#, count: 101).joined(separator: ",") + "]"), "items"),
+            (
+                Self.order("[" + Array(repeating: #"{"productId":"product-1","quantity":1,"price":29.99}"#, count: 101).joined(separator: ",") + "]"),
+                "items"
+            ),
         ]
         try await Harness.with(engine) { harness in
             let alice = try await harness.keys.token("alice")
@@ -111,7 +123,10 @@ import ServiceDiscovery
                 // With a valid body and the catalog down, the answer is a quick 503, not a hang or a 500.
                 let started = ContinuousClock.now
                 defer { #expect(ContinuousClock.now - started < .seconds(4)) }
-                try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(Self.order(#"[{"productId":"product-1","quantity":1,"price":29.99}]"#))) {
+                try await client.execute(
+                    uri: "/orders", method: .post, headers: .bearer(alice),
+                    body: .json(Self.order(#"[{"productId":"product-1","quantity":1,"price":29.99}]"#))
+                ) {
                     #expect($0.status == .serviceUnavailable)
                 }
             }
@@ -127,7 +142,10 @@ import ServiceDiscovery
                     var ids: [String] = []
                     for quantity in 1...3 {
                         let body = Self.order(#"[{"productId":"product-1","quantity":\#(quantity),"price":29.99}]"#)
-                        ids.append(try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) { try $0.json(OrderDTO.self).id })
+                        ids.append(
+                            try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) {
+                                try $0.json(OrderDTO.self).id
+                            })
                     }
                     try await client.execute(uri: "/orders?page=1&limit=2", method: .get, headers: .bearer(alice)) { response async throws in
                         let page = try response.json(Paginated<OrderDTO>.self)
@@ -155,7 +173,9 @@ import ServiceDiscovery
                 let alice = try await harness.keys.token("alice")
                 try await buildOrderService(harness.order(inventoryURL: inventoryURL)).test(.router) { client in
                     let body = Self.order(#"[{"productId":"product-1","quantity":1,"price":29.99}]"#)
-                    let id = try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) { try $0.json(OrderDTO.self).id }
+                    let id = try await client.execute(uri: "/orders", method: .post, headers: .bearer(alice), body: .json(body)) {
+                        try $0.json(OrderDTO.self).id
+                    }
                     try await client.execute(uri: "/orders/\(id)/cancel", method: .post, headers: .bearer(alice)) { response async throws in
                         #expect(response.status == .ok)
                         #expect(try response.json(OrderDTO.self).status == "cancelled")
@@ -196,19 +216,23 @@ import ServiceDiscovery
                     for service in log.database.services { background.addTask { try? await service.run() } }
                 }
                 defer { background.cancelAll() }
-                try await RunningService.with([{ var c = configuration; c.settings.onServerRunning = $0; return try await buildOrderService(c) }]) { ports in
-                let client = ServiceClient(name: "order", baseURL: "http://127.0.0.1:\(ports[0])")
-                let before = try await client.send(.POST, "/orders", body: body, bearer: alice)
-                #expect(before.status == 503)
-                try await log.publish(
-                    try EventEnvelope(
-                        type: EventType.productUpdated, source: "test", partitionKey: "gadget",
-                        payload: ProductChanged(id: "gadget", name: "Gadget", price: 12.5, stock: 3, updatedAt: Timestamp.now())
+                try await RunningService.with([
+                    {
+                        var c = configuration; c.settings.onServerRunning = $0; return try await buildOrderService(c)
+                    }
+                ]) { ports in
+                    let client = ServiceClient(name: "order", baseURL: "http://127.0.0.1:\(ports[0])")
+                    let before = try await client.send(.POST, "/orders", body: body, bearer: alice)
+                    #expect(before.status == 503)
+                    try await log.publish(
+                        try EventEnvelope(
+                            type: EventType.productUpdated, source: "test", partitionKey: "gadget",
+                            payload: ProductChanged(id: "gadget", name: "Gadget", price: 12.5, stock: 3, updatedAt: Timestamp.now())
+                        )
                     )
-                )
-                try await eventually("the replica to have the product") {
-                    try await client.send(.POST, "/orders", body: body, bearer: alice).status == 201
-                }
+                    try await eventually("the replica to have the product") {
+                        try await client.send(.POST, "/orders", body: body, bearer: alice).status == 201
+                    }
                 }
             }
         }

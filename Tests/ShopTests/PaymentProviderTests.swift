@@ -25,11 +25,16 @@ import Testing
     ) async throws -> T {
         let url = databaseURL ?? (engine == .postgres ? engine.freshURL(service: "provider") : "sqlite:\(directory)/provider.sqlite")
         var configuration = PaymentProviderConfiguration(environment: [:])
-        configuration.settings = ServiceSettings(name: "payment-provider", port: 0, logLevel: .warning, dataDirectory: directory, databaseURL: url, maxBodyBytes: 64 * 1024)
+        configuration.settings = ServiceSettings(
+            name: "payment-provider", port: 0, logLevel: .warning, dataDirectory: directory, databaseURL: url, maxBodyBytes: 64 * 1024)
         configuration.secretKey = key
         configuration.hang = .seconds(2)
         let configured = configuration
-        return try await RunningService.with([{ var c = configured; c.settings.onServerRunning = $0; return try await buildPaymentProvider(c) }]) { ports in
+        return try await RunningService.with([
+            {
+                var c = configured; c.settings.onServerRunning = $0; return try await buildPaymentProvider(c)
+            }
+        ]) { ports in
             try await body("http://127.0.0.1:\(ports[0])", url)
         }
     }
@@ -39,7 +44,8 @@ import Testing
     }
 
     static func post(
-        _ url: String, _ path: String, form: String, key: String? = Self.key, idempotencyKey: String? = nil, contentType: String = "application/x-www-form-urlencoded"
+        _ url: String, _ path: String, form: String, key: String? = Self.key, idempotencyKey: String? = nil,
+        contentType: String = "application/x-www-form-urlencoded"
     ) async throws -> InProcessShop.Reply {
         var headers: [(String, String)] = [("content-type", contentType)]
         if let key { headers.append(("authorization", "Bearer \(key)")) }
@@ -113,7 +119,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let databaseURL = try await Self.withProvider(engine, directory: directory) { url, databaseURL in
             for (number, code) in [("4000000000000002", "card_declined"), ("4000000000009995", "insufficient_funds")] {
-                let declined = try await Self.post(url, "/v1/charges", form: "amount=1000&currency=usd&\(Self.card.replacingOccurrences(of: "4242424242424242", with: number))")
+                let declined = try await Self.post(
+                    url, "/v1/charges", form: "amount=1000&currency=usd&\(Self.card.replacingOccurrences(of: "4242424242424242", with: number))")
                 #expect(declined.status.code == 402)
                 let error = try declined.json(ErrorBody.self).error
                 #expect(error.type == "card_error" && error.code == code)
@@ -123,7 +130,8 @@ import Testing
                 #expect(try await Self.post(url, "/v1/refunds", form: "charge=\(failed.id)").status == .badRequest)
             }
             // JSON bodies work too.
-            let json = #"{"amount":5000,"currency":"USD","card":{"number":"4111111111111111","exp_month":1,"exp_year":2031,"cvc":"999"},"metadata":{"orderId":"o-2"}}"#
+            let json =
+                #"{"amount":5000,"currency":"USD","card":{"number":"4111111111111111","exp_month":1,"exp_year":2031,"cvc":"999"},"metadata":{"orderId":"o-2"}}"#
             let charge = try await Self.post(url, "/v1/charges", form: json, contentType: "application/json").json(Charge.self)
             #expect(charge.amount == 5000 && charge.currency == "usd")
             let part = try await Self.post(url, "/v1/refunds", form: "charge=\(charge.id)&amount=2000", idempotencyKey: "refund-a")
@@ -148,7 +156,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try await Self.withProvider(.sqlite, directory: directory) { url, _ in
             var ids: [String] = []
-            for n in 1...3 { ids.append(try await Self.post(url, "/v1/charges", form: "amount=\(n)00&currency=usd&\(Self.card)").json(Charge.self).id) }
+            for n in 1...3 {
+                ids.append(try await Self.post(url, "/v1/charges", form: "amount=\(n)00&currency=usd&\(Self.card)").json(Charge.self).id)
+            }
             let first = try await Self.get(url, "/v1/charges?limit=2").json(ChargeList.self)
             #expect(first.data.map(\.id) == [ids[2], ids[1]] && first.hasMore)
             let second = try await Self.get(url, "/v1/charges?limit=2&starting_after=\(ids[1])").json(ChargeList.self)
@@ -214,12 +224,15 @@ import Testing
                 func start(_ order: String) async throws -> PaymentRecord {
                     let candidate = PaymentRecord(
                         payment: PaymentDTO(
-                            id: UUID().uuidString.lowercased(), orderId: order, amount: 29.99, status: "processing", card: .init(brand: "visa", last4: "4242"),
+                            id: UUID().uuidString.lowercased(), orderId: order, amount: 29.99, status: "processing",
+                            card: .init(brand: "visa", last4: "4242"),
                             createdAt: Timestamp.now()
                         ),
                         userId: "user-1", fingerprint: order, processorReference: nil, response: nil
                     )
-                    guard case .started(let record) = try await repository.start(candidate, idempotencyKey: "key-\(order)") else { throw Unexpected() }
+                    guard case .started(let record) = try await repository.start(candidate, idempotencyKey: "key-\(order)") else {
+                        throw Unexpected()
+                    }
                     return record
                 }
                 let card = Card(number: "4242424242424242", expiryMonth: 12, expiryYear: 2030, cvv: "123")
@@ -233,14 +246,16 @@ import Testing
                 let declined = try await start("order-declined")
                 _ = try await processor.charge(
                     ChargeRequest(
-                        idempotencyKey: declined.payment.id, amountCents: 2999, card: Card(number: "4000000000000002", expiryMonth: 12, expiryYear: 2030, cvv: "123"),
+                        idempotencyKey: declined.payment.id, amountCents: 2999,
+                        card: Card(number: "4000000000000002", expiryMonth: 12, expiryYear: 2030, cvv: "123"),
                         metadata: ["paymentId": declined.payment.id]
                     )
                 )
                 // Never reached the provider.
                 let untouched = try await start("order-untouched")
 
-                let reconciler = PaymentReconciler(repository: repository, processor: processor, settleAfter: .seconds(5), interval: .seconds(1), logger: Logger(label: "r"))
+                let reconciler = PaymentReconciler(
+                    repository: repository, processor: processor, settleAfter: .seconds(5), interval: .seconds(1), logger: Logger(label: "r"))
                 // Too recent: a live request may still be charging them.
                 #expect(try await reconciler.reconcile() == 0)
                 #expect(try await reconciler.reconcile(now: Date() + 10) == 3)
@@ -261,7 +276,9 @@ import Testing
 
                 // A refund of a payment whose outcome was unknown asks the provider first and gives back what it took.
                 try await database.withConnection { sql in
-                    try await sql.raw("UPDATE payments SET status = 'failed', response_status = NULL, response_body = NULL, processor_reference = NULL WHERE id = \(bind: charged.payment.id)").run()
+                    try await sql.raw(
+                        "UPDATE payments SET status = 'failed', response_status = NULL, response_body = NULL, processor_reference = NULL WHERE id = \(bind: charged.payment.id)"
+                    ).run()
                 }
                 let refunded = try await repository.refund(id: charged.payment.id, processor: processor)
                 #expect(refunded?.payment.status == "refunded")

@@ -4,12 +4,12 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
-import ServiceHTTP
-import ServiceDiscovery
 
 /// Breakers, fallback, registry and balancing across real processes under the supervisor.
 @Suite(.serialized) struct ResilienceSystemTests {
@@ -19,7 +19,8 @@ import ServiceDiscovery
     /// Signs up and logs in a new customer; answers its token.
     static func customer(_ gateway: String, client: HTTPClient) async throws -> String {
         let email = "resilient-\(UUID().uuidString.prefix(8).lowercased())@example.com"
-        let signup = try await InProcessShop.call(client, .POST, gateway + "/api/users", json: #"{"email":"\#(email)","name":"Res Ilient","password":"Secret123"}"#)
+        let signup = try await InProcessShop.call(
+            client, .POST, gateway + "/api/users", json: #"{"email":"\#(email)","name":"Res Ilient","password":"Secret123"}"#)
         #expect(signup.status == .created)
         return try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"\#(email)","password":"Secret123"}"#)
             .json(TokenResponse.self).token
@@ -30,7 +31,8 @@ import ServiceDiscovery
     }
 
     @Test func stoppingThePaymentServiceOpensTheBreakerAndTheFallbackAnswersUntilItIsBack() async throws {
-        _ = try await SystemTests.withSystem(.sqlite, name: "breaker", extraEnvironment: ["PAYMENT_BREAKER_OPEN_MS": "1000"]) { system, supervisor, client in
+        _ = try await SystemTests.withSystem(.sqlite, name: "breaker", extraEnvironment: ["PAYMENT_BREAKER_OPEN_MS": "1000"]) {
+            system, supervisor, client in
             let gateway = system.gatewayURL
             let token = try await Self.customer(gateway, client: client)
             let order = try await InProcessShop.call(client, .POST, gateway + "/api/orders", json: Self.orderBody, token: token).json(OrderDTO.self)

@@ -1,13 +1,13 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
-import ServiceCore
 import NIOCore
+import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
-import ServiceHTTP
 
 /// Retention across real processes: with a short `RETENTION`, what a burst of traffic leaves in the infrastructure
 /// tables is pruned by the services themselves, while the business data stays.
@@ -24,7 +24,8 @@ import ServiceHTTP
             for n in 0..<4 {
                 // One declined card among them: a compensated saga is pruned like a completed one.
                 let body = n == 3 ? Self.checkoutBody.replacingOccurrences(of: "4242424242424242", with: "4000000000000002") : Self.checkoutBody
-                let reply = try await InProcessShop.call(client, .POST, gateway + "/api/checkout", json: body, token: token, headers: [("idempotency-key", "burst-\(n)")])
+                let reply = try await InProcessShop.call(
+                    client, .POST, gateway + "/api/checkout", json: body, token: token, headers: [("idempotency-key", "burst-\(n)")])
                 #expect(reply.status == (n == 3 ? .paymentRequired : .created))
                 if n < 3 { orders.append(try #require(try reply.json(CheckoutDTO.self).orderId)) }
             }
@@ -52,7 +53,8 @@ import ServiceHTTP
             #expect(metrics.value("retention_pruned_rows_total", ["table": "checkouts"]) == 4)
             #expect(metrics.value("retention_pruned_rows_total", ["table": "inbox"]) > 0)
             // A replay of a pruned checkout's key starts a new checkout (the key's lifetime is the retention).
-            let replay = try await InProcessShop.call(client, .POST, gateway + "/api/checkout", json: Self.checkoutBody, token: token, headers: [("idempotency-key", "burst-0")])
+            let replay = try await InProcessShop.call(
+                client, .POST, gateway + "/api/checkout", json: Self.checkoutBody, token: token, headers: [("idempotency-key", "burst-0")])
             #expect(replay.status == .created)
             #expect(try replay.json(CheckoutDTO.self).orderId.map { !orders.contains($0) } == true)
         }

@@ -1,10 +1,10 @@
 import Foundation
 import NIOHTTP1
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
-import ServiceHTTP
 
 /// The shop from an attacker's side: other people's resources, internal endpoints, service tokens where a person
 /// belongs, password guessing, and hostile bodies on every public route.
@@ -25,7 +25,8 @@ import ServiceHTTP
                 let paymentID = try #require(payment.object["id"] as? String)
                 let checkout = try await shop.call(
                     .POST, "/api/checkout",
-                    json: #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#,
+                    json:
+                        #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#,
                     token: bobToken
                 )
                 let checkoutID = try #require(checkout.object["id"] as? String)
@@ -70,7 +71,10 @@ import ServiceHTTP
                 let endpoints: [(ServiceName, HTTPMethod, String, String?, String)] = [
                     (.user, .POST, "/internal/credentials/verify", #"{"email":"a@b.co","password":"Secret123"}"#, Scope.credentialsVerify),
                     (.order, .GET, "/internal/orders/some-order", nil, Scope.ordersRead),
-                    (.inventory, .POST, "/internal/reservations", #"{"orderId":"o-1","items":[{"productId":"product-1","quantity":1}]}"#, Scope.inventoryReserve),
+                    (
+                        .inventory, .POST, "/internal/reservations", #"{"orderId":"o-1","items":[{"productId":"product-1","quantity":1}]}"#,
+                        Scope.inventoryReserve
+                    ),
                     (.inventory, .DELETE, "/internal/reservations/o-1", nil, Scope.inventoryReserve),
                     (.payment, .POST, "/internal/charges", #"{"userId":"u","amount":1}"#, Scope.paymentsCharge),
                     (.payment, .GET, "/internal/charges?userId=u&idempotencyKey=k", nil, Scope.paymentsCharge),
@@ -87,14 +91,19 @@ import ServiceHTTP
                     }
                     // The right scope under another service's name in X-Service-ID is refused too.
                     let holder = try await harness.keys.token("order", role: .service, scopes: [scope])
-                    let impostor = try await InProcessShop.call(shop.client, method, url, json: body, token: holder, headers: [("x-service-id", "auth")])
+                    let impostor = try await InProcessShop.call(
+                        shop.client, method, url, json: body, token: holder, headers: [("x-service-id", "auth")])
                     #expect(impostor.status == .forbidden, "\(method) \(path) with a mismatched X-Service-ID")
                     #expect(impostor.object["error"] as? String == "X-Service-ID does not match the token")
                     // The control: the same token naming itself gets past the guard (whatever the endpoint then says).
-                    let honest = try await InProcessShop.call(shop.client, method, url, json: body, token: holder, headers: [("x-service-id", "order")])
-                    let guardMessages = ["Access denied", "Invalid token", "X-Service-ID does not match the token", "This endpoint is for users, not services"]
+                    let honest = try await InProcessShop.call(
+                        shop.client, method, url, json: body, token: holder, headers: [("x-service-id", "order")])
+                    let guardMessages = [
+                        "Access denied", "Invalid token", "X-Service-ID does not match the token", "This endpoint is for users, not services",
+                    ]
                     let honestError = honest.object["error"] as? String ?? ""
-                    #expect(!guardMessages.contains(honestError) && !honestError.hasPrefix("This endpoint needs"), "\(method) \(path): \(honestError)")
+                    #expect(
+                        !guardMessages.contains(honestError) && !honestError.hasPrefix("This endpoint needs"), "\(method) \(path): \(honestError)")
                     // None is reachable through the gateway, whoever asks.
                     let outside = try await shop.call(method, "/api" + path, json: body, token: holder)
                     #expect(outside.status == .notFound, "\(method) /api\(path) through the gateway: \(outside.status)")
@@ -171,7 +180,8 @@ import ServiceHTTP
                 let (bob, token) = try await Lifecycle.customer(shop, email: "bob@example.com", name: "Bob")
                 let admin = try await harness.keys.token("admin-1", role: .admin)
                 let address = #""shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}"#
-                let card = #""paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}"#
+                let card =
+                    #""paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}"#
                 let nested = String(repeating: #"{"a":"#, count: 5000) + "1" + String(repeating: "}", count: 5000)
                 // Wrong for any field: wrong types, numbers no field takes, and strings no validation should pass.
                 let anyField = [
@@ -209,7 +219,9 @@ import ServiceHTTP
                     (.PUT, "/api/inventory/product-1", admin), (.POST, "/api/payments", token), (.POST, "/api/checkout", token),
                 ]
                 for (method, path, auth) in routes {
-                    cases += [(method, path, nested, auth), (method, path, "not json", auth), (method, path, "{", auth), (method, path, "[1,2]", auth)]
+                    cases += [
+                        (method, path, nested, auth), (method, path, "not json", auth), (method, path, "{", auth), (method, path, "[1,2]", auth),
+                    ]
                 }
                 cases += [
                     (.POST, "/api/users", #"{"email":"eve@example.com","name":"Eve Doe","password":"Secret123","password":"x"}"#, nil),
@@ -240,7 +252,9 @@ import ServiceHTTP
                 }
                 // Nothing was written: no other user, no order, the catalog as seeded, Bob's name; everything healthy.
                 #expect(try await shop.call(.GET, "/api/orders", token: token).json(Paginated<OrderDTO>.self).pagination.total == 0)
-                #expect(try await shop.call(.POST, "/api/auth/login", json: #"{"email":"eve@example.com","password":"Secret123"}"#).status == .unauthorized)
+                #expect(
+                    try await shop.call(.POST, "/api/auth/login", json: #"{"email":"eve@example.com","password":"Secret123"}"#).status
+                        == .unauthorized)
                 let product = try await Lifecycle.product(shop)
                 #expect(product.price == 29.99 && product.stock == 100 && product.name == "Wireless Mouse")
                 #expect(try await shop.call(.GET, "/api/users/\(bob)", token: token).json(UserDTO.self).name == "Bob")

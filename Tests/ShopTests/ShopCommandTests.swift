@@ -18,7 +18,8 @@ import Testing
 
         let process = Process()
         process.executableURL = shop
-        process.arguments = ["up", "--data-dir", dataDirectory, "--port-base", String(portBase), "--log-level", "warning"] + (inProcess ? ["--in-process"] : [])
+        process.arguments =
+            ["up", "--data-dir", dataDirectory, "--port-base", String(portBase), "--log-level", "warning"] + (inProcess ? ["--in-process"] : [])
         var environment = ProcessInfo.processInfo.environment
         environment["SHOP_ADMIN_PASSWORD"] = nil
         environment["DATABASE_URL"] = nil
@@ -32,7 +33,9 @@ import Testing
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         let exited = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { exited.continuation.yield($0.terminationStatus); exited.continuation.finish() }
+        process.terminationHandler = {
+            exited.continuation.yield($0.terminationStatus); exited.continuation.finish()
+        }
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
@@ -57,7 +60,8 @@ import Testing
         #expect(health.status == .ok)
         let product = try await InProcessShop.call(client, .GET, gateway + "/api/inventory/product-1")
         #expect(try product.json(ProductDTO.self).price == 29.99)
-        let login = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"\#(password)"}"#)
+        let login = try await InProcessShop.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"\#(password)"}"#)
         #expect(login.status == .ok)
         try await client.shutdown()
 

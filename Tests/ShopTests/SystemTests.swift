@@ -5,19 +5,20 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import ServiceLifecycle
 import ServiceCore
+import ServiceHTTP
+import ServiceLifecycle
 import ServiceTesting
 import ShopContracts
 import ShopSystem
 import Testing
-import ServiceHTTP
 
 /// The system as `shop up` runs it: every service its own OS process (`shop serve NAME`) under the supervisor.
 @Suite(.serialized) struct SystemTests {
     /// The `shop` binary built next to this test bundle.
     static var shopExecutable: URL {
-        let testBinary = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let testBinary = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
         return testBinary.deletingLastPathComponent().appendingPathComponent("shop")
     }
 
@@ -36,12 +37,14 @@ import ServiceHTTP
         let database = engine == .postgres ? try await TestDatabase.createPostgresDatabase() : nil
         defer { if ProcessInfo.processInfo.environment["KEEP_TEST_DATA"] == nil { try? FileManager.default.removeItem(atPath: dataDirectory) } }
         var system = LocalSystem(
-            portBase: try freePortBase(), dataDirectory: dataDirectory, databaseURL: database?.url ?? "", adminPassword: "AdminPass1", logLevel: "info"
+            portBase: try freePortBase(), dataDirectory: dataDirectory, databaseURL: database?.url ?? "", adminPassword: "AdminPass1",
+            logLevel: "info"
         )
         system.extraEnvironment = extraEnvironment
         configure(&system)
         let supervisor = Supervisor(
-            system: system, executable: shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5), logDirectory: dataDirectory + "/logs"
+            system: system, executable: shopExecutable, logger: Logger(label: "supervisor"), gracePeriod: .seconds(5),
+            logDirectory: dataDirectory + "/logs"
         )
         let group = ServiceGroup(services: [supervisor], logger: Logger(label: "test"))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
@@ -110,7 +113,8 @@ import ServiceHTTP
 
         let order = try await InProcessShop.call(
             client, .POST, gateway + "/api/orders",
-            json: #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
+            json:
+                #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
             token: token, headers: [("x-correlation-id", "order-\(runID)")]
         )
         #expect(order.status == .created)
@@ -123,7 +127,8 @@ import ServiceHTTP
 
         // Data synchronisation across processes: a rename through the gateway reaches the order service's replica
         // (shown on the order) and the notification service's replica, within a bounded time.
-        let renamed = try await InProcessShop.call(client, .PATCH, gateway + "/api/users/\(user.id)", json: #"{"name":"Walker Renamed"}"#, token: token)
+        let renamed = try await InProcessShop.call(
+            client, .PATCH, gateway + "/api/users/\(user.id)", json: #"{"name":"Walker Renamed"}"#, token: token)
         #expect(renamed.status == .ok)
         try await eventually("both replicas to have the new name", timeout: .seconds(15)) {
             let order = try await InProcessShop.call(client, .GET, gateway + "/api/orders/\(placed.id)", token: token)
@@ -135,7 +140,8 @@ import ServiceHTTP
         // and `shipped` (eventually consistent), and each step was mailed as an .eml file.
         let payment = try await InProcessShop.call(
             client, .POST, gateway + "/api/payments",
-            json: #"{"orderId":"\#(placed.id)","amount":29.99,"paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#,
+            json:
+                #"{"orderId":"\#(placed.id)","amount":29.99,"paymentMethod":"credit_card","cardDetails":{"number":"4111111111111111","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#,
             token: token
         )
         #expect(payment.status == .ok)
@@ -187,18 +193,24 @@ import ServiceHTTP
     /// a password, a token, a secret, the signing key, a card number or a CVV.
     func logsHoldNoSecrets(system: LocalSystem, client: HTTPClient, token: String) async throws {
         let gateway = system.gatewayURL
-        let wrong = try await InProcessShop.call(client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"WrongGuess7"}"#)
+        let wrong = try await InProcessShop.call(
+            client, .POST, gateway + "/api/auth/login", json: #"{"email":"admin@shop.local","password":"WrongGuess7"}"#)
         #expect(wrong.status == .unauthorized)
         let declined = try await InProcessShop.call(
             client, .POST, gateway + "/api/checkout",
-            json: #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"credit_card","cardDetails":{"number":"4000000000000002","expiryMonth":11,"expiryYear":2031,"cvv":"987"}}"#,
+            json:
+                #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"},"paymentMethod":"credit_card","cardDetails":{"number":"4000000000000002","expiryMonth":11,"expiryYear":2031,"cvv":"987"}}"#,
             token: token
         )
         #expect(declined.status == .paymentRequired)
         let data = system.dataDirectory
         var secrets = ["Secret123", "WrongGuess7", "AdminPass1", "4111111111111111", "4000000000000002", #"\"cvv\""#, #""cvv":"#, token, "eyJ"]
-        if let key = try? String(contentsOfFile: data + "/auth/signing-key", encoding: .utf8) { secrets.append(key.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        let clients = (try? Data(contentsOf: URL(fileURLWithPath: data + "/secrets/service-clients.json"))).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+        if let key = try? String(contentsOfFile: data + "/auth/signing-key", encoding: .utf8) {
+            secrets.append(key.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let clients = (try? Data(contentsOf: URL(fileURLWithPath: data + "/secrets/service-clients.json"))).flatMap {
+            try? JSONSerialization.jsonObject(with: $0)
+        }
         secrets += ((clients as? [String: String]) ?? [:]).values
         #expect(secrets.count > 10, "the signing key and the service secrets were found to look for")
         let logs = data + "/logs"

@@ -62,7 +62,10 @@ import Testing
                     let exports = received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }
                     return exports.contains { export in
                         export.resource["service.name"] == .string("shop-user")
-                            && export.spans.contains { $0.name == "/users" && $0.kind == 2 && $0.attributes["http.request.method"] == .string("POST") && $0.attributes["http.response.status_code"] == .int(201) }
+                            && export.spans.contains {
+                                $0.name == "/users" && $0.kind == 2 && $0.attributes["http.request.method"] == .string("POST")
+                                    && $0.attributes["http.response.status_code"] == .int(201)
+                            }
                     }
                 }
                 // The exporter does not trace its own posts (each would be one more span to post, without end): a request
@@ -70,7 +73,9 @@ import Testing
                 let probe = try await InProcessShop.call(client, .GET, base + "/health/live", headers: [("x-probe", "1")])
                 #expect(probe.status == .ok)
                 try await eventually("the later batch", timeout: .seconds(20)) {
-                    received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.contains { $0.spans.contains { $0.name == "/health/live" } }
+                    received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.contains {
+                        $0.spans.contains { $0.name == "/health/live" }
+                    }
                 }
                 let exported = received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.flatMap(\.spans)
                 #expect(!exported.contains { $0.attributes["url.path"] == .string("/v1/traces") }, "no span of the exporter's own posts")

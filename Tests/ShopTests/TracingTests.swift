@@ -1,16 +1,16 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import InMemoryTracing
 import Logging
 import NIOConcurrencyHelpers
-import InMemoryTracing
 import NIOHTTP1
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
 import Tracing
-import ServiceHTTP
 
 /// Distributed tracing in process, with an in-memory tracer: one checkout through the gateway is one trace.
 @Suite struct TracingTests {
@@ -46,7 +46,9 @@ import ServiceHTTP
                     #expect(trace.contains { $0.kind == .server && $0.operationName == route }, "server span \(route)")
                 }
                 #expect(names.contains("POST inventory") && names.contains("POST payment"))
-                #expect(names.contains("saga checkout reserveInventory") && names.contains("saga checkout chargePayment") && names.contains("saga checkout createOrder"))
+                #expect(
+                    names.contains("saga checkout reserveInventory") && names.contains("saga checkout chargePayment")
+                        && names.contains("saga checkout createOrder"))
                 #expect(names.contains("db.transaction"))
                 // Consumers in three services: inventory, order, and the notification queue.
                 let groups = Set(trace.compactMap(group))

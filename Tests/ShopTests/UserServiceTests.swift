@@ -4,11 +4,11 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import ServiceCore
+import ServiceHTTP
 import ServiceTesting
 import ShopContracts
 import Testing
 import UserService
-import ServiceHTTP
 
 @Suite struct UserServiceTests {
     static let jane = #"{"email":"Jane@Example.com","name":"Jane Doe","password":"Secret123","profile":{"firstName":"Jane","phone":"+1 555-0100"}}"#
@@ -116,18 +116,21 @@ import ServiceHTTP
                     #expect(response.status == .notFound)
                 }
                 let patch = #"{"name":"Jane Q. Doe","profile":{"lastName":"Doe"}}"#
-                try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) { response async throws in
+                try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) {
+                    response async throws in
                     #expect(response.status == .ok)
                     let updated = try response.json(UserDTO.self)
                     #expect(updated.name == "Jane Q. Doe")
                     #expect(updated.profile?.lastName == "Doe")
                     #expect(updated.email == jane.email)
                 }
-                try await client.execute(uri: "/users/\(bob.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) { response async throws in
+                try await client.execute(uri: "/users/\(bob.id)", method: .patch, headers: .bearer(janeToken), body: .json(patch)) {
+                    response async throws in
                     #expect(response.status == .forbidden)
                 }
                 for bad in [#"{}"#, #"{"email":"x@y.com"}"#, #"{"password":"weak"}"#, #"{"name":7}"#] {
-                    try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(bad)) { response async throws in
+                    try await client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(janeToken), body: .json(bad)) {
+                        response async throws in
                         #expect(response.status == .badRequest, "\(bad)")
                     }
                 }
@@ -165,13 +168,16 @@ import ServiceHTTP
             try await buildUserService(harness.user()).test(.router) { client in
                 let jane = try await signUp(client)
                 let verify = { (body: String) in
-                    try await client.execute(uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service), body: .json(body)) { $0 }
+                    try await client.execute(uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service), body: .json(body)) {
+                        $0
+                    }
                 }
                 // Only the auth service's token (with its scope) gets an answer.
                 for (what, token) in intruders {
                     let headers: HTTPFields = token.map { .json(bearer: $0) } ?? .json
                     let response = try await client.execute(
-                        uri: "/internal/credentials/verify", method: .post, headers: headers, body: .json(#"{"email":"jane@example.com","password":"Secret123"}"#)
+                        uri: "/internal/credentials/verify", method: .post, headers: headers,
+                        body: .json(#"{"email":"jane@example.com","password":"Secret123"}"#)
                     ) { $0 }
                     #expect(response.status == (token == nil || what.contains("expired") ? .unauthorized : .forbidden), "\(what)")
                     #expect(!String(buffer: response.body).contains(jane.id), "\(what)")
@@ -218,7 +224,8 @@ import ServiceHTTP
                     }
                 }
                 try await client.execute(
-                    uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service), body: .json(#"{"email":"\u0000","password":"x"}"#)
+                    uri: "/internal/credentials/verify", method: .post, headers: .json(bearer: service),
+                    body: .json(#"{"email":"\u0000","password":"x"}"#)
                 ) { response async throws in
                     #expect(response.status == .badRequest)
                 }
@@ -248,8 +255,12 @@ import ServiceHTTP
                 let jane = try await signUp(client)
                 let token = try await harness.keys.token(jane.id)
                 // Two changes of different fields at once both survive.
-                async let renamed = client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"name":"Jane Renamed"}"#)) { $0.status }
-                async let repassworded = client.execute(uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"password":"Newer1234"}"#)) { $0.status }
+                async let renamed = client.execute(
+                    uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"name":"Jane Renamed"}"#)
+                ) { $0.status }
+                async let repassworded = client.execute(
+                    uri: "/users/\(jane.id)", method: .patch, headers: .bearer(token), body: .json(#"{"password":"Newer1234"}"#)
+                ) { $0.status }
                 #expect(try await renamed == .ok)
                 #expect(try await repassworded == .ok)
                 let service = try await harness.keys.token("auth", role: .service, scopes: [Scope.credentialsVerify])

@@ -3,10 +3,10 @@ import Hummingbird
 import JWTKit
 import ServiceAuth
 import ServiceCore
+import ServiceDiscovery
+import ServiceHTTP
 import ServiceResilience
 import ShopContracts
-import ServiceHTTP
-import ServiceDiscovery
 
 /// `POST /auth/login`: checks credentials with the user service and answers a signed token;
 /// `GET /.well-known/jwks.json`: the public keys everyone verifies tokens with.

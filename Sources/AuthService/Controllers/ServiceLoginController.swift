@@ -1,8 +1,8 @@
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// `POST /auth/service` (the guide's service authentication): a service proves itself with its client id and secret
 /// and gets a short-lived token carrying the scopes granted to it.
@@ -30,7 +30,8 @@ struct ServiceLoginController {
             context.logger.warning("Service login refused", metadata: ["serviceId": "\(login.serviceId.prefix(64))"])
             throw APIError(.unauthorized, "Invalid service credentials")
         }
-        let (token, expiresIn) = try await ring.issuer.issue(subject: service.rawValue, role: .service, email: nil, scopes: Scope.granted(to: service))
+        let (token, expiresIn) = try await ring.issuer.issue(
+            subject: service.rawValue, role: .service, email: nil, scopes: Scope.granted(to: service))
         context.logger.info("Service token issued", metadata: ["serviceId": "\(service.rawValue)"])
         return ServiceToken(token: token, expiresIn: expiresIn)
     }

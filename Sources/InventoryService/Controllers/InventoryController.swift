@@ -1,8 +1,8 @@
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// The catalog: public reads (`GET /inventory`, `GET /inventory/:productId`) and admin writes (`PUT /inventory/:productId`).
 struct InventoryController<Repository: ProductRepository> {

@@ -2,8 +2,8 @@ import Hummingbird
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// The checkout saga's stock steps (a service token with `inventory:reserve`): hold an order's stock before the order
 /// exists, and release it as the saga's compensation. Both are idempotent by order id.

@@ -23,10 +23,12 @@ enum InventoryMigrations {
             // Reserved units are part of the stock on hand until shipped; the database itself refuses to reserve more
             // than there is, so no interleaving of orders can oversell.
             if sql.dialect.name == "sqlite" {
-                try await sql.raw("ALTER TABLE products ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0 AND reserved <= stock)").run()
+                try await sql.raw("ALTER TABLE products ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0 AND reserved <= stock)")
+                    .run()
             } else {
                 try await sql.raw("ALTER TABLE products ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0").run()
-                try await sql.raw("ALTER TABLE products ADD CONSTRAINT products_reserved_within_stock CHECK (reserved >= 0 AND reserved <= stock)").run()
+                try await sql.raw("ALTER TABLE products ADD CONSTRAINT products_reserved_within_stock CHECK (reserved >= 0 AND reserved <= stock)")
+                    .run()
             }
             try await sql.raw(
                 """

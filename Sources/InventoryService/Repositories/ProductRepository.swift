@@ -1,6 +1,6 @@
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// Storage of the catalog.
 protocol ProductRepository: Sendable {

@@ -45,7 +45,8 @@ struct Reservations: Sendable {
             } catch let shortage as Shortage {
                 logger.info("Order could not be reserved", metadata: ["orderId": "\(order.orderId)", "reason": "\(shortage.reason)"])
                 try await events.add(
-                    EventType.orderProcessingFailed, key: order.orderId, payload: OrderProcessingFailed(orderId: order.orderId, reason: shortage.reason),
+                    EventType.orderProcessingFailed, key: order.orderId,
+                    payload: OrderProcessingFailed(orderId: order.orderId, reason: shortage.reason),
                     in: sql
                 )
                 return
@@ -83,7 +84,8 @@ struct Reservations: Sendable {
                 ).all()
                 guard !updated.isEmpty else {
                     let known = try await sql.raw("SELECT id FROM products WHERE id = \(bind: line.productId)").first() != nil
-                    throw Shortage(productId: line.productId, reason: known ? "insufficient stock of \(line.productId)" : "unknown product \(line.productId)")
+                    throw Shortage(
+                        productId: line.productId, reason: known ? "insufficient stock of \(line.productId)" : "unknown product \(line.productId)")
                 }
                 taken.append(line)
             }
@@ -140,7 +142,8 @@ struct Reservations: Sendable {
             "INSERT INTO shipments (order_id, tracking_number, shipped_at) VALUES (\(bind: order.orderId), \(bind: tracking), \(bind: now))"
         ).run()
         logger.info("Order shipped", metadata: ["orderId": "\(order.orderId)", "trackingNumber": "\(tracking)"])
-        try await events.add(EventType.orderShipped, key: order.orderId, payload: OrderShipped(orderId: order.orderId, trackingNumber: tracking), in: sql)
+        try await events.add(
+            EventType.orderShipped, key: order.orderId, payload: OrderShipped(orderId: order.orderId, trackingNumber: tracking), in: sql)
     }
 
     /// Releases the order's held stock (`order.cancelled`, the saga's compensation, or expiry); answers whether anything

@@ -1,9 +1,9 @@
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
 
 /// ``ProductRepository`` on the service's own SQL database.
 struct SQLProductRepository: ProductRepository {
@@ -32,7 +32,8 @@ struct SQLProductRepository: ProductRepository {
                 """
             ).first()
             guard let saved else {
-                let reserved = try await sql.raw("SELECT reserved FROM products WHERE id = \(bind: id)").first()?.decode(column: "reserved", as: Int.self) ?? 0
+                let reserved =
+                    try await sql.raw("SELECT reserved FROM products WHERE id = \(bind: id)").first()?.decode(column: "reserved", as: Int.self) ?? 0
                 throw APIError(.conflict, "Stock cannot be set below the \(reserved) units reserved for orders")
             }
             let product = ProductDTO(

@@ -1,8 +1,8 @@
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// `GET /notifications` (the caller's, paginated) and `GET /notifications/recipients/:userId` (the replica entry).
 struct NotificationController {

@@ -46,7 +46,8 @@ public struct FileMailSender: MailSender {
         let name = message.id.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
         let path = (directory as NSString).appendingPathComponent("\(name).eml")
         let temporary = (directory as NSString).appendingPathComponent(".\(name).\(UUID().uuidString).tmp")
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(RFC5322.render(message).utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(RFC5322.render(message).utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
         }
         if rename(temporary, path) != 0 {

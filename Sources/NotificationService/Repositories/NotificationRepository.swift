@@ -2,9 +2,9 @@ import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
 
 /// A notification sent to a user.
 struct NotificationDTO: Codable, Sendable, Equatable {
@@ -95,7 +95,8 @@ struct NotificationRepository: Sendable {
 
     func list(userId: String, page: PageRequest) async throws -> (notifications: [NotificationDTO], total: Int) {
         try await database.withConnection { sql in
-            let total = try await sql.raw("SELECT COUNT(*) AS n FROM notifications WHERE user_id = \(bind: userId)").first()?
+            let total =
+                try await sql.raw("SELECT COUNT(*) AS n FROM notifications WHERE user_id = \(bind: userId)").first()?
                 .decode(column: "n", as: Int.self) ?? 0
             let rows = try await sql.raw(
                 """

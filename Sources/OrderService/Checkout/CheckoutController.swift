@@ -6,9 +6,9 @@ import SQLKit
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceSaga
 import ShopContracts
-import ServiceHTTP
 
 /// `POST /checkout` runs the checkout saga (with an optional Idempotency-Key); `GET /checkout/:id` shows it.
 struct CheckoutController {
@@ -72,7 +72,9 @@ struct CheckoutController {
         guard started else {
             vault.remove(sagaID)
             // Another request with this key got there first.
-            guard let key, let winner = try await self.sagaID(userId: userId, key: key) else { throw APIError(.conflict, "A checkout with this Idempotency-Key is being started") }
+            guard let key, let winner = try await self.sagaID(userId: userId, key: key) else {
+                throw APIError(.conflict, "A checkout with this Idempotency-Key is being started")
+            }
             return try await answer(winner, userId: userId, waited: true)
         }
         context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])

@@ -2,9 +2,9 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import ServiceCore
+import ServiceDiscovery
 import ServiceSaga
 import ShopContracts
-import ServiceDiscovery
 
 /// What the checkout saga keeps between steps (stored with the saga: no card data).
 struct CheckoutState: Codable, Sendable {
@@ -54,7 +54,8 @@ enum CheckoutSaga {
                     action: { state, _ in
                         let lines = Dictionary(state.items.map { ($0.productId, $0.quantity) }, uniquingKeysWith: +)
                             .map { ReservationRequest.Line(productId: $0.key, quantity: $0.value) }.sorted { $0.productId < $1.productId }
-                        let response = try await inventory.send(.POST, "/internal/reservations", body: ReservationRequest(orderId: state.orderId, items: lines))
+                        let response = try await inventory.send(
+                            .POST, "/internal/reservations", body: ReservationRequest(orderId: state.orderId, items: lines))
                         try check(response, step: "reserveInventory")
                     },
                     compensation: { state, _ in
@@ -66,15 +67,20 @@ enum CheckoutSaga {
                     "chargePayment", timeout: chargeTimeout,
                     action: { state, context in
                         if let card = vault.card(for: context.sagaID) {
-                            let body = ChargeBody(orderId: state.orderId, userId: state.userId, amount: Money.amount(state.totalCents), cardDetails: card)
-                            let response = try await payments.send(.POST, "/internal/charges", body: body, headers: [("Idempotency-Key", context.idempotencyKey)])
+                            let body = ChargeBody(
+                                orderId: state.orderId, userId: state.userId, amount: Money.amount(state.totalCents), cardDetails: card)
+                            let response = try await payments.send(
+                                .POST, "/internal/charges", body: body, headers: [("Idempotency-Key", context.idempotencyKey)])
                             try check(response, step: "chargePayment")
                             state.paymentId = try response.decode(PaymentDTO.self).id
-                        } else if let earlier = try await findCharge(payments, state: state, key: context.idempotencyKey), earlier.status == "completed" {
+                        } else if let earlier = try await findCharge(payments, state: state, key: context.idempotencyKey),
+                            earlier.status == "completed"
+                        {
                             // Resumed after a restart: the charge had gone through before it.
                             state.paymentId = earlier.id
                         } else {
-                            throw SagaStepFailure(status: 409, message: "The card details were lost in a restart before the charge; nothing was charged")
+                            throw SagaStepFailure(
+                                status: 409, message: "The card details were lost in a restart before the charge; nothing was charged")
                         }
                     },
                     compensation: { state, context in

@@ -1,7 +1,7 @@
 import Hummingbird
 import ServiceCore
-import ServiceSaga
 import ServiceHTTP
+import ServiceSaga
 
 extension SagaAdmin.Summary: ResponseEncodable {}
 extension SagaAdmin.Detail: ResponseEncodable {}
@@ -40,7 +40,9 @@ struct SagaAdminController {
         var status: SagaStatus?
         if let text = request.uri.queryParameters.get("status") {
             guard let known = SagaStatus(rawValue: text) else {
-                throw APIError.validation([.init(field: "status", message: "\"status\" must be running, compensating, completed, compensated or failed")])
+                throw APIError.validation([
+                    .init(field: "status", message: "\"status\" must be running, compensating, completed, compensated or failed")
+                ])
             }
             status = known
         }

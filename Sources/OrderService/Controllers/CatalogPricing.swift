@@ -1,8 +1,8 @@
 import Foundation
 import ServiceCore
-import ShopContracts
-import ServiceHTTP
 import ServiceDiscovery
+import ServiceHTTP
+import ShopContracts
 
 /// Prices order lines from the catalog: a client cannot set its own price. Used by `POST /orders` and `POST /checkout`.
 struct CatalogPricing: Sendable {
@@ -21,7 +21,8 @@ struct CatalogPricing: Sendable {
                 continue
             }
             if Money.cents(line.price) != Money.cents(product.price) {
-                mismatched.append(.init(field: "items.\(index).price", message: "\"items.\(index).price\" must equal the catalog price \(product.price)"))
+                mismatched.append(
+                    .init(field: "items.\(index).price", message: "\"items.\(index).price\" must equal the catalog price \(product.price)"))
             }
             items.append(OrderDTO.Item(productId: product.id, name: product.name, quantity: line.quantity, price: product.price))
         }
@@ -39,7 +40,8 @@ struct CatalogPricing: Sendable {
         for (id, entry) in replicated {
             products[id] = ProductDTO(id: id, name: entry.name, price: entry.price, stock: 0, updatedAt: "")
         }
-        let toFetch = Set(lines.filter { line in products[line.productId].map { Money.cents($0.price) != Money.cents(line.price) } ?? true }.map(\.productId))
+        let toFetch = Set(
+            lines.filter { line in products[line.productId].map { Money.cents($0.price) != Money.cents(line.price) } ?? true }.map(\.productId))
         let fetched = try await fetchProducts(toFetch)
         for id in toFetch { products[id] = fetched[id] }
         for product in fetched.values { try await replicas.store(product) }

@@ -2,9 +2,9 @@ import Foundation
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
-import ServiceHTTP
 import ServiceDiscovery
+import ServiceHTTP
+import ShopContracts
 
 /// Order routes; every one needs a caller, and a caller sees only its own orders (admins see all).
 struct OrderController<Repository: OrderRepository> {
@@ -97,19 +97,22 @@ struct OrderController<Repository: OrderRepository> {
     @Sendable func paymentStatus(request: Request, context: ServiceRequestContext) async throws -> PaymentStatusDTO {
         let order = try await ownedOrder(context: context)
         let fallback = PaymentStatusDTO(
-            orderId: order.id, status: "pending", source: "fallback", message: "Payment will be processed later", breaker: payments.policies.breaker?.state
+            orderId: order.id, status: "pending", source: "fallback", message: "Payment will be processed later",
+            breaker: payments.policies.breaker?.state
         )
         let response: ServiceClient.Response
         do {
             response = try await payments.get("/internal/payments?orderId=\(order.id)")
         } catch let error as APIError where error.status == .serviceUnavailable {
-            context.logger.warning("Payment service unavailable; answering the fallback", metadata: ["orderId": "\(order.id)", "error": "\(error.message)"])
+            context.logger.warning(
+                "Payment service unavailable; answering the fallback", metadata: ["orderId": "\(order.id)", "error": "\(error.message)"])
             var answer = fallback
             answer.breaker = payments.policies.breaker?.state
             return answer
         }
         guard response.isSuccess else {
-            context.logger.warning("Payment service failed; answering the fallback", metadata: ["orderId": "\(order.id)", "status": "\(response.status)"])
+            context.logger.warning(
+                "Payment service failed; answering the fallback", metadata: ["orderId": "\(order.id)", "status": "\(response.status)"])
             var answer = fallback
             answer.breaker = payments.policies.breaker?.state
             return answer

@@ -1,6 +1,6 @@
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// A validated `POST /orders` body: the guide's `createOrder` schema (prices are then checked against the catalog).
 struct NewOrder: Sendable {

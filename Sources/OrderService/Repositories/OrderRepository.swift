@@ -1,6 +1,6 @@
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// Storage of orders and their lines.
 protocol OrderRepository: Sendable {

@@ -2,9 +2,9 @@ import Foundation
 import SQLKit
 import ServiceCore
 import ServiceDatabase
+import ServiceHTTP
 import ServiceMessaging
 import ShopContracts
-import ServiceHTTP
 
 /// ``OrderRepository`` on the service's own SQL database.
 struct SQLOrderRepository: OrderRepository {
@@ -26,7 +26,8 @@ struct SQLOrderRepository: OrderRepository {
             guard try await sql.raw("SELECT id FROM orders WHERE id = \(bind: order.id)").first() == nil else { return false }
             try await Self.insert(paid, in: sql, events: events)
             try await events.add(
-                EventType.orderFulfillmentRequested, key: order.id, payload: OrderEvent(orderId: order.id, userId: order.userId, items: order.items), in: sql
+                EventType.orderFulfillmentRequested, key: order.id, payload: OrderEvent(orderId: order.id, userId: order.userId, items: order.items),
+                in: sql
             )
             return true
         }
@@ -41,8 +42,9 @@ struct SQLOrderRepository: OrderRepository {
     /// Inserts an order with its lines and adds `order.created` to the outbox, inside `sql`.
     static func insert(_ order: OrderDTO, in sql: any SQLDatabase, events: OutboxPublisher) async throws {
         let address = String(decoding: try JSONEncoder().encode(order.shippingAddress), as: UTF8.self)
-        guard let number = try await sql.raw("UPDATE counters SET value = value + 1 WHERE name = 'orders' RETURNING value").first()?
-            .decode(column: "value", as: Int64.self)
+        guard
+            let number = try await sql.raw("UPDATE counters SET value = value + 1 WHERE name = 'orders' RETURNING value").first()?
+                .decode(column: "value", as: Int64.self)
         else { throw CounterMissing() }
         try await sql.raw(
             """
@@ -73,7 +75,8 @@ struct SQLOrderRepository: OrderRepository {
 
     func list(userId: String, page: PageRequest) async throws -> (orders: [OrderDTO], total: Int) {
         try await database.withConnection { sql in
-            let total = try await sql.raw("SELECT COUNT(*) AS total FROM orders WHERE user_id = \(bind: userId)").first()?
+            let total =
+                try await sql.raw("SELECT COUNT(*) AS total FROM orders WHERE user_id = \(bind: userId)").first()?
                 .decode(column: "total", as: Int.self) ?? 0
             let rows = try await sql.raw(
                 """
@@ -162,7 +165,8 @@ struct SQLOrderRepository: OrderRepository {
         }
         return try rows.map { row in
             let id = try row.decode(column: "id", as: String.self)
-            let address = try JSONDecoder().decode(OrderDTO.Address.self, from: Data(try row.decode(column: "shipping_address", as: String.self).utf8))
+            let address = try JSONDecoder().decode(
+                OrderDTO.Address.self, from: Data(try row.decode(column: "shipping_address", as: String.self).utf8))
             return OrderDTO(
                 id: id,
                 userId: try row.decode(column: "user_id", as: String.self),

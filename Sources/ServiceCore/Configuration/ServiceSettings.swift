@@ -57,7 +57,8 @@ public struct ServiceSettings: Sendable {
             name: name,
             host: environment.string("HOST", default: "127.0.0.1"),
             port: environment.int("PORT", default: defaultPort),
-            logLevel: (environment.get("LOG_LEVEL_\(name.uppercased())") ?? environment.get("LOG_LEVEL")).flatMap { Logger.Level(rawValue: $0) } ?? .info,
+            logLevel: (environment.get("LOG_LEVEL_\(name.uppercased())") ?? environment.get("LOG_LEVEL")).flatMap { Logger.Level(rawValue: $0) }
+                ?? .info,
             dataDirectory: environment.string("DATA_DIR", default: "./.shop"),
             databaseURL: environment.string("DATABASE_URL", default: ""),
             maxBodyBytes: environment.int("MAX_BODY_BYTES", default: 1 << 20),

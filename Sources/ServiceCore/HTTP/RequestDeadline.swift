@@ -14,7 +14,9 @@ public enum RequestDeadline {
 
     /// Milliseconds in a header value: a whole number from 0 to a day; nil for anything else.
     public static func milliseconds(_ value: String?) -> Int? {
-        guard let value, value.utf8.count <= 9, let milliseconds = Int(value), milliseconds >= 0, milliseconds <= maximumMilliseconds else { return nil }
+        guard let value, value.utf8.count <= 9, let milliseconds = Int(value), milliseconds >= 0, milliseconds <= maximumMilliseconds else {
+            return nil
+        }
         return milliseconds
     }
 

@@ -58,7 +58,13 @@ public struct HealthChecker: Sendable {
 
     /// Adds a check named `name`.
     public mutating func addCheck(_ name: String, _ check: @escaping Check) {
-        self.checks.append((name, { try await check(); return nil }))
+        self.checks.append(
+            (
+                name,
+                {
+                    try await check(); return nil
+                }
+            ))
     }
 
     /// Adds a check named `name` whose dependency reports checks of its own (shown nested); it fails by throwing or when
@@ -77,7 +83,9 @@ public struct HealthChecker: Sendable {
                     do {
                         let nested = try await Self.withTimeout(timeout, check)
                         let healthy = nested?.values.allSatisfy { $0.status == .healthy } ?? true
-                        return (name, CheckResult(status: healthy ? .healthy : .unhealthy, responseTime: Self.milliseconds(since: start), checks: nested))
+                        return (
+                            name, CheckResult(status: healthy ? .healthy : .unhealthy, responseTime: Self.milliseconds(since: start), checks: nested)
+                        )
                     } catch {
                         // Only a failure written for the report shows its text; any other error (a driver's, which may
                         // name hosts or SQL) is logged here and shown as "unavailable".

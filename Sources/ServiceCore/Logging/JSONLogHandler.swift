@@ -1,9 +1,10 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A swift-log handler that writes one JSON object per line:
 /// `{"timestamp":…,"level":…,"service":…,"message":…,"correlationId":…, …metadata}`.

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import Metrics
-import ServiceLifecycle
 import ServiceCore
+import ServiceLifecycle
 import ServiceResilience
 
 /// The moments before which rows are due for pruning, as milliseconds since 1970 (how the tables store time).

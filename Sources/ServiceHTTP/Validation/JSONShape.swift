@@ -65,6 +65,7 @@ public enum JSONShape {
     }
 
     private static func unescape(_ raw: [UInt8]) -> String {
-        (try? JSONDecoder().decode(String.self, from: Data([UInt8(ascii: "\"")] + raw + [UInt8(ascii: "\"")]))) ?? String(decoding: raw, as: UTF8.self)
+        (try? JSONDecoder().decode(String.self, from: Data([UInt8(ascii: "\"")] + raw + [UInt8(ascii: "\"")])))
+            ?? String(decoding: raw, as: UTF8.self)
     }
 }

@@ -1,4 +1,5 @@
 import ServiceCore
+
 /// Reusable string rules for ``Validation/ObjectReader/string(_:required:minLength:maxLength:rule:)``; each returns an error message or nil.
 public enum Rules {
     /// An email address: one `@`, a non-empty local part, a dotted domain of letters, digits and hyphens, a TLD of 2+ letters.

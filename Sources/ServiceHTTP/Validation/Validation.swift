@@ -1,4 +1,5 @@
 import ServiceCore
+
 /// Field-by-field validation of a JSON body in the spirit of the guide's Joi schemas, collecting every
 /// problem instead of stopping at the first, so a client learns all it got wrong in one 400.
 ///
@@ -142,7 +143,10 @@ public enum Validation {
                 return nil
             }
             guard number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
-                fail(key, number < Double(range.lowerBound) ? "must be greater than or equal to \(range.lowerBound)" : "must be less than or equal to \(range.upperBound)")
+                fail(
+                    key,
+                    number < Double(range.lowerBound)
+                        ? "must be greater than or equal to \(range.lowerBound)" : "must be less than or equal to \(range.upperBound)")
                 return nil
             }
             return Int(number)
@@ -166,7 +170,10 @@ public enum Validation {
                 return nil
             }
             guard count.contains(elements.count) else {
-                fail(key, elements.count < count.lowerBound ? "must contain at least \(count.lowerBound) items" : "must contain less than or equal to \(count.upperBound) items")
+                fail(
+                    key,
+                    elements.count < count.lowerBound
+                        ? "must contain at least \(count.lowerBound) items" : "must contain less than or equal to \(count.upperBound) items")
                 return nil
             }
             var readers: [ObjectReader] = []

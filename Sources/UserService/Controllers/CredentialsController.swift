@@ -1,8 +1,8 @@
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// The internal route the auth service calls at login: checks an email and password and answers the user, or 401.
 /// It lives under `/internal`, which the gateway never forwards, and answers only a service token with scope

@@ -2,9 +2,9 @@ import Foundation
 import Hummingbird
 import ServiceAuth
 import ServiceCore
-import ShopContracts
-import ServiceHTTP
 import ServiceDiscovery
+import ServiceHTTP
+import ShopContracts
 
 /// Public and authenticated user routes: signup, profile read/update, and the user-with-orders composition.
 struct UserController<Repository: UserRepository> {
@@ -57,7 +57,9 @@ struct UserController<Repository: UserRepository> {
         let changes = try UserChanges(body: try await request.jsonBody(context: context))
         var hash: String?
         if let password = changes.password { hash = try await hasher.hash(password) }
-        guard let user = try await repository.update(id: id, name: changes.name, passwordHash: hash, profile: changes.profile, updatedAt: Timestamp.now())
+        guard
+            let user = try await repository.update(
+                id: id, name: changes.name, passwordHash: hash, profile: changes.profile, updatedAt: Timestamp.now())
         else { throw APIError.notFound("User not found") }
         return user.dto
     }

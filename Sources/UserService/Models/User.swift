@@ -1,6 +1,6 @@
 import ServiceCore
-import ShopContracts
 import ServiceHTTP
+import ShopContracts
 
 /// A stored user, including the password hash that never leaves the service.
 struct User: Sendable, Equatable {

@@ -24,7 +24,7 @@ struct SQLUserRepository: UserRepository {
                 try await events.add(EventType.userCreated, user, in: sql)
             }
             events.committed()
-        } catch where Database.isUniqueViolation(error) {
+        } catch  where Database.isUniqueViolation(error) {
             throw UserRepositoryError.duplicateEmail
         }
     }
