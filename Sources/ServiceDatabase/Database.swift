@@ -425,6 +425,7 @@ final class SQLiteThreads: Sendable {
     /// One database is done with the pool; the last one shuts it down.
     func release() {
         let idle = state.withLockedValue { state -> NIOThreadPool? in
+            precondition(state.users > 0, "the SQLite thread pool was released more often than acquired")
             state.users -= 1
             guard state.users == 0, let pool = state.pool else { return nil }
             state.pool = nil

@@ -50,7 +50,7 @@ public struct Messaging: Sendable {
 
     /// Publishing through this service's outbox.
     public var publisher: OutboxPublisher {
-        OutboxPublisher(source: source, onCommit: { [relay] in relay.wakeup.signal() })
+        OutboxPublisher(source: source, clock: log.clock, onCommit: { [relay] in relay.wakeup.signal() })
     }
 }
 

@@ -34,23 +34,27 @@ public struct OutboxPublisher: Sendable {
     /// The CloudEvents `source` of this service's events.
     public let source: String
     let onCommit: @Sendable () -> Void
+    /// The time outbox rows are stamped with: the event log's, which the relay measures their age by.
+    let clock: any WallClock
 
-    public init(source: String, onCommit: @escaping @Sendable () -> Void) {
+    public init(source: String, clock: any WallClock = SystemClock(), onCommit: @escaping @Sendable () -> Void) {
         self.source = source
+        self.clock = clock
         self.onCommit = onCommit
     }
 
     /// Adds an event of `type` about `key` carrying `payload`, inside the caller's transaction.
     public func add(_ type: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
         try await publishing(type, destination: type) {
-            try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql)
+            try await Outbox.add(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), in: sql, clock: clock)
         }
     }
 
     /// Adds a message of `type` for work queue `queue` carrying `payload`, inside the caller's transaction.
     public func send(_ type: String, to queue: String, key: String, payload: some Encodable, in sql: any SQLDatabase) async throws {
         try await publishing(type, destination: queue) {
-            try await Outbox.send(try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), to: queue, in: sql)
+            try await Outbox.send(
+                try EventEnvelope(type: type, source: source, partitionKey: key, payload: payload), to: queue, in: sql, clock: clock)
         }
     }
 

@@ -22,6 +22,7 @@ public struct ReplicaTable: Sendable {
     /// the same key; in one statement, inside the caller's transaction `sql`.
     public func upsert(_ row: KeyValuePairs<String, any Encodable & Sendable>, in sql: any SQLDatabase) async throws {
         let columns = row.map(\.key)
+        precondition(columns.contains(key) && columns.contains(updatedAt), "a replica row needs its key and its change time")
         try await sql.insert(into: name).columns(columns).values(row.map { SQLBind($0.value) })
             .onConflict(with: [key]) { update in
                 for column in columns where column != key { update.set(excludedValueOf: column) }

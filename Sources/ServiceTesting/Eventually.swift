@@ -1,6 +1,6 @@
 /// Polls `condition` every 10 ms until it holds; throws ``TimedOut`` naming `what` once `timeout` has passed without it.
 /// For conditions that come about in another task or process (a consumer handled an event, a service restarted).
-public func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+public func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
         guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }

@@ -3,7 +3,8 @@ import ServiceResilience
 
 /// A ``WallClock`` — and a Swift `Clock`, for the toolkit's generic timers (breakers, limiters) — that stands still
 /// until the test moves it with ``advance(by:)``: leases, backoffs and expiries of seconds or days are tested in no
-/// time, and a sleeper wakes exactly when the clock passes its deadline.
+/// time, and a sleeper wakes exactly when the clock reaches its deadline. One ``advance(by:)`` wakes a sleeper once, however
+/// far it goes: a loop that sleeps a second and is advanced by an hour runs once, not 3600 times.
 ///
 /// Written here because the library for this, pointfreeco/swift-clocks' `TestClock`, is a monotonic `Clock` (the
 /// toolkit's timers need wall time, shared through a database) and its package needs swift-issue-reporting, which this
@@ -43,13 +44,19 @@ public final class ManualClock: WallClock, Clock {
     public var minimumResolution: Duration { .nanoseconds(1) }
 
     public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
-        try await sleep(for: now.duration(to: deadline))
+        try await sleep { _ in deadline.sinceEpoch }
     }
 
     /// How many tasks sleep on this clock now.
     public var sleepers: Int { state.withLockedValue { $0.sleepers.count } }
 
     public func sleep(for duration: Duration) async throws {
+        try await sleep { now in now + duration }
+    }
+
+    /// Sleeps until the deadline `deadline` computes from the clock's time, read under the same lock that registers the
+    /// sleeper: an ``advance(by:)`` can come before or after, never between.
+    private func sleep(deadline: @Sendable (_ now: Duration) -> Duration) async throws {
         let id = state.withLockedValue { state -> UInt64 in
             defer { state.nextID += 1 }
             return state.nextID
@@ -59,8 +66,9 @@ public final class ManualClock: WallClock, Clock {
                 enum Registration { case sleeping, due, cancelled }
                 let registration = state.withLockedValue { state -> Registration in
                     if state.cancelled.remove(id) != nil { return .cancelled }
-                    if duration <= .zero { return .due }
-                    state.sleepers[id] = Sleeper(deadline: state.now + duration, continuation: continuation)
+                    let due = deadline(state.now)
+                    if due <= state.now { return .due }
+                    state.sleepers[id] = Sleeper(deadline: due, continuation: continuation)
                     return .sleeping
                 }
                 switch registration {

@@ -315,6 +315,19 @@ final class SteppingClock: Clock, Sendable {
         #expect(clock.sleepers == 0)
     }
 
+    @Test func asASwiftClockItSleepsUntilAnAbsoluteInstant() async throws {
+        let clock = ManualClock()
+        let deadline = clock.now.advanced(by: .seconds(5))
+        // Time that passes before the sleep registers does not push its deadline back.
+        clock.advance(by: .seconds(2))
+        let sleeper = Task { try await clock.sleep(until: deadline, tolerance: nil) }
+        try await clock.waitForSleepers()
+        #expect(clock.nextDeadline == .seconds(3))
+        clock.advance(by: .seconds(3))
+        try await sleeper.value
+        #expect(clock.now == deadline)
+    }
+
     @Test func drivingRunsThroughAnHourOfBackoffsAtOnce() async throws {
         let clock = ManualClock()
         let start = clock.sinceEpoch
