@@ -32,11 +32,15 @@ import Tracing
                     if case .string(let group) = span.attributes["messaging.consumer.group.name"]?.toSpanAttribute() { return group }
                     return nil
                 }
-                // The asynchronous hops end with the shipped order and its mail.
-                try await eventually("the event handlers' spans") {
-                    let names = Set(spans().map(\.operationName))
+                // The asynchronous hops end with the shipped order and its mail. A span ends after its children, so the
+                // trace is complete once every finished span's parent has finished too.
+                try await eventually("the event handlers' spans, each with its parent") {
+                    let trace = spans()
+                    let names = Set(trace.map(\.operationName))
+                    let ids = Set(trace.map(\.spanID))
                     return names.contains("handle order.fulfillment.requested") && names.contains("handle order.shipped")
-                        && spans().contains { group($0) == Queue.orderNotifications }
+                        && trace.contains { group($0) == Queue.orderNotifications }
+                        && trace.allSatisfy { $0.operationName == "POST gateway" || $0.parentSpanID.map(ids.contains) == true }
                 }
                 let trace = spans()
                 let names = Set(trace.map(\.operationName))
