@@ -115,7 +115,12 @@ import Tracing
                     )
                 }
             ]) { proxyPorts in
-                let client = HTTPClient(eventLoopGroupProvider: .singleton)
+                // A client that adds no trace context of its own: AsyncHTTPClient traces with the process's global tracer
+                // when one is bootstrapped (another suite may have done so), and its `traceparent` would make the proxy's
+                // spans children of the client's.
+                var configuration = HTTPClient.Configuration()
+                configuration.tracing.tracer = nil
+                let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
                 do {
                     try await body("http://127.0.0.1:\(proxyPorts[0])", client)
                     try await client.shutdown()
