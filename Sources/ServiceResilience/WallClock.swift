@@ -25,9 +25,6 @@ extension WallClock {
 
     /// Milliseconds since 1970, `duration` from now.
     public func millis(after duration: Duration) -> Int64 { (sinceEpoch + duration).wholeMilliseconds }
-
-    /// Seconds since 1970 (what `Date(timeIntervalSince1970:)` takes).
-    public var secondsSinceEpoch: Double { sinceEpoch.inSeconds }
 }
 
 /// The system's real-time clock (`CLOCK_REALTIME`) and `Task.sleep`.

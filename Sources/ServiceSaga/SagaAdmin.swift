@@ -80,7 +80,7 @@ public struct SagaAdmin: Sendable {
     /// Puts a `failed` saga back to compensating from where its compensation gave up, with its limits counted afresh from
     /// now (its start time becomes now), for the recovery loop to take up; false when it is not `failed`.
     public func retry(id: String) async throws -> Bool {
-        let now = Timestamp.format(Date(timeIntervalSince1970: clock.secondsSinceEpoch))
+        let now = Timestamp.now(on: clock)
         let retried = try await database.transaction { sql -> Bool in
             let rows = try await sql.raw(
                 """

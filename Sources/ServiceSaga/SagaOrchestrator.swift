@@ -97,7 +97,6 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
 
     /// When a lease taken now runs out (milliseconds since 1970).
     var leaseUntil: Int64 { clock.millis(after: lease) }
-    var now: Date { Date(timeIntervalSince1970: clock.secondsSinceEpoch) }
 
     // MARK: Starting and reading
 
@@ -105,7 +104,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
     /// — run in the same transaction, e.g. to record an idempotency key — answers false (then nothing is stored).
     @discardableResult
     public func start(id: String, state: State, also: (@Sendable (any SQLDatabase) async throws -> Bool)? = nil) async throws -> Bool {
-        let now = Timestamp.format(self.now)
+        let now = Timestamp.now(on: self.clock)
         let text = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
         let traceparent = TraceContext.traceparent()
         do {
@@ -434,7 +433,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 // Stopped (a graceful stop past its drain time): not the step's failure; the saga resumes after the restart.
                 if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
-                guard attempt < step.maxAttempts, now + delay.inSeconds < deadline else {
+                guard attempt < step.maxAttempts, clock.date + delay.inSeconds < deadline else {
                     // The saga's history is shown to its client: the error's own text (a driver's, a host name) stays
                     // in the log.
                     logger.error("Saga step failed for good", metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
@@ -495,7 +494,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
             } catch {
                 if Task.isCancelled { throw CancellationError() }
                 let delay = definition.backoff(afterAttempt: attempt)
-                guard attempt < definition.compensationAttempts, now + delay.inSeconds < limit else {
+                guard attempt < definition.compensationAttempts, clock.date + delay.inSeconds < limit else {
                     logger.error(
                         "Saga compensation keeps failing; an operator must finish it",
                         metadata: ["sagaId": "\(id)", "step": "\(step.name)", "error": "\(error)"])
@@ -535,7 +534,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
                 """
                 INSERT INTO saga_steps (saga_id, seq, step, status, error, at)
                 VALUES (\(bind: id), \(bind: seq), \(bind: history.step), \(bind: history.status), \(bind: history.error.map { String($0.prefix(2000)) }),
-                        \(bind: Timestamp.format(self.now)))
+                        \(bind: Timestamp.now(on: self.clock)))
                 """
             ).run()
         }
@@ -575,7 +574,7 @@ public final class SagaOrchestrator<State: Codable & Sendable>: Service, Sendabl
         try await database.transaction { sql in
             let ours = try await sql.raw(
                 """
-                UPDATE sagas SET lease_until = \(bind: self.leaseUntil), updated_at = \(bind: Timestamp.format(self.now))
+                UPDATE sagas SET lease_until = \(bind: self.leaseUntil), updated_at = \(bind: Timestamp.now(on: self.clock))
                 WHERE id = \(bind: id) AND owner = \(bind: self.owner) RETURNING id
                 """
             ).all()

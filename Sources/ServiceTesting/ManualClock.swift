@@ -133,10 +133,6 @@ public final class ManualClock: WallClock, Clock {
     /// Waits — in real time, up to `timeout` — until at least `count` tasks sleep on this clock, so that a test moves
     /// time on only once the code under test waits for it. Throws ``TimedOut`` at the deadline.
     public func waitForSleepers(_ count: Int = 1, timeout: Duration = .seconds(10)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while sleepers < count {
-            guard ContinuousClock.now < deadline else { throw TimedOut(what: "\(count) sleeper(s) on the manual clock") }
-            try await Task.sleep(for: .milliseconds(1))
-        }
+        try await eventually("\(count) sleeper(s) on the manual clock", timeout: timeout) { sleepers >= count }
     }
 }

@@ -21,7 +21,7 @@ struct Reservations: Sendable {
     let logger: Logger
 
     /// Now, as the rows' `created_at`/`updated_at` store it.
-    var timestamp: String { Timestamp.format(Date(timeIntervalSince1970: clock.secondsSinceEpoch)) }
+    var timestamp: String { Timestamp.now(on: clock) }
 
     struct Shortage: Error {
         var productId: String
