@@ -17,7 +17,7 @@ public struct SMTPTestServer: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smtp-fixture-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let process = try ChildProcess(["python3", script.path, "--dir", directory.path] + arguments, captureOutput: true)
+        let process = try await ChildProcess(["python3", script.path, "--dir", directory.path] + arguments, captureOutput: true)
         do {
             let line = await process.readLine(within: .seconds(30))
             guard line.hasPrefix("PORT "), let port = Int(line.dropFirst(5)) else {

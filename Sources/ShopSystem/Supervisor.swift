@@ -4,6 +4,8 @@ import NIOConcurrencyHelpers
 import ServiceLifecycle
 import ServiceResilience
 import ShopContracts
+import Subprocess
+import SystemPackage
 
 /// Runs each service of a ``LocalSystem`` as its own OS process (`shop serve NAME`) and restarts one that exits
 /// unexpectedly, with exponential backoff, as Kubernetes restarts a pod. On graceful shutdown every process gets
@@ -25,7 +27,10 @@ public final class Supervisor: Service, Sendable {
     }
 
     struct State {
-        var processes: [Instance: Process] = [:]
+        /// The process id of each running instance.
+        var processes: [Instance: pid_t] = [:]
+        /// Ends an instance's current run (SIGTERM, then SIGKILL after the grace period).
+        var stops: [Instance: @Sendable () -> Void] = [:]
         var restarts: [ServiceName: Int] = [:]
         /// Services stopped on purpose (``stop(_:)``), not restarted until ``start(_:)``.
         var stopped: Set<ServiceName> = []
@@ -63,7 +68,7 @@ public final class Supervisor: Service, Sendable {
 
     /// The process id of `service`'s current process (instance `replica`).
     public func processIdentifier(of service: ServiceName, replica: Int = 0) -> Int32? {
-        state.withLockedValue { $0.processes[Instance(service, replica: replica)]?.processIdentifier }
+        state.withLockedValue { $0.processes[Instance(service, replica: replica)] }
     }
 
     /// How many processes had to be killed at shutdown because they did not stop in time on SIGTERM.
@@ -72,24 +77,16 @@ public final class Supervisor: Service, Sendable {
     /// Stops every instance of `service` (SIGTERM) and keeps it stopped until ``start(_:)``, as an operator scaling it
     /// to zero would.
     public func stop(_ service: ServiceName) {
-        let running = state.withLockedValue { state in
+        let (stops, pids) = state.withLockedValue { state in
             state.stopped.insert(service)
-            return state.processes.filter { $0.key.service == service }.map(\.value)
+            return (
+                state.stops.filter { $0.key.service == service }.map(\.value),
+                state.processes.filter { $0.key.service == service }.map(\.value)
+            )
         }
-        for process in running where process.isRunning {
-            let pid = process.processIdentifier
-            kill(pid, SIGTERM)
-            // As at shutdown: killed if it has not stopped within the grace period.
-            Task { [gracePeriod, state, logger] in
-                try? await Task.sleep(for: gracePeriod)
-                guard process.isRunning, process.processIdentifier == pid else { return }
-                kill(pid, SIGKILL)
-                state.withLockedValue { $0.forcedKills += 1 }
-                logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(service.rawValue)"])
-            }
-        }
-        logger.notice(
-            "Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(running.map(\.processIdentifier))"])
+        // Each run ends as at shutdown: SIGTERM, and SIGKILL after the grace period.
+        for stop in stops { stop() }
+        logger.notice("Stopping service on request", metadata: ["service": "\(service.rawValue)", "processes": "\(pids)"])
     }
 
     /// Starts `service` again after ``stop(_:)``.
@@ -124,12 +121,12 @@ public final class Supervisor: Service, Sendable {
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             let started = ContinuousClock.now
-            let status: Int32
+            let status: String
             do {
-                status = try await runOnce(instance)
+                status = "\(try await runOnce(instance))"
             } catch {
                 logger.error("Could not start service", metadata: ["service": "\(service.rawValue)", "error": "\(error)"])
-                status = -1
+                status = "not started"
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             if isStopped(service) {
@@ -151,49 +148,66 @@ public final class Supervisor: Service, Sendable {
         }
     }
 
-    /// Starts `service` and waits for it to exit; on shutdown it is asked to stop, then killed after the grace period.
-    private func runOnce(_ instance: Instance) async throws -> Int32 {
+    /// Starts the instance and waits for it to end. On a graceful shutdown, or ``stop(_:)``, it gets SIGTERM, and
+    /// SIGKILL if it has not ended within the grace period.
+    ///
+    /// Processes are run with swift-subprocess, not Foundation's `Process`: on Linux, `Process` learns of a child's exit
+    /// through a socket the child holds, created without close-on-exec, so a second child spawned at the same moment
+    /// (another service starting) can inherit it and hide the first one's death until the second also ends — a killed
+    /// service was then never restarted. Subprocess waits on a pidfd and closes every other descriptor in the child.
+    private func runOnce(_ instance: Instance) async throws -> TerminationStatus {
         let service = instance.service
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = ["serve", service.rawValue]
         var environment = system.environment(for: service, replica: instance.replica)
-        environment["SHOP_SUPERVISOR_PID"] = String(ProcessInfo.processInfo.processIdentifier)
-        process.environment = environment
-        if let logDirectory {
-            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            let path = (logDirectory as NSString).appendingPathComponent("\(instance.label).log")
-            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-            try log.seekToEnd()
-            process.standardOutput = log
-            process.standardError = log
+        environment["SHOP_SUPERVISOR_PID"] = String(getpid())
+        let variables = Dictionary(
+            environment.compactMap { key, value in Subprocess.Environment.Key(rawValue: key).map { ($0, value) } },
+            uniquingKeysWith: { first, _ in first }
+        )
+        let log = try logDirectory.map { directory in
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let path = (directory as NSString).appendingPathComponent("\(instance.label).log")
+            return try FileDescriptor.open(
+                FilePath(path), .writeOnly, options: [.append, .create], permissions: [.ownerReadWrite, .groupRead, .otherRead])
         }
-        let exited = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { process in
-            exited.continuation.yield(process.terminationStatus)
-            exited.continuation.finish()
-        }
-        try process.run()
-        state.withLockedValue { $0.processes[instance] = process }
-        logger.debug("Started service", metadata: ["service": "\(instance.label)", "pid": "\(process.processIdentifier)"])
+        defer { try? log?.close() }
+        let output = log.map { FileDescriptorOutput.fileDescriptor($0, closeAfterSpawningProcess: false) }
+        var options = PlatformOptions()
+        // A group of its own (as a terminal's Ctrl-C reaches only the supervisor, which stops the services in order).
+        options.processGroupID = 0
+        // What cancelling the run does: SIGTERM, then SIGKILL after the grace period.
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: gracePeriod)]
 
-        let gracePeriod = self.gracePeriod
-        return await withTaskCancellationOrGracefulShutdownHandler {
-            var iterator = exited.stream.makeAsyncIterator()
-            return await iterator.next() ?? -1
-        } onCancelOrGracefulShutdown: {
-            guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGTERM)
-            let pid = process.processIdentifier
-            Task {
-                try? await Task.sleep(for: gracePeriod)
-                if process.isRunning {
-                    kill(pid, SIGKILL)
-                    self.state.withLockedValue { $0.forcedKills += 1 }
-                    self.logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(instance.label)"])
-                }
+        let run = Task { [executable, state, logger] in
+            try await Subprocess.run(
+                .path(FilePath(executable.path)), arguments: ["serve", service.rawValue], environment: .custom(variables),
+                platformOptions: options, input: .none, output: output ?? .currentStandardOutput, error: output ?? .currentStandardError
+            ) { execution in
+                let pid = execution.processIdentifier.value
+                state.withLockedValue { $0.processes[instance] = pid }
+                logger.debug("Started service", metadata: ["service": "\(instance.label)", "pid": "\(pid)"])
+            }.terminationStatus
+        }
+        // Stopped on request from now on; already stopped (between the supervisor's check and here): at once.
+        let stopNow = state.withLockedValue { state in
+            state.stops[instance] = { run.cancel() }
+            return state.stopped.contains(service)
+        }
+        if stopNow { run.cancel() }
+        defer {
+            state.withLockedValue { state in
+                state.processes[instance] = nil
+                state.stops[instance] = nil
             }
         }
+        let status = try await withTaskCancellationOrGracefulShutdownHandler {
+            try await run.value
+        } onCancelOrGracefulShutdown: {
+            run.cancel()
+        }
+        if run.isCancelled, status == .signaled(SIGKILL) {
+            state.withLockedValue { $0.forcedKills += 1 }
+            logger.warning("Service did not stop within the grace period; killed", metadata: ["service": "\(instance.label)"])
+        }
+        return status
     }
 }

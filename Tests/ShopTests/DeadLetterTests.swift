@@ -71,26 +71,17 @@ import Testing
         try await log.deadLetter(delivery, reason: "no handler for it")
         await log.database.close()
 
-        func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = shop
-            process.arguments = ["dlq"] + arguments + ["--data-dir", directory]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await ChildProcess.output(of: [shop.path, "dlq"] + arguments + ["--data-dir", directory])
         }
-        let list = try run(["list"])
+        let list = try await run(["list"])
         #expect(list.status == 0)
         #expect(list.output.contains("jobs\tthing.happened\t\(event.id)") && list.output.contains("no handler for it"))
-        let show = try run(["show", String(delivery.id)])
+        let show = try await run(["show", String(delivery.id)])
         #expect(show.output.contains("\"partitionkey\" : \"k\""))
-        #expect(try run(["show", "424242"]).status != 0)
-        #expect(try run(["replay"]).status != 0)
-        #expect(try run(["replay", "--all"]).output.contains("replayed 1"))
-        #expect(try run(["list"]).output.contains("no dead letters"))
+        #expect(try await run(["show", "424242"]).status != 0)
+        #expect(try await run(["replay"]).status != 0)
+        #expect(try await run(["replay", "--all"]).output.contains("replayed 1"))
+        #expect(try await run(["list"]).output.contains("no dead letters"))
     }
 }

@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import Foundation
-import NIOConcurrencyHelpers
 import ServiceTesting
 import ShopContracts
 import ShopSystem
@@ -16,35 +15,19 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
         let portBase = try SystemTests.freePortBase()
 
-        let process = Process()
-        process.executableURL = shop
-        process.arguments =
-            ["up", "--data-dir", dataDirectory, "--port-base", String(portBase), "--log-level", "warning"] + (inProcess ? ["--in-process"] : [])
-        var environment = ProcessInfo.processInfo.environment
-        environment["SHOP_ADMIN_PASSWORD"] = nil
-        environment["DATABASE_URL"] = nil
-        process.environment = environment
-        let output = NIOLockedValueBox("")
-        let pipe = Pipe()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            output.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
-        }
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        let exited = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = {
-            exited.continuation.yield($0.terminationStatus); exited.continuation.finish()
-        }
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // Without an admin password or a database of the caller's: the defaults a new user gets.
+        let process = try await ChildProcess(
+            [shop.path, "up", "--data-dir", dataDirectory, "--port-base", String(portBase), "--log-level", "warning"]
+                + (inProcess ? ["--in-process"] : []),
+            environment: ["SHOP_ADMIN_PASSWORD": nil, "DATABASE_URL": nil], captureOutput: true
+        )
+        defer { process.send(SIGKILL) }
 
-        let deadline = ContinuousClock.now + .seconds(90)
-        while !output.withLockedValue({ $0.contains("Press Ctrl-C to stop.") }) {
-            try #require(ContinuousClock.now < deadline && process.isRunning, "shop up did not come up: \(output.withLockedValue { $0 })")
-            try await Task.sleep(for: .milliseconds(100))
+        try await eventually("shop up to come up or end", timeout: .seconds(90)) {
+            process.output.contains("Press Ctrl-C to stop.") || !process.isRunning
         }
-        let banner = output.withLockedValue { $0 }
+        try #require(process.isRunning, "shop up ended: \(process.output)")
+        let banner = process.output
         let gateway = "http://127.0.0.1:\(portBase)"
         #expect(banner.contains("Shop is up: \(gateway)"))
 
@@ -65,10 +48,8 @@ import Testing
         #expect(login.status == .ok)
         try await client.shutdown()
 
-        kill(process.processIdentifier, SIGTERM)
-        var iterator = exited.stream.makeAsyncIterator()
-        let status = await iterator.next()
-        #expect(status == 0)
+        process.send(SIGTERM)
+        #expect(await process.wait() == 0)
         // Nothing listens any more.
         #expect(!(await Readiness.isReady(gateway)))
     }

@@ -29,23 +29,13 @@ import Testing
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-otlp-\(UUID().uuidString)").path
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let port = try Ports.freeBase()
-            let process = Process()
-            process.executableURL = SystemTests.shopExecutable
-            process.arguments = ["serve", "user"]
-            var environment = ProcessInfo.processInfo.environment
-            environment["PORT"] = String(port)
-            environment["DATA_DIR"] = directory
-            environment["DATABASE_URL"] = ""
-            environment["AUTH_SERVICE_URL"] = "http://127.0.0.1:9"
-            environment["LOG_LEVEL"] = "warning"
-            environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:\(ports[0])"
-            environment["OTEL_BSP_SCHEDULE_DELAY"] = "100"
-            process.environment = environment
-            try process.run()
-            defer {
-                if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-                process.waitUntilExit()
-            }
+            let process = try await ChildProcess(
+                [SystemTests.shopExecutable.path, "serve", "user"],
+                environment: [
+                    "PORT": String(port), "DATA_DIR": directory, "DATABASE_URL": "", "AUTH_SERVICE_URL": "http://127.0.0.1:9", "LOG_LEVEL": "warning",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(ports[0])", "OTEL_BSP_SCHEDULE_DELAY": "100",
+                ]
+            )
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
                 let base = "http://127.0.0.1:\(port)"
@@ -80,8 +70,10 @@ import Testing
                 let exported = received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.flatMap(\.spans)
                 #expect(!exported.contains { $0.attributes["url.path"] == .string("/v1/traces") }, "no span of the exporter's own posts")
                 try await client.shutdown()
+                await process.stop()
             } catch {
                 try? await client.shutdown()
+                await process.stop()
                 throw error
             }
         }
