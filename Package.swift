@@ -2,10 +2,7 @@
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
-    // Release builds specialise the toolkit's generic code (breakers, limiters over a clock) in the modules that use it:
-    // unspecialised, every call looked its generic metadata up at run time.
-    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(

@@ -14,7 +14,8 @@
 # CPU, on the request path or in the exporter's threads, the traced gateway then pays out of the same half core, and
 # the ratio of the two throughputs is tracing's cost. Each gateway's share of the core is printed: near 50 % each
 # means the gateways, not the clients, were the limit.
-# Needs nginx, wrk and taskset (apt-get install -y nginx wrk util-linux), two cores, and builds `shop` in release mode.
+# Needs nginx, wrk and taskset (apt-get install -y nginx wrk util-linux), two cores, and builds `shop` in release mode
+# (with `-Xswiftc -cross-module-optimization`, as the project's release builds; `RELEASE_FLAGS= scripts/…` without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
@@ -29,8 +30,11 @@ WORK=$(mktemp -d /tmp/shop-bench.XXXXXX)
 command -v nginx >/dev/null && command -v wrk >/dev/null && command -v taskset >/dev/null ||
     { echo "install nginx, wrk and taskset first: apt-get install -y nginx wrk util-linux" >&2; exit 1; }
 [ "$(nproc)" -ge 2 ] || { echo "the tracing comparison needs two cores" >&2; exit 1; }
-swift build -c release --product shop >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
-SHOP="$(swift build -c release --show-bin-path)/shop"
+# The project's own release builds add cross-module optimisation on the command line (Package.swift cannot carry it
+# without becoming unusable as a versioned dependency); RELEASE_FLAGS= measures what a dependent's default build gets.
+read -r -a RELEASE_FLAGS <<<"${RELEASE_FLAGS--Xswiftc -cross-module-optimization}"
+swift build -c release --product shop "${RELEASE_FLAGS[@]}" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; exit 1; }
+SHOP="$(swift build -c release "${RELEASE_FLAGS[@]}" --show-bin-path)/shop"
 
 # The upstream is its own nginx (one worker), so its work is counted for neither proxy.
 cat > "$WORK/upstream.conf" <<CONF

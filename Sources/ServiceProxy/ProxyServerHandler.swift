@@ -7,42 +7,27 @@ import ServiceCore
 /// One downstream (client) connection: routes each request, forwards it over a pooled upstream connection with its
 /// body streamed, and streams the response back. Requests on a connection are handled one at a time
 /// (`HTTPServerPipelineHandler` sits in front and holds pipelined requests back).
+///
+/// What happens when is decided by ``ProxyConnectionStateMachine``: this handler turns NIO's callbacks into its events
+/// and carries out the actions it answers. It keeps only what the machine has no say over: the request head, the
+/// headers to add, the span and the response timer.
 final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// The exchange in progress.
-    final class Exchange {
+    /// What the handler keeps of the exchange in progress.
+    struct Exchange {
         let head: HTTPRequestHead
-        let keepAlive: Bool
         let correlationID: String
-        /// Parts not yet written upstream (the upstream is not connected, or the decision is pending).
-        var pending: [HTTPClientRequestPart] = []
-        /// A copy of an idempotent, bodiless request, kept to resend once if a reused connection was stale.
-        var replay: [HTTPClientRequestPart]?
-        var upstream: UpstreamConnection?
-        var bodyBytes = 0
-        var requestEnded = false
-        var responseStarted = false
-        var responseEnded = false
-        /// The answer is decided (a local response, or an abandoned forward): ignore the rest of the request body.
-        var discardingBody = false
-        var timeout: Scheduled<Void>?
-        /// Whether the upstream lets its connection be reused after this response.
-        var upstreamKeepAlive = true
-        /// Whether the client connection closes once this response is written.
-        var closeAfterResponse: Bool
-        /// The upstream the router chose, until the router has heard how the exchange ended.
-        var forwardedTo: ProxyUpstream?
-        /// Upstreams this request could not connect to.
-        var unreachable: [ProxyUpstream] = []
         /// When the head arrived, and when the client's deadline (if it sent one shorter than the proxy's) passes.
         let arrived = NIODeadline.now()
         var clientDeadline: NIODeadline?
         /// Headers the router adds to the upstream's response.
         var responseHeaders: HTTPHeaders = [:]
-        /// The upstream's response status, once its head arrived.
+        /// The response's status, once known.
         var status: HTTPResponseStatus?
+        /// Whether the upstream lets its connection be reused after this response.
+        var upstreamKeepAlive = true
         /// The request's server span (none when no tracer is installed).
         var span: (any HTTPServerSpan)?
         /// The span's trace context as headers (`traceparent`, `tracestate`), made once: sent upstream, and answered in
@@ -50,15 +35,10 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var traceHeaders: [(String, String)] = []
         /// The upstream the span reports (set when the request is forwarded).
         var spanUpstream: ProxyUpstream?
-        /// A local handler waiting for the whole body, and the body so far.
-        var local: (@Sendable (ByteBuffer) async -> ProxyResponse)?
-        var localBody = ByteBuffer()
 
-        init(head: HTTPRequestHead, keepAlive: Bool, correlationID: String) {
+        init(head: HTTPRequestHead, correlationID: String) {
             self.head = head
-            self.keepAlive = keepAlive
             self.correlationID = correlationID
-            self.closeAfterResponse = !keepAlive
         }
     }
 
@@ -67,7 +47,12 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     let configuration: ProxyServerConfiguration
     let logger: Logger
     private var context: ChannelHandlerContext?
+    private var machine: ProxyConnectionStateMachine<UpstreamConnection>
     private var exchange: Exchange?
+    /// The response timer: from the moment the whole request has been sent upstream.
+    private var timeout: Scheduled<Void>?
+    /// Why the last upstream connection could not be made (for the log).
+    private var connectError = ""
     private var clientAddress = ""
 
     /// Starts each request's server span; nil when no tracer is installed.
@@ -79,6 +64,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         self.pool = pool
         self.configuration = configuration
         self.logger = logger
+        self.machine = ProxyConnectionStateMachine(maxBodyBytes: configuration.maxBodyBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -97,29 +83,20 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .head(let head):
             receiveHead(head)
         case .body(let buffer):
-            receiveBody(buffer)
+            perform(machine.requestBody(buffer))
         case .end:
-            receiveEnd()
+            perform(machine.requestEnd())
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // Backpressure: stop reading the upstream response while the client cannot keep up.
-        exchange?.upstream?.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        machine.connection?.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let exchange {
-            exchange.timeout?.cancel()
-            if let upstream = exchange.upstream, !exchange.responseEnded {
-                upstream.handler.delegate = nil
-                upstream.channel.close(promise: nil)
-            }
-            settle(exchange, .abandoned)
-            endSpan(exchange)
-            self.exchange = nil
-        }
+        perform(machine.clientClosed())
         context.fireChannelInactive()
     }
 
@@ -128,9 +105,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        // Nothing read for the idle period: close an idle keep-alive connection or a stalled upload (slowloris); a
-        // response still streaming to a client that has sent everything is left alone.
-        if case IdleStateHandler.IdleStateEvent.read = event, exchange == nil || exchange?.requestEnded == false {
+        if case IdleStateHandler.IdleStateEvent.read = event, machine.shouldCloseWhenIdle() {
             context.close(promise: nil)
             return
         }
@@ -139,8 +114,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
 
     private func receiveHead(_ head: HTTPRequestHead) {
         let correlationID = ProxyHeaders.correlationID(head.headers, generator: &pool.requestIDs)
-        let exchange = Exchange(head: head, keepAlive: head.isKeepAlive, correlationID: correlationID)
-        self.exchange = exchange
+        var exchange = Exchange(head: head, correlationID: correlationID)
         // A server span continuing the client's trace; its context goes upstream in `traceparent`. Without a tracer
         // (checked once per connection) nothing at all is done.
         if let tracer {
@@ -148,103 +122,42 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.traceHeaders = span.traceHeaders
             exchange.span = span
         }
-
-        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > configuration.maxBodyBytes {
-            respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
-            return
-        }
+        self.exchange = exchange
+        let action = machine.requestHead(
+            keepAlive: head.isKeepAlive, declaredLength: head.headers.first(name: "content-length").flatMap(Int.init),
+            replayable: ProxyHeaders.isReplayable(head)
+        )
+        guard case .route = action else { return perform(action) }
+        let id = machine.exchangeID
         switch router.route(head, request: ProxyRequestInfo(correlationID: correlationID, clientAddress: clientAddress)) {
         case .decided(let decision):
-            apply(decision)
+            apply(decision, exchange: id)
         case .deferred(let decide):
             let eventLoop = pool.eventLoop
-            let target = NIOLoopBound((handler: self, exchange: exchange), eventLoop: eventLoop)
+            let handler = NIOLoopBound(self, eventLoop: eventLoop)
             Task {
                 let decision = await decide()
-                eventLoop.execute {
-                    let (handler, exchange) = target.value
-                    guard handler.exchange === exchange, !exchange.responseEnded else {
-                        // Nobody waits for this decision any more; an upstream it picked must still be given back.
-                        if case .forward(let upstream, _, _) = decision { handler.router.finished(upstream, outcome: .abandoned) }
-                        return
-                    }
-                    handler.apply(decision)
-                }
+                eventLoop.execute { handler.value.apply(decision, exchange: id) }
             }
-        }
-    }
-
-    private func receiveBody(_ buffer: ByteBuffer) {
-        guard let exchange, !exchange.discardingBody else { return }
-        exchange.bodyBytes += buffer.readableBytes
-        if exchange.bodyBytes > configuration.maxBodyBytes {
-            exchange.replay = nil
-            abandonUpstream(exchange)
-            if exchange.responseStarted {
-                context?.close(promise: nil)
-            } else {
-                respond(.json(.payloadTooLarge, #"{"error":"Request body too large","limit":\#(configuration.maxBodyBytes)}"#), closeAfter: true)
-            }
-            return
-        }
-        exchange.replay = nil
-        if exchange.local != nil {
-            var buffer = buffer
-            exchange.localBody.writeBuffer(&buffer)
-            return
-        }
-        let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
-        if let upstream = exchange.upstream {
-            upstream.channel.writeAndFlush(part, promise: nil)
-        } else {
-            exchange.pending.append(part)
-        }
-    }
-
-    private func receiveEnd() {
-        guard let exchange else { return }
-        exchange.requestEnded = true
-        if exchange.discardingBody {
-            finishIfComplete(exchange)
-            return
-        }
-        exchange.replay?.append(.end(nil))
-        if let local = exchange.local {
-            runLocal(local, exchange)
-        } else if let upstream = exchange.upstream {
-            upstream.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-            startResponseTimer(exchange)
-        } else {
-            exchange.pending.append(.end(nil))
-        }
-    }
-
-    /// The response timeout runs from the moment the whole request has been sent upstream.
-    private func startResponseTimer(_ exchange: Exchange) {
-        exchange.timeout?.cancel()
-        let loop = pool.eventLoop.assumeIsolated()
-        if let deadline = exchange.clientDeadline {
-            exchange.timeout = loop.scheduleTask(deadline: deadline) { [weak self] in self?.upstreamTimedOut(exchange) }
-        } else {
-            exchange.timeout = loop.scheduleTask(in: configuration.responseTimeout) { [weak self] in self?.upstreamTimedOut(exchange) }
         }
     }
 
     // MARK: Decisions
 
-    private func apply(_ decision: ProxyDecision) {
-        guard let exchange else { return }
+    private func apply(_ decision: ProxyDecision, exchange id: Int) {
         switch decision {
         case .respond(let response):
-            respond(response, closeAfter: false)
+            perform(machine.respondLocally(response, exchange: id))
         case .handle(let local):
-            exchange.local = local
-            for case .body(.byteBuffer(var buffer)) in exchange.pending { exchange.localBody.writeBuffer(&buffer) }
-            exchange.pending.removeAll()
-            if exchange.requestEnded { runLocal(local, exchange) }
+            perform(machine.handleLocally(local, exchange: id))
         case .forward(let upstream, let target, let responseHeaders):
-            exchange.forwardedTo = upstream
+            guard machine.routedTo(upstream, exchange: id), var exchange else {
+                // Nobody waits for this decision any more; the upstream it picked must still be given back.
+                router.finished(upstream, outcome: .abandoned)
+                return
+            }
             exchange.responseHeaders = responseHeaders
+            exchange.spanUpstream = upstream
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
             // The deadline travels: the upstream gets the configured timeout, or what the client allows if less.
@@ -255,8 +168,10 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                     let deadline = exchange.arrived + .milliseconds(Int64(client))
                     let left = (deadline - .now()).nanoseconds / 1_000_000
                     guard left > 0 else {
-                        respond(.json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), closeAfter: false)
-                        return
+                        self.exchange = exchange
+                        return perform(
+                            machine.respondLocally(
+                                .json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), exchange: id))
                     }
                     exchange.clientDeadline = deadline
                     head.headers.replaceOrAdd(name: RequestDeadline.headerName, value: String(left))
@@ -270,7 +185,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             // interim response would be dropped by the client decoder.
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 head.headers.remove(name: "expect")
-                if !exchange.requestEnded, exchange.head.version.minor >= 1 {
+                if !machine.requestEnded, exchange.head.version.minor >= 1 {
                     context?.writeAndFlush(
                         wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: .continue))), promise: nil
                     )
@@ -280,123 +195,157 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             // when the span started a new trace, e.g. from an invalid `traceparent`).
             if !exchange.traceHeaders.isEmpty { head.headers.remove(name: "tracestate") }
             for (name, value) in exchange.traceHeaders { head.headers.replaceOrAdd(name: name, value: value) }
-            exchange.spanUpstream = upstream
-            exchange.pending.insert(.head(head), at: 0)
-            if ProxyHeaders.isReplayable(exchange.head) {
-                exchange.replay = exchange.pending
-            }
-            connect(exchange, to: upstream, fresh: false)
+            self.exchange = exchange
+            perform(machine.forward(head, exchange: id))
         }
     }
 
-    /// Runs a local handler with the whole body and answers with its response.
-    private func runLocal(_ local: @escaping @Sendable (ByteBuffer) async -> ProxyResponse, _ exchange: Exchange) {
-        let body = exchange.localBody
-        exchange.local = nil
-        exchange.localBody = ByteBuffer()
-        let eventLoop = pool.eventLoop
-        let target = NIOLoopBound((handler: self, exchange: exchange), eventLoop: eventLoop)
-        Task {
-            let response = await local(body)
-            eventLoop.execute {
-                let (handler, exchange) = target.value
-                guard handler.exchange === exchange, !exchange.responseEnded else { return }
-                handler.respond(response, closeAfter: false)
+    // MARK: Actions
+
+    private func perform(_ action: ProxyConnectionStateMachine<UpstreamConnection>.Action) {
+        switch action {
+        case .none, .route:
+            break
+        case .respond(let response, let close, let finish, let settlement, let abandoned):
+            settle(settlement)
+            if let abandoned { abandon(abandoned) }
+            respond(response, close: close, finish: finish)
+        case .runLocal(let local, let body):
+            let eventLoop = pool.eventLoop
+            let handler = NIOLoopBound(self, eventLoop: eventLoop)
+            let id = machine.exchangeID
+            Task {
+                let response = await local(body)
+                eventLoop.execute { handler.value.perform(handler.value.machine.localResponse(response, exchange: id)) }
             }
+        case .connect(let upstream, let fresh):
+            timeout?.cancel()
+            connect(to: upstream, fresh: fresh)
+        case .flush(let parts, let connection, let startTimer):
+            connection.handler.delegate = self
+            if let context, !context.channel.isWritable {
+                try? connection.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+            }
+            for part in parts { connection.channel.write(part, promise: nil) }
+            connection.channel.flush()
+            if startTimer { startResponseTimer() }
+        case .release(let connection):
+            pool.release(connection)
+        case .send(let part, let connection):
+            connection.channel.writeAndFlush(part, promise: nil)
+        case .sendEnd(let connection):
+            connection.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            startResponseTimer()
+        case .findAlternative(let settlement, let tried):
+            settle(settlement)
+            let next = router.alternative(after: tried)
+            let failed = tried.last?.name ?? ""
+            if let next {
+                logger.debug("Upstream unreachable; trying another instance", metadata: ["upstream": "\(failed)", "error": "\(connectError)"])
+            } else {
+                logger.warning(
+                    "Upstream unreachable",
+                    metadata: ["upstream": "\(failed)", "error": "\(connectError)", "correlationId": "\(exchange?.correlationID ?? "")"]
+                )
+            }
+            perform(machine.connectAlternative(next, exchange: machine.exchangeID))
+        case .writeHead:
+            break  // written by `upstreamResponse`, which has the head
+        case .endResponse(let connection, let reuse, let close, let finish, let settlement):
+            timeout?.cancel()
+            settle(settlement)
+            if reuse { pool.release(connection) } else { abandon(connection) }
+            // Taken out before the end is written: writing it lets a pipelined request in, which starts its own.
+            let finished = finish ? exchange : nil
+            if finish { exchange = nil }
+            defer { if let finished { endSpan(finished) } }
+            if !close {
+                context?.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            } else {
+                context?.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
+                    self?.context?.close(promise: nil)
+                }
+            }
+        case .finish:
+            finishExchange()
+        case .closeClient(let settlement, let abandoned):
+            timeout?.cancel()
+            settle(settlement)
+            if let abandoned { abandon(abandoned) }
+            context?.close(promise: nil)
+        case .teardown(let abandoned, let settlement, let hadExchange):
+            timeout?.cancel()
+            if let abandoned { abandon(abandoned) }
+            settle(settlement)
+            if hadExchange { finishExchange() }
         }
     }
 
-    /// Tells the router how the exchange with its chosen upstream ended (once).
-    private func settle(_ exchange: Exchange, _ outcome: ProxyOutcome) {
-        guard let upstream = exchange.forwardedTo else { return }
-        exchange.forwardedTo = nil
-        router.finished(upstream, outcome: outcome)
+    /// Tells the router how the exchange with its chosen upstream ended (the machine hands each settlement out once).
+    private func settle(_ settlement: ProxyConnectionStateMachine<UpstreamConnection>.Settlement?) {
+        if let settlement { router.finished(settlement.upstream, outcome: settlement.outcome) }
     }
 
-    private func connect(_ exchange: Exchange, to upstream: ProxyUpstream, fresh: Bool) {
+    private func connect(to upstream: ProxyUpstream, fresh: Bool) {
         let pool = self.pool
+        let id = machine.exchangeID
         pool.acquire(upstream, fresh: fresh) { [weak self] result in
-            guard let self, self.exchange === exchange, !exchange.discardingBody else {
-                // Nobody wants the connection any more (the client left, or the answer was already given).
+            guard let self else {
                 if case .success(let connection) = result { pool.release(connection) }
                 return
             }
             switch result {
             case .success(let connection):
-                connection.handler.delegate = self
-                exchange.upstream = connection
-                if let context = self.context, !context.channel.isWritable {
-                    try? connection.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-                }
-                let sendsEnd = exchange.pending.contains { if case .end = $0 { true } else { false } }
-                for part in exchange.pending { connection.channel.write(part, promise: nil) }
-                exchange.pending.removeAll()
-                connection.channel.flush()
-                if sendsEnd { self.startResponseTimer(exchange) }
+                self.perform(self.machine.connected(connection, exchange: id))
             case .failure(let error):
-                self.settle(exchange, .unreachable)
-                // Nothing was sent: any request may go to another instance.
-                exchange.unreachable.append(upstream)
-                if let next = self.router.alternative(after: exchange.unreachable) {
-                    exchange.forwardedTo = next
-                    self.logger.debug(
-                        "Upstream unreachable; trying another instance", metadata: ["upstream": "\(upstream.name)", "error": "\(error)"])
-                    self.connect(exchange, to: next, fresh: false)
-                    return
-                }
-                self.logger.warning(
-                    "Upstream unreachable",
-                    metadata: ["upstream": "\(upstream.name)", "error": "\(error)", "correlationId": "\(exchange.correlationID)"]
-                )
-                self.respond(.json(.serviceUnavailable, #"{"error":"Service unavailable","service":"\#(upstream.name)"}"#), closeAfter: false)
+                self.connectError = "\(error)"
+                self.perform(self.machine.connectFailed(exchange: id))
             }
+        }
+    }
+
+    private func startResponseTimer() {
+        timeout?.cancel()
+        let loop = pool.eventLoop.assumeIsolated()
+        let id = machine.exchangeID
+        let clientDeadline = exchange?.clientDeadline
+        let fire = { [weak self] in
+            guard let self else { return }
+            self.perform(self.machine.timedOut(clientDeadline: clientDeadline != nil, exchange: id))
+        }
+        if let clientDeadline {
+            timeout = loop.scheduleTask(deadline: clientDeadline, fire)
+        } else {
+            timeout = loop.scheduleTask(in: configuration.responseTimeout, fire)
         }
     }
 
     // MARK: Upstream
 
     func upstreamResponse(_ part: HTTPClientResponsePart) {
-        guard let exchange, let context else { return }
+        guard let context, var exchange else { return }
         switch part {
         case .head(var head):
-            exchange.responseStarted = true
-            exchange.replay = nil
-            exchange.upstreamKeepAlive = head.isKeepAlive
-            exchange.status = head.status
-            for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
-            if let traceparent = exchange.traceparent { head.headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
             // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
             // content-length; an HTTP/1.0 client gets the body delimited by closing the connection.
+            let delimitedByClose = exchange.head.version.minor == 0 && exchange.head.method != .HEAD && !head.headers.contains(name: "content-length")
+            guard case .writeHead(let keepAlive) = machine.responseHead(delimitedByClose: delimitedByClose) else { return }
+            exchange.upstreamKeepAlive = head.isKeepAlive
+            exchange.status = head.status
+            self.exchange = exchange
+            for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
+            if let traceparent = exchange.traceparent { head.headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
             head.headers.remove(name: "transfer-encoding")
-            if exchange.head.version.minor == 0, exchange.head.method != .HEAD, !head.headers.contains(name: "content-length") {
-                exchange.closeAfterResponse = true
-            }
-            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: !exchange.closeAfterResponse)
-            if !exchange.closeAfterResponse, exchange.head.version.minor == 0 {
+            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: keepAlive)
+            if keepAlive, exchange.head.version.minor == 0 {
                 head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             }
             context.write(
                 wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: head.status, headers: head.headers))), promise: nil)
         case .body(let buffer):
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if machine.isResponding { context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil) }
         case .end:
-            exchange.timeout?.cancel()
-            exchange.responseEnded = true
-            settle(exchange, .responded(exchange.status ?? .ok))
-            if let upstream = exchange.upstream {
-                exchange.upstream = nil
-                // A connection may be reused only when the whole request was sent and the response came complete.
-                if exchange.requestEnded && exchange.upstreamKeepAlive { pool.release(upstream) } else { abandon(upstream) }
-            }
-            if !exchange.closeAfterResponse {
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            } else {
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { [weak self] _ in
-                    self?.context?.close(promise: nil)
-                }
-            }
-            exchange.discardingBody = true
-            finishIfComplete(exchange)
+            perform(machine.responseEnd(status: exchange.status ?? .ok, upstreamKeepAlive: exchange.upstreamKeepAlive))
         }
     }
 
@@ -405,67 +354,28 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     }
 
     func upstreamClosed() {
-        guard let exchange, !exchange.responseEnded else { return }
-        let upstream = exchange.upstream
-        exchange.upstream = nil
-        exchange.timeout?.cancel()
-        if let upstream, upstream.reused, !exchange.responseStarted, let replay = exchange.replay {
-            // The pooled connection was closed by the upstream while idle: resend the idempotent request once, fresh.
-            exchange.replay = nil
-            exchange.pending = replay
-            connect(exchange, to: upstream.upstream, fresh: true)
-            return
-        }
-        settle(exchange, .failed)
-        if exchange.responseStarted {
-            context?.close(promise: nil)
-        } else {
-            respond(.json(.badGateway, #"{"error":"Bad gateway","service":"\#(upstream?.upstream.name ?? "")"}"#), closeAfter: false)
-        }
-    }
-
-    private func upstreamTimedOut(_ exchange: Exchange) {
-        guard self.exchange === exchange, !exchange.responseEnded else { return }
-        let name = exchange.upstream?.upstream.name ?? ""
-        settle(exchange, exchange.clientDeadline == nil ? .failed : .clientDeadline)
-        abandonUpstream(exchange)
-        if exchange.responseStarted {
-            context?.close(promise: nil)
-        } else {
-            respond(.json(.gatewayTimeout, #"{"error":"Upstream timed out","service":"\#(name)"}"#), closeAfter: false)
-        }
+        perform(machine.upstreamClosed(reused: machine.connection?.reused ?? false))
     }
 
     // MARK: Helpers
-
-    private func abandonUpstream(_ exchange: Exchange) {
-        settle(exchange, .abandoned)
-        exchange.timeout?.cancel()
-        if let upstream = exchange.upstream {
-            exchange.upstream = nil
-            abandon(upstream)
-        }
-    }
 
     private func abandon(_ upstream: UpstreamConnection) {
         upstream.handler.delegate = nil
         upstream.channel.close(promise: nil)
     }
 
-    /// Writes a complete local response; the rest of the request body is read and dropped.
-    private func respond(_ response: ProxyResponse, closeAfter: Bool) {
-        guard let exchange, let context else { return }
-        exchange.discardingBody = true
-        exchange.responseStarted = true
-        exchange.responseEnded = true
-        exchange.pending.removeAll()
-        settle(exchange, .abandoned)
+    /// Writes a complete response of the proxy's own; `finish`: the exchange is over with it.
+    private func respond(_ response: ProxyResponse, close: Bool, finish: Bool) {
+        guard let context, var exchange else { return }
+        timeout?.cancel()
         if exchange.status == nil { exchange.status = response.status }
+        // Taken out before the end is written: writing it lets a pipelined request in, which starts its own.
+        self.exchange = finish ? nil : exchange
+        defer { if finish { endSpan(exchange) } }
         var headers = response.headers
         headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
         headers.replaceOrAdd(name: ProxyHeaders.correlationHeader, value: exchange.correlationID)
         if let traceparent = exchange.traceparent { headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
-        let close = closeAfter || !exchange.keepAlive
         if close { headers.replaceOrAdd(name: "connection", value: "close") }
         context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: exchange.head.version, status: response.status, headers: headers))), promise: nil)
@@ -474,18 +384,17 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             guard close else { return }
             self?.context?.close(promise: nil)
         }
-        finishIfComplete(exchange)
     }
 
-    private func finishIfComplete(_ exchange: Exchange) {
-        guard exchange.requestEnded, exchange.responseEnded, self.exchange === exchange else { return }
-        endSpan(exchange)
+    /// The exchange is over: its span ends.
+    private func finishExchange() {
+        guard let exchange else { return }
         self.exchange = nil
+        endSpan(exchange)
     }
 
     private func endSpan(_ exchange: Exchange) {
         guard let span = exchange.span else { return }
-        exchange.span = nil
         span.end(
             HTTPSpanSummary(
                 method: exchange.head.method.rawValue, statusCode: exchange.status.map { Int($0.code) },
