@@ -6,6 +6,8 @@
 #   scripts/bench-gateway.sh [seconds=10] [connections=64]
 #   RATE_LIMIT=100000000/60s scripts/bench-gateway.sh   # with the rate limiter counting every request
 #   ROUNDS=5 scripts/bench-gateway.sh                   # five rounds of the tracing comparison (default 3)
+#   BASELINE=/tmp/shop-old scripts/bench-gateway.sh     # instead of tracing on: another build's gateway (tracing off)
+#                                                       # side by side with this one, ratio this/baseline
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Tracing off and on run simultaneously, not one after the other: this machine's speed drifts by ±15 % within minutes,
@@ -138,26 +140,35 @@ run "shop gateway (NIO)" "$GATEWAY_PORT" "$GATEWAY_PID" | tee -a "$WORK/results"
 stop_gateway
 
 # Tracing off and on, side by side on core 1 (see the top of this file); the clients and the upstream on core 0.
-traced_gateway() {  # port log extra environment assignments…
-    local port=$1 log=$2; shift 2
+traced_gateway() {  # binary port log extra environment assignments…
+    local binary=$1 port=$2 log=$3; shift 3
     mkdir -p "$WORK/data-$port"
     # (A script's background job is no process-group leader, so setsid runs the gateway itself and $! is its pid.)
     setsid taskset -c 1 env "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT="$port" LOG_LEVEL=warning DATA_DIR="$WORK/data-$port" \
         INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS=1 \
-        "$SHOP" serve gateway >"$WORK/$log" 2>&1 &
+        "$binary" serve gateway >"$WORK/$log" 2>&1 &
     LAST_PID=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
     kill -0 "$LAST_PID" 2>/dev/null && curl -fs "http://127.0.0.1:$port/health/live" >/dev/null ||
         { echo "the gateway on port $port did not start (is core 1 allowed here?):" >&2; cat "$WORK/$log" >&2; exit 1; }
 }
-traced_gateway "$TRACING_OFF_PORT" off.log
+traced_gateway "$SHOP" "$TRACING_OFF_PORT" off.log
 OFF_PID=$LAST_PID
-traced_gateway "$TRACING_ON_PORT" on.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+if [ -n "${BASELINE:-}" ]; then
+    # The second slot runs the other build, tracing off as well: "off" is this build, "on" the baseline.
+    traced_gateway "$BASELINE" "$TRACING_ON_PORT" on.log
+    PAIR="this build and the baseline ($BASELINE), tracing off"
+    OFF_NAME="this"; ON_NAME="base"; RATIO="base/this"
+else
+    traced_gateway "$SHOP" "$TRACING_ON_PORT" on.log OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+    PAIR="tracing off and on at full sampling"
+    OFF_NAME="off"; ON_NAME="on"; RATIO="on/off"
+fi
 ON_PID=$LAST_PID
 for pid in $(cat "$WORK/upstream.pid") $(pgrep -P "$(cat "$WORK/upstream.pid")"); do taskset -a -p -c 0 "$pid" >/dev/null; done
 
 wrk_field() { awk -v f="$2" '$0 ~ f { print ($1 == "Requests/sec:" ? $2 : $1) }' "$1"; }
-echo "tracing off and on at full sampling, simultaneously, one event loop each on core 1 (wrk: 1 thread each on core 0)"
+echo "$PAIR, simultaneously, one event loop each on core 1 (wrk: 1 thread each on core 0)"
 hz=$(getconf CLK_TCK)
 measured=0
 for round in $(seq "${ROUNDS:-3}"); do
@@ -176,20 +187,21 @@ for round in $(seq "${ROUNDS:-3}"); do
     for pid in "${clients[@]}"; do wait "$pid"; done  # (set -e: a failed wrk ends the run)
     off_after=$(cpu_ticks "$OFF_PID"); on_after=$(cpu_ticks "$ON_PID")
     measured=$((measured + $(wrk_field "$WORK/on.wrk" 'requests in')))
-    awk -v round="$round" -v hz="$hz" -v seconds="$DURATION" \
+    awk -v round="$round" -v hz="$hz" -v seconds="$DURATION" -v a="$OFF_NAME" -v b="$ON_NAME" -v ratio="$RATIO" \
         -v off_rps="$(wrk_field "$WORK/off.wrk" 'Requests/sec')" -v on_rps="$(wrk_field "$WORK/on.wrk" 'Requests/sec')" \
         -v off_n="$(wrk_field "$WORK/off.wrk" 'requests in')" -v on_n="$(wrk_field "$WORK/on.wrk" 'requests in')" \
         -v off_t=$((off_after - off_before)) -v on_t=$((on_after - on_before)) 'BEGIN {
-            printf "round %d: off %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | on %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | on/off %.3f\n",
-                round, off_rps, off_t * 1e6 / hz / off_n, off_t * 100 / hz / seconds, on_rps, on_t * 1e6 / hz / on_n, on_t * 100 / hz / seconds, on_rps / off_rps
+            printf "round %d: %s %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | %s %9.0f req/s %5.1f µs CPU/request %3.0f %% of the core | %s %.3f\n",
+                round, a, off_rps, off_t * 1e6 / hz / off_n, off_t * 100 / hz / seconds, b, on_rps, on_t * 1e6 / hz / on_n, on_t * 100 / hz / seconds, ratio, on_rps / off_rps
         }' | tee -a "$WORK/tracing"
 done
-awk '{ for (i = 1; i <= NF; i++) if ($i == "on/off") print $(i + 1) }' "$WORK/tracing" | sort -n |
-    awk '{ v[NR] = $1 } END { printf "tracing on/off throughput: median %.3f (min %.3f, max %.3f) over %d rounds\n", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[1], v[NR], NR }'
+awk -v ratio="$RATIO" '{ for (i = 1; i <= NF; i++) if ($i == ratio) print $(i + 1) }' "$WORK/tracing" | sort -n |
+    awk -v ratio="$RATIO" '{ v[NR] = $1 } END { printf "%s throughput: median %.3f (min %.3f, max %.3f) over %d rounds\n", ratio, (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[1], v[NR], NR }'
 # Spans are only worth their cost if they arrive: the exporter's own counts (a full queue drops spans rather than
 # slowing requests), once they stop moving (the last batch goes after the exporter's schedule delay), beside the
 # requests of the measured rounds (warm-ups, health checks and these reads are traced too).
 spans() { curl -fs "http://127.0.0.1:$TRACING_ON_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2 }'; }
+[ -z "${BASELINE:-}" ] || exit 0
 previous=""
 for _ in $(seq 30); do
     current=$(spans)

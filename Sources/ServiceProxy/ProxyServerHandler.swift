@@ -15,8 +15,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// What the handler keeps of the exchange in progress.
-    struct Exchange {
+    /// What the handler keeps of the exchange in progress (a class: shared by the callbacks, never copied).
+    final class Exchange {
         let head: HTTPRequestHead
         let correlationID: String
         /// When the head arrived, and when the client's deadline (if it sent one shorter than the proxy's) passes.
@@ -114,7 +114,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
 
     private func receiveHead(_ head: HTTPRequestHead) {
         let correlationID = ProxyHeaders.correlationID(head.headers, generator: &pool.requestIDs)
-        var exchange = Exchange(head: head, correlationID: correlationID)
+        let exchange = Exchange(head: head, correlationID: correlationID)
         // A server span continuing the client's trace; its context goes upstream in `traceparent`. Without a tracer
         // (checked once per connection) nothing at all is done.
         if let tracer {
@@ -151,7 +151,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .handle(let local):
             perform(machine.handleLocally(local, exchange: id))
         case .forward(let upstream, let target, let responseHeaders):
-            guard machine.routedTo(upstream, exchange: id), var exchange else {
+            guard machine.routedTo(upstream, exchange: id), let exchange else {
                 // Nobody waits for this decision any more; the upstream it picked must still be given back.
                 router.finished(upstream, outcome: .abandoned)
                 return
@@ -168,7 +168,6 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                     let deadline = exchange.arrived + .milliseconds(Int64(client))
                     let left = (deadline - .now()).nanoseconds / 1_000_000
                     guard left > 0 else {
-                        self.exchange = exchange
                         return perform(
                             machine.respondLocally(
                                 .json(.gatewayTimeout, #"{"error":"Deadline exceeded before the request was forwarded"}"#), exchange: id))
@@ -195,7 +194,6 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             // when the span started a new trace, e.g. from an invalid `traceparent`).
             if !exchange.traceHeaders.isEmpty { head.headers.remove(name: "tracestate") }
             for (name, value) in exchange.traceHeaders { head.headers.replaceOrAdd(name: name, value: value) }
-            self.exchange = exchange
             perform(machine.forward(head, exchange: id))
         }
     }
@@ -323,7 +321,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
     // MARK: Upstream
 
     func upstreamResponse(_ part: HTTPClientResponsePart) {
-        guard let context, var exchange else { return }
+        guard let context, let exchange else { return }
         switch part {
         case .head(var head):
             // Framing is redone for the client: NIO's encoder adds chunked encoding for HTTP/1.1 when there is no
@@ -332,7 +330,6 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             guard case .writeHead(let keepAlive) = machine.responseHead(delimitedByClose: delimitedByClose) else { return }
             exchange.upstreamKeepAlive = head.isKeepAlive
             exchange.status = head.status
-            self.exchange = exchange
             for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
             if let traceparent = exchange.traceparent { head.headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
             head.headers.remove(name: "transfer-encoding")
@@ -366,7 +363,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
 
     /// Writes a complete response of the proxy's own; `finish`: the exchange is over with it.
     private func respond(_ response: ProxyResponse, close: Bool, finish: Bool) {
-        guard let context, var exchange else { return }
+        guard let context, let exchange else { return }
         timeout?.cancel()
         if exchange.status == nil { exchange.status = response.status }
         // Taken out before the end is written: writing it lets a pipelined request in, which starts its own.
