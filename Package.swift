@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "ServiceResilience", targets: ["ServiceResilience"]),
         .library(name: "ServiceTracing", targets: ["ServiceTracing"]),
         .library(name: "ServiceMail", targets: ["ServiceMail"]),
+        .library(name: "ServiceRedis", targets: ["ServiceRedis"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -182,6 +183,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ServiceRedis",
+            dependencies: [
+                "ServiceResilience",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ServiceSaga",
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceResilience",
@@ -319,7 +336,7 @@ let package = Package(
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience",
                 "ServiceTesting", "ServiceHTTP", "ServiceDiscovery",
-                "ServiceTracing", "ServiceMail",
+                "ServiceTracing", "ServiceMail", "ServiceRedis",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -61,13 +61,21 @@ start_private_postgres() {
     fi
 }
 
-# The SMTP tests talk to a real SMTP server (aiosmtpd, from PyPI) and make a certificate with openssl.
+# The SMTP tests talk to a real SMTP server (aiosmtpd, from PyPI) and make a certificate with openssl; the Redis tests
+# start real redis-servers (Debian package).
 ensure_test_tools() {
     if ! python3 -c "import aiosmtpd" 2>/dev/null; then
         echo "==> installing aiosmtpd (PyPI)"
         # A Debian-managed Python refuses pip (PEP 668): its own package then.
         python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd 2>/dev/null \
             || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiosmtpd >/dev/null; }
+    fi
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        # The Redis tests start their own servers on free loopback ports (RedisTestServer); none runs as a service.
+        echo "==> installing redis-server (Debian package)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+        # The package starts a system-wide server on 6379 where systemd runs; the tests never use it.
     fi
     if ! command -v openssl >/dev/null; then
         echo "==> installing openssl (Debian package)"

@@ -1,0 +1,89 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceLifecycle
+import ServiceResilience
+
+/// A message received on a subscribed channel.
+public struct RedisMessage: Sendable {
+    public var channel: String
+    public var payload: ByteBuffer
+}
+
+/// Pub/sub on a connection of its own (a subscribed connection can run no other command): subscribes to `channels`,
+/// hands each message to `onMessage`, and after the connection breaks connects again (with backoff) and subscribes
+/// again. Messages published while it was disconnected are lost, as pub/sub promises no more; users of it (cache
+/// invalidation) treat a reconnect as "anything may have changed" through `onReconnect`.
+public final class RedisSubscriber: Service, Sendable {
+    let configuration: RedisConfiguration
+    let channels: [String]
+    let logger: Logger
+    let onMessage: @Sendable (RedisMessage) -> Void
+    let onReconnect: @Sendable () -> Void
+    private let confirmed = NIOLockedValueBox<Set<String>>([])
+    private let connections = NIOLockedValueBox(0)
+
+    public init(
+        configuration: RedisConfiguration, channels: [String], logger: Logger, onReconnect: @escaping @Sendable () -> Void = {},
+        onMessage: @escaping @Sendable (RedisMessage) -> Void
+    ) {
+        self.configuration = configuration
+        self.channels = channels
+        self.logger = logger
+        self.onMessage = onMessage
+        self.onReconnect = onReconnect
+    }
+
+    /// Whether every channel's subscription is confirmed on the current connection.
+    public var isSubscribed: Bool { confirmed.withLockedValue { Set(channels).isSubset(of: $0) } }
+
+    /// How many connections it has made (the first, then one per reconnect).
+    public var connectionCount: Int { connections.withLockedValue { $0 } }
+
+    public func run() async throws {
+        var failures = 0
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                let connection = try await RedisConnection.connect(configuration) { [confirmed, onMessage] parts in
+                    Self.handle(parts, confirmed: confirmed, onMessage: onMessage)
+                }
+                failures = 0
+                let count = connections.withLockedValue { count in
+                    count += 1
+                    return count
+                }
+                if count > 1 { onReconnect() }
+                connection.write(["SUBSCRIBE"] + channels.map { RedisArgument($0) })
+                // Until the connection breaks, or the service stops.
+                try? await withTaskCancellationOrGracefulShutdownHandler {
+                    try await connection.closeFuture.get()
+                } onCancelOrGracefulShutdown: {
+                    connection.channel.close(promise: nil)
+                }
+                confirmed.withLockedValue { $0.removeAll() }
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                logger.warning("Redis subscription lost; reconnecting", metadata: ["redis": "\(configuration.redacted)"])
+            } catch {
+                failures += 1
+                if failures == 1 {
+                    logger.warning("Redis subscription failed", metadata: ["redis": "\(configuration.redacted)", "error": "\(error)"])
+                }
+            }
+            let delay = min(configuration.minimumBackoff * (1 << min(max(failures - 1, 0), 16)), configuration.maximumBackoff)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+        }
+    }
+
+    private static func handle(_ parts: [RESPValue], confirmed: NIOLockedValueBox<Set<String>>, onMessage: @Sendable (RedisMessage) -> Void) {
+        guard let kind = parts.first?.string else { return }
+        switch kind {
+        case "subscribe":
+            if parts.count >= 2, let channel = parts[1].string { _ = confirmed.withLockedValue { $0.insert(channel) } }
+        case "message":
+            guard parts.count >= 3, let channel = parts[1].string, case .bulkString(let payload) = parts[2] else { return }
+            onMessage(RedisMessage(channel: channel, payload: payload))
+        default:
+            break
+        }
+    }
+}
