@@ -231,7 +231,9 @@ let package = Package(
         ),
         .target(
             name: "GatewayService",
-            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceProxy", "ServiceResilience", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceProxy", "ServiceResilience", "ServiceRedis", "ShopContracts",
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceAuth
@@ -7,6 +8,7 @@ import ServiceDiscovery
 import ServiceHTTP
 import ServiceLifecycle
 import ServiceProxy
+import ServiceRedis
 import ServiceResilience
 import ShopContracts
 
@@ -27,10 +29,34 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         registry: registry, statics: statics, strategy: configuration.loadBalancing, maxInFlight: configuration.maxInFlightPerInstance, logger: logger
     )
     let (defaultLimit, overrides) = try configuration.rateLimits()
-    let limiter = RateLimiter(
-        store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: configuration.rateLimitOnStoreFailure
-    ) { [policy = configuration.rateLimitOnStoreFailure] error in
-        logger.error("Rate-limit store failed; following the configured policy", metadata: ["error": "\(error)", "policy": "\(policy.rawValue)"])
+    // A store that fails fails for every request: logged at most every 10 s (with how many failed since), not per request.
+    let failures = NIOLockedValueBox((count: 0, next: NIODeadline.uptimeNanoseconds(0)))
+    let policy = configuration.rateLimitOnStoreFailure
+    let report: @Sendable (any Error) -> Void = { error in
+        let count = failures.withLockedValue { state -> Int? in
+            state.count += 1
+            guard NIODeadline.now() >= state.next else { return nil }
+            defer { state = (0, .now() + .seconds(10)) }
+            return state.count
+        }
+        if let count {
+            logger.error(
+                "Rate-limit store failed; following the configured policy",
+                metadata: ["error": "\(error)", "policy": "\(policy.rawValue)", "failures": "\(count)"])
+        }
+    }
+    var services: [any Service] = []
+    let limiter: RateLimiter
+    if configuration.rateLimitStore == nil, let url = configuration.redisURL {
+        var redisConfiguration = try RedisConfiguration(url: url, caFile: configuration.redisCAFile)
+        redisConfiguration.clientName = "shop-gateway"
+        let redis = RedisClient(configuration: redisConfiguration, logger: logger)
+        services.append(RedisClientService(client: redis))
+        logger.info("Rate limits counted in Redis", metadata: ["redis": "\(redisConfiguration.redacted)"])
+        limiter = RateLimiter(
+            shared: RedisRateLimitStore(client: redis), timeout: configuration.rateLimitRedisTimeout, onFailure: policy, onStoreFailure: report)
+    } else {
+        limiter = RateLimiter(store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: policy, onStoreFailure: report)
     }
     let router = GatewayRouter(
         verifier: verifier, health: GatewayHealth(configuration: configuration, registry: registry), upstreams: upstreams,
@@ -50,5 +76,5 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         logger: logger,
         onServerRunning: configuration.onServerRunning
     )
-    return ServiceSet([proxy, RegistryMonitor(registry: registry, interval: configuration.registryCheckInterval, logger: logger)])
+    return ServiceSet([proxy, RegistryMonitor(registry: registry, interval: configuration.registryCheckInterval, logger: logger)] + services)
 }

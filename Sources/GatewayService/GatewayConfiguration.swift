@@ -29,8 +29,15 @@ public struct GatewayConfiguration: Sendable {
     /// What to do when the rate-limit store fails (`RATE_LIMIT_ON_STORE_FAILURE`: `allow`, the default, or `deny`);
     /// either way the failure is logged.
     public var rateLimitOnStoreFailure: RateLimiter.FailurePolicy
-    /// Where the counters live (default: this process's memory).
+    /// Where the counters live (default: this process's memory, or Redis with `REDIS_URL`).
     public var rateLimitStore: (any RateLimitStore)?
+    /// Redis shared by every gateway (`REDIS_URL`, `redis://[user:password@]host:port/db` or `rediss://…`; its CA in
+    /// `REDIS_CA_FILE`): the rate-limit counters are kept there, so N gateways enforce one limit.
+    public var redisURL: String?
+    public var redisCAFile: String?
+    /// How long a rate-limit decision may wait for Redis before the store-failure policy decides
+    /// (`RATE_LIMIT_REDIS_TIMEOUT_MS`, default 50).
+    public var rateLimitRedisTimeout: Duration
     /// Registry: instances not heard from for this long are evicted (`REGISTRY_TTL_MS`, default 15000).
     public var registryTTL: Duration
     /// Registry: how often instances are health-checked (`REGISTRY_CHECK_INTERVAL_MS`, default 5000); two failed
@@ -65,6 +72,9 @@ public struct GatewayConfiguration: Sendable {
         }
         self.rateLimitOverrides = overrides
         self.rateLimitOnStoreFailure = environment.get("RATE_LIMIT_ON_STORE_FAILURE").flatMap(RateLimiter.FailurePolicy.init(rawValue:)) ?? .allow
+        self.redisURL = environment.get("REDIS_URL").flatMap { $0.isEmpty ? nil : $0 }
+        self.redisCAFile = environment.get("REDIS_CA_FILE").flatMap { $0.isEmpty ? nil : $0 }
+        self.rateLimitRedisTimeout = .milliseconds(max(1, environment.int("RATE_LIMIT_REDIS_TIMEOUT_MS", default: 50)))
         self.registryTTL = .milliseconds(max(100, environment.int("REGISTRY_TTL_MS", default: 15_000)))
         self.registryCheckInterval = .milliseconds(max(50, environment.int("REGISTRY_CHECK_INTERVAL_MS", default: 5_000)))
         self.maxInFlightPerInstance = max(1, environment.int("GATEWAY_MAX_IN_FLIGHT", default: 1000))

@@ -87,17 +87,18 @@ struct GatewayRouter: ProxyRouter {
         // The client key: the IP address on public routes (so tokens of many accounts cannot buy more login attempts),
         // the user on protected ones.
         if Self.isPublic(method: head.method, prefix: route.prefix, path: path) {
-            return .decided(forward(route, target: target, client: "ip:\(request.clientAddress)"))
+            return decide(route, target: target, client: "ip:\(request.clientAddress)")
         }
         guard let token = BearerToken.extract(head.headers.first(name: "authorization")) else {
             return .decided(.respond(.json(.unauthorized, #"{"error":"Access denied"}"#)))
         }
         if let known = verifier.cachedIdentity(for: token) {
-            return .decided(forward(route, target: target, client: "user:\(known.subject)"))
+            return decide(route, target: target, client: "user:\(known.subject)")
         }
         return .deferred { [self] in
             do {
                 let identity = try await verifier.verify(token)
+                if limits.isShared { return await forwardCounted(route, target: target, client: "user:\(identity.subject)") }
                 return forward(route, target: target, client: "user:\(identity.subject)")
             } catch is TokenVerifier.Failure {
                 return .respond(
@@ -113,6 +114,14 @@ struct GatewayRouter: ProxyRouter {
         }
     }
 
+    /// The decision now, or — when the group's limit is counted in a store shared with other gateways — once the store
+    /// has answered.
+    func decide(_ route: Route, target: String, client: @autoclosure () -> String) -> ProxyRoute {
+        guard limits.isShared, limits.rate(for: route.group) != nil else { return .decided(forward(route, target: target, client: client())) }
+        let client = client()
+        return .deferred { [self] in await forwardCounted(route, target: target, client: client) }
+    }
+
     /// Counts the request against its group's limit (the client key is only made when a limit applies), then picks an
     /// instance of the service.
     func forward(_ route: Route, target: String, client: @autoclosure () -> String) -> ProxyDecision {
@@ -122,6 +131,18 @@ struct GatewayRouter: ProxyRouter {
             if let refusal { return .respond(refusal) }
             headers = limitHeaders
         }
+        return pick(route, target: target, headers: headers)
+    }
+
+    /// ``forward(_:target:client:)`` with the limit counted in the shared store.
+    func forwardCounted(_ route: Route, target: String, client: String) async -> ProxyDecision {
+        let (headers, refusal) = await limits.check(group: route.group, client: client)
+        if let refusal { return .respond(refusal) }
+        return pick(route, target: target, headers: headers)
+    }
+
+    /// An instance of the route's service, or 503 when none can take the request.
+    func pick(_ route: Route, target: String, headers: HTTPHeaders) -> ProxyDecision {
         guard let upstream = upstreams.pick(route.service.rawValue) else {
             Counter(label: "gateway_no_instance_total", dimensions: [("target", route.service.rawValue)]).increment()
             // Every instance ejected by its breaker, or at its bound of requests in flight.

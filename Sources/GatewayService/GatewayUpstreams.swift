@@ -103,10 +103,22 @@ struct GatewayRateLimits: Sendable {
         return defaultLimit
     }
 
-    /// Counts one request; the headers to send, and a 429 answer when over the limit.
+    /// Whether the counters live in a store shared with other gateways (a decision then waits for it).
+    var isShared: Bool { limiter.shared != nil }
+
+    /// Counts one request in this process's store; the headers to send, and a 429 answer when over the limit.
     func check(group: String, client: String) -> (headers: HTTPHeaders, refusal: ProxyResponse?) {
+        guard let rate = rate(for: group), let decision: RateLimitDecision = limiter.take("\(group)|\(client)", rate: rate) else { return ([:], nil) }
+        return answer(decision, rate: rate, group: group)
+    }
+
+    /// Counts one request in whichever store there is (the shared one: within its own timeout).
+    func check(group: String, client: String) async -> (headers: HTTPHeaders, refusal: ProxyResponse?) {
         guard let rate = rate(for: group) else { return ([:], nil) }
-        let decision = limiter.take("\(group)|\(client)", rate: rate)
+        return answer(await limiter.take("\(group)|\(client)", rate: rate), rate: rate, group: group)
+    }
+
+    private func answer(_ decision: RateLimitDecision, rate: RateLimit, group: String) -> (headers: HTTPHeaders, refusal: ProxyResponse?) {
         var headers: HTTPHeaders = [
             "ratelimit-limit": String(rate.limit),
             "ratelimit-remaining": String(decision.remaining),

@@ -4,6 +4,7 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import ServiceResilience
 import Tracing
 
@@ -201,5 +202,17 @@ public struct RedisScript: Sendable {
         let digits = Array("0123456789abcdef".utf8)
         self.sha1 = String(
             decoding: Insecure.SHA1.hash(data: Array(source.utf8)).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]] }, as: UTF8.self)
+    }
+}
+
+/// Closes a client's connections when the service group stops.
+public struct RedisClientService: Service {
+    public let client: RedisClient
+
+    public init(client: RedisClient) { self.client = client }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await client.close()
     }
 }

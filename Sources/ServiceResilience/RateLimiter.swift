@@ -149,6 +149,13 @@ public final class InMemoryRateLimitStore: RateLimitStore {
     }
 }
 
+/// Counters shared by several processes (Redis): asynchronous, and able to fail or be slow, so every decision has a
+/// deadline of its own.
+public protocol SharedRateLimitStore: Sendable {
+    /// Counts one request of `key` against `rate`, answering within `timeout` or throwing.
+    func take(_ key: String, rate: RateLimit, timeout: Duration) async throws -> RateLimitDecision
+}
+
 /// A rate limiter over a store, with an explicit policy for when the store fails: never silently open. The failure
 /// is reported (`onStoreFailure`, which should log it) and the request allowed or refused as configured.
 public struct RateLimiter: Sendable {
@@ -159,23 +166,61 @@ public struct RateLimiter: Sendable {
         case deny
     }
 
-    public let store: any RateLimitStore
+    /// The store in this process (nil when the counters are shared: ``shared``).
+    public let store: (any RateLimitStore)?
+    /// The store shared with other processes, and how long a decision may wait for it.
+    public let shared: (store: any SharedRateLimitStore, timeout: Duration)?
     public let onFailure: FailurePolicy
     let report: @Sendable (any Error) -> Void
 
     public init(store: any RateLimitStore, onFailure: FailurePolicy = .allow, onStoreFailure report: @escaping @Sendable (any Error) -> Void) {
         self.store = store
+        self.shared = nil
         self.onFailure = onFailure
         self.report = report
     }
 
-    /// Counts one request of `key` against `rate`.
-    public func take(_ key: String, rate: RateLimit) -> RateLimitDecision {
+    /// Counters shared with other processes; a decision the store has not made within `timeout` follows `onFailure`.
+    public init(
+        shared: any SharedRateLimitStore, timeout: Duration, onFailure: FailurePolicy = .allow,
+        onStoreFailure report: @escaping @Sendable (any Error) -> Void
+    ) {
+        self.store = nil
+        self.shared = (shared, timeout)
+        self.onFailure = onFailure
+        self.report = report
+    }
+
+    /// Counts one request of `key` against `rate` in the local store (nil when the store is shared: use the async
+    /// ``take(_:rate:)-async``).
+    public func take(_ key: String, rate: RateLimit) -> RateLimitDecision? {
+        guard let store else { return nil }
         do {
             return try store.take(key, rate: rate)
         } catch {
-            report(error)
-            return RateLimitDecision(allowed: onFailure == .allow, limit: rate.limit, remaining: 0, resetAfter: rate.window)
+            return failed(error, rate: rate)
         }
+    }
+
+    /// Counts one request of `key` against `rate`, in whichever store there is.
+    public func take(_ key: String, rate: RateLimit) async -> RateLimitDecision {
+        if let store {
+            do {
+                return try store.take(key, rate: rate)
+            } catch {
+                return failed(error, rate: rate)
+            }
+        }
+        guard let shared else { return failed(nil, rate: rate) }
+        do {
+            return try await shared.store.take(key, rate: rate, timeout: shared.timeout)
+        } catch {
+            return failed(error, rate: rate)
+        }
+    }
+
+    private func failed(_ error: (any Error)?, rate: RateLimit) -> RateLimitDecision {
+        if let error { report(error) }
+        return RateLimitDecision(allowed: onFailure == .allow, limit: rate.limit, remaining: 0, resetAfter: rate.window)
     }
 }

@@ -79,7 +79,7 @@ extension Bench {
             let keys = (0..<1024).map { "orders|user:\($0)" }
             let limit = await measure {
                 var total = 0
-                for index in 0..<calls { total &+= limiter.take(keys[index & 1023], rate: rate).remaining & 1 }
+                for index in 0..<calls { total &+= limiter.take(keys[index & 1023], rate: rate)!.remaining & 1 }
                 return total
             }
             let balancer = InstanceBalancer(name: "order", endpoints: ["a", "b"])

@@ -78,8 +78,8 @@ import Testing
         let rate = RateLimit(limit: 10, window: .seconds(60))
         let open = RateLimiter(store: BrokenStore(), onFailure: .allow) { _ in reported.withLockedValue { $0 += 1 } }
         let closed = RateLimiter(store: BrokenStore(), onFailure: .deny) { _ in reported.withLockedValue { $0 += 1 } }
-        #expect(open.take("k", rate: rate).allowed)
-        #expect(!closed.take("k", rate: rate).allowed)
+        #expect(open.take("k", rate: rate)?.allowed == true)
+        #expect(closed.take("k", rate: rate)?.allowed == false)
         #expect(reported.withLockedValue { $0 } == 2)
     }
 

@@ -150,6 +150,70 @@ import Testing
         }
     }
 
+    /// Two gateways over one Redis: one limit per client and group, not one each; headers count across both.
+    @Test func twoGatewaysOverOneRedisEnforceOneLimit() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RedisTestServer.with { redis in
+            try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+                let shared: @Sendable (inout GatewayConfiguration) -> Void = {
+                    $0.redisURL = redis.url
+                    $0.rateLimit = "10/60s"
+                }
+                try await Self.withGateway(upstreamPort: ports[0], configure: shared) { first in
+                    try await Self.withGateway(upstreamPort: ports[0], configure: shared) { second in
+                        var remaining: [String] = []
+                        var statuses: [HTTPResponseStatus] = []
+                        for index in 0..<16 {
+                            let reply = try await (index % 2 == 0 ? first : second).call(.GET, "/api/inventory/product-1")
+                            statuses.append(reply.status)
+                            remaining.append(reply.headers.first(name: "ratelimit-remaining") ?? "")
+                            if reply.status == .tooManyRequests {
+                                #expect(Int(reply.headers.first(name: "retry-after") ?? "") ?? 0 > 0)
+                            }
+                        }
+                        #expect(statuses.filter { $0 == .ok }.count == 10, "\(statuses)")
+                        #expect(statuses.suffix(6).allSatisfy { $0 == .tooManyRequests })
+                        #expect(remaining.prefix(10) == ["9", "8", "7", "6", "5", "4", "3", "2", "1", "0"])
+                        #expect(hits.withLockedValue { $0 } == 10)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis gone: each decision gives up within its own timeout and the policy decides; nothing hangs.
+    @Test(arguments: [RateLimiter.FailurePolicy.allow, .deny])
+    func aDeadRedisFollowsTheStoreFailurePolicyQuickly(_ policy: RateLimiter.FailurePolicy) async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RedisTestServer.with { redis in
+            try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+                try await Self.withGateway(
+                    upstreamPort: ports[0],
+                    configure: {
+                        $0.redisURL = redis.url
+                        $0.rateLimitOnStoreFailure = policy
+                    }
+                ) { gateway in
+                    #expect(try await gateway.call(.GET, "/api/inventory/product-1").status == .ok)
+                    await redis.kill()
+                    for _ in 0..<5 {
+                        let started = ContinuousClock.now
+                        let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                        #expect(reply.status == (policy == .allow ? .ok : .tooManyRequests))
+                        #expect(ContinuousClock.now - started < .milliseconds(500))
+                    }
+                    #expect(hits.withLockedValue { $0 } == (policy == .allow ? 6 : 1))
+                    // Redis back: counted there again, without restarting the gateway.
+                    try await redis.start()
+                    try await eventually("the limit counted in Redis again", timeout: .seconds(10)) {
+                        let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                        return reply.status == .ok && reply.headers.first(name: "ratelimit-remaining") != "0"
+                    }
+                }
+            }
+        }
+    }
+
     @Test func rateLimitOffForwardsEverything() async throws {
         let hits = NIOLockedValueBox(0)
         try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
