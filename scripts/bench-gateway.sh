@@ -8,6 +8,8 @@
 #   ROUNDS=5 scripts/bench-gateway.sh                   # five rounds of the tracing comparison (default 3)
 #   BASELINE=/tmp/shop-old scripts/bench-gateway.sh     # instead of tracing on: another build's gateway (tracing off)
 #                                                       # side by side with this one, ratio this/baseline
+#   B_ENV="REDIS_URL=redis://127.0.0.1:16379" RATE_LIMIT=100000000/60s scripts/bench-gateway.sh
+#                                                       # instead of tracing on: this build with B_ENV's settings
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Tracing off and on run simultaneously, not one after the other: this machine's speed drifts by ±15 % within minutes,
@@ -154,7 +156,13 @@ traced_gateway() {  # binary port log extra environment assignments…
 }
 traced_gateway "$SHOP" "$TRACING_OFF_PORT" off.log
 OFF_PID=$LAST_PID
-if [ -n "${BASELINE:-}" ]; then
+if [ -n "${B_ENV:-}" ]; then
+    # The second slot runs this build with other settings (word-split assignments), tracing off as well.
+    # shellcheck disable=SC2086
+    traced_gateway "$SHOP" "$TRACING_ON_PORT" on.log $B_ENV
+    PAIR="this build as configured and with $B_ENV, tracing off"
+    OFF_NAME="a"; ON_NAME="b"; RATIO="b/a"
+elif [ -n "${BASELINE:-}" ]; then
     # The second slot runs the other build, tracing off as well: "off" is this build, "on" the baseline.
     traced_gateway "$BASELINE" "$TRACING_ON_PORT" on.log
     PAIR="this build and the baseline ($BASELINE), tracing off"
@@ -201,7 +209,7 @@ awk -v ratio="$RATIO" '{ for (i = 1; i <= NF; i++) if ($i == ratio) print $(i + 
 # slowing requests), once they stop moving (the last batch goes after the exporter's schedule delay), beside the
 # requests of the measured rounds (warm-ups, health checks and these reads are traced too).
 spans() { curl -fs "http://127.0.0.1:$TRACING_ON_PORT/metrics" | awk '/^trace_spans_total/ { sub(/.*outcome="/, ""); sub(/"}/, ""); printf "%s=%s ", $1, $2 }'; }
-[ -z "${BASELINE:-}" ] || exit 0
+[ -z "${BASELINE:-}${B_ENV:-}" ] || exit 0
 previous=""
 for _ in $(seq 30); do
     current=$(spans)
