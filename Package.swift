@@ -319,7 +319,7 @@ let package = Package(
         .executableTarget(
             name: "shop",
             dependencies: [
-                "ShopSystem", "ShopRuntime", "ServiceMail", "ServiceSaga", "ServiceDatabase",
+                "ShopSystem", "ShopRuntime", "ServiceMail", "ServiceSaga", "ServiceDatabase", "ServiceRedis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -22,6 +22,8 @@ public struct LocalSystem: Sendable {
     public var retention: String?
     /// The SMTP server the notification service mails through (`MAIL_SMTP_URL`); nil: `.eml` files in the data folder.
     public var smtpURL: String?
+    /// Redis for the gateway's shared state (`REDIS_URL`: the rate-limit counters); nil: the gateway's memory.
+    public var redisURL: String?
 
     public init(
         portBase: Int = 3000,
@@ -80,6 +82,7 @@ public struct LocalSystem: Sendable {
         // Every shop service registers with the gateway's registry; the provider is outside the shop.
         environment["REGISTRY_URL"] = service == .gateway || !service.isShopService ? nil : gatewayURL
         if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
+        if service == .gateway, let redisURL { environment["REDIS_URL"] = redisURL }
         if let retention { environment["RETENTION"] = retention }
         if service == .notification, let smtpURL { environment["MAIL_SMTP_URL"] = smtpURL }
         environment["HOST"] = "127.0.0.1"

@@ -5,6 +5,7 @@ import ServiceAuth
 import ServiceCore
 import ServiceLifecycle
 import ServiceMail
+import ServiceRedis
 import ServiceResilience
 import ShopContracts
 import ShopRuntime
@@ -42,11 +43,17 @@ struct Up: AsyncParsableCommand {
         help: "Deliver mail through this SMTP server, e.g. smtp://user:password@host:587?starttls=required (default: .eml files in the data folder).")
     var smtp: String?
 
+    @Option(help: "Count the gateway's rate limits in this Redis, e.g. redis://127.0.0.1:6379/0 or rediss://user:password@host:6380 (REDIS_URL).")
+    var redis: String?
+
     func validate() throws {
         if let smtp {
             do { _ = try SMTPConfiguration(url: smtp) } catch { throw ValidationError("--smtp: \(error)") }
         }
         _ = try LocalSystem.parseReplicas(replicas)
+        if let redis {
+            do { _ = try RedisConfiguration(url: redis) } catch { throw ValidationError("--redis: \(error)") }
+        }
         if let retention, Duration.parse(retention) == nil {
             throw ValidationError("--retention is not a duration: '\(retention)' (expected e.g. 30s, 15m, 12h, 7d)")
         }
@@ -73,6 +80,7 @@ struct Up: AsyncParsableCommand {
         system.rateLimit = rateLimit
         system.retention = retention
         system.smtpURL = smtp
+        system.redisURL = redis
         let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
         if inProcess {
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)
@@ -110,7 +118,8 @@ struct StartupAnnouncer: Service {
                     let extra = system.instances(of: service) - 1
                     return "\(service.rawValue) :\(service.port(base: system.portBase))" + (extra > 0 ? " (+\(extra) on free ports)" : "")
                 }.joined(separator: ", "),
-            "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s"))",
+            "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s")"
+                + (system.redisURL.flatMap { try? RedisConfiguration(url: $0).redacted }.map { ", counted in \($0)" } ?? "") + ")",
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
             "  payments: sandbox provider on \(system.url(of: .paymentProvider)) (its ledger and secret key in the data folder)",
             "  mail:     " + (system.smtpURL.flatMap { try? SMTPConfiguration(url: $0).redacted } ?? ".eml files in \(system.dataDirectory)/mail"),

@@ -73,6 +73,32 @@ import Testing
         return pids
     }
 
+    /// `shop up --redis`: the gateway process counts its limits in Redis (the keys are there, the limit holds).
+    @Test func theGatewayOfASystemCountsItsLimitsInRedis() async throws {
+        try await RedisTestServer.with { redis in
+            _ = try await Self.withSystem(
+                .sqlite, name: "redis",
+                configure: {
+                    $0.redisURL = redis.url
+                    $0.rateLimit = "30/60s"
+                }
+            ) { system, _, client in
+                // Seeding the catalog read some products from this address already: the first answer says what is left.
+                let first = try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/inventory/product-1")
+                #expect(first.status == .ok)
+                let left = try #require(Int(first.headers.first(name: "ratelimit-remaining") ?? ""))
+                #expect(left < 30)
+                var statuses: [Int] = []
+                for _ in 0...left {
+                    statuses.append(Int(try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/inventory/product-1").status.code))
+                }
+                #expect(statuses.dropLast().allSatisfy { $0 == 200 } && statuses.last == 429, "\(statuses)")
+                let keys = try await ChildProcess.output(of: ["redis-cli", "-p", String(redis.port), "--scan", "--pattern", "ratelimit:*"])
+                #expect(keys.output.contains("inventory|ip:127.0.0.1"), "\(keys.output)")
+            }
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func theGuidesFlowAcrossRealProcesses(_ engine: TestDatabase) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.shopExecutable.path), "build the package first: swift build --build-tests")
