@@ -47,12 +47,22 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     }
     var services: [any Service] = []
     let limiter: RateLimiter
-    if configuration.rateLimitStore == nil, let url = configuration.redisURL {
+    var mirror: RegistryMirror?
+    var redis: RedisClient?
+    if let url = configuration.redisURL {
         var redisConfiguration = try RedisConfiguration(url: url, caFile: configuration.redisCAFile)
         redisConfiguration.clientName = "shop-gateway"
-        let redis = RedisClient(configuration: redisConfiguration, logger: logger)
-        services.append(RedisClientService(client: redis))
-        logger.info("Rate limits counted in Redis", metadata: ["redis": "\(redisConfiguration.redacted)"])
+        let client = RedisClient(configuration: redisConfiguration, logger: logger)
+        redis = client
+        // The registry shared with every other gateway (see RegistryMirror).
+        let shared = RegistryMirror(redis: client, registry: registry, interval: configuration.registrySyncInterval, logger: logger)
+        registry.onRemoval { instances in Task { await shared.remove(instances) } }
+        mirror = shared
+        services.append(shared)
+        services.append(RedisClientService(client: client))
+        logger.info("Rate limits and the registry shared through Redis", metadata: ["redis": "\(redisConfiguration.redacted)"])
+    }
+    if configuration.rateLimitStore == nil, let redis {
         limiter = RateLimiter(
             shared: RedisRateLimitStore(client: redis), timeout: configuration.rateLimitRedisTimeout, onFailure: policy, onStoreFailure: report)
     } else {
@@ -61,7 +71,7 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     let router = GatewayRouter(
         verifier: verifier, health: GatewayHealth(configuration: configuration, registry: registry), upstreams: upstreams,
         limits: GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter),
-        registry: RegistryAPI(registry: registry, verifier: verifier)
+        registry: RegistryAPI(registry: registry, verifier: verifier, mirror: mirror)
     )
     let proxy = ProxyServer(
         configuration: ProxyServerConfiguration(

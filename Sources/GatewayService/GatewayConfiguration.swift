@@ -38,6 +38,9 @@ public struct GatewayConfiguration: Sendable {
     /// How long a rate-limit decision may wait for Redis before the store-failure policy decides
     /// (`RATE_LIMIT_REDIS_TIMEOUT_MS`, default 50).
     public var rateLimitRedisTimeout: Duration
+    /// With Redis: how often the registry is read from Redis, the bound on how long an instance registered with another
+    /// gateway takes to be balanced here (`REGISTRY_SYNC_MS`, default 1000).
+    public var registrySyncInterval: Duration
     /// Registry: instances not heard from for this long are evicted (`REGISTRY_TTL_MS`, default 15000).
     public var registryTTL: Duration
     /// Registry: how often instances are health-checked (`REGISTRY_CHECK_INTERVAL_MS`, default 5000); two failed
@@ -76,6 +79,7 @@ public struct GatewayConfiguration: Sendable {
         self.redisCAFile = environment.get("REDIS_CA_FILE").flatMap { $0.isEmpty ? nil : $0 }
         self.rateLimitRedisTimeout = .milliseconds(max(1, environment.int("RATE_LIMIT_REDIS_TIMEOUT_MS", default: 50)))
         self.registryTTL = .milliseconds(max(100, environment.int("REGISTRY_TTL_MS", default: 15_000)))
+        self.registrySyncInterval = .milliseconds(max(50, environment.int("REGISTRY_SYNC_MS", default: 1_000)))
         self.registryCheckInterval = .milliseconds(max(50, environment.int("REGISTRY_CHECK_INTERVAL_MS", default: 5_000)))
         self.maxInFlightPerInstance = max(1, environment.int("GATEWAY_MAX_IN_FLIGHT", default: 1000))
         self.loadBalancing = environment.get("LOAD_BALANCING").flatMap(InstanceBalancer<ProxyUpstream>.Strategy.init(rawValue:)) ?? .leastOutstanding

@@ -21,6 +21,8 @@ import ShopContracts
 struct RegistryAPI: Sendable {
     let registry: ServiceRegistry
     let verifier: TokenVerifier
+    /// The registry shared with other gateways, if any: registrations and heartbeats received here are written there.
+    var mirror: RegistryMirror? = nil
 
     static func handles(_ path: Substring) -> Bool {
         GatewayRouter.matches(path, prefix: "/register") || GatewayRouter.matches(path, prefix: "/services")
@@ -42,7 +44,14 @@ struct RegistryAPI: Sendable {
                     } catch {
                         throw APIError.unavailable("Token keys unavailable")
                     }
-                    return try handle(method: method, segments: segments, body: body, caller: identity)
+                    let response = try handle(method: method, segments: segments, body: body, caller: identity)
+                    // A registration or heartbeat accepted here goes to the shared registry before the answer.
+                    if let mirror, method == .POST || method == .PUT, response.status == .created || response.status == .ok,
+                        let instance = try? JSONDecoder().decode(InstanceAnswer.self, from: response.body).instance
+                    {
+                        await mirror.put(instance)
+                    }
+                    return response
                 } catch let error as APIError {
                     return Self.response(error)
                 } catch {
@@ -50,6 +59,11 @@ struct RegistryAPI: Sendable {
                 }
             }
         )
+    }
+
+    /// The part of a registry answer the mirror needs.
+    struct InstanceAnswer: Decodable {
+        var instance: ServiceInstance
     }
 
     func handle(method: HTTPMethod, segments: [String], body: ByteBuffer, caller: Identity) throws -> ProxyResponse {

@@ -94,6 +94,8 @@ public struct ServiceRegistryMachine<Instant: InstantProtocol>: Sendable where I
         var instance: ServiceInstance
         var lastSeen: Instant
         var failedChecks: Int
+        /// When it last registered or renewed here (not through ``reconcile(with:readAt:now:)``).
+        var renewedHere: Instant?
     }
 
     /// The registration of an id that belongs to another service.
@@ -119,9 +121,9 @@ public struct ServiceRegistryMachine<Instant: InstantProtocol>: Sendable where I
             registeredAt: entries[id]?.instance.registeredAt ?? timestamp, lastHeartbeat: timestamp
         )
         if entries[id]?.instance != nil, entries[id]?.instance.url == instance.url, entries[id]?.instance.healthCheck == instance.healthCheck {
-            entries[id] = Entry(instance: instance, lastSeen: now, failedChecks: 0)
+            entries[id] = Entry(instance: instance, lastSeen: now, failedChecks: 0, renewedHere: now)
         } else {
-            entries[id] = Entry(instance: instance, lastSeen: now, failedChecks: 0)
+            entries[id] = Entry(instance: instance, lastSeen: now, failedChecks: 0, renewedHere: now)
             version += 1
         }
         return instance
@@ -131,6 +133,7 @@ public struct ServiceRegistryMachine<Instant: InstantProtocol>: Sendable where I
     public mutating func heartbeat(_ id: String, now: Instant, timestamp: String) -> ServiceInstance? {
         guard entries[id] != nil else { return nil }
         entries[id]!.lastSeen = now
+        entries[id]!.renewedHere = now
         entries[id]!.instance.lastHeartbeat = timestamp
         return entries[id]!.instance
     }
@@ -170,6 +173,31 @@ public struct ServiceRegistryMachine<Instant: InstantProtocol>: Sendable where I
         entries.values.map(\.instance).filter { $0.name == name }.sorted { ($0.registeredAt, $0.id) < ($1.registeredAt, $1.id) }
     }
 
+    /// Makes the registry hold what a registry shared with other processes holds (`shared`): those instances are added
+    /// or renewed; one not among them is removed unless it was registered or renewed here at `recentSince` or later (its
+    /// write to the shared registry may not have been read yet). Returns what was removed.
+    public mutating func reconcile(with shared: [ServiceInstance], recentSince: Instant, now: Instant) -> [ServiceInstance] {
+        var changed = false
+        for instance in shared {
+            if let entry = entries[instance.id], entry.instance.name == instance.name, entry.instance.url == instance.url,
+                entry.instance.healthCheck == instance.healthCheck
+            {
+                entries[instance.id]!.lastSeen = now
+                entries[instance.id]!.instance.lastHeartbeat = max(entry.instance.lastHeartbeat, instance.lastHeartbeat)
+            } else {
+                entries[instance.id] = Entry(instance: instance, lastSeen: now, failedChecks: 0, renewedHere: nil)
+                changed = true
+            }
+        }
+        let ids = Set(shared.map(\.id))
+        let gone = entries.values.filter { entry in
+            !ids.contains(entry.instance.id) && !(entry.renewedHere.map { $0 >= recentSince } ?? false)
+        }.map(\.instance)
+        for instance in gone { entries[instance.id] = nil }
+        if changed || !gone.isEmpty { version += 1 }
+        return gone
+    }
+
     /// Every instance by service name.
     public var all: [String: [ServiceInstance]] {
         Dictionary(grouping: entries.values.map(\.instance), by: \.name).mapValues {
@@ -186,6 +214,10 @@ public final class ServiceRegistry: Sendable {
     /// How often instances should send a heartbeat (a third of the TTL).
     public let heartbeatInterval: Duration
     public let ttl: Duration
+
+    /// Told of instances removed here (unregistered, expired, failing their checks), e.g. to remove them from a
+    /// registry shared with other gateways; not of those ``reconcile(with:recentSince:)`` removes.
+    private let removalHandler = NIOLockedValueBox<(@Sendable ([ServiceInstance]) -> Void)?>(nil)
 
     public init(ttl: Duration = .seconds(15)) {
         self.machine = NIOLockedValueBox(ServiceRegistryMachine(ttl: ttl))
@@ -211,15 +243,30 @@ public final class ServiceRegistry: Sendable {
     }
 
     public func deregister(_ id: String) -> ServiceInstance? {
-        change { $0.deregister(id) }
+        removed(change { $0.deregister(id) }.map { [$0] } ?? []).first
     }
 
     public func evictExpired() -> [ServiceInstance] {
-        change { $0.evictExpired(now: .now) }
+        removed(change { $0.evictExpired(now: .now) })
     }
 
     public func recordCheck(_ id: String, healthy: Bool, threshold: Int) -> ServiceInstance? {
-        change { $0.recordCheck(id, healthy: healthy, threshold: threshold) }
+        removed(change { $0.recordCheck(id, healthy: healthy, threshold: threshold) }.map { [$0] } ?? []).first
+    }
+
+    /// See ``ServiceRegistryMachine/reconcile(with:recentSince:now:)``.
+    public func reconcile(with shared: [ServiceInstance], recentSince: ContinuousClock.Instant) -> [ServiceInstance] {
+        change { $0.reconcile(with: shared, recentSince: recentSince, now: .now) }
+    }
+
+    /// Calls `handler` with the instances removed here from now on (see ``removalHandler``).
+    public func onRemoval(_ handler: @escaping @Sendable ([ServiceInstance]) -> Void) {
+        removalHandler.withLockedValue { $0 = handler }
+    }
+
+    private func removed(_ instances: [ServiceInstance]) -> [ServiceInstance] {
+        if !instances.isEmpty, let handler = removalHandler.withLockedValue({ $0 }) { handler(instances) }
+        return instances
     }
 
     public func instance(_ id: String) -> ServiceInstance? { machine.withLockedValue { $0.instance(id) } }

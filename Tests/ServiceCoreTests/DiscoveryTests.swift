@@ -73,6 +73,29 @@ import Testing
         #expect(!machine.take("auth|ip:1", rate: login, now: Self.at(121)).allowed)
     }
 
+    /// A registry shared through Redis: what the shared copy holds is adopted; what it lacks is dropped, unless it was
+    /// registered or renewed here since `recentSince` (its write may still be on its way).
+    @Test func reconcilingWithASharedRegistry() throws {
+        var machine = ServiceRegistryMachine<TestInstant>(ttl: .seconds(15))
+        let local = try machine.register(
+            ServiceRegistration(name: "order", url: "http://127.0.0.1:4001", instanceId: "order-here"), now: Self.at(10), timestamp: "t10")
+        let remote = ServiceInstance(
+            id: "order-there", name: "order", url: "http://127.0.0.1:4002", healthCheck: "http://127.0.0.1:4002/health/live", registeredAt: "t0",
+            lastHeartbeat: "t0")
+        let before = machine.version
+        // Read before the local registration reached Redis: the local one is kept, the remote one adopted.
+        #expect(machine.reconcile(with: [remote], recentSince: Self.at(9), now: Self.at(11)).isEmpty)
+        #expect(machine.instances(of: "order").map(\.id).sorted() == ["order-here", "order-there"])
+        #expect(machine.version == before + 1)
+        // Renewing the same instance changes nothing the balancers would see.
+        #expect(machine.reconcile(with: [remote, local], recentSince: Self.at(11), now: Self.at(12)).isEmpty)
+        #expect(machine.version == before + 1)
+        // Gone from Redis: the remote one at once; the local one only once its last renewal here is older than the read.
+        #expect(machine.reconcile(with: [], recentSince: Self.at(10), now: Self.at(13)).map(\.id) == ["order-there"])
+        #expect(machine.reconcile(with: [], recentSince: Self.at(10.001), now: Self.at(14)).map(\.id) == ["order-here"])
+        #expect(machine.instances(of: "order").isEmpty && machine.version == before + 3)
+    }
+
     @Test func aFailingStoreIsReportedAndFollowsThePolicy() {
         let reported = NIOLockedValueBox(0)
         let rate = RateLimit(limit: 10, window: .seconds(60))

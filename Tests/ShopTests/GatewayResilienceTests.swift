@@ -214,6 +214,45 @@ import Testing
         }
     }
 
+    /// Two gateways over one Redis share the registry: an instance registered with one is balanced by the other, and
+    /// gone from both once unregistered with either.
+    @Test func anInstanceRegisteredWithOneGatewayIsBalancedByTheOther() async throws {
+        let hitsA = NIOLockedValueBox(0)
+        let hitsB = NIOLockedValueBox(0)
+        try await RedisTestServer.with { redis in
+            try await RunningService.with([Self.stub("a", hits: hitsA), Self.stub("b", hits: hitsB)]) { ports in
+                let shared: @Sendable (inout GatewayConfiguration) -> Void = {
+                    $0.redisURL = redis.url
+                    $0.rateLimit = "off"
+                    $0.registrySyncInterval = .milliseconds(100)
+                }
+                try await Self.withGateway(upstreamPort: ports[0], configure: shared) { first in
+                    try await Self.withGateway(upstreamPort: ports[0], configure: shared) { second in
+                        func instance(via gateway: Gateway) async throws -> String? {
+                            try await gateway.call(.GET, "/api/inventory/product-1").object["instance"] as? String
+                        }
+                        // Before: both gateways send to the configured URL (stub a).
+                        #expect(try await instance(via: second) == "a")
+                        let token = try await first.keys.token("inventory", role: .service, scopes: [Scope.registryRegister])
+                        let registration = #"{"name":"inventory","url":"http://127.0.0.1:\#(ports[1])","instanceId":"inventory-shared-1"}"#
+                        #expect(try await first.call(.POST, "/register", json: registration, token: token).status == .created)
+                        // The other gateway balances over it within its sync interval, without a registration of its own.
+                        try await eventually("the second gateway to use the instance registered with the first", timeout: .seconds(5)) {
+                            try await instance(via: second) == "b"
+                        }
+                        let keys = try await ChildProcess.output(of: ["redis-cli", "-p", String(redis.port), "SMEMBERS", "registry:instances"])
+                        #expect(keys.output.contains("inventory-shared-1"))
+                        // Unregistered with the first: gone from Redis, and the second goes back to the configured URL.
+                        #expect(try await first.call(.DELETE, "/register/inventory-shared-1", token: token).status == .noContent)
+                        try await eventually("the second gateway to drop it", timeout: .seconds(5)) {
+                            try await instance(via: second) == "a"
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func rateLimitOffForwardsEverything() async throws {
         let hits = NIOLockedValueBox(0)
         try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
