@@ -127,6 +127,7 @@ struct ProxyConnectionStateMachine<Connection> {
         closeAfterResponse = !keepAlive
         bodyBytes = 0
         pending.removeAll(keepingCapacity: true)
+        localBody = ByteBuffer()
         replay = replayable ? [] : nil
         routed = nil
         target = nil

@@ -98,7 +98,7 @@ struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     /// Parses one value, moving the reader index past it; nil (the index anywhere) when the bytes are not all there yet.
     static func parse(_ buffer: inout ByteBuffer, depth: Int) throws -> RESPValue? {
         guard depth < maximumDepth else { throw RESPProtocolError(description: "nesting deeper than \(maximumDepth)") }
-        guard let type = buffer.readInteger(as: UInt8.self), let line = readLine(&buffer) else { return nil }
+        guard let type = buffer.readInteger(as: UInt8.self), let line = try readLine(&buffer) else { return nil }
         switch type {
         case UInt8(ascii: "+"): return .simpleString(line)
         case UInt8(ascii: "-"): return .error(line)
@@ -165,10 +165,10 @@ struct RESPDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     /// The text up to CRLF (consumed with it); nil when no CRLF has arrived yet.
-    private static func readLine(_ buffer: inout ByteBuffer) -> String? {
+    private static func readLine(_ buffer: inout ByteBuffer) throws -> String? {
         let view = buffer.readableBytesView
         guard let cr = view.firstIndex(of: UInt8(ascii: "\r")), cr + 1 < view.endIndex else { return nil }
-        guard view[cr + 1] == UInt8(ascii: "\n") else { return nil }
+        guard view[cr + 1] == UInt8(ascii: "\n") else { throw RESPProtocolError(description: "a line with CR but no LF") }
         let line = buffer.readString(length: cr - view.startIndex)
         buffer.moveReaderIndex(forwardBy: 2)
         return line

@@ -113,6 +113,21 @@ public final class RedisClient: Sendable {
     // MARK: The pool
 
     private func connection() async throws -> RedisConnection {
+        // A slot in backoff passes the call on: one broken connection must not refuse calls another slot can serve.
+        var tries = state.withLockedValue { $0.slots.count }
+        while true {
+            tries -= 1
+            do {
+                return try await slotConnection()
+            } catch RedisError.unavailable(let reason) where tries > 0 && reason != Self.closedReason {
+                continue
+            }
+        }
+    }
+
+    static let closedReason = "the client is closed"
+
+    private func slotConnection() async throws -> RedisConnection {
         enum Next {
             case use(RedisConnection)
             case wait(EventLoopFuture<RedisConnection>)
@@ -121,7 +136,7 @@ public final class RedisClient: Sendable {
         }
         let eventLoop = eventLoopGroup.any()
         let next = state.withLockedValue { state -> Next in
-            guard !state.closed else { return .refuse("the client is closed") }
+            guard !state.closed else { return .refuse(Self.closedReason) }
             let index = state.next % state.slots.count
             state.next &+= 1
             switch state.slots[index] {
@@ -144,9 +159,16 @@ public final class RedisClient: Sendable {
         case .connect(let index, let promise):
             do {
                 let connection = try await RedisConnection.connect(configuration, eventLoop: eventLoop)
-                state.withLockedValue { state in
+                let closed = state.withLockedValue { state in
                     state.failures[index] = 0
                     state.slots[index] = state.closed ? .empty : .connected(connection)
+                    return state.closed
+                }
+                if closed {
+                    // Closed while this connection was being made: nobody will close it later.
+                    await connection.close()
+                    promise.fail(RedisError.unavailable(Self.closedReason))
+                    throw RedisError.unavailable(Self.closedReason)
                 }
                 // A connection that breaks is replaced on the next call through its slot.
                 connection.closeFuture.whenComplete { [state] _ in

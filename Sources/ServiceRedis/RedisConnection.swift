@@ -11,30 +11,57 @@ final class RedisChannelHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private var context: ChannelHandlerContext?
-    private var pending = CircularBuffer<EventLoopPromise<RESPValue>>()
+    /// Promises in the order their replies will come; nil for a caller that gave up (its reply is read and dropped).
+    private var pending = CircularBuffer<EventLoopPromise<RESPValue>?>()
+    /// The connection's own limit on a reply (the configuration's command timeout).
+    let replyTimeout: TimeAmount
     /// Commands sent and replies received so far: a command's timeout fires only if its reply is still owed.
     private var sent = 0
     private var received = 0
     private var closeReason: RedisError?
     var onPush: (([RESPValue]) -> Void)?
+    /// Error replies nobody waits for (e.g. a refused SUBSCRIBE), for the log.
+    var onUnexpectedError: ((String) -> Void)?
+
+    init(replyTimeout: TimeAmount) {
+        self.replyTimeout = replyTimeout
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    /// Writes `buffer` (holding `promises.count` commands) and queues their promises; a reply later than `timeout`
-    /// closes the connection with ``RedisError/timedOut``.
+    /// Writes `buffer` (holding `promises.count` commands) and queues their promises. Past `timeout` the callers get
+    /// ``RedisError/timedOut`` and their replies, when they come, are dropped; only a reply still owed after the
+    /// connection's own `replyTimeout` closes the connection (a server that stopped answering), so one impatient caller
+    /// never breaks the commands pipelined beside its own.
     func send(_ buffer: ByteBuffer, promises: [EventLoopPromise<RESPValue>], timeout: TimeAmount) {
         guard let context, closeReason == nil, context.channel.isActive else {
             for promise in promises { promise.fail(closeReason ?? .connectionClosed) }
             return
         }
+        let first = sent
         for promise in promises { pending.append(promise) }
         sent += promises.count
         let last = sent
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         guard !promises.isEmpty else { return }
-        context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+        let loop = context.eventLoop.assumeIsolated()
+        if timeout < replyTimeout {
+            loop.scheduleTask(in: timeout) { [weak self] in self?.giveUp(from: first, to: last) }
+        }
+        loop.scheduleTask(in: max(timeout, replyTimeout)) { [weak self] in
             guard let self, self.received < last else { return }
             self.close(.timedOut)
+        }
+    }
+
+    /// Fails the callers of commands `from..<to` whose replies have not come, leaving their places in the queue.
+    private func giveUp(from: Int, to: Int) {
+        guard received < to else { return }  // every reply came
+        for number in max(from, received)..<to {
+            let index = number - received
+            guard index < pending.count, let promise = pending[pending.index(pending.startIndex, offsetBy: index)] else { continue }
+            pending[pending.index(pending.startIndex, offsetBy: index)] = nil
+            promise.fail(RedisError.timedOut)
         }
     }
 
@@ -44,13 +71,14 @@ final class RedisChannelHandler: ChannelInboundHandler {
             onPush?(parts)
             return
         }
-        guard let promise = pending.popFirst() else {
+        guard let waiting = pending.popFirst() else {
             // Nobody waits for a reply: under RESP2 a subscribed connection's messages come this way.
             if case .array(let parts) = value { onPush?(parts) }
+            if case .error(let message) = value { onUnexpectedError?(message) }
             return
         }
         received += 1
-        promise.succeed(value)
+        waiting?.succeed(value)  // nil: the caller gave up
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -64,7 +92,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let reason = closeReason ?? .connectionClosed
         closeReason = reason
-        while let promise = pending.popFirst() { promise.fail(reason) }
+        while let waiting = pending.popFirst() { waiting?.fail(reason) }
         context.fireChannelInactive()
     }
 
@@ -92,7 +120,7 @@ public final class RedisConnection: Sendable {
     /// Connects, greets and authenticates. `onPush` receives out-of-band messages (pub/sub), on the event loop.
     public static func connect(
         _ configuration: RedisConfiguration, eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any(),
-        onPush: (@Sendable ([RESPValue]) -> Void)? = nil
+        onPush: (@Sendable ([RESPValue]) -> Void)? = nil, onUnexpectedError: (@Sendable (String) -> Void)? = nil
     ) async throws -> RedisConnection {
         let tlsContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let channel: any Channel
@@ -100,10 +128,13 @@ public final class RedisConnection: Sendable {
             channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(.nanoseconds(configuration.connectTimeout.wholeNanoseconds))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // A peer that vanished without closing (a half-open connection) is found by the kernel's keepalive.
+                .channelOption(.socketOption(.so_keepalive), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let handler = RedisChannelHandler()
+                        let handler = RedisChannelHandler(replyTimeout: .nanoseconds(configuration.commandTimeout.wholeNanoseconds))
                         handler.onPush = onPush
+                        handler.onUnexpectedError = onUnexpectedError
                         if let tlsContext {
                             let hostname = configuration.host.first?.isNumber == true || configuration.host.contains(":") ? nil : configuration.host
                             try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tlsContext, serverHostname: hostname))

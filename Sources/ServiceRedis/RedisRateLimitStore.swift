@@ -25,7 +25,13 @@ public struct RedisRateLimitStore: SharedRateLimitStore {
         self.prefix = prefix
     }
 
+    /// Answers within `timeout` whatever Redis does: the deadline covers getting a connection (a connect or greeting
+    /// to a Redis that does not answer goes on in the background) as well as the script's reply.
     public func take(_ key: String, rate: RateLimit, timeout: Duration) async throws -> RateLimitDecision {
+        try await withTimeout(timeout) { try await count(key, rate: rate, timeout: timeout) }
+    }
+
+    private func count(_ key: String, rate: RateLimit, timeout: Duration) async throws -> RateLimitDecision {
         let window = max(1, rate.window.wholeMilliseconds)
         // The window's length is part of the key: one client key under two rates counts in two windows.
         let reply = try await client.eval(

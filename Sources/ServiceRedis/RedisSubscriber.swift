@@ -44,15 +44,25 @@ public final class RedisSubscriber: Service, Sendable {
         var failures = 0
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             do {
-                let connection = try await RedisConnection.connect(configuration) { [confirmed, onMessage] parts in
-                    Self.handle(parts, confirmed: confirmed, onMessage: onMessage)
-                }
-                failures = 0
                 let count = connections.withLockedValue { count in
                     count += 1
                     return count
                 }
-                if count > 1 { onReconnect() }
+                // After a reconnect, "anything may have changed" is said once the subscription is back, so a change
+                // published in between is not lost between that and the subscription.
+                let channels = Set(self.channels)
+                let onReconnect = self.onReconnect
+                let reconnected: @Sendable () -> Void = { if count > 1 { onReconnect() } }
+                let connection = try await RedisConnection.connect(
+                    configuration,
+                    onPush: { [confirmed, onMessage] parts in
+                        if Self.handle(parts, confirmed: confirmed, onMessage: onMessage), confirmed.withLockedValue({ $0 == channels }) {
+                            reconnected()
+                        }
+                    },
+                    onUnexpectedError: { [logger] message in logger.error("Redis refused the subscription", metadata: ["error": "\(message)"]) }
+                )
+                failures = 0
                 connection.write(["SUBSCRIBE"] + channels.map { RedisArgument($0) })
                 // Until the connection breaks, or the service stops.
                 try? await withTaskCancellationOrGracefulShutdownHandler {
@@ -74,16 +84,20 @@ public final class RedisSubscriber: Service, Sendable {
         }
     }
 
-    private static func handle(_ parts: [RESPValue], confirmed: NIOLockedValueBox<Set<String>>, onMessage: @Sendable (RedisMessage) -> Void) {
-        guard let kind = parts.first?.string else { return }
+    /// Handles one push; true when it confirmed a channel's subscription.
+    private static func handle(_ parts: [RESPValue], confirmed: NIOLockedValueBox<Set<String>>, onMessage: @Sendable (RedisMessage) -> Void) -> Bool {
+        guard let kind = parts.first?.string else { return false }
         switch kind {
         case "subscribe":
-            if parts.count >= 2, let channel = parts[1].string { _ = confirmed.withLockedValue { $0.insert(channel) } }
+            guard parts.count >= 2, let channel = parts[1].string else { return false }
+            _ = confirmed.withLockedValue { $0.insert(channel) }
+            return true
         case "message":
-            guard parts.count >= 3, let channel = parts[1].string, case .bulkString(let payload) = parts[2] else { return }
+            guard parts.count >= 3, let channel = parts[1].string, case .bulkString(let payload) = parts[2] else { return false }
             onMessage(RedisMessage(channel: channel, payload: payload))
+            return false
         default:
-            break
+            return false
         }
     }
 }

@@ -9,8 +9,15 @@ import Testing
     /// long-lived sibling. A supervisor built on it never restarted a service killed at such a moment.
     @Test func everyExitIsSeenWhileSiblingsStartedAtTheSameMomentKeepRunning() async throws {
         // Many open descriptors, as in a service or a test run, widen the window in which a sibling can inherit one.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        if limit.rlim_cur < 4096, limit.rlim_max >= 4096 {
+            limit.rlim_cur = 4096
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
         let held = (0..<1500).map { _ in open("/dev/null", O_RDONLY) }
         defer { for descriptor in held where descriptor >= 0 { close(descriptor) } }
+        try #require(held.filter { $0 >= 0 }.count >= 1000, "could not hold the descriptors the setup needs")
 
         let children = try await withThrowingTaskGroup(of: (long: Bool, process: ChildProcess).self) { group in
             for index in 0..<200 {

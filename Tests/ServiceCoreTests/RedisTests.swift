@@ -52,6 +52,7 @@ import Testing
             await #expect(throws: RedisError.self) { try await redis.send("LPUSH", "greeting", "x") }
             do {
                 try await redis.send("LPUSH", "greeting", "x")
+                Issue.record("LPUSH on a string answered")
             } catch RedisError.server(let kind, let message) {
                 #expect(kind == .wrongType && message.hasPrefix("WRONGTYPE"))
             }
@@ -166,6 +167,27 @@ import Testing
         }
     }
 
+    /// A caller with a shorter deadline than the connection's gives up alone: the commands pipelined beside it and the
+    /// connection carry on; only a server silent past the connection's own timeout closes it.
+    @Test func anImpatientCallerDoesNotBreakTheConnectionForOthers() async throws {
+        try await RedisTestServer.with { server in
+            let redis = try client(server.url) {
+                $0.poolSize = 1
+                $0.commandTimeout = .seconds(2)
+            }
+            defer { Task { await redis.close() } }
+            try await redis.send("SET", "k", "v")
+            // A blocking pop that waits 300 ms holds the connection's queue; a 50 ms caller behind it gives up.
+            async let patient = redis.send(["BLPOP", "nothing", "0.3"])
+            try await Task.sleep(for: .milliseconds(20))  // lets BLPOP go first on the connection
+            await #expect(throws: RedisError.timedOut) { try await redis.send(["GET", "k"], timeout: .milliseconds(50)) }
+            #expect(try await patient == .null)
+            // Same connection, still open: the dropped reply did not shift the answers.
+            #expect(try await redis.send("GET", "k").string == "v")
+            #expect(try await redis.send("CLIENT", "ID").int == (try await redis.send("CLIENT", "ID").int))
+        }
+    }
+
     @Test func scriptsRunByShaAndAreSentAgainAfterAFlush() async throws {
         try await RedisTestServer.with { server in
             let redis = try client(server.url)
@@ -204,7 +226,8 @@ import Testing
                 await server.kill()
                 try await server.start()
                 try await eventually("the subscription again", timeout: .seconds(10)) { subscriber.isSubscribed && subscriber.connectionCount == 2 }
-                #expect(reconnects.withLockedValue { $0 } == 1)
+                // Said once, when the subscription was back.
+                try await eventually("the reconnect to be reported") { reconnects.withLockedValue { $0 } == 1 }
                 try await eventually("the client back") { (try? await publisher.publish("second", to: "news")) == 1 }
                 try await eventually("the second message") { received.withLockedValue { $0 } == ["first", "second"] }
                 await services.triggerGracefulShutdown()

@@ -181,6 +181,28 @@ import Testing
         }
     }
 
+    /// Redis that stops answering (paused: connections open, nothing read): each decision gives up within its 50 ms,
+    /// whether its connection is new or old, and the policy decides.
+    @Test func aSilentRedisCostsADecisionItsTimeoutAtMost() async throws {
+        let hits = NIOLockedValueBox(0)
+        try await RedisTestServer.with { redis in
+            try await RunningService.with([Self.stub("a", hits: hits)]) { ports in
+                try await Self.withGateway(upstreamPort: ports[0], configure: { $0.redisURL = redis.url }) { gateway in
+                    #expect(try await gateway.call(.GET, "/api/inventory/product-1").status == .ok)
+                    redis.pause()
+                    defer { redis.resume() }
+                    for _ in 0..<10 {
+                        let started = ContinuousClock.now
+                        let reply = try await gateway.call(.GET, "/api/inventory/product-1")
+                        #expect(reply.status == .ok)
+                        #expect(ContinuousClock.now - started < .milliseconds(400), "\(ContinuousClock.now - started)")
+                    }
+                    #expect(hits.withLockedValue { $0 } == 11)
+                }
+            }
+        }
+    }
+
     /// Redis gone: each decision gives up within its own timeout and the policy decides; nothing hangs.
     @Test(arguments: [RateLimiter.FailurePolicy.allow, .deny])
     func aDeadRedisFollowsTheStoreFailurePolicyQuickly(_ policy: RateLimiter.FailurePolicy) async throws {
