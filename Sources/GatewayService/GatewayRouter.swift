@@ -98,8 +98,8 @@ struct GatewayRouter: ProxyRouter {
         return .deferred { [self] in
             do {
                 let identity = try await verifier.verify(token)
-                if limits.isShared { return await forwardCounted(route, target: target, client: "user:\(identity.subject)") }
-                return forward(route, target: target, client: "user:\(identity.subject)")
+                // Already asynchronous here: counted in whichever store there is.
+                return await forwardCounted(route, target: target, client: "user:\(identity.subject)")
             } catch is TokenVerifier.Failure {
                 return .respond(
                     .json(
@@ -134,7 +134,7 @@ struct GatewayRouter: ProxyRouter {
         return pick(route, target: target, headers: headers)
     }
 
-    /// ``forward(_:target:client:)`` with the limit counted in the shared store.
+    /// ``forward(_:target:client:)`` with the limit counted asynchronously (in the shared store, when there is one).
     func forwardCounted(_ route: Route, target: String, client: String) async -> ProxyDecision {
         let (headers, refusal) = await limits.check(group: route.group, client: client)
         if let refusal { return .respond(refusal) }

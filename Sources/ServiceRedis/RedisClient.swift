@@ -21,8 +21,8 @@ public final class RedisClient: Sendable {
         case empty
         case connecting(EventLoopFuture<RedisConnection>)
         case connected(RedisConnection)
-        /// Failed `failures` times in a row; no attempt before `until`.
-        case backoff(until: NIODeadline, failures: Int, reason: String)
+        /// The last attempt failed (`State.failures` counts them); no attempt before `until`.
+        case backoff(until: NIODeadline, reason: String)
     }
 
     private struct State {
@@ -144,7 +144,7 @@ public final class RedisClient: Sendable {
                 return .use(connection)
             case .connecting(let future):
                 return .wait(future)
-            case .backoff(let until, _, let reason) where NIODeadline.now() < until:
+            case .backoff(let until, let reason) where NIODeadline.now() < until:
                 return .refuse(reason)
             default:
                 let promise = eventLoop.makePromise(of: RedisConnection.self)
@@ -185,7 +185,7 @@ public final class RedisClient: Sendable {
                     let failures = state.failures[index]
                     let doubled = configuration.minimumBackoff * (1 << min(failures - 1, 16))
                     let delay = min(doubled, configuration.maximumBackoff)
-                    state.slots[index] = .backoff(until: .now() + .nanoseconds(delay.wholeNanoseconds), failures: failures, reason: reason)
+                    state.slots[index] = .backoff(until: .now() + .nanoseconds(delay.wholeNanoseconds), reason: reason)
                     return (failures, delay)
                 }
                 if failures == 1 {
