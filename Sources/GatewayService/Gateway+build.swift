@@ -73,6 +73,8 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         limits: GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter),
         registry: RegistryAPI(registry: registry, verifier: verifier, mirror: mirror)
     )
+    let (boundPort, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let announce = configuration.onServerRunning
     let proxy = ProxyServer(
         configuration: ProxyServerConfiguration(
             host: settings.host,
@@ -84,7 +86,12 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         group: configuration.eventLoopThreads == System.coreCount
             ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads),
         logger: logger,
-        onServerRunning: configuration.onServerRunning
+        onServerRunning: { port in
+            portContinuation.yield(port)
+            portContinuation.finish()
+            await announce(port)
+        }
     )
+    services.append(GatewaySelfRegistration(registry: registry, mirror: mirror, host: settings.host, boundPort: boundPort, logger: logger))
     return ServiceSet([proxy, RegistryMonitor(registry: registry, interval: configuration.registryCheckInterval, logger: logger)] + services)
 }

@@ -8,6 +8,17 @@ public func eventually(_ what: String, timeout: Duration = .seconds(15), _ condi
     }
 }
 
+/// Polls `value` every 10 ms until it answers something, and answers that; throws ``TimedOut`` naming `what` once
+/// `timeout` has passed without it.
+public func eventually<T>(_ what: String, timeout: Duration = .seconds(15), _ value: () async throws -> T?) async throws -> T {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if let found = try await value() { return found }
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
 /// A condition a test waited for did not come about in time.
 public struct TimedOut: Error, CustomStringConvertible {
     public var what: String

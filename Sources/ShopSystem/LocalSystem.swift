@@ -14,7 +14,8 @@ public struct LocalSystem: Sendable {
     /// Settings added to every service's environment (e.g. `SAGA_LEASE_MS`), after the defaults.
     public var extraEnvironment: [String: String] = [:]
     /// Instances per service (default one). The first instance of a service listens on its well-known port; the others
-    /// bind any free port and are found through the gateway's registry.
+    /// bind any free port and are found through the gateway's registry. Several gateways need ``redisURL`` (see
+    /// ``checkSharedState()``); each registers itself, so `shop status` finds them.
     public var replicas: [ServiceName: Int] = [:]
     /// The gateway's rate limit (`100/60s`, `off`); nil: the gateway's default.
     public var rateLimit: String?
@@ -48,14 +49,28 @@ public struct LocalSystem: Sendable {
     public var gatewayURL: String { url(of: .gateway) }
 
     /// How many instances of `service` run.
-    public func instances(of service: ServiceName) -> Int { service == .gateway ? 1 : max(1, replicas[service] ?? 1) }
+    public func instances(of service: ServiceName) -> Int { max(1, replicas[service] ?? 1) }
+
+    /// Refuses several gateways without a store they share: each would count its own rate limits (a client would get
+    /// the limit once per gateway) and know only the instances that registered with it.
+    public func checkSharedState() throws {
+        if instances(of: .gateway) > 1, redisURL == nil { throw GatewaysNeedRedis(count: instances(of: .gateway)) }
+    }
+
+    public struct GatewaysNeedRedis: Error, CustomStringConvertible {
+        public var count: Int
+        public var description: String {
+            "\(count) gateways need a store they share: add --redis redis://HOST:PORT (each gateway alone would count its own rate "
+                + "limits and know only the instances registered with it)"
+        }
+    }
 
     /// Parses `order=2,payment=2`.
     public static func parseReplicas(_ text: String) throws -> [ServiceName: Int] {
         var replicas: [ServiceName: Int] = [:]
         for item in text.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service != .gateway, service.isShopService,
+            guard parts.count == 2, let service = ServiceName(rawValue: parts[0]), service.isShopService,
                 let count = Int(parts[1]), (1...8).contains(count)
             else {
                 throw InvalidReplicas(text: String(item))
@@ -68,7 +83,7 @@ public struct LocalSystem: Sendable {
     public struct InvalidReplicas: Error, CustomStringConvertible {
         public var text: String
         public var description: String {
-            "not a replica count: '\(text)' (expected e.g. order=2,payment=2: a service other than the gateway, 1 to 8)"
+            "not a replica count: '\(text)' (expected e.g. order=2,payment=2 or gateway=2: a shop service, 1 to 8)"
         }
     }
 

@@ -1,22 +1,46 @@
 import ArgumentParser
+import Foundation
 import ShopContracts
 import ShopSystem
 
-/// `shop status`: which services of a local system answer ready.
+/// `shop status`: every instance of a local system (gateways and instances on free ports too, read from the gateway's
+/// registry as the admin) and whether each answers ready.
 struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show which services of a running system are ready.")
+    static let configuration = CommandConfiguration(abstract: "Show every instance of a running system and whether it is ready.")
 
     @Option(help: "Gateway port of the system to check.")
     var portBase = 3000
 
+    @Option(name: .customLong("data-dir"), help: "Data folder of the system (its admin password, to read the registry).")
+    var dataDirectory = "./.shop"
+
+    @Flag(help: "Print JSON: {gateway, registry, ready, instances: [{service, url, id, ready}]}.")
+    var json = false
+
     func run() async throws {
-        let system = LocalSystem(portBase: portBase, adminPassword: "")
-        var down = 0
-        for service in system.services {
-            let ready = await Readiness.isReady(system.url(of: service))
-            if !ready { down += 1 }
-            print("\(service.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) \(system.url(of: service))  \(ready ? "ready" : "DOWN")")
+        let system = LocalSystem(portBase: portBase, dataDirectory: dataDirectory, adminPassword: "")
+        let status = await SystemStatus.collect(system: system, adminPassword: Self.adminPassword(dataDirectory: dataDirectory))
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } else {
+            for instance in status.instances {
+                print(
+                    "\(instance.service.padding(toLength: 16, withPad: " ", startingAt: 0)) \(instance.url.padding(toLength: 24, withPad: " ", startingAt: 0)) \(instance.ready ? "ready" : "DOWN")"
+                )
+            }
+            if status.registry != "read" { print("(registry \(status.registry); only the well-known ports are listed)") }
         }
-        if down > 0 { throw ExitCode(1) }
+        if !status.ready { throw ExitCode(1) }
+    }
+
+    /// The admin password without creating one: `SHOP_ADMIN_PASSWORD` or the data folder's file.
+    static func adminPassword(dataDirectory: String) -> String? {
+        if let password = ProcessInfo.processInfo.environment["SHOP_ADMIN_PASSWORD"], !password.isEmpty { return password }
+        let path = (dataDirectory as NSString).appendingPathComponent("admin-password")
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return password.isEmpty ? nil : password
     }
 }

@@ -30,7 +30,9 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Log level of the services (trace, debug, info, notice, warning, error).")
     var logLevel = "info"
 
-    @Option(help: "Instances per service, e.g. order=2,payment=2 (found through the gateway's registry and balanced).")
+    @Option(
+        help:
+            "Instances per service, e.g. order=2,payment=2 (found through the gateway's registry and balanced); gateway=2 runs a second gateway on a free port (needs --redis).")
     var replicas = ""
 
     @Option(help: "The gateway's rate limit per client and route group, e.g. 100/60s, or off.")
@@ -50,7 +52,10 @@ struct Up: AsyncParsableCommand {
         if let smtp {
             do { _ = try SMTPConfiguration(url: smtp) } catch { throw ValidationError("--smtp: \(error)") }
         }
-        _ = try LocalSystem.parseReplicas(replicas)
+        var system = LocalSystem(adminPassword: "")
+        system.replicas = try LocalSystem.parseReplicas(replicas)
+        system.redisURL = redis
+        do { try system.checkSharedState() } catch { throw ValidationError("--replicas: \(error)") }
         if let redis {
             do { _ = try RedisConfiguration(url: redis) } catch { throw ValidationError("--redis: \(error)") }
         }
@@ -81,6 +86,7 @@ struct Up: AsyncParsableCommand {
         system.retention = retention
         system.smtpURL = smtp
         system.redisURL = redis
+        try system.checkSharedState()
         let announcer = StartupAnnouncer(system: system, adminPasswordGenerated: admin.generated, logger: logger)
         if inProcess {
             try await ServiceRunner.run(system.services.map { ($0, system.environment(for: $0)) }, extra: [announcer], logger: logger)
@@ -118,7 +124,7 @@ struct StartupAnnouncer: Service {
                     let extra = system.instances(of: service) - 1
                     return "\(service.rawValue) :\(service.port(base: system.portBase))" + (extra > 0 ? " (+\(extra) on free ports)" : "")
                 }.joined(separator: ", "),
-            "  registry: \(system.gatewayURL)/services (every instance registers; rate limit \(system.rateLimit ?? "100/60s")"
+            "  registry: \(system.gatewayURL)/services (every instance registers, gateways too: shop status lists them; rate limit \(system.rateLimit ?? "100/60s")"
                 + (system.redisURL.flatMap { try? RedisConfiguration(url: $0).redacted }.map { ", counted in \($0)" } ?? "") + ")",
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
             "  payments: sandbox provider on \(system.url(of: .paymentProvider)) (its ledger and secret key in the data folder)",

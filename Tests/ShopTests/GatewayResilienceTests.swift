@@ -216,7 +216,12 @@ import Testing
                         $0.rateLimitOnStoreFailure = policy
                     }
                 ) { gateway in
-                    #expect(try await gateway.call(.GET, "/api/inventory/product-1").status == .ok)
+                    // The first decisions also connect and load the script within the 50 ms timeout: on a busy machine
+                    // one may miss it (and `deny` refuse). Counted in Redis once one succeeds.
+                    try await eventually("a decision counted in Redis") {
+                        try await gateway.call(.GET, "/api/inventory/product-1").status == .ok
+                    }
+                    let admitted = hits.withLockedValue { $0 }
                     await redis.kill()
                     for _ in 0..<5 {
                         let started = ContinuousClock.now
@@ -224,7 +229,7 @@ import Testing
                         #expect(reply.status == (policy == .allow ? .ok : .tooManyRequests))
                         #expect(ContinuousClock.now - started < .milliseconds(500))
                     }
-                    #expect(hits.withLockedValue { $0 } == (policy == .allow ? 6 : 1))
+                    #expect(hits.withLockedValue { $0 } == admitted + (policy == .allow ? 5 : 0))
                     // Redis back: counted there again, without restarting the gateway.
                     try await redis.start()
                     try await eventually("the limit counted in Redis again", timeout: .seconds(10)) {

@@ -73,30 +73,67 @@ import Testing
         return pids
     }
 
-    /// `shop up --redis`: the gateway process counts its limits in Redis (the keys are there, the limit holds).
-    @Test func theGatewayOfASystemCountsItsLimitsInRedis() async throws {
+    /// `shop up --redis … --replicas gateway=2`: two gateway processes count one rate limit in Redis, and `shop status
+    /// --json` lists both (the second on a free port) with every other instance.
+    @Test func twoGatewaysOfASystemShareTheirLimitsInRedisAndStatusListsThem() async throws {
         try await RedisTestServer.with { redis in
             _ = try await Self.withSystem(
                 .sqlite, name: "redis",
                 configure: {
                     $0.redisURL = redis.url
                     $0.rateLimit = "30/60s"
+                    $0.replicas = [.gateway: 2]
                 }
             ) { system, _, client in
+                // The second gateway registers itself in the shared registry once it listens.
+                let status = try await eventually("both gateways listed and every instance ready", timeout: .seconds(30)) { () -> SystemStatus? in
+                    let status = await SystemStatus.collect(system: system, adminPassword: "AdminPass1", client: client)
+                    return status.ready && status.instances.filter { $0.service == "gateway" }.count == 2 ? status : nil
+                }
+                #expect(status.registry == "read")
+                let gateways = status.instances.filter { $0.service == "gateway" }.map(\.url)
+                #expect(gateways.contains(system.gatewayURL))
+                let second = try #require(gateways.first { $0 != system.gatewayURL })
+                #expect(Set(status.instances.map(\.service)).isSuperset(of: ServiceName.implemented.map(\.rawValue)))
+                // The command prints the same as JSON.
+                let printed = try await ChildProcess.output(
+                    of: [Self.shopExecutable.path, "status", "--json", "--port-base", String(system.portBase), "--data-dir", system.dataDirectory],
+                    environment: ["SHOP_ADMIN_PASSWORD": "AdminPass1"])
+                let decoded = try JSONDecoder().decode(SystemStatus.self, from: Data(printed.output.utf8))
+                #expect(decoded.instances.filter { $0.service == "gateway" }.map(\.url).sorted() == gateways.sorted())
+                #expect(decoded.registry == "read" && decoded.ready && printed.status == 0)
+
                 // Seeding the catalog read some products from this address already: the first answer says what is left.
                 let first = try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/inventory/product-1")
                 #expect(first.status == .ok)
                 let left = try #require(Int(first.headers.first(name: "ratelimit-remaining") ?? ""))
                 #expect(left < 30)
+                // Alternating between the gateways: together they admit exactly what one limit leaves.
                 var statuses: [Int] = []
-                for _ in 0...left {
-                    statuses.append(Int(try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/inventory/product-1").status.code))
+                for index in 0...left {
+                    let gateway = index.isMultiple(of: 2) ? second : system.gatewayURL
+                    statuses.append(Int(try await InProcessShop.call(client, .GET, gateway + "/api/inventory/product-1").status.code))
                 }
                 #expect(statuses.dropLast().allSatisfy { $0 == 200 } && statuses.last == 429, "\(statuses)")
                 let keys = try await ChildProcess.output(of: ["redis-cli", "-p", String(redis.port), "--scan", "--pattern", "ratelimit:*"])
                 #expect(keys.output.contains("inventory|ip:127.0.0.1"), "\(keys.output)")
             }
         }
+    }
+
+    @Test func severalGatewaysWithoutASharedStoreAreRefused() async throws {
+        var system = LocalSystem(adminPassword: "x")
+        system.replicas = try LocalSystem.parseReplicas("gateway=2,order=2")
+        #expect(system.instances(of: .gateway) == 2)
+        #expect(throws: LocalSystem.GatewaysNeedRedis.self) { try system.checkSharedState() }
+        system.redisURL = "redis://127.0.0.1:6379"
+        try system.checkSharedState()
+        // The command refuses before starting anything, and says why.
+        let refused = try await ChildProcess.output(of: [
+            "/bin/sh", "-c", #""$0" up --replicas gateway=2 --data-dir /nonexistent/shop 2>&1"#, Self.shopExecutable.path,
+        ])
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("--redis"), "\(refused.output)")
     }
 
     @Test(arguments: TestDatabase.available)
