@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "ServiceTracing", targets: ["ServiceTracing"]),
         .library(name: "ServiceMail", targets: ["ServiceMail"]),
         .library(name: "ServiceRedis", targets: ["ServiceRedis"]),
+        .library(name: "ServiceCache", targets: ["ServiceCache"]),
         .library(name: "ServiceTesting", targets: ["ServiceTesting"]),
     ],
     dependencies: [
@@ -142,7 +143,7 @@ let package = Package(
         .target(
             name: "ServiceMessaging",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceHTTP",
+                "ServiceCore", "ServiceDatabase", "ServiceHTTP", "ServiceCache",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -179,6 +180,18 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ServiceCache",
+            dependencies: [
+                "ServiceRedis", "ServiceResilience",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -338,7 +351,7 @@ let package = Package(
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceProxy", "ServiceMessaging", "ServiceSaga", "ServiceResilience",
                 "ServiceTesting", "ServiceHTTP", "ServiceDiscovery",
-                "ServiceTracing", "ServiceMail", "ServiceRedis",
+                "ServiceTracing", "ServiceMail", "ServiceRedis", "ServiceCache",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

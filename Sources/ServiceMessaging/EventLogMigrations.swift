@@ -68,6 +68,20 @@ enum EventLogMigrations {
             try await sql.raw("CREATE INDEX deliveries_by_event ON deliveries (event_id)").run()
             try await sql.raw("CREATE INDEX deliveries_dead_by_age ON deliveries (updated_at) WHERE status = 'dead'").run()
         },
+        // Cache invalidations broadcast to every instance (EventLogCacheBackplane); rows live about a minute.
+        Migration(version: 4, name: "cache invalidations") { sql in
+            try await sql.raw(
+                """
+                CREATE TABLE cache_invalidations (
+                    seq \(unsafeRaw: serialKey(sql)),
+                    origin TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """
+            ).run()
+            try await sql.raw("CREATE INDEX cache_invalidations_by_age ON cache_invalidations (created_at)").run()
+        },
     ]
 }
 
