@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "ServiceAuth",
             dependencies: [
-                "ServiceCore", "ServiceHTTP", "ServiceDiscovery",
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceCache",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -143,7 +143,7 @@ let package = Package(
         .target(
             name: "ServiceMessaging",
             dependencies: [
-                "ServiceCore", "ServiceDatabase", "ServiceHTTP", "ServiceCache",
+                "ServiceCore", "ServiceDatabase", "ServiceHTTP", "ServiceCache", "ServiceRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -267,14 +267,16 @@ let package = Package(
         ),
         .target(
             name: "InventoryService",
-            dependencies: ["ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ShopContracts"],
+            dependencies: [
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceCache", "ShopContracts",
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "OrderService",
             dependencies: [
                 "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga",
-                "ShopContracts",
+                "ServiceCache", "ShopContracts",
             ],
             swiftSettings: swiftSettings
         ),

@@ -40,22 +40,30 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     let reservations = Reservations(
         events: messaging.publisher, timeToLive: configuration.reservationTimeToLive, clock: configuration.reservationClock, logger: logger
     )
+    let (caches, cacheServices) = try messaging.caches(settings: settings, logger: logger)
+    let cache = ProductCache(caches: caches, enabled: settings.cacheEnabled)
     var handlers = EventHandlers()
     handlers.on(EventType.orderCreated, as: OrderCreated.self) { order, _, sql in try await reservations.reserve(order, in: sql) }
     handlers.on(EventType.orderFulfillmentRequested, as: OrderEvent.self) { order, _, sql in try await reservations.ship(order, in: sql) }
     handlers.on(EventType.orderCancelled, as: OrderEvent.self) { order, _, sql in try await reservations.release(orderId: order.orderId, in: sql) }
+    // Stock changed by a handler is forgotten by the caches once its transaction committed.
+    handlers.afterCommit(EventType.orderCreated, as: OrderCreated.self) { order, _ in await cache.forget(ids: order.items.map(\.productId)) }
+    handlers.afterCommit(EventType.orderFulfillmentRequested, as: OrderEvent.self) { _, _ in await cache.forgetAll() }
+    handlers.afterCommit(EventType.orderCancelled, as: OrderEvent.self) { _, _ in await cache.forgetAll() }
     messaging.consume(group: "inventory-service", handlers: handlers, configuration: configuration.consumer)
-    let expiry = ReservationExpiry(reservations: reservations, database: database, interval: configuration.expirySweepInterval, logger: logger)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+    var expiry = ReservationExpiry(reservations: reservations, database: database, interval: configuration.expirySweepInterval, logger: logger)
+    expiry.released = { await cache.forgetAll() }
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: caches)
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
-    InventoryController(repository: SQLProductRepository(database: database, events: messaging.publisher), verifier: verifier).addRoutes(to: router)
-    ReservationController(reservations: reservations, database: database, verifier: verifier).addRoutes(to: router)
+    let products = CachedProductRepository(source: SQLProductRepository(database: database, events: messaging.publisher), cache: cache)
+    InventoryController(repository: products, verifier: verifier).addRoutes(to: router)
+    ReservationController(reservations: reservations, database: database, verifier: verifier, cache: cache).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + [expiry, try messaging.pruner(settings: settings)],
+        router: router, settings: settings, services: database.services + messaging.services + cacheServices + [expiry, try messaging.pruner(settings: settings)],
         logger: logger
     )
     app.beforeServerStarts {

@@ -1,5 +1,6 @@
 import Hummingbird
 import ServiceAuth
+import ServiceCache
 import ServiceCore
 import ServiceDatabase
 import ServiceDiscovery
@@ -67,11 +68,18 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
     var messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    let (caches, cacheServices) = try messaging.caches(settings: settings, logger: logger)
+    let catalogCache: Cache<CatalogEntry> = caches.cache(
+        "order-catalog", configuration: CacheConfiguration(timeToLive: .seconds(300), maxEntries: 50_000, enabled: settings.cacheEnabled))
     var handlers = EventHandlers()
     for type in [EventType.userCreated, EventType.userUpdated] {
         handlers.on(type, as: UserChanged.self) { change, _, sql in try await Replicas.upsertCustomer(change, in: sql) }
     }
     handlers.on(EventType.productUpdated, as: ProductChanged.self) { change, _, sql in try await Replicas.upsertProduct(change, in: sql) }
+    // The owner's event changed the replica: every instance's cached price goes once that committed.
+    handlers.afterCommit(EventType.productUpdated, as: ProductChanged.self) { change, _ in
+        await catalogCache.invalidate(keys: [CatalogPricing.key(change.id)])
+    }
     // The guide's choreography: payment → paid (→ fulfilment), shipped, or cancelled when the stock could not be had.
     let publisher = messaging.publisher
     handlers.on(EventType.paymentConfirmed, as: PaymentEvent.self) { payment, _, sql in
@@ -84,7 +92,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         try await OrderEvents.move(shipped.orderId, to: .shipped, trackingNumber: shipped.trackingNumber, in: sql, events: publisher, logger: logger)
     }
     messaging.consume(group: "order-service", handlers: handlers, configuration: configuration.consumer)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: caches)
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
@@ -97,7 +105,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         )
     let pricing = CatalogPricing(
         catalog: ServiceClient(name: "inventory", baseURL: configuration.inventoryURL, credentials: tokens, registry: settings.registry),
-        replicas: Replicas(database: database))
+        replicas: Replicas(database: database), cache: catalogCache)
     let repository = SQLOrderRepository(database: database, events: messaging.publisher)
     // Reads of payment status go through a circuit breaker with a fallback (the guide's payment example).
     let paymentStatus = ServiceClient(
@@ -139,7 +147,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
         router: router, settings: settings,
-        services: database.services + messaging.services + [
+        services: database.services + messaging.services + cacheServices + [
             orchestrator,
             // Finished checkouts go with their idempotency records (a replay after that starts a new checkout).
             try messaging.pruner(settings: settings, also: [orchestrator.pruneJob(also: ("checkouts", CheckoutController.removeRecords))]),

@@ -10,6 +10,9 @@ import ServiceHTTP
 public final class TokenVerifier: Sendable {
     /// Where public keys come from: the auth service's `/.well-known/jwks.json`, or a key in hand.
     public typealias KeySource = @Sendable () async throws -> JWKS
+    /// A source told whether the keys it answered last time may be out of date (a token named a key they lack, or
+    /// they are past their lifetime), so one that caches them fetches afresh.
+    public typealias RefreshingKeySource = @Sendable (_ refresh: Bool) async throws -> JWKS
 
     /// Why a token was refused.
     public enum Failure: Error, Equatable {
@@ -29,7 +32,7 @@ public final class TokenVerifier: Sendable {
         var cache: [String: CacheEntry] = [:]
     }
 
-    let source: KeySource
+    let source: RefreshingKeySource
     let logger: Logger
     let state = NIOLockedValueBox(State())
     /// Most tokens kept in the verified cache; the cache is emptied when it would grow past this.
@@ -40,8 +43,17 @@ public final class TokenVerifier: Sendable {
     /// accepted (the JWKS is served with the same max-age).
     let keyLifetime: Duration
 
-    public init(
+    public convenience init(
         source: @escaping KeySource, logger: Logger, cacheLimit: Int = 10_000, refetchInterval: Duration = .seconds(5),
+        keyLifetime: Duration = .seconds(300)
+    ) {
+        self.init(
+            refreshingSource: { _ in try await source() }, logger: logger, cacheLimit: cacheLimit, refetchInterval: refetchInterval,
+            keyLifetime: keyLifetime)
+    }
+
+    public init(
+        refreshingSource source: @escaping RefreshingKeySource, logger: Logger, cacheLimit: Int = 10_000, refetchInterval: Duration = .seconds(5),
         keyLifetime: Duration = .seconds(300)
     ) {
         self.source = source
@@ -137,7 +149,7 @@ public final class TokenVerifier: Sendable {
         if let current, !fetch { return current }
         let jwks: JWKS
         do {
-            jwks = try await source()
+            jwks = try await source(current != nil)
         } catch {
             logger.warning("Could not fetch signing keys", metadata: ["error": "\(error)"])
             if let current { return current }

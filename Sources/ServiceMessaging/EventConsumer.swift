@@ -14,8 +14,10 @@ import Tracing
 public struct EventHandlers: Sendable {
     public typealias Handler = @Sendable (EventEnvelope, any SQLDatabase) async throws -> Void
     public typealias Effect = @Sendable (EventEnvelope) async throws -> Void
+    public typealias Committed = @Sendable (EventEnvelope) async -> Void
     var handlers: [String: Handler] = [:]
     var effects: [String: Effect] = [:]
+    var committed: [String: Committed] = [:]
 
     public init() {}
 
@@ -41,6 +43,18 @@ public struct EventHandlers: Sendable {
         _ type: String, as payload: Payload.Type, _ effect: @escaping @Sendable (Payload, EventEnvelope) async throws -> Void
     ) {
         effects[type] = { event in try await effect(try event.payload(as: Payload.self), event) }
+    }
+
+    /// Runs `action` once the transaction in which the handler of an event of `type` ran has committed (only for an
+    /// event handled now, not for a redelivery the inbox skipped): for what must not see uncommitted state, such as
+    /// invalidating caches of what the handler changed. Not for side effects (see ``onEffect(_:as:_:)``): it is not
+    /// retried, and a crash just after the commit skips it.
+    public mutating func afterCommit<Payload: Decodable>(
+        _ type: String, as payload: Payload.Type, _ action: @escaping @Sendable (Payload, EventEnvelope) async -> Void
+    ) {
+        committed[type] = { event in
+            if let payload = try? event.payload(as: Payload.self) { await action(payload, event) }
+        }
     }
 
     /// The event types handled.
@@ -214,13 +228,15 @@ public final class EventConsumer: Service, Sendable {
     /// Runs every delivery's handler in one transaction; false (and nothing committed) when any of them failed.
     func handleTogether(_ deliveries: [EventLog.Delivery]) async -> Bool {
         do {
-            try await database.transaction { sql in
+            let fresh = try await database.transaction { sql in
                 let fresh = try await self.recordInInbox(deliveries.map(\.event.id), in: sql)
                 for delivery in deliveries where fresh.contains(delivery.event.id) {
                     try await self.runHandler(for: delivery.event, in: sql)
                 }
+                return fresh
             }
             afterCommit?()
+            for delivery in deliveries where fresh.contains(delivery.event.id) { await handlers.committed[delivery.event.type]?(delivery.event) }
             return true
         } catch {
             logger.debug("A handler of a batch failed; handling the batch one event at a time", metadata: ["group": "\(group)", "error": "\(error)"])
@@ -257,11 +273,13 @@ public final class EventConsumer: Service, Sendable {
     func handle(_ delivery: EventLog.Delivery) async -> Bool {
         let event = delivery.event
         do {
-            try await database.transaction { sql in
-                guard try await !self.recordInInbox([event.id], in: sql).isEmpty else { return }
+            let fresh = try await database.transaction { sql in
+                guard try await !self.recordInInbox([event.id], in: sql).isEmpty else { return false }
                 try await self.runHandler(for: event, in: sql)
+                return true
             }
             afterCommit?()
+            if fresh { await handlers.committed[event.type]?(event) }
             return true
         } catch {
             await failed(delivery, error)

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceAuth
+import ServiceCache
 import ServiceCore
 import ServiceDatabase
 import ServiceDiscovery
@@ -41,9 +42,10 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     let logger = ServiceApplication.logger(for: settings)
     let database = try await Database.open(for: settings, logger: logger)
     let messaging = try await Messaging.open(settings: settings, database: database, logger: logger)
+    let (caches, cacheServices) = try messaging.caches(settings: settings, logger: logger)
     let repository = SQLUserRepository(database: database, events: messaging.publisher)
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger)
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: caches)
 
     var health = HealthChecker()
     health.addCheck(database: database)
@@ -63,12 +65,13 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
                 ),
             registry: settings.registry
         ),
-        verifier: verifier
+        verifier: verifier,
+        users: caches.cache("users", configuration: CacheConfiguration(timeToLive: .seconds(300), enabled: settings.cacheEnabled))
     ).addRoutes(to: router)
     CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)
 
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + [try messaging.pruner(settings: settings)],
+        router: router, settings: settings, services: database.services + messaging.services + cacheServices + [try messaging.pruner(settings: settings)],
         logger: logger
     )
     app.beforeServerStarts {

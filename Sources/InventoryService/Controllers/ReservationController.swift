@@ -11,6 +11,7 @@ struct ReservationController {
     let reservations: Reservations
     let database: Database
     let verifier: TokenVerifier
+    let cache: ProductCache
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.group("internal/reservations")
@@ -46,12 +47,14 @@ struct ReservationController {
         } catch let shortage as Reservations.Shortage {
             throw APIError(.conflict, "Insufficient stock", extra: ["reason": shortage.reason])
         }
+        await cache.forget(ids: lines.map(\.productId))
         return EditedResponse(status: .created, response: Held(orderId: input.orderId, status: "reserved"))
     }
 
     @Sendable func release(request: Request, context: ServiceRequestContext) async throws -> Held {
         let orderId = try context.parameters.require("orderId")
         let released = try await database.transaction { sql in try await reservations.release(orderId: orderId, in: sql) }
+        if released { await cache.forgetAll() }
         return Held(orderId: orderId, status: released ? "released" : "none held")
     }
 }

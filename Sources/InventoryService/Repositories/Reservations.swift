@@ -222,6 +222,8 @@ struct ReservationExpiry: Service {
     let database: Database
     let interval: Duration
     let logger: Logger
+    /// Told once expired reservations were released (their stock is available again).
+    var released: @Sendable () async -> Void = {}
 
     func run() async throws {
         await cancelWhenGracefulShutdown { await database.prepared.wait() }
@@ -229,7 +231,7 @@ struct ReservationExpiry: Service {
             try? await cancelWhenGracefulShutdown { try await reservations.clock.sleep(for: interval) }
             guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             do {
-                _ = try await reservations.expire(in: database)
+                if try await reservations.expire(in: database) > 0 { await released() }
             } catch {
                 logger.warning("Reservation expiry failed; trying again later", metadata: ["error": "\(error)"])
             }

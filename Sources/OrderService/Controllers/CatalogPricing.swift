@@ -1,4 +1,5 @@
 import Foundation
+import ServiceCache
 import ServiceCore
 import ServiceDiscovery
 import ServiceHTTP
@@ -8,6 +9,11 @@ import ShopContracts
 struct CatalogPricing: Sendable {
     let catalog: ServiceClient
     let replicas: Replicas
+    /// The replica's entries by product id, forgotten when a `product.updated` event or a fresh read from the inventory
+    /// service changes the replica.
+    let cache: Cache<CatalogEntry>
+
+    static func key(_ productId: String) -> String { "catalog:\(productId)" }
 
     /// The lines as order items at catalog prices; 400 for unknown products, 409 for prices that differ.
     func items(for lines: [NewOrder.Line]) async throws -> [OrderDTO.Item] {
@@ -35,16 +41,21 @@ struct CatalogPricing: Sendable {
     /// product not replicated yet, or a price that differs) from the inventory service, which is the authority and
     /// refreshes the replica. Unknown ids are absent.
     func catalogPrices(for lines: [NewOrder.Line]) async throws -> [String: ProductDTO] {
-        let replicated = try await replicas.products(ids: Set(lines.map(\.productId)))
         var products: [String: ProductDTO] = [:]
-        for (id, entry) in replicated {
-            products[id] = ProductDTO(id: id, name: entry.name, price: entry.price, stock: 0, updatedAt: "")
+        for id in Set(lines.map(\.productId)) {
+            let entry = try await cache.get(Self.key(id)) { [replicas] in
+                try await replicas.products(ids: [id])[id].map { CatalogEntry(name: $0.name, price: $0.price) }
+            }
+            if let entry { products[id] = ProductDTO(id: id, name: entry.name, price: entry.price, stock: 0, updatedAt: "") }
         }
         let toFetch = Set(
             lines.filter { line in products[line.productId].map { Money.cents($0.price) != Money.cents(line.price) } ?? true }.map(\.productId))
         let fetched = try await fetchProducts(toFetch)
         for id in toFetch { products[id] = fetched[id] }
-        for product in fetched.values { try await replicas.store(product) }
+        for product in fetched.values {
+            try await replicas.store(product)
+            await cache.invalidate(keys: [Self.key(product.id)])
+        }
         return products
     }
 
@@ -68,4 +79,10 @@ struct CatalogPricing: Sendable {
             return products
         }
     }
+}
+
+/// A product's name and price as the order service's replica holds them.
+struct CatalogEntry: Codable, Sendable {
+    var name: String
+    var price: Double
 }

@@ -28,6 +28,13 @@ public struct ServiceSettings: Sendable {
     public var retention: String = "7d"
     /// How long dead letters are kept unless replayed (`DEAD_LETTER_RETENTION`, default `30d`), as written.
     public var deadLetterRetention: String = "30d"
+    /// Redis for shared state (`REDIS_URL`): the caches' second level and their invalidations; empty: none (caches
+    /// stay in process and invalidate each other through the event log).
+    public var redisURL: String = ""
+    /// A CA certificate file for `rediss://` (`REDIS_CA_FILE`).
+    public var redisCAFile: String?
+    /// Whether read caches are used (`CACHE=off` turns them off: every read goes to the database).
+    public var cacheEnabled = true
     /// Called with the bound port once the server listens (tests and supervisors bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
 
@@ -67,5 +74,8 @@ public struct ServiceSettings: Sendable {
         self.registryURL = environment.string("REGISTRY_URL", default: "")
         self.retention = environment.string("RETENTION", default: "7d")
         self.deadLetterRetention = environment.string("DEAD_LETTER_RETENTION", default: "30d")
+        self.redisURL = environment.string("REDIS_URL", default: "")
+        self.redisCAFile = environment.get("REDIS_CA_FILE").flatMap { $0.isEmpty ? nil : $0 }
+        self.cacheEnabled = !["off", "false", "0", "no"].contains(environment.string("CACHE", default: "on").lowercased())
     }
 }

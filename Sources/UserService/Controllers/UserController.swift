@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import ServiceAuth
+import ServiceCache
 import ServiceCore
 import ServiceDiscovery
 import ServiceHTTP
@@ -12,6 +13,8 @@ struct UserController<Repository: UserRepository> {
     let hasher: PasswordHasher
     let orders: ServiceClient
     let verifier: TokenVerifier
+    /// Users as the API shows them (never their password hashes), by id; forgotten when a user changes here.
+    let users: Cache<UserDTO>
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.post("users", use: create)
@@ -47,7 +50,12 @@ struct UserController<Repository: UserRepository> {
     }
 
     @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
-        try await authorizedUser(context: context).dto
+        let id = try context.parameters.require("id")
+        guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
+        guard let user = try await users.get("user:\(id)", load: { try await repository.find(id: id)?.dto }) else {
+            throw APIError.notFound("User not found")
+        }
+        return user
     }
 
     @Sendable func update(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
@@ -61,6 +69,7 @@ struct UserController<Repository: UserRepository> {
             let user = try await repository.update(
                 id: id, name: changes.name, passwordHash: hash, profile: changes.profile, updatedAt: Timestamp.now())
         else { throw APIError.notFound("User not found") }
+        await users.invalidate(keys: ["user:\(id)"])
         return user.dto
     }
 

@@ -1,0 +1,60 @@
+import ServiceCache
+import ServiceCore
+import ServiceHTTP
+import ShopContracts
+
+/// The catalog's reads through the service's caches: one product by id (`product:<id>`, "not found" remembered
+/// briefly) and pages of the list (by page and limit). Every product entry and every page is filed under the tag
+/// `products`, pages also under `lists`.
+///
+/// The inventory service owns the data, so it invalidates after each change commits: a product saved here forgets
+/// that product and every page; a reservation forgets its products and every page; shipping, releasing and expiry
+/// (which do not name their products before they run) forget every product. Other instances forget the same through
+/// the backplane.
+struct ProductCache: Sendable {
+    let products: Cache<ProductDTO>
+    let pages: Cache<Paginated<ProductDTO>>
+
+    init(caches: Caches, enabled: Bool) {
+        products = caches.cache(
+            "inventory-products",
+            configuration: CacheConfiguration(timeToLive: .seconds(300), negativeTimeToLive: .seconds(5), maxEntries: 50_000, enabled: enabled))
+        pages = caches.cache("inventory-pages", configuration: CacheConfiguration(timeToLive: .seconds(60), maxEntries: 1_000, enabled: enabled))
+    }
+
+    /// After a change of `ids` committed.
+    func forget(ids: some Sequence<String>) async {
+        await products.invalidate(keys: ids.map { "product:\($0)" })
+        await pages.invalidate(tags: ["lists"])
+    }
+
+    /// After changes of products not known by id committed.
+    func forgetAll() async {
+        await products.invalidate(tags: ["products"])
+        await pages.invalidate(tags: ["lists"])
+    }
+}
+
+struct CachedProductRepository<Source: ProductRepository>: ProductRepository {
+    let source: Source
+    let cache: ProductCache
+
+    func find(id: String) async throws -> ProductDTO? {
+        try await cache.products.get("product:\(id)", tags: ["products"]) { try await source.find(id: id) }
+    }
+
+    func upsert(id: String, update: ProductUpdate, at: String) async throws -> (product: ProductDTO, created: Bool) {
+        let saved = try await source.upsert(id: id, update: update, at: at)
+        await cache.forget(ids: [id])
+        return saved
+    }
+
+    func list(_ page: PageRequest) async throws -> (products: [ProductDTO], total: Int) {
+        let cached = try await cache.pages.get("page:\(page.page):\(page.limit)", tags: ["lists"]) {
+            let (products, total) = try await source.list(page)
+            return Paginated(results: products, request: page, total: total)
+        }
+        guard let cached else { return try await source.list(page) }
+        return (cached.results, cached.pagination.total)
+    }
+}
