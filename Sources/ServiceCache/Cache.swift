@@ -17,8 +17,9 @@ import Synchronization
 /// - ``invalidate(keys:tags:)`` forgets keys and every key carrying a tag (found through an index, never `KEYS`), here
 ///   and, through the backplane, in every other instance and in the shared level. A load that was running when its key
 ///   was invalidated answers its callers but is not kept (it may have read the old value).
-/// - A failing shared level is skipped (the source answers); it never fails a read.
-/// - Counted per cache: `cache_requests_total{cache,result=hit|shared_hit|stale|miss}`, `cache_loads_total{cache,
+/// - A failing shared level is skipped (the source answers); it never fails a read. While the backplane hears no
+///   invalidations (Redis down), every read goes to the source: a copy held here may have been invalidated meanwhile.
+/// - Counted per cache: `cache_requests_total{cache,result=hit|shared_hit|stale|miss|bypass}`, `cache_loads_total{cache,
 ///   outcome}`, `cache_evictions_total`, `cache_invalidations_total{cache,origin=local|remote}`,
 ///   `cache_shared_errors_total`; the same counts in ``statistics``.
 public final class Cache<Value: Codable & Sendable>: Sendable {
@@ -65,6 +66,11 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     /// tags the value is filed under when it is loaded.
     public func get(_ key: String, tags: [String] = [], load: @escaping @Sendable () async throws -> Value?) async throws -> Value? {
         guard configuration.enabled else { return try await load() }
+        // Not hearing invalidations: what is held here may be out of date.
+        if let backplane, !backplane.isListening {
+            counters.record(.bypass)
+            return try await load()
+        }
         let now = clock.sinceEpoch
         let step = state.withLockedValue { state -> CacheStep<Value> in
             if let entry = state.store.get(key) {
@@ -218,6 +224,8 @@ public struct CacheStatistics: Sendable, Equatable {
     public var sharedHits: Int
     public var staleHits: Int
     public var misses: Int
+    /// Reads sent to the source because invalidations could not be heard.
+    public var bypassed: Int
     public var loads: Int
     public var loadFailures: Int
     public var evictions: Int
@@ -234,7 +242,7 @@ public struct CacheStatistics: Sendable, Equatable {
 /// A cache's counters: for `/metrics`, and as plain numbers for ``Cache/statistics``.
 struct Counters: Sendable {
     enum Result: String {
-        case hit, sharedHit = "shared_hit", stale, miss
+        case hit, sharedHit = "shared_hit", stale, miss, bypass
     }
 
     /// One counted number, both as a metric and readable.
@@ -254,7 +262,7 @@ struct Counters: Sendable {
         var current: Int { value.load(ordering: .relaxed) }
     }
 
-    let hits, sharedHits, staleHits, misses, loads, loadFailures, evictions, localInvalidations, remoteInvalidations, sharedErrors: Count
+    let hits, sharedHits, staleHits, misses, bypassed, loads, loadFailures, evictions, localInvalidations, remoteInvalidations, sharedErrors: Count
 
     init(cache: String) {
         func request(_ result: Result) -> Count { Count("cache_requests_total", [("cache", cache), ("result", result.rawValue)]) }
@@ -262,6 +270,7 @@ struct Counters: Sendable {
         sharedHits = request(.sharedHit)
         staleHits = request(.stale)
         misses = request(.miss)
+        bypassed = request(.bypass)
         loads = Count("cache_loads_total", [("cache", cache), ("outcome", "success")])
         loadFailures = Count("cache_loads_total", [("cache", cache), ("outcome", "failure")])
         evictions = Count("cache_evictions_total", [("cache", cache)])
@@ -276,6 +285,7 @@ struct Counters: Sendable {
         case .sharedHit: sharedHits.increment()
         case .stale: staleHits.increment()
         case .miss: misses.increment()
+        case .bypass: bypassed.increment()
         }
     }
 
@@ -285,7 +295,7 @@ struct Counters: Sendable {
 
     var snapshot: CacheStatistics {
         CacheStatistics(
-            hits: hits.current, sharedHits: sharedHits.current, staleHits: staleHits.current, misses: misses.current, loads: loads.current,
+            hits: hits.current, sharedHits: sharedHits.current, staleHits: staleHits.current, misses: misses.current, bypassed: bypassed.current, loads: loads.current,
             loadFailures: loadFailures.current, evictions: evictions.current,
             invalidations: localInvalidations.current + remoteInvalidations.current, sharedErrors: sharedErrors.current)
     }

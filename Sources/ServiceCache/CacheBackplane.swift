@@ -28,6 +28,10 @@ public protocol CacheBackplane: Sendable {
     /// Its background work (a subscription, a poller), run with the process's services.
     var services: [any Service] { get }
 
+    /// Whether invalidations are being heard now. While they are not (Redis unreachable, the event log unreadable),
+    /// an in-process copy may have been invalidated elsewhere, so caches read from the source instead.
+    var isListening: Bool { get }
+
     /// Whether ``read(cache:key:)`` can find anything (a shared second level exists).
     var hasSharedLevel: Bool { get }
 

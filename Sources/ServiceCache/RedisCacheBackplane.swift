@@ -48,6 +48,8 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
 
     public var hasSharedLevel: Bool { true }
 
+    public var isListening: Bool { subscriber.isListening }
+
     func key(_ cache: String, _ key: String) -> String { "cache:\(cache):k:\(key)" }
 
     public func read(cache: String, key: String) async throws -> ByteBuffer? {

@@ -8,6 +8,7 @@ import ServiceCore
 import ServiceDatabase
 import ServiceLifecycle
 import ServiceResilience
+import Synchronization
 
 /// Cache invalidations broadcast through the shared event log, for systems without Redis: an invalidation is a row of
 /// `cache_invalidations`, and every process reads the rows after the last one it saw — every `pollInterval`, and at
@@ -24,6 +25,7 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
     let logger: Logger
     let wakeup = Wakeup()
     private let handler = NIOLockedValueBox<(@Sendable (CacheInvalidation) -> Void)?>(nil)
+    private let listening = Atomic<Bool>(false)
     static let channel = "shop_cache"
 
     public init(log: EventLog, pollInterval: Duration = .milliseconds(50), keep: Duration = .seconds(60), logger: Logger) {
@@ -34,6 +36,9 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
     }
 
     public var hasSharedLevel: Bool { false }
+
+    /// Whether the last read of the table succeeded.
+    public var isListening: Bool { listening.load(ordering: .acquiring) }
 
     public func read(cache: String, key: String) async throws -> ByteBuffer? { nil }
 
@@ -107,7 +112,10 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
-            defer { listener.cancel() }
+            defer {
+                listener.cancel()
+                backplane.listening.store(false, ordering: .releasing)
+            }
             var last: Int64?
             var lastRead = ContinuousClock.now
             var lastPrune = ContinuousClock.now
@@ -123,11 +131,13 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
                         last = try await backplane.latest()
                     }
                     lastRead = .now
+                    backplane.listening.store(true, ordering: .releasing)
                     if ContinuousClock.now - lastPrune > backplane.keep / 4 {
                         lastPrune = .now
                         try await backplane.prune()
                     }
                 } catch {
+                    backplane.listening.store(false, ordering: .releasing)
                     backplane.logger.debug("Could not read cache invalidations", metadata: ["error": "\(error)"])
                 }
                 await cancelWhenGracefulShutdown { await backplane.wakeup.wait(timeout: backplane.pollInterval) }

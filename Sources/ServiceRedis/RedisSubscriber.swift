@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 import ServiceResilience
+import Synchronization
 
 /// A message received on a subscribed channel.
 public struct RedisMessage: Sendable {
@@ -22,6 +23,7 @@ public final class RedisSubscriber: Service, Sendable {
     let onReconnect: @Sendable () -> Void
     private let confirmed = NIOLockedValueBox<Set<String>>([])
     private let connections = NIOLockedValueBox(0)
+    private let listening = Atomic<Bool>(false)
 
     public init(
         configuration: RedisConfiguration, channels: [String], logger: Logger, onReconnect: @escaping @Sendable () -> Void = {},
@@ -36,6 +38,10 @@ public final class RedisSubscriber: Service, Sendable {
 
     /// Whether every channel's subscription is confirmed on the current connection.
     public var isSubscribed: Bool { confirmed.withLockedValue { Set(channels).isSubset(of: $0) } }
+
+    /// Whether every channel is subscribed on a live connection (a lock-free read, for hot paths: a cache trusts what
+    /// it holds only while it hears invalidations).
+    public var isListening: Bool { listening.load(ordering: .acquiring) }
 
     /// How many connections it has made (the first, then one per reconnect).
     public var connectionCount: Int { connections.withLockedValue { $0 } }
@@ -55,8 +61,9 @@ public final class RedisSubscriber: Service, Sendable {
                 let reconnected: @Sendable () -> Void = { if count > 1 { onReconnect() } }
                 let connection = try await RedisConnection.connect(
                     configuration,
-                    onPush: { [confirmed, onMessage] parts in
+                    onPush: { [confirmed, onMessage, self] parts in
                         if Self.handle(parts, confirmed: confirmed, onMessage: onMessage), confirmed.withLockedValue({ $0 == channels }) {
+                            listening.store(true, ordering: .releasing)
                             reconnected()
                         }
                     },
@@ -70,6 +77,7 @@ public final class RedisSubscriber: Service, Sendable {
                 } onCancelOrGracefulShutdown: {
                     connection.channel.close(promise: nil)
                 }
+                listening.store(false, ordering: .releasing)
                 confirmed.withLockedValue { $0.removeAll() }
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 logger.warning("Redis subscription lost; reconnecting", metadata: ["redis": "\(configuration.redacted)"])

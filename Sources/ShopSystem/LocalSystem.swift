@@ -23,7 +23,8 @@ public struct LocalSystem: Sendable {
     public var retention: String?
     /// The SMTP server the notification service mails through (`MAIL_SMTP_URL`); nil: `.eml` files in the data folder.
     public var smtpURL: String?
-    /// Redis for the gateway's shared state (`REDIS_URL`: the rate-limit counters); nil: the gateway's memory.
+    /// Redis for shared state (`REDIS_URL`): the gateways' rate-limit counters and registry, the services' caches (second
+    /// level and invalidations); nil: each gateway's memory, and caches in process invalidated through the event log.
     public var redisURL: String?
 
     public init(
@@ -97,7 +98,8 @@ public struct LocalSystem: Sendable {
         // Every shop service registers with the gateway's registry; the provider is outside the shop.
         environment["REGISTRY_URL"] = service == .gateway || !service.isShopService ? nil : gatewayURL
         if service == .gateway, let rateLimit { environment["RATE_LIMIT"] = rateLimit }
-        if service == .gateway, let redisURL { environment["REDIS_URL"] = redisURL }
+        // The gateways' limits and registry, and every service's caches.
+        if service.isShopService, let redisURL { environment["REDIS_URL"] = redisURL }
         if let retention { environment["RETENTION"] = retention }
         if service == .notification, let smtpURL { environment["MAIL_SMTP_URL"] = smtpURL }
         environment["HOST"] = "127.0.0.1"

@@ -45,7 +45,9 @@ struct Up: AsyncParsableCommand {
         help: "Deliver mail through this SMTP server, e.g. smtp://user:password@host:587?starttls=required (default: .eml files in the data folder).")
     var smtp: String?
 
-    @Option(help: "Count the gateway's rate limits in this Redis, e.g. redis://127.0.0.1:6379/0 or rediss://user:password@host:6380 (REDIS_URL).")
+    @Option(
+        help:
+            "Share state through this Redis (REDIS_URL): the gateways' rate limits and registry, the services' caches; e.g. redis://127.0.0.1:6379/0 or rediss://user:password@host:6380.")
     var redis: String?
 
     func validate() throws {
@@ -126,6 +128,9 @@ struct StartupAnnouncer: Service {
                 }.joined(separator: ", "),
             "  registry: \(system.gatewayURL)/services (every instance registers, gateways too: shop status lists them; rate limit \(system.rateLimit ?? "100/60s")"
                 + (system.redisURL.flatMap { try? RedisConfiguration(url: $0).redacted }.map { ", counted in \($0)" } ?? "") + ")",
+            "  caches:   "
+                + (system.redisURL.flatMap { try? RedisConfiguration(url: $0).redacted }.map { "in process, second level and invalidations in \($0)" }
+                    ?? "in process, invalidated across instances through the event log"),
             "  database: " + (system.databaseURL.isEmpty ? "SQLite files in \(system.dataDirectory)" : "PostgreSQL (one schema per service)"),
             "  payments: sandbox provider on \(system.url(of: .paymentProvider)) (its ledger and secret key in the data folder)",
             "  mail:     " + (system.smtpURL.flatMap { try? SMTPConfiguration(url: $0).redacted } ?? ".eml files in \(system.dataDirectory)/mail"),
