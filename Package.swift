@@ -268,7 +268,8 @@ let package = Package(
         .target(
             name: "InventoryService",
             dependencies: [
-                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceCache", "ShopContracts",
+                "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceCache",
+                "ShopContracts",
             ],
             swiftSettings: swiftSettings
         ),

@@ -5,7 +5,8 @@
 #   scripts/test.sh                 # all tests
 #   scripts/test.sh --filter Gateway  # extra arguments go to `swift test`
 #
-# TEST_DATABASE_URL=postgres://user@host:port/db uses an existing server instead of starting one.
+# TEST_DATABASE_URL=postgres://user@host:port/db uses an existing server instead of starting one. Every test runs twice:
+# without Redis, then with a private redis-server the script starts (TEST_REDIS_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -97,7 +98,7 @@ echo "==> PostgreSQL for tests: $TEST_DATABASE_URL"
 
 echo "==> building"
 swift build --build-tests
-echo "==> testing (SQLite and PostgreSQL)"
+echo "==> testing (SQLite and PostgreSQL; without Redis)"
 # Runs `swift test` bounded in time, in a session of its own. A run that does not finish in time is a failure, never
 # retried: the script prints the tests that were still running. Afterwards whatever the run started and left behind
 # (service processes, fixture servers: their own process groups, but still in the run's session) is stopped — only
@@ -138,13 +139,41 @@ print("\n".join("  " + name for name in running) or "  (none reported: the hang 
 PY
 }
 
-if [ $# -gt 0 ]; then
-    bounded_test 900 "$@"
-else
+# The Redis the second pass shares (every test under its own key prefix): a private server on loopback, no persistence,
+# stopped when the script ends.
+REDIS_PORT="${SHOP_TEST_REDIS_PORT:-26379}"
+start_shared_redis() {
+    local dir
+    dir=$(mktemp -d)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
+    for _ in $(seq 1 100); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    redis-cli -p "$REDIS_PORT" ping >/dev/null
+    trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true' EXIT
+    export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+}
+
+run_all() {
     # The suites that start whole systems of processes run on their own, so their start-up load does not starve the
     # in-process tests' event loops (2 cores). The in-process tests run one at a time: all of them starting at once on
     # two cores pushed calls between services past their timeouts (wrong failures, seen with and without this change's
     # tests), and one at a time they take about 80 s.
     bounded_test 600 --no-parallel --skip SystemTests --skip ShopCommandTests --skip CheckoutCrashTests --skip ResilienceSystemTests --skip RetentionSystemTests --skip ChaosTests --skip TraceExportTests
     bounded_test 600 --filter "SystemTests|ShopCommandTests|CheckoutCrashTests|ResilienceSystemTests|RetentionSystemTests|ChaosTests|TraceExportTests"
+}
+
+if [ $# -gt 0 ]; then
+    # SHOP_TEST_REDIS=1: with the shared Redis, as the second pass runs.
+    if [ "${SHOP_TEST_REDIS:-}" = 1 ]; then start_shared_redis; fi
+    bounded_test 900 "$@"
+else
+    run_all
+    # Every test again with Redis: the services' caches get their second level and invalidations there, the gateways
+    # their limits and registry.
+    start_shared_redis
+    echo "==> testing again with Redis ($TEST_REDIS_URL: caches, rate limits and the registry shared there)"
+    run_all
 fi

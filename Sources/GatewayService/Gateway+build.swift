@@ -55,7 +55,9 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
         let client = RedisClient(configuration: redisConfiguration, logger: logger)
         redis = client
         // The registry shared with every other gateway (see RegistryMirror).
-        let shared = RegistryMirror(redis: client, registry: registry, interval: configuration.registrySyncInterval, logger: logger)
+        let shared = RegistryMirror(
+            redis: client, registry: registry, interval: configuration.registrySyncInterval, logger: logger,
+            prefix: configuration.redisKeyPrefix + "registry:")
         registry.onRemoval { instances in Task { await shared.remove(instances) } }
         mirror = shared
         services.append(shared)
@@ -64,7 +66,8 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     }
     if configuration.rateLimitStore == nil, let redis {
         limiter = RateLimiter(
-            shared: RedisRateLimitStore(client: redis), timeout: configuration.rateLimitRedisTimeout, onFailure: policy, onStoreFailure: report)
+            shared: RedisRateLimitStore(client: redis, prefix: configuration.redisKeyPrefix + "ratelimit:"),
+            timeout: configuration.rateLimitRedisTimeout, onFailure: policy, onStoreFailure: report)
     } else {
         limiter = RateLimiter(store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: policy, onStoreFailure: report)
     }

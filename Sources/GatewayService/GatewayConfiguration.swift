@@ -35,6 +35,8 @@ public struct GatewayConfiguration: Sendable {
     /// `REDIS_CA_FILE`): the rate-limit counters are kept there, so N gateways enforce one limit.
     public var redisURL: String?
     public var redisCAFile: String?
+    /// Put before every key in Redis (`REDIS_KEY_PREFIX`): `ratelimit:…` and `registry:…` follow it.
+    public var redisKeyPrefix = ""
     /// How long a rate-limit decision may wait for Redis before the store-failure policy decides
     /// (`RATE_LIMIT_REDIS_TIMEOUT_MS`, default 50).
     public var rateLimitRedisTimeout: Duration
@@ -77,6 +79,7 @@ public struct GatewayConfiguration: Sendable {
         self.rateLimitOnStoreFailure = environment.get("RATE_LIMIT_ON_STORE_FAILURE").flatMap(RateLimiter.FailurePolicy.init(rawValue:)) ?? .allow
         self.redisURL = environment.get("REDIS_URL").flatMap { $0.isEmpty ? nil : $0 }
         self.redisCAFile = environment.get("REDIS_CA_FILE").flatMap { $0.isEmpty ? nil : $0 }
+        self.redisKeyPrefix = environment.string("REDIS_KEY_PREFIX", default: "")
         self.rateLimitRedisTimeout = .milliseconds(max(1, environment.int("RATE_LIMIT_REDIS_TIMEOUT_MS", default: 50)))
         self.registryTTL = .milliseconds(max(100, environment.int("REGISTRY_TTL_MS", default: 15_000)))
         self.registrySyncInterval = .milliseconds(max(50, environment.int("REGISTRY_SYNC_MS", default: 1_000)))

@@ -63,7 +63,8 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     ReservationController(reservations: reservations, database: database, verifier: verifier, cache: cache).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + cacheServices + [expiry, try messaging.pruner(settings: settings)],
+        router: router, settings: settings,
+        services: database.services + messaging.services + cacheServices + [expiry, try messaging.pruner(settings: settings)],
         logger: logger
     )
     app.beforeServerStarts {

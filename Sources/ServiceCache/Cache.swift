@@ -295,7 +295,8 @@ struct Counters: Sendable {
 
     var snapshot: CacheStatistics {
         CacheStatistics(
-            hits: hits.current, sharedHits: sharedHits.current, staleHits: staleHits.current, misses: misses.current, bypassed: bypassed.current, loads: loads.current,
+            hits: hits.current, sharedHits: sharedHits.current, staleHits: staleHits.current, misses: misses.current, bypassed: bypassed.current,
+            loads: loads.current,
             loadFailures: loadFailures.current, evictions: evictions.current,
             invalidations: localInvalidations.current + remoteInvalidations.current, sharedErrors: sharedErrors.current)
     }

@@ -29,7 +29,8 @@ public final class Caches: Sendable {
     }
 
     /// A cache named `name` (unique in the process; other instances' caches of the same name are its peers).
-    public func cache<Value: Codable & Sendable>(_ name: String, of type: Value.Type = Value.self, configuration: CacheConfiguration) -> Cache<Value> {
+    public func cache<Value: Codable & Sendable>(_ name: String, of type: Value.Type = Value.self, configuration: CacheConfiguration) -> Cache<Value>
+    {
         let cache = Cache<Value>(name: name, configuration: configuration, backplane: backplane, origin: origin, clock: clock, logger: logger)
         handlers.withLockedValue { $0[name] = { [weak cache] invalidation in cache?.apply(invalidation, remote: true) } }
         return cache

@@ -8,12 +8,14 @@ import ServiceRedis
 /// Caches shared through Redis: the second level as keys with a time to live, tags as sets of their keys (so a tag is
 /// invalidated without `KEYS` or `SCAN`), and invalidations published on one channel every instance subscribes to.
 ///
-/// Keys: `cache:<cache>:k:<key>` (the value), `cache:<cache>:t:<tag>` (the tag's keys), and short-lived markers
+/// Keys (after the prefix): `cache:<cache>:k:<key>` (the value), `cache:<cache>:t:<tag>` (the tag's keys), and short-lived markers
 /// `cache:<cache>:x:<key>` / `cache:<cache>:xt:<tag>` left by an invalidation: for ``guardTime`` a write of that key
 /// (or tag) is refused, because the load behind it may have read the value from before the invalidation. A load slower
 /// than the guard time could still write an old value, which then lives at most its time to live.
 public final class RedisCacheBackplane: CacheBackplane, Sendable {
     public let client: RedisClient
+    /// Put before every key and the channel (`REDIS_KEY_PREFIX`).
+    public let prefix: String
     public let channel: String
     /// How long an invalidation refuses writes of what it invalidated.
     public let guardTime: Duration
@@ -23,8 +25,12 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
     private let handler = NIOLockedValueBox<(@Sendable (CacheInvalidation) -> Void)?>(nil)
     let subscriber: RedisSubscriber
 
-    public init(client: RedisClient, channel: String = "cache:invalidations", guardTime: Duration = .seconds(10), timeout: Duration = .milliseconds(50), logger: Logger) {
+    public init(
+        client: RedisClient, prefix: String = "", guardTime: Duration = .seconds(10), timeout: Duration = .milliseconds(50), logger: Logger
+    ) {
         self.client = client
+        self.prefix = prefix
+        let channel = prefix + "cache:invalidations"
         self.channel = channel
         self.guardTime = guardTime
         self.timeout = timeout
@@ -37,7 +43,9 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
                 handler.withLockedValue { $0 }?(CacheInvalidation(cache: "*", all: true, origin: ""))
             },
             onMessage: { message in
-                guard let invalidation = try? JSONDecoder().decode(CacheInvalidation.self, from: Data(message.payload.readableBytesView)) else { return }
+                guard let invalidation = try? JSONDecoder().decode(CacheInvalidation.self, from: Data(message.payload.readableBytesView)) else {
+                    return
+                }
                 handler.withLockedValue { $0 }?(invalidation)
             }
         )
@@ -50,7 +58,7 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
 
     public var isListening: Bool { subscriber.isListening }
 
-    func key(_ cache: String, _ key: String) -> String { "cache:\(cache):k:\(key)" }
+    func key(_ cache: String, _ key: String) -> String { "\(prefix)cache:\(cache):k:\(key)" }
 
     public func read(cache: String, key: String) async throws -> ByteBuffer? {
         switch try await client.send(["GET", RedisArgument(self.key(cache, key))], timeout: timeout) {
@@ -79,7 +87,8 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
 
     public func write(cache: String, key: String, bytes: ByteBuffer, tags: [String], timeToLive: Duration) async throws {
         let keys =
-            [self.key(cache, key), "cache:\(cache):x:\(key)"] + tags.map { "cache:\(cache):t:\($0)" } + tags.map { "cache:\(cache):xt:\($0)" }
+            [self.key(cache, key), "\(prefix)cache:\(cache):x:\(key)"] + tags.map { "\(prefix)cache:\(cache):t:\($0)" }
+            + tags.map { "\(prefix)cache:\(cache):xt:\($0)" }
         _ = try await client.eval(
             Self.write, keys: keys.map { RedisArgument($0) },
             arguments: [RedisArgument(bytes), RedisArgument(max(1, timeToLive.wholeMilliseconds)), RedisArgument(tags.count)], timeout: timeout)
@@ -106,8 +115,8 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
     public func invalidate(_ invalidation: CacheInvalidation) async throws {
         let cache = invalidation.cache
         var keys: [String] = []
-        for key in invalidation.keys { keys += [self.key(cache, key), "cache:\(cache):x:\(key)"] }
-        for tag in invalidation.tags { keys += ["cache:\(cache):t:\(tag)", "cache:\(cache):xt:\(tag)"] }
+        for key in invalidation.keys { keys += [self.key(cache, key), "\(prefix)cache:\(cache):x:\(key)"] }
+        for tag in invalidation.tags { keys += ["\(prefix)cache:\(cache):t:\(tag)", "\(prefix)cache:\(cache):xt:\(tag)"] }
         let message = try JSONEncoder().encode(invalidation)
         // Not the read's tight timeout: an invalidation that gives up too early leaves other instances stale.
         _ = try await client.eval(

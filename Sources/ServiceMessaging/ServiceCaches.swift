@@ -15,7 +15,7 @@ extension Messaging {
         var configuration = try RedisConfiguration(url: settings.redisURL, caFile: settings.redisCAFile)
         configuration.clientName = "shop-\(settings.name)"
         let client = RedisClient(configuration: configuration, logger: logger)
-        let backplane = RedisCacheBackplane(client: client, logger: logger)
+        let backplane = RedisCacheBackplane(client: client, prefix: settings.redisKeyPrefix, logger: logger)
         logger.info("Caches shared through Redis", metadata: ["redis": "\(configuration.redacted)"])
         return (Caches(backplane: backplane, logger: logger), backplane.services + [RedisClientService(client: client)])
     }

@@ -71,7 +71,8 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)
 
     var app = ServiceApplication.makeApplication(
-        router: router, settings: settings, services: database.services + messaging.services + cacheServices + [try messaging.pruner(settings: settings)],
+        router: router, settings: settings,
+        services: database.services + messaging.services + cacheServices + [try messaging.pruner(settings: settings)],
         logger: logger
     )
     app.beforeServerStarts {

@@ -32,7 +32,8 @@ struct Up: AsyncParsableCommand {
 
     @Option(
         help:
-            "Instances per service, e.g. order=2,payment=2 (found through the gateway's registry and balanced); gateway=2 runs a second gateway on a free port (needs --redis).")
+            "Instances per service, e.g. order=2,payment=2 (found through the gateway's registry and balanced); gateway=2 runs a second gateway on a free port (needs --redis)."
+    )
     var replicas = ""
 
     @Option(help: "The gateway's rate limit per client and route group, e.g. 100/60s, or off.")
@@ -47,7 +48,8 @@ struct Up: AsyncParsableCommand {
 
     @Option(
         help:
-            "Share state through this Redis (REDIS_URL): the gateways' rate limits and registry, the services' caches; e.g. redis://127.0.0.1:6379/0 or rediss://user:password@host:6380.")
+            "Share state through this Redis (REDIS_URL): the gateways' rate limits and registry, the services' caches; e.g. redis://127.0.0.1:6379/0 or rediss://user:password@host:6380."
+    )
     var redis: String?
 
     func validate() throws {

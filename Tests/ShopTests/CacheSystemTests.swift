@@ -83,7 +83,9 @@ extension SystemTests {
             try await redis.start()
             try await eventually("the cache written to Redis again", timeout: .seconds(15)) {
                 _ = try await prices()
-                let keys = try await ChildProcess.output(of: ["redis-cli", "-p", String(redis.port), "--scan", "--pattern", "cache:inventory-products:k:*"])
+                let keys = try await ChildProcess.output(of: [
+                    "redis-cli", "-p", String(redis.port), "--scan", "--pattern", "cache:inventory-products:k:*",
+                ])
                 return keys.output.contains("product:product-1")
             }
             _ = try await setPrice(33, through: gateways[1])

@@ -24,6 +24,8 @@ final class Harness: Sendable {
     let dataDirectory: String
     /// The event log all services of this harness share: a SQLite file in the data folder, or a fresh schema.
     let eventLogURL: String
+    /// This harness's keys in the test run's Redis (see ``TestRedis``).
+    let redisKeyPrefix = TestRedis.freshPrefix()
     private let urls = NIOLockedValueBox<[String]>([])
 
     private init(engine: TestDatabase, keys: TestKeys, reservationTimeToLive: Duration, processorTimeout: Duration, sagaLease: Duration?) {
@@ -68,10 +70,16 @@ final class Harness: Sendable {
     func settings(_ service: ServiceName, maxBodyBytes: Int = 1 << 20) -> ServiceSettings {
         let url = engine.freshURL(service: service.rawValue)
         urls.withLockedValue { $0.append(url) }
-        return ServiceSettings(
+        var settings = ServiceSettings(
             name: service.rawValue, port: 0, logLevel: .warning, dataDirectory: dataDirectory, databaseURL: url, maxBodyBytes: maxBodyBytes,
             eventLogURL: eventLogURL
         )
+        // The test run's Redis, if it has one: caches with a second level there.
+        if let redis = TestRedis.url {
+            settings.redisURL = redis
+            settings.redisKeyPrefix = redisKeyPrefix
+        }
+        return settings
     }
 
     func user(orderURL: String = "http://127.0.0.1:9", adminPassword: String? = nil) -> UserServiceConfiguration {

@@ -89,6 +89,10 @@ struct InProcessShop: Sendable {
                         gateway.settings = ServiceSettings(name: "gateway", port: 0, logLevel: .warning, maxBodyBytes: 64 * 1024)
                         gateway.serviceURLs = urls
                         gateway.healthChecked = [.user, .auth, .order, .inventory]
+                        if let redis = TestRedis.url {
+                            gateway.redisURL = redis
+                            gateway.redisKeyPrefix = harness.redisKeyPrefix
+                        }
                         extraGatewaySetup(&gateway)
                         let configured = gateway
                         return try await RunningService.with([

@@ -33,6 +33,8 @@ public struct ServiceSettings: Sendable {
     public var redisURL: String = ""
     /// A CA certificate file for `rediss://` (`REDIS_CA_FILE`).
     public var redisCAFile: String?
+    /// Put before every key and channel name in Redis (`REDIS_KEY_PREFIX`), so several systems can share one Redis.
+    public var redisKeyPrefix = ""
     /// Whether read caches are used (`CACHE=off` turns them off: every read goes to the database).
     public var cacheEnabled = true
     /// Called with the bound port once the server listens (tests and supervisors bind port 0).
@@ -76,6 +78,7 @@ public struct ServiceSettings: Sendable {
         self.deadLetterRetention = environment.string("DEAD_LETTER_RETENTION", default: "30d")
         self.redisURL = environment.string("REDIS_URL", default: "")
         self.redisCAFile = environment.get("REDIS_CA_FILE").flatMap { $0.isEmpty ? nil : $0 }
+        self.redisKeyPrefix = environment.string("REDIS_KEY_PREFIX", default: "")
         self.cacheEnabled = !["off", "false", "0", "no"].contains(environment.string("CACHE", default: "on").lowercased())
     }
 }
