@@ -98,7 +98,8 @@ measure() {  # label, then `shop up` arguments
     local label=$1; shift
     start_system bench "$@"
     local inventory_pid gateway="http://127.0.0.1:$BASE" inventory="http://127.0.0.1:$((BASE + 5))"
-    inventory_pid=$(pgrep -P "$UP_PID" -f "serve inventory" | head -n 1)
+    inventory_pid=$(pgrep -P "$UP_PID" -f "serve inventory" | head -n 1 || true)
+    [ -n "$inventory_pid" ] || { echo "no inventory process found under shop up ($UP_PID)" >&2; exit 1; }
     echo "$label"
     run "inventory GET /health/live" "$inventory/health/live" "$inventory_pid"
     run "inventory GET /inventory/:id" "$inventory/inventory/product-1" "$inventory_pid"
@@ -140,7 +141,10 @@ delay() {  # label, gateways, inventory instances, then `shop up` arguments
 sys.exit(0 if c.count("gateway") == int(sys.argv[2]) and c.count("inventory") == int(sys.argv[3]) else 1)' \
             "$WORK/status.json" "$gateways" "$instances" 2>/dev/null && break
         sleep 0.2
-    done
+    done || true
+    python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); c = [i["service"] for i in s["instances"] if i["ready"]]
+sys.exit(0 if c.count("gateway") == int(sys.argv[2]) and c.count("inventory") == int(sys.argv[3]) else 1)' \
+        "$WORK/status.json" "$gateways" "$instances" || { echo "not every instance became ready:" >&2; cat "$WORK/status.json" >&2; exit 1; }
     python3 - "$label" "$WORK/status.json" <<'PY'
 import json, sys, time, urllib.request
 label, status = sys.argv[1], json.load(open(sys.argv[2]))
@@ -161,7 +165,10 @@ for round in range(30):
     start = time.monotonic()
     pending = set(instances)
     while pending:
+        if time.monotonic() - start > 10:
+            sys.exit("%s: %s still answer the old price after 10 s" % (label, sorted(pending)))
         pending = {url for url in pending if call("GET", url + "/inventory/product-1")["price"] != price}
+        if pending: time.sleep(0.0005)
     delays.append((time.monotonic() - start) * 1000)
 delays.sort()
 print("  %-40s p50 %6.1f ms   p90 %6.1f ms   max %6.1f ms  (%d gateways, %d inventory instances, 30 changes)" % (

@@ -140,20 +140,23 @@ PY
 }
 
 # The Redis the second pass shares (every test under its own key prefix): a private server on loopback, no persistence,
-# stopped when the script ends.
-REDIS_PORT="${SHOP_TEST_REDIS_PORT:-26379}"
+# on the first free port from 26379 (never one that something, say a server a killed run left behind, answers on),
+# stopped and its folder removed when the script ends.
 start_shared_redis() {
-    local dir
+    local port=${SHOP_TEST_REDIS_PORT:-26379} dir
+    while redis-cli -p "$port" ping >/dev/null 2>&1 || ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN; do
+        port=$((port + 1))
+    done
     dir=$(mktemp -d)
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
     for _ in $(seq 1 100); do
-        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
         sleep 0.1
     done
-    redis-cli -p "$REDIS_PORT" ping >/dev/null
-    trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true' EXIT
-    export TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    redis-cli -p "$port" ping >/dev/null
+    trap "redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true; rm -rf '$dir'" EXIT
+    export TEST_REDIS_URL="redis://127.0.0.1:$port"
 }
 
 run_all() {

@@ -36,6 +36,7 @@ struct GatewaySelfRegistration: Service {
             let instance = registry.heartbeat(id) ?? (try? registry.register(registration.validated()))
             if let instance { await mirror?.put(instance) }
         }
-        _ = registry.deregister(id)
+        // Removed from the shared registry here, not only by the removal handler's task, which shutdown may outrun.
+        if let gone = registry.deregister(id) { await mirror?.remove([gone]) }
     }
 }

@@ -48,12 +48,16 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     handlers.on(EventType.orderCancelled, as: OrderEvent.self) { order, _, sql in try await reservations.release(orderId: order.orderId, in: sql) }
     // Stock changed by a handler is forgotten by the caches once its transaction committed.
     handlers.afterCommit(EventType.orderCreated, as: OrderCreated.self) { order, _ in await cache.forget(ids: order.items.map(\.productId)) }
-    handlers.afterCommit(EventType.orderFulfillmentRequested, as: OrderEvent.self) { _, _ in await cache.forgetAll() }
-    handlers.afterCommit(EventType.orderCancelled, as: OrderEvent.self) { _, _ in await cache.forgetAll() }
+    handlers.afterCommit(EventType.orderFulfillmentRequested, as: OrderEvent.self) { order, _ in
+        await cache.forget(order: order.orderId, reservations: reservations, database: database)
+    }
+    handlers.afterCommit(EventType.orderCancelled, as: OrderEvent.self) { order, _ in
+        await cache.forget(order: order.orderId, reservations: reservations, database: database)
+    }
     messaging.consume(group: "inventory-service", handlers: handlers, configuration: configuration.consumer)
     var expiry = ReservationExpiry(reservations: reservations, database: database, interval: configuration.expirySweepInterval, logger: logger)
-    expiry.released = { await cache.forgetAll() }
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: caches)
+    expiry.released = { orderId in await cache.forget(order: orderId, reservations: reservations, database: database) }
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)

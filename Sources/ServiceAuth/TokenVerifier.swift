@@ -10,8 +10,8 @@ import ServiceHTTP
 public final class TokenVerifier: Sendable {
     /// Where public keys come from: the auth service's `/.well-known/jwks.json`, or a key in hand.
     public typealias KeySource = @Sendable () async throws -> JWKS
-    /// A source told whether the keys it answered last time may be out of date (a token named a key they lack, or
-    /// they are past their lifetime), so one that caches them fetches afresh.
+    /// A source told whether the keys it answered last time are known to be out of date (a token named a key they
+    /// lack), so one that caches them fetches afresh.
     public typealias RefreshingKeySource = @Sendable (_ refresh: Bool) async throws -> JWKS
 
     /// Why a token was refused.
@@ -149,7 +149,7 @@ public final class TokenVerifier: Sendable {
         if let current, !fetch { return current }
         let jwks: JWKS
         do {
-            jwks = try await source(current != nil)
+            jwks = try await source(forceRefresh)
         } catch {
             logger.warning("Could not fetch signing keys", metadata: ["error": "\(error)"])
             if let current { return current }

@@ -35,17 +35,31 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     /// A load in flight, and whether an invalidation made its result unfit to keep (guarded by the state's lock).
     private final class Flight: @unchecked Sendable {
         let tags: [String]
-        var dirty = false
-        var task: Task<Value?, any Error>?
+        var dirty: Bool
+        /// Whether it may read and write the shared level (not while an invalidation of this process is pending, and
+        /// not for a stale-while-revalidate refresh, which would read the same stale copy back).
+        let useShared: Bool
+        var task: Task<Loaded, any Error>?
 
-        init(tags: [String]) {
+        init(tags: [String], dirty: Bool, useShared: Bool) {
             self.tags = tags
+            self.dirty = dirty
+            self.useShared = useShared
         }
+    }
+
+    /// What a load found, and where.
+    struct Loaded: Sendable {
+        var value: Value?
+        var fromShared: Bool
     }
 
     private struct State: Sendable {
         var store: LRUStore<Value?>
         var flights: [String: Flight] = [:]
+        /// This process's invalidations the backplane has not taken yet (retried until it does).
+        var pending: [CacheInvalidation] = []
+        var retrying = false
     }
 
     public init(
@@ -63,26 +77,27 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     }
 
     /// The value of `key`: from this process, the shared level, or `load` (nil: the source has none). `tags` are the
-    /// tags the value is filed under when it is loaded.
+    /// tags the value is filed under when it is loaded ("not found" is filed under none).
     public func get(_ key: String, tags: [String] = [], load: @escaping @Sendable () async throws -> Value?) async throws -> Value? {
         guard configuration.enabled else { return try await load() }
-        // Not hearing invalidations: what is held here may be out of date.
-        if let backplane, !backplane.isListening {
-            counters.record(.bypass)
-            return try await load()
-        }
+        // Not hearing invalidations: what is held here may be out of date, so nothing held is answered and nothing
+        // loaded is kept (concurrent readers of a key still share one load).
+        let listening = backplane?.isListening ?? true
+        let useShared = backplane?.hasSharedLevel == true && configuration.sharedLevel
         let now = clock.sinceEpoch
-        let step = state.withLockedValue { state -> CacheStep<Value> in
-            if let entry = state.store.get(key) {
+        let step = state.withLockedValue { state -> CacheStep<Value, Loaded> in
+            if listening, let entry = state.store.get(key) {
                 if now < entry.freshUntil { return .hit(entry.value) }
                 if now < entry.staleUntil {
-                    if state.flights[key] == nil { state.flights[key] = start(key, tags: tags, load: load) }
+                    if state.flights[key] == nil {
+                        state.flights[key] = start(key, flight: Flight(tags: tags, dirty: false, useShared: false), load: load)
+                    }
                     return .stale(entry.value)
                 }
                 state.store.remove(key)
             }
             if let flight = state.flights[key], let task = flight.task { return .wait(task) }
-            let flight = start(key, tags: tags, load: load)
+            let flight = start(key, flight: Flight(tags: tags, dirty: !listening, useShared: useShared && listening && state.pending.isEmpty), load: load)
             state.flights[key] = flight
             return .wait(flight.task!)
         }
@@ -94,13 +109,16 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
             counters.record(.stale)
             return value
         case .wait(let task):
-            return try await task.value
+            let loaded = try await task.value
+            counters.record(!listening ? .bypass : loaded.fromShared ? .sharedHit : .miss)
+            return loaded.value
         }
     }
 
     /// Forgets `keys` and every entry filed under one of `tags`, in this process at once, then in the shared level and
-    /// every other instance (a failure there is logged and counted; the other instances then hold their copies until
-    /// their time to live or the backplane's reconnect).
+    /// every other instance. When the backplane fails, the invalidation is retried (with backoff) until it takes it,
+    /// and meanwhile this process neither reads nor writes the shared level; the other instances, which cannot hear
+    /// anything either while it is down, read from the source.
     public func invalidate(keys: [String] = [], tags: [String] = []) async {
         guard !keys.isEmpty || !tags.isEmpty else { return }
         let invalidation = CacheInvalidation(cache: name, keys: keys, tags: tags, origin: origin)
@@ -108,31 +126,66 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
         guard let backplane else { return }
         do {
             try await backplane.invalidate(invalidation)
+            // A read between the first apply and the shared level's delete may have brought the old value back.
+            apply(invalidation, remote: false, count: false)
         } catch {
             counters.sharedErrors.increment()
-            logger.warning("Could not tell other instances of an invalidation", metadata: ["cache": "\(name)", "error": "\(error)"])
+            logger.warning(
+                "Could not tell other instances of an invalidation; retrying", metadata: ["cache": "\(name)", "error": "\(error)"])
+            let startRetrying = state.withLockedValue { state -> Bool in
+                state.pending.append(invalidation)
+                defer { state.retrying = true }
+                return !state.retrying
+            }
+            if startRetrying { Task { await retryPending(through: backplane) } }
+        }
+    }
+
+    /// Sends the pending invalidations (merged into one) until the backplane takes them.
+    private func retryPending(through backplane: any CacheBackplane) async {
+        var delay = Duration.milliseconds(100)
+        while true {
+            let pending = state.withLockedValue { $0.pending }
+            guard !pending.isEmpty else {
+                let done = state.withLockedValue { state -> Bool in
+                    if state.pending.isEmpty { state.retrying = false }
+                    return !state.retrying
+                }
+                if done { return } else { continue }
+            }
+            let merged = CacheInvalidation(
+                cache: name, keys: Array(Set(pending.flatMap(\.keys))), tags: Array(Set(pending.flatMap(\.tags))), all: pending.contains(where: \.all),
+                origin: origin)
+            do {
+                try await backplane.invalidate(merged)
+                state.withLockedValue { $0.pending.removeFirst(pending.count) }
+                apply(merged, remote: false, count: false)
+                logger.notice("Invalidations told to other instances after a failure", metadata: ["cache": "\(name)"])
+                delay = .milliseconds(100)
+            } catch {
+                try? await clock.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
         }
     }
 
     /// Applies an invalidation (this process's own, or another instance's through the backplane).
-    func apply(_ invalidation: CacheInvalidation, remote: Bool) {
-        let removed = state.withLockedValue { state -> Int in
-            var removed = 0
+    func apply(_ invalidation: CacheInvalidation, remote: Bool, count: Bool = true) {
+        state.withLockedValue { state in
             if invalidation.all {
-                removed += state.store.removeAll()
+                _ = state.store.removeAll()
                 for flight in state.flights.values { flight.dirty = true }
             }
             for key in invalidation.keys {
-                if state.store.remove(key) { removed += 1 }
+                state.store.remove(key)
                 state.flights[key]?.dirty = true
             }
             for tag in invalidation.tags {
-                removed += state.store.remove(tag: tag)
+                _ = state.store.remove(tag: tag)
                 for flight in state.flights.values where flight.tags.contains(tag) { flight.dirty = true }
             }
-            return removed
         }
-        counters.invalidated(remote: remote, entries: removed)
+        if count { counters.invalidated(remote: remote) }
     }
 
     /// What has been counted since the start.
@@ -141,32 +194,33 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
     /// Entries and bytes held in this process now.
     public var size: (entries: Int, bytes: Int) { state.withLockedValue { ($0.store.count, $0.store.bytes) } }
 
+    /// Whether invalidations of this process are waiting for the backplane.
+    public var hasPendingInvalidations: Bool { state.withLockedValue { !$0.pending.isEmpty } }
+
     // MARK: Loading
 
-    /// Starts the one load of `key` (called under the lock; the task begins after it is released).
-    private func start(_ key: String, tags: [String], load: @escaping @Sendable () async throws -> Value?) -> Flight {
-        let flight = Flight(tags: tags)
+    /// Starts the load of `flight` (called under the lock; the task begins after it is released).
+    private func start(_ key: String, flight: Flight, load: @escaping @Sendable () async throws -> Value?) -> Flight {
         flight.task = Task { [self] in
             try await fill(key, flight: flight, load: load)
         }
         return flight
     }
 
-    private func fill(_ key: String, flight: Flight, load: @escaping @Sendable () async throws -> Value?) async throws -> Value? {
-        if let backplane, backplane.hasSharedLevel {
+    private func fill(_ key: String, flight: Flight, load: @escaping @Sendable () async throws -> Value?) async throws -> Loaded {
+        if flight.useShared, let backplane {
             do {
-                if let bytes = try await backplane.read(cache: name, key: key) {
-                    let value = try JSONDecoder().decode(Value?.self, from: Data(bytes.readableBytesView))
-                    counters.record(.sharedHit)
-                    keep(key, value, bytes: bytes.readableBytes, tags: flight.tags, flight: flight)
-                    return value
+                if let found = try await backplane.read(cache: name, key: key) {
+                    let value = try JSONDecoder().decode(Value?.self, from: Data(found.bytes.readableBytesView))
+                    // Kept here only for what is left of its life in the shared level.
+                    keep(key, value, bytes: found.bytes.readableBytes, flight: flight, remaining: found.timeToLive)
+                    return Loaded(value: value, fromShared: true)
                 }
             } catch {
                 counters.sharedErrors.increment()
                 logger.debug("Shared cache level failed; loading from the source", metadata: ["cache": "\(name)", "error": "\(error)"])
             }
         }
-        counters.record(.miss)
         let value: Value?
         do {
             value = try await load()
@@ -179,31 +233,36 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
             throw error
         }
         let encoded = try? JSONEncoder().encode(value)
-        let kept = keep(key, value, bytes: encoded?.count ?? 0, tags: flight.tags, flight: flight)
-        if kept, let encoded, let backplane, backplane.hasSharedLevel {
+        let kept = keep(key, value, bytes: encoded?.count ?? 0, flight: flight, remaining: nil)
+        if kept, flight.useShared, let encoded, let backplane {
             let lifetime = value == nil ? configuration.negativeTimeToLive : configuration.timeToLive + configuration.staleWhileRevalidate
             do {
-                try await backplane.write(cache: name, key: key, bytes: ByteBuffer(bytes: encoded), tags: flight.tags, timeToLive: lifetime)
+                try await backplane.write(
+                    cache: name, key: key, bytes: ByteBuffer(bytes: encoded), tags: value == nil ? [] : flight.tags, timeToLive: lifetime)
             } catch {
                 counters.sharedErrors.increment()
                 logger.debug("Could not write to the shared cache level", metadata: ["cache": "\(name)", "error": "\(error)"])
             }
         }
-        return value
+        return Loaded(value: value, fromShared: false)
     }
 
     /// Keeps a loaded value unless an invalidation overtook its load or it is a "not found" not to remember; ends the
-    /// flight either way. Answers whether it was kept.
+    /// flight either way. `remaining`: what is left of its life in the shared level, when it came from there. Answers
+    /// whether it was kept (or refused only for its size).
     @discardableResult
-    private func keep(_ key: String, _ value: Value?, bytes: Int, tags: [String], flight: Flight) -> Bool {
+    private func keep(_ key: String, _ value: Value?, bytes: Int, flight: Flight, remaining: Duration?) -> Bool {
         let now = clock.sinceEpoch
-        let lifetime = value == nil ? configuration.negativeTimeToLive : configuration.timeToLive
+        let fresh = value == nil ? configuration.negativeTimeToLive : configuration.timeToLive
+        let stale = value == nil ? Duration.zero : configuration.staleWhileRevalidate
+        let life: (fresh: Duration, total: Duration) =
+            remaining.map { (fresh: min(fresh, max(.zero, $0 - stale)), total: min(fresh + stale, $0)) } ?? (fresh, fresh + stale)
         let evicted = state.withLockedValue { state -> Int? in
             if state.flights[key] === flight { state.flights[key] = nil }
-            guard !flight.dirty, lifetime > .zero else { return nil }
-            let staleUntil = value == nil ? now + lifetime : now + lifetime + configuration.staleWhileRevalidate
+            guard !flight.dirty, life.total > .zero, fresh > .zero else { return nil }
             let entry = LRUStore<Value?>.Entry(
-                value: value, bytes: bytes + key.utf8.count + 64, freshUntil: now + lifetime, staleUntil: staleUntil, tags: tags)
+                value: value, bytes: bytes + key.utf8.count + 64, freshUntil: now + life.fresh, staleUntil: now + life.total,
+                tags: value == nil ? [] : flight.tags)
             return state.store.set(key, entry)
         }
         if let evicted, evicted > 0 { counters.evicted(evicted) }
@@ -212,10 +271,10 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
 }
 
 /// What a read does, decided under the lock.
-enum CacheStep<Value: Sendable> {
+enum CacheStep<Value: Sendable, Loaded: Sendable> {
     case hit(Value?)
     case stale(Value?)
-    case wait(Task<Value?, any Error>)
+    case wait(Task<Loaded, any Error>)
 }
 
 /// A cache's counts since its start.
@@ -235,7 +294,8 @@ public struct CacheStatistics: Sendable, Equatable {
     /// Reads answered without the source, of all reads.
     public var hitRatio: Double {
         let answered = hits + sharedHits + staleHits
-        return answered + misses == 0 ? 0 : Double(answered) / Double(answered + misses)
+        let all = answered + misses + bypassed
+        return all == 0 ? 0 : Double(answered) / Double(all)
     }
 }
 
@@ -291,7 +351,7 @@ struct Counters: Sendable {
 
     func evicted(_ count: Int) { evictions.increment(by: count) }
 
-    func invalidated(remote: Bool, entries: Int) { (remote ? remoteInvalidations : localInvalidations).increment() }
+    func invalidated(remote: Bool) { (remote ? remoteInvalidations : localInvalidations).increment() }
 
     var snapshot: CacheStatistics {
         CacheStatistics(

@@ -3,6 +3,9 @@ import ServiceLifecycle
 
 /// An invalidation: keys and tags of one cache, or everything in it (`all`), said by the instance `origin`.
 public struct CacheInvalidation: Codable, Sendable, Equatable {
+    /// "Anything may have changed" for every cache of a process (a backplane that may have missed messages).
+    public static let everything = CacheInvalidation(cache: "*", all: true, origin: "")
+
     public var cache: String
     public var keys: [String]
     public var tags: [String]
@@ -16,6 +19,18 @@ public struct CacheInvalidation: Codable, Sendable, Equatable {
         self.tags = tags
         self.all = all
         self.origin = origin
+    }
+}
+
+/// A value found in the shared level.
+public struct SharedEntry: Sendable {
+    public var bytes: ByteBuffer
+    /// What is left of its life there.
+    public var timeToLive: Duration
+
+    public init(bytes: ByteBuffer, timeToLive: Duration) {
+        self.bytes = bytes
+        self.timeToLive = timeToLive
     }
 }
 
@@ -35,8 +50,9 @@ public protocol CacheBackplane: Sendable {
     /// Whether ``read(cache:key:)`` can find anything (a shared second level exists).
     var hasSharedLevel: Bool { get }
 
-    /// The second level's bytes for `key` of `cache`, nil when absent; throws when the store fails.
-    func read(cache: String, key: String) async throws -> ByteBuffer?
+    /// The second level's bytes for `key` of `cache` and how long they have left to live, nil when absent; throws when
+    /// the store fails.
+    func read(cache: String, key: String) async throws -> SharedEntry?
 
     /// Stores `bytes` for `key` of `cache` with `tags`, living `timeToLive`, unless an invalidation of the key or one of
     /// its tags happened recently (then the load that produced it may have read the old value); throws when it fails.

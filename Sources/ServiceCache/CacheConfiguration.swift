@@ -11,21 +11,22 @@ public struct CacheConfiguration: Sendable {
     public var maxEntries: Int
     /// Bytes kept in process at most (each entry counted by its encoded size plus its key).
     public var maxBytes: Int
-    /// How long a call to the shared level may take before the cache goes to the source instead.
-    public var sharedLevelTimeout: Duration
+    /// Whether values go to the shared level (Redis) when there is one. Off keeps them in each process only (for
+    /// personal data that should not leave the service); invalidations still reach every instance.
+    public var sharedLevel: Bool
     /// Whether the cache is used at all (off: every read loads; for comparisons and for turning it off in an incident).
     public var enabled: Bool
 
     public init(
         timeToLive: Duration = .seconds(60), negativeTimeToLive: Duration = .zero, staleWhileRevalidate: Duration = .zero,
-        maxEntries: Int = 10_000, maxBytes: Int = 16 << 20, sharedLevelTimeout: Duration = .milliseconds(50), enabled: Bool = true
+        maxEntries: Int = 10_000, maxBytes: Int = 16 << 20, sharedLevel: Bool = true, enabled: Bool = true
     ) {
         self.timeToLive = timeToLive
         self.negativeTimeToLive = negativeTimeToLive
         self.staleWhileRevalidate = staleWhileRevalidate
         self.maxEntries = maxEntries
         self.maxBytes = maxBytes
-        self.sharedLevelTimeout = sharedLevelTimeout
+        self.sharedLevel = sharedLevel
         self.enabled = enabled
     }
 }

@@ -32,7 +32,10 @@ public final class Caches: Sendable {
     public func cache<Value: Codable & Sendable>(_ name: String, of type: Value.Type = Value.self, configuration: CacheConfiguration) -> Cache<Value>
     {
         let cache = Cache<Value>(name: name, configuration: configuration, backplane: backplane, origin: origin, clock: clock, logger: logger)
-        handlers.withLockedValue { $0[name] = { [weak cache] invalidation in cache?.apply(invalidation, remote: true) } }
+        handlers.withLockedValue { handlers in
+            precondition(handlers[name] == nil, "a cache named \(name) exists already in this process")
+            handlers[name] = { [weak cache] invalidation in cache?.apply(invalidation, remote: true) }
+        }
         return cache
     }
 }

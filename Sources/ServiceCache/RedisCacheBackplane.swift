@@ -40,7 +40,7 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
             configuration: client.configuration, channels: [channel], logger: logger,
             onReconnect: {
                 // Invalidations published while disconnected are lost: forget everything instead.
-                handler.withLockedValue { $0 }?(CacheInvalidation(cache: "*", all: true, origin: ""))
+                handler.withLockedValue { $0 }?(.everything)
             },
             onMessage: { message in
                 guard let invalidation = try? JSONDecoder().decode(CacheInvalidation.self, from: Data(message.payload.readableBytesView)) else {
@@ -59,42 +59,49 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
     public var isListening: Bool { subscriber.isListening }
 
     func key(_ cache: String, _ key: String) -> String { "\(prefix)cache:\(cache):k:\(key)" }
+    func marker(_ cache: String, _ key: String) -> String { "\(prefix)cache:\(cache):x:\(key)" }
+    func tagSet(_ cache: String, _ tag: String) -> String { "\(prefix)cache:\(cache):t:\(tag)" }
+    func tagMarker(_ cache: String, _ tag: String) -> String { "\(prefix)cache:\(cache):xt:\(tag)" }
 
-    public func read(cache: String, key: String) async throws -> ByteBuffer? {
-        switch try await client.send(["GET", RedisArgument(self.key(cache, key))], timeout: timeout) {
-        case .bulkString(let bytes): return bytes
-        case .null: return nil
-        case let other: throw RedisError.unexpectedReply("GET answered \(other)")
+    /// The value and what is left of its life, in one round trip.
+    public func read(cache: String, key: String) async throws -> SharedEntry? {
+        let name = RedisArgument(self.key(cache, key))
+        let replies = try await client.pipeline([["GET", name], ["PTTL", name]], timeout: timeout)
+        switch (replies[0], replies[1]) {
+        case (.bulkString(let bytes), .integer(let left)) where left > 0: return SharedEntry(bytes: bytes, timeToLive: .milliseconds(left))
+        case (.null, _), (.bulkString, .integer): return nil  // absent, or expiring between the two commands
+        case let other: throw RedisError.unexpectedReply("GET/PTTL answered \(other)")
         }
     }
 
     /// Sets the value and files it under its tags, unless a marker of the key or a tag says an invalidation came
-    /// meanwhile.
+    /// meanwhile. A tag's set lives as long as its longest-lived member (its expiry is only ever extended).
     static let write = RedisScript(
         """
         local tags = tonumber(ARGV[3])
+        local ttl = tonumber(ARGV[2])
         if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
         for i = 1, tags do
           if redis.call('EXISTS', KEYS[2 + tags + i]) == 1 then return 0 end
         end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
         for i = 1, tags do
           redis.call('SADD', KEYS[2 + i], KEYS[1])
-          redis.call('PEXPIRE', KEYS[2 + i], ARGV[2])
+          if redis.call('PTTL', KEYS[2 + i]) < ttl then redis.call('PEXPIRE', KEYS[2 + i], ttl) end
         end
         return 1
         """)
 
     public func write(cache: String, key: String, bytes: ByteBuffer, tags: [String], timeToLive: Duration) async throws {
-        let keys =
-            [self.key(cache, key), "\(prefix)cache:\(cache):x:\(key)"] + tags.map { "\(prefix)cache:\(cache):t:\($0)" }
-            + tags.map { "\(prefix)cache:\(cache):xt:\($0)" }
+        let keys = [self.key(cache, key), marker(cache, key)] + tags.map { tagSet(cache, $0) } + tags.map { tagMarker(cache, $0) }
         _ = try await client.eval(
             Self.write, keys: keys.map { RedisArgument($0) },
             arguments: [RedisArgument(bytes), RedisArgument(max(1, timeToLive.wholeMilliseconds)), RedisArgument(tags.count)], timeout: timeout)
     }
 
-    /// Deletes the keys and every key of the tags, leaves the markers, and publishes the invalidation: one step.
+    /// Deletes the keys and every key of the tags, leaves the markers, and publishes the invalidation: one step. (The
+    /// members of a tag's set are deleted without being declared in KEYS: fine on one Redis, not on a cluster, where
+    /// a tag's keys would have to share a hash slot.)
     static let invalidate = RedisScript(
         """
         local keys = tonumber(ARGV[1])
@@ -115,10 +122,11 @@ public final class RedisCacheBackplane: CacheBackplane, Sendable {
     public func invalidate(_ invalidation: CacheInvalidation) async throws {
         let cache = invalidation.cache
         var keys: [String] = []
-        for key in invalidation.keys { keys += [self.key(cache, key), "\(prefix)cache:\(cache):x:\(key)"] }
-        for tag in invalidation.tags { keys += ["\(prefix)cache:\(cache):t:\(tag)", "\(prefix)cache:\(cache):xt:\(tag)"] }
+        for key in invalidation.keys { keys += [self.key(cache, key), marker(cache, key)] }
+        for tag in invalidation.tags { keys += [tagSet(cache, tag), tagMarker(cache, tag)] }
         let message = try JSONEncoder().encode(invalidation)
-        // Not the read's tight timeout: an invalidation that gives up too early leaves other instances stale.
+        // Not the read's tight timeout: an invalidation that gives up too early is retried, and meanwhile this
+        // process skips the shared level.
         _ = try await client.eval(
             Self.invalidate, keys: keys.map { RedisArgument($0) },
             arguments: [

@@ -52,6 +52,7 @@ public struct EventHandlers: Sendable {
     public mutating func afterCommit<Payload: Decodable>(
         _ type: String, as payload: Payload.Type, _ action: @escaping @Sendable (Payload, EventEnvelope) async -> Void
     ) {
+        precondition(committed[type] == nil, "an after-commit action for \(type) exists already")
         committed[type] = { event in
             if let payload = try? event.payload(as: Payload.self) { await action(payload, event) }
         }

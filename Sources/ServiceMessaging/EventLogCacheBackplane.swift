@@ -40,7 +40,7 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
     /// Whether the last read of the table succeeded.
     public var isListening: Bool { listening.load(ordering: .acquiring) }
 
-    public func read(cache: String, key: String) async throws -> ByteBuffer? { nil }
+    public func read(cache: String, key: String) async throws -> SharedEntry? { nil }
 
     public func write(cache: String, key: String, bytes: ByteBuffer, tags: [String], timeToLive: Duration) async throws {}
 
@@ -66,18 +66,38 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
     struct Row: Decodable {
         var seq: Int64
         var body: String
+        var created_at: Int64
     }
 
-    /// Reads the rows after `after` and hands each on; answers the last seq read.
-    func poll(after: Int64) async throws -> Int64 {
+    /// Where a poller is in the table. On PostgreSQL an identity value is taken at insert and becomes visible at
+    /// commit, so a row can appear behind one already read: the last `lateWindow` of rows is read again and rows seen
+    /// before are skipped. (SQLite has one writer at a time: rows appear in order.)
+    struct Cursor {
+        var last: Int64
+        var seen: [Int64: Int64] = [:]
+    }
+
+    static let lateWindow = Duration.seconds(5)
+
+    /// Reads the rows after the cursor (and, on PostgreSQL, the late window) and hands each new one on.
+    func poll(_ cursor: inout Cursor) async throws {
+        let windowStart = log.database.engine == .postgres ? log.clock.millis - Self.lateWindow.wholeMilliseconds : Int64.max
+        let last = cursor.last
         let rows = try await log.database.withConnection { sql in
-            try await sql.raw("SELECT seq, body FROM cache_invalidations WHERE seq > \(bind: after) ORDER BY seq LIMIT 1000").all(decoding: Row.self)
+            try await sql.raw(
+                """
+                SELECT seq, body, created_at FROM cache_invalidations WHERE seq > \(bind: last) OR created_at >= \(bind: windowStart)
+                ORDER BY seq LIMIT 1000
+                """
+            ).all(decoding: Row.self)
         }
         let handler = self.handler.withLockedValue { $0 }
-        for row in rows {
+        for row in rows where row.seq > cursor.last || cursor.seen[row.seq] == nil {
             if let invalidation = try? JSONDecoder().decode(CacheInvalidation.self, from: Data(row.body.utf8)) { handler?(invalidation) }
+            cursor.last = max(cursor.last, row.seq)
+            if windowStart != .max { cursor.seen[row.seq] = row.created_at }
         }
-        return rows.last?.seq ?? after
+        cursor.seen = cursor.seen.filter { $0.value >= windowStart }
     }
 
     struct Last: Decodable {
@@ -116,19 +136,20 @@ public final class EventLogCacheBackplane: CacheBackplane, Sendable {
                 listener.cancel()
                 backplane.listening.store(false, ordering: .releasing)
             }
-            var last: Int64?
+            var cursor: Cursor?
             var lastRead = ContinuousClock.now
             var lastPrune = ContinuousClock.now
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 do {
-                    if let seen = last {
+                    if var current = cursor {
                         // Too long without reading: rows may have been pruned unread.
                         if ContinuousClock.now - lastRead > backplane.keep / 2 {
-                            backplane.handler.withLockedValue { $0 }?(CacheInvalidation(cache: "*", all: true, origin: ""))
+                            backplane.handler.withLockedValue { $0 }?(.everything)
                         }
-                        last = try await backplane.poll(after: seen)
+                        try await backplane.poll(&current)
+                        cursor = current
                     } else {
-                        last = try await backplane.latest()
+                        cursor = Cursor(last: try await backplane.latest())
                     }
                     lastRead = .now
                     backplane.listening.store(true, ordering: .releasing)

@@ -63,8 +63,9 @@ public final class RedisSubscriber: Service, Sendable {
                     configuration,
                     onPush: { [confirmed, onMessage, self] parts in
                         if Self.handle(parts, confirmed: confirmed, onMessage: onMessage), confirmed.withLockedValue({ $0 == channels }) {
-                            listening.store(true, ordering: .releasing)
+                            // Caches empty themselves (reconnected) before they trust what they hold again.
                             reconnected()
+                            listening.store(true, ordering: .releasing)
                         }
                     },
                     onUnexpectedError: { [logger] message in logger.error("Redis refused the subscription", metadata: ["error": "\(message)"]) }

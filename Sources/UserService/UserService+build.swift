@@ -45,7 +45,7 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     let (caches, cacheServices) = try messaging.caches(settings: settings, logger: logger)
     let repository = SQLUserRepository(database: database, events: messaging.publisher)
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: caches)
+    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
 
     var health = HealthChecker()
     health.addCheck(database: database)
@@ -66,7 +66,7 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
             registry: settings.registry
         ),
         verifier: verifier,
-        users: caches.cache("users", configuration: CacheConfiguration(timeToLive: .seconds(300), enabled: settings.cacheEnabled))
+        users: caches.cache("users", configuration: CacheConfiguration(timeToLive: .seconds(300), sharedLevel: false, enabled: settings.cacheEnabled))
     ).addRoutes(to: router)
     CredentialsController(repository: repository, hasher: hasher, verifier: verifier).addRoutes(to: router)
 

@@ -19,7 +19,7 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let system = LocalSystem(portBase: portBase, dataDirectory: dataDirectory, adminPassword: "")
-        let status = await SystemStatus.collect(system: system, adminPassword: Self.adminPassword(dataDirectory: dataDirectory))
+        let status = await SystemStatus.collect(system: system, adminPassword: AdminAccount.existingPassword(dataDirectory: dataDirectory))
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -33,14 +33,5 @@ struct Status: AsyncParsableCommand {
             if status.registry != "read" { print("(registry \(status.registry); only the well-known ports are listed)") }
         }
         if !status.ready { throw ExitCode(1) }
-    }
-
-    /// The admin password without creating one: `SHOP_ADMIN_PASSWORD` or the data folder's file.
-    static func adminPassword(dataDirectory: String) -> String? {
-        if let password = ProcessInfo.processInfo.environment["SHOP_ADMIN_PASSWORD"], !password.isEmpty { return password }
-        let path = (dataDirectory as NSString).appendingPathComponent("admin-password")
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return password.isEmpty ? nil : password
     }
 }

@@ -76,7 +76,8 @@ import Testing
         }
         #expect(values.count == 100 && values.allSatisfy { $0 == Product(id: "p1", price: 10) })
         #expect(loads.withLockedValue { $0 } == 1)
-        #expect(cache.statistics.misses == 1 && cache.statistics.loads == 1)
+        // Every reader waited for the source (each counted a miss), which loaded once.
+        #expect(cache.statistics.misses == 100 && cache.statistics.loads == 1)
     }
 
     @Test func valuesExpireAndNotFoundIsRememberedOnlyWhenConfigured() async throws {
@@ -207,6 +208,9 @@ import Testing
                 #expect(!keys.output.contains("p2"), "\(keys.output)")
                 try await eventually("process 0 forgot p2") { caches[0].size.entries == 0 }
 
+                // p4 in the shared level before Redis goes.
+                source.prices.withLockedValue { $0["p4"] = 40 }
+                _ = try await caches[0].get("p4") { source.load("p4") }
                 // Redis gone: reads go to the source and answer; nothing fails. Invalidations cannot be heard now, so
                 // neither process trusts what it holds: p1, invalidated by process 0, is read afresh by process 1.
                 _ = try await caches[1].get("p1") { source.load("p1") }
@@ -219,6 +223,10 @@ import Testing
                 for _ in 0..<3 { #expect(try await caches[0].get("p2") { source.load("p2") }?.price == 20) }
                 #expect(source.loadCount == loadsBefore + 3)
                 #expect(caches[0].statistics.bypassed == 3 && caches[1].statistics.bypassed == 1)
+                // An invalidation that cannot reach Redis waits and is retried.
+                source.prices.withLockedValue { $0["p4"] = 41 }
+                await caches[0].invalidate(keys: ["p4"])
+                #expect(caches[0].hasPendingInvalidations)
                 // Back: used again without a restart, and the reconnect emptied the in-process levels (invalidations
                 // sent meanwhile were lost).
                 try await redis.start()
@@ -227,7 +235,13 @@ import Testing
                 }
                 try await eventually("the in-process levels emptied") { caches.allSatisfy { $0.size.entries == 0 } }
                 try await eventually("the client connected again", timeout: .seconds(10)) { (try? await clients[0].send(["PING"])) != nil }
-                _ = try await caches[0].get("p9") { Product(id: "p9", price: 9) }
+                // The invalidation made while Redis was down reached it: the old p4 is gone from the shared level.
+                try await eventually("the pending invalidation sent", timeout: .seconds(10)) { !caches[0].hasPendingInvalidations }
+                #expect(try await clients[0].send(["EXISTS", "cache:products:k:p4"]) == .integer(0))
+                #expect(try await caches[1].get("p4") { source.load("p4") }?.price == 41)
+                // And the shared level is written again.
+                source.prices.withLockedValue { $0["p9"] = 9 }
+                _ = try await caches[0].get("p9") { source.load("p9") }
                 #expect(try await clients[0].send(["EXISTS", "cache:products:k:p9"]) == .integer(1))
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()

@@ -54,7 +54,7 @@ struct ReservationController {
     @Sendable func release(request: Request, context: ServiceRequestContext) async throws -> Held {
         let orderId = try context.parameters.require("orderId")
         let released = try await database.transaction { sql in try await reservations.release(orderId: orderId, in: sql) }
-        if released { await cache.forgetAll() }
+        if released { await cache.forget(order: orderId, reservations: reservations, database: database) }
         return Held(orderId: orderId, status: released ? "released" : "none held")
     }
 }

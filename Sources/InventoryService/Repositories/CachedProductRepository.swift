@@ -1,16 +1,15 @@
 import ServiceCache
 import ServiceCore
+import ServiceDatabase
 import ServiceHTTP
 import ShopContracts
 
-/// The catalog's reads through the service's caches: one product by id (`product:<id>`, "not found" remembered
-/// briefly) and pages of the list (by page and limit). Every product entry and every page is filed under the tag
-/// `products`, pages also under `lists`.
+/// The catalog's reads through the service's caches: one product by id (`product:<id>`, filed under the tag
+/// `products`; "not found" remembered briefly, under no tag) and pages of the list (by page and limit, under `lists`).
 ///
 /// The inventory service owns the data, so it invalidates after each change commits: a product saved here forgets
-/// that product and every page; a reservation forgets its products and every page; shipping, releasing and expiry
-/// (which do not name their products before they run) forget every product. Other instances forget the same through
-/// the backplane.
+/// that product and every page; a reservation, a shipment, a release or an expiry forgets the order's products and
+/// every page. Other instances forget the same through the backplane.
 struct ProductCache: Sendable {
     let products: Cache<ProductDTO>
     let pages: Cache<Paginated<ProductDTO>>
@@ -28,10 +27,14 @@ struct ProductCache: Sendable {
         await pages.invalidate(tags: ["lists"])
     }
 
-    /// After changes of products not known by id committed.
-    func forgetAll() async {
-        await products.invalidate(tags: ["products"])
-        await pages.invalidate(tags: ["lists"])
+    /// After a change of an order's stock committed: its products (every product if they cannot be read).
+    func forget(order orderId: String, reservations: Reservations, database: Database) async {
+        if let ids = try? await reservations.productIds(of: orderId, in: database) {
+            await forget(ids: ids)
+        } else {
+            await products.invalidate(tags: ["products"])
+            await pages.invalidate(tags: ["lists"])
+        }
     }
 }
 
@@ -40,7 +43,9 @@ struct CachedProductRepository<Source: ProductRepository>: ProductRepository {
     let cache: ProductCache
 
     func find(id: String) async throws -> ProductDTO? {
-        try await cache.products.get("product:\(id)", tags: ["products"]) { try await source.find(id: id) }
+        // No product is saved under an id the rules refuse: not found, without a cache entry or a query.
+        guard Rules.identifier(id) == nil else { return nil }
+        return try await cache.products.get("product:\(id)", tags: ["products"]) { try await source.find(id: id) }
     }
 
     func upsert(id: String, update: ProductUpdate, at: String) async throws -> (product: ProductDTO, created: Bool) {

@@ -179,9 +179,19 @@ struct Reservations: Sendable {
     /// The product id of the row that records "released before anything was held".
     static let releasedMarker = "*released*"
 
+    /// The products an order holds or held (for invalidating their cached reads once a change committed).
+    func productIds(of orderId: String, in database: Database) async throws -> [String] {
+        try await database.withConnection { sql in
+            try await sql.raw(
+                "SELECT product_id FROM reservations WHERE order_id = \(bind: orderId) AND product_id <> \(bind: Self.releasedMarker)"
+            ).all().map { try $0.decode(column: "product_id", as: String.self) }
+        }
+    }
+
     /// Releases reservations that expired unpaid, one order per transaction, each with `order.processing.failed` (the
-    /// order service cancels the order). Answers how many orders it released.
-    func expire(in database: Database) async throws -> Int {
+    /// order service cancels the order). Answers how many orders it released; `released` hears each order once its
+    /// release committed.
+    func expire(in database: Database, released onRelease: @Sendable (String) async -> Void = { _ in }) async throws -> Int {
         let now = clock.millis
         let due = try await database.withConnection { sql in
             try await sql.raw(
@@ -202,6 +212,7 @@ struct Reservations: Sendable {
             }
             if changed {
                 released += 1
+                await onRelease(orderId)
                 logger.info("Reservation expired", metadata: ["orderId": "\(orderId)"])
             }
         }
@@ -222,8 +233,8 @@ struct ReservationExpiry: Service {
     let database: Database
     let interval: Duration
     let logger: Logger
-    /// Told once expired reservations were released (their stock is available again).
-    var released: @Sendable () async -> Void = {}
+    /// Told of each order whose expired reservation was released (its stock is available again), once committed.
+    var released: @Sendable (String) async -> Void = { _ in }
 
     func run() async throws {
         await cancelWhenGracefulShutdown { await database.prepared.wait() }
@@ -231,7 +242,7 @@ struct ReservationExpiry: Service {
             try? await cancelWhenGracefulShutdown { try await reservations.clock.sleep(for: interval) }
             guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             do {
-                if try await reservations.expire(in: database) > 0 { await released() }
+                _ = try await reservations.expire(in: database, released: released)
             } catch {
                 logger.warning("Reservation expiry failed; trying again later", metadata: ["error": "\(error)"])
             }

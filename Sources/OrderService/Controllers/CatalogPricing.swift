@@ -41,12 +41,21 @@ struct CatalogPricing: Sendable {
     /// product not replicated yet, or a price that differs) from the inventory service, which is the authority and
     /// refreshes the replica. Unknown ids are absent.
     func catalogPrices(for lines: [NewOrder.Line]) async throws -> [String: ProductDTO] {
-        var products: [String: ProductDTO] = [:]
-        for id in Set(lines.map(\.productId)) {
-            let entry = try await cache.get(Self.key(id)) { [replicas] in
-                try await replicas.products(ids: [id])[id].map { CatalogEntry(name: $0.name, price: $0.price) }
+        // Each product through the cache, side by side (a miss reads the replica for that product).
+        var products = try await withThrowingTaskGroup(of: ProductDTO?.self) { group in
+            for id in Set(lines.map(\.productId)) {
+                group.addTask { [cache, replicas] in
+                    let entry = try await cache.get(Self.key(id)) {
+                        try await replicas.products(ids: [id])[id].map { CatalogEntry(name: $0.name, price: $0.price) }
+                    }
+                    return entry.map { ProductDTO(id: id, name: $0.name, price: $0.price, stock: 0, updatedAt: "") }
+                }
             }
-            if let entry { products[id] = ProductDTO(id: id, name: entry.name, price: entry.price, stock: 0, updatedAt: "") }
+            var products: [String: ProductDTO] = [:]
+            for try await product in group {
+                if let product { products[product.id] = product }
+            }
+            return products
         }
         let toFetch = Set(
             lines.filter { line in products[line.productId].map { Money.cents($0.price) != Money.cents(line.price) } ?? true }.map(\.productId))

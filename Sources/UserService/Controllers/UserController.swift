@@ -13,7 +13,8 @@ struct UserController<Repository: UserRepository> {
     let hasher: PasswordHasher
     let orders: ServiceClient
     let verifier: TokenVerifier
-    /// Users as the API shows them (never their password hashes), by id; forgotten when a user changes here.
+    /// Users as the API shows them (never their password hashes), by id, in each process only (personal data stays out
+    /// of Redis); forgotten in every instance when a user changes here.
     let users: Cache<UserDTO>
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
@@ -50,8 +51,7 @@ struct UserController<Repository: UserRepository> {
     }
 
     @Sendable func get(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
-        let id = try context.parameters.require("id")
-        guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
+        let id = try accessibleID(context: context)
         guard let user = try await users.get("user:\(id)", load: { try await repository.find(id: id)?.dto }) else {
             throw APIError.notFound("User not found")
         }
@@ -59,8 +59,7 @@ struct UserController<Repository: UserRepository> {
     }
 
     @Sendable func update(request: Request, context: ServiceRequestContext) async throws -> UserDTO {
-        let id = try context.parameters.require("id")
-        guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
+        let id = try accessibleID(context: context)
         var request = request
         let changes = try UserChanges(body: try await request.jsonBody(context: context))
         var hash: String?
@@ -84,10 +83,16 @@ struct UserController<Repository: UserRepository> {
         return UserWithOrders(user: user.dto, orders: try response.decode([OrderDTO].self))
     }
 
-    /// The user named by `:id`, when the caller is that user or an admin (403 otherwise, 404 when unknown).
-    private func authorizedUser(context: ServiceRequestContext) async throws -> User {
+    /// The `:id` of the request, when the caller is that user or an admin (403 otherwise).
+    private func accessibleID(context: ServiceRequestContext) throws -> String {
         let id = try context.parameters.require("id")
         guard try context.requireIdentity().canAccess(ownerID: id) else { throw APIError.forbidden() }
+        return id
+    }
+
+    /// The user named by `:id`, when the caller is that user or an admin (403 otherwise, 404 when unknown).
+    private func authorizedUser(context: ServiceRequestContext) async throws -> User {
+        let id = try accessibleID(context: context)
         guard let user = try await repository.find(id: id) else { throw APIError.notFound("User not found") }
         return user
     }
