@@ -57,7 +57,8 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     messaging.consume(group: "inventory-service", handlers: handlers, configuration: configuration.consumer)
     var expiry = ReservationExpiry(reservations: reservations, database: database, interval: configuration.expirySweepInterval, logger: logger)
     expiry.released = { orderId in await cache.forget(order: orderId, reservations: reservations, database: database) }
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
+    let verifier =
+        configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)

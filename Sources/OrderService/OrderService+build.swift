@@ -92,7 +92,8 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
         try await OrderEvents.move(shipped.orderId, to: .shipped, trackingNumber: shipped.trackingNumber, in: sql, events: publisher, logger: logger)
     }
     messaging.consume(group: "order-service", handlers: handlers, configuration: configuration.consumer)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
+    let verifier =
+        configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)

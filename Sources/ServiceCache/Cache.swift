@@ -97,7 +97,8 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
                 state.store.remove(key)
             }
             if let flight = state.flights[key], let task = flight.task { return .wait(task) }
-            let flight = start(key, flight: Flight(tags: tags, dirty: !listening, useShared: useShared && listening && state.pending.isEmpty), load: load)
+            let flight = start(
+                key, flight: Flight(tags: tags, dirty: !listening, useShared: useShared && listening && state.pending.isEmpty), load: load)
             state.flights[key] = flight
             return .wait(flight.task!)
         }
@@ -154,7 +155,8 @@ public final class Cache<Value: Codable & Sendable>: Sendable {
                 if done { return } else { continue }
             }
             let merged = CacheInvalidation(
-                cache: name, keys: Array(Set(pending.flatMap(\.keys))), tags: Array(Set(pending.flatMap(\.tags))), all: pending.contains(where: \.all),
+                cache: name, keys: Array(Set(pending.flatMap(\.keys))), tags: Array(Set(pending.flatMap(\.tags))),
+                all: pending.contains(where: \.all),
                 origin: origin)
             do {
                 try await backplane.invalidate(merged)

@@ -45,7 +45,8 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     let (caches, cacheServices) = try messaging.caches(settings: settings, logger: logger)
     let repository = SQLUserRepository(database: database, events: messaging.publisher)
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
-    let verifier = configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
+    let verifier =
+        configuration.tokenVerifier ?? .remote(authURL: configuration.authURL, logger: logger, caches: settings.cacheEnabled ? caches : nil)
 
     var health = HealthChecker()
     health.addCheck(database: database)
