@@ -79,14 +79,19 @@ extension SystemTests {
             await redis.kill()
             _ = try await setPrice(32, through: gateways[0])
             try await eventually("the price without Redis", timeout: .seconds(5)) { try await prices() == [32] }
-            // Back: used again without restarting anything.
+            // Back: used again without restarting anything. The invalidation made while Redis was down is retried until
+            // Redis takes it (its marker appears), and the gateways count their limits there again.
             try await redis.start()
-            try await eventually("the cache written to Redis again", timeout: .seconds(15)) {
-                _ = try await prices()
-                let keys = try await ChildProcess.output(of: [
-                    "redis-cli", "-p", String(redis.port), "--scan", "--pattern", "cache:inventory-products:k:*",
+            try await eventually("the invalidation made meanwhile sent to Redis", timeout: .seconds(20)) {
+                let marker = try await ChildProcess.output(of: [
+                    "redis-cli", "-p", String(redis.port), "EXISTS", "cache:inventory-products:x:product:product-1",
                 ])
-                return keys.output.contains("product:product-1")
+                return marker.output.trimmingCharacters(in: .whitespacesAndNewlines) == "1"
+            }
+            try await eventually("the limits counted in Redis again", timeout: .seconds(20)) {
+                _ = try await prices()
+                let keys = try await ChildProcess.output(of: ["redis-cli", "-p", String(redis.port), "--scan", "--pattern", "ratelimit:*"])
+                return !keys.output.isEmpty
             }
             _ = try await setPrice(33, through: gateways[1])
             try await eventually("the price with Redis back", timeout: .seconds(5)) { try await prices() == [33] }
