@@ -1,5 +1,8 @@
 import Hummingbird
+import ServiceDatabase
+import ServiceHTTP
 import ServiceLifecycle
+import ServiceMessaging
 import ShopContracts
 
 /// The inventory service as its executable, `shop serve` and the in-process mode build it.
@@ -10,5 +13,12 @@ public enum InventoryServiceBuilder: ShopServiceBuilder {
         var configuration = InventoryServiceConfiguration(environment: environment)
         configuration.settings.onServerRunning = onServerRunning
         return try await buildInventoryService(configuration)
+    }
+
+    public static func migrate(environment: Environment) async throws {
+        let settings = InventoryServiceConfiguration(environment: environment).settings
+        let logger = ServiceApplication.logger(for: settings)
+        try await Database.migrate(for: settings, InventoryMigrations.all + MessagingMigrations.all, logger: logger)
+        try await EventLog.migrate(for: settings, logger: logger)
     }
 }

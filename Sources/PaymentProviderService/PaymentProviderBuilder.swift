@@ -1,4 +1,6 @@
 import Hummingbird
+import ServiceDatabase
+import ServiceHTTP
 import ServiceLifecycle
 import ShopContracts
 
@@ -10,5 +12,10 @@ public enum PaymentProviderBuilder: ShopServiceBuilder {
         var configuration = PaymentProviderConfiguration(environment: environment)
         configuration.settings.onServerRunning = onServerRunning
         return try await buildPaymentProvider(configuration)
+    }
+
+    public static func migrate(environment: Environment) async throws {
+        let settings = PaymentProviderConfiguration(environment: environment).settings
+        try await Database.migrate(for: settings, LedgerMigrations.all, logger: ServiceApplication.logger(for: settings))
     }
 }

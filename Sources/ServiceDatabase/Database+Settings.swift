@@ -7,6 +7,14 @@ extension Database {
         try await open(
             try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory), logger: logger)
     }
+
+    /// Applies `migrations` to the database a service's settings name and closes it (`shop migrate`, a deployment's
+    /// step before a rollout). Safe to run again, and beside a starting service: migrations are versioned and applied
+    /// under a lock.
+    public static func migrate(for settings: ServiceSettings, _ migrations: [Migration], logger: Logger) async throws {
+        let configuration = try DatabaseConfiguration(url: settings.databaseURL, service: settings.name, dataDirectory: settings.dataDirectory)
+        try await with(configuration, logger: logger) { database in try await database.prepare(migrations: migrations) }
+    }
 }
 
 extension HealthChecker {

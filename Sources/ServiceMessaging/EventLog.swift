@@ -60,6 +60,12 @@ public final class EventLog: Sendable {
         return EventLog(database: database, logger: logger, clock: clock)
     }
 
+    /// Creates the tables of the log a service's settings name (`EVENTLOG_URL`) and closes it (`shop migrate`).
+    public static func migrate(for settings: ServiceSettings, logger: Logger) async throws {
+        let configuration = try DatabaseConfiguration(url: settings.eventLogURL, service: "eventlog", dataDirectory: settings.dataDirectory)
+        try await Database.with(configuration, logger: logger) { database in try await database.prepare(migrations: EventLogMigrations.all) }
+    }
+
     /// Creates the log's tables (call once the database's services run); releases ``waitUntilPrepared()``.
     public func prepare() async throws {
         try await database.prepare(migrations: EventLogMigrations.all)

@@ -9,4 +9,14 @@ public protocol ShopServiceBuilder {
 
     /// The runnable service, configured from `environment`; `onServerRunning` hears its bound port.
     static func build(environment: Environment, onServerRunning: @escaping @Sendable (Int) async -> Void) async throws -> any Service
+
+    /// Applies the service's database migrations (and the shared event log's) and returns, configured from
+    /// `environment` (`shop migrate`). A service also applies them when it starts; this is for a deployment that
+    /// wants them done before a rollout.
+    static func migrate(environment: Environment) async throws
+}
+
+extension ShopServiceBuilder {
+    /// A service without a database has nothing to migrate.
+    public static func migrate(environment: Environment) async throws {}
 }

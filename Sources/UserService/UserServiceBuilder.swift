@@ -1,5 +1,8 @@
 import Hummingbird
+import ServiceDatabase
+import ServiceHTTP
 import ServiceLifecycle
+import ServiceMessaging
 import ShopContracts
 
 /// The user service as its executable, `shop serve` and the in-process mode build it.
@@ -10,5 +13,12 @@ public enum UserServiceBuilder: ShopServiceBuilder {
         var configuration = UserServiceConfiguration(environment: environment)
         configuration.settings.onServerRunning = onServerRunning
         return try await buildUserService(configuration)
+    }
+
+    public static func migrate(environment: Environment) async throws {
+        let settings = UserServiceConfiguration(environment: environment).settings
+        let logger = ServiceApplication.logger(for: settings)
+        try await Database.migrate(for: settings, UserMigrations.all + MessagingMigrations.all, logger: logger)
+        try await EventLog.migrate(for: settings, logger: logger)
     }
 }

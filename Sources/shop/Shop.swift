@@ -5,7 +5,7 @@ import ArgumentParser
 struct Shop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the Swift microservices shop.",
-        subcommands: [Up.self, Serve.self, Status.self, DeadLetters.self, Sagas.self, Keys.self, Bench.self],
+        subcommands: [Up.self, Serve.self, Migrate.self, Probe.self, Status.self, DeadLetters.self, Sagas.self, Keys.self, Bench.self],
         defaultSubcommand: Up.self
     )
 }

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
+import ServiceDatabase
 import ServiceTesting
 import ShopContracts
 import ShopSystem
@@ -52,5 +54,33 @@ import Testing
         #expect(await process.wait() == 0)
         // Nothing listens any more.
         #expect(!(await Readiness.isReady(gateway)))
+    }
+
+    /// `shop migrate`: a deployment's step before a rollout. Each named service's tables and the event log's exist
+    /// afterwards, a second run changes nothing and succeeds, an unknown service is refused.
+    @Test(arguments: TestDatabase.available)
+    func shopMigrateAppliesEachServicesMigrationsAndIsSafeTwice(_ engine: TestDatabase) async throws {
+        let shop = SystemTests.shopExecutable
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("shop-migrate-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        let database = engine == .postgres ? try await TestDatabase.createPostgresDatabase() : nil
+        let url = database?.url ?? ""
+        let environment: [String: String?] = ["DATA_DIR": dataDirectory, "DATABASE_URL": url, "EVENTLOG_URL": url]
+        for _ in 0..<2 {
+            let run = try await ChildProcess.output(of: [shop.path, "migrate", "inventory", "order", "payment-provider"], environment: environment)
+            #expect(run.status == 0)
+        }
+        for (service, table) in [
+            ("inventory", "products"), ("order", "orders"), ("payment-provider", "charges"), ("eventlog", "cache_invalidations"),
+        ] {
+            let configuration = try DatabaseConfiguration(url: url, service: service, dataDirectory: dataDirectory)
+            let rows = try await Database.with(configuration, logger: Logger(label: "check")) { database in
+                try await database.withConnection { sql in try await sql.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").all().count }
+            }
+            #expect(rows == 1, "\(service).\(table)")
+        }
+        let refused = try await ChildProcess.output(of: ["/bin/sh", "-c", #""$0" migrate warehouse 2>&1"#, shop.path])
+        #expect(refused.status != 0 && refused.output.contains("unknown service 'warehouse'"), "\(refused.output)")
+        if let database { await TestDatabase.dropPostgresDatabase(database.name) }
     }
 }
