@@ -117,7 +117,8 @@ for service, secret in secrets_of.items():
 
 for problem in problems:
     print("    " + problem)
-print(f"    {sum(1 for d in docs if (d.get('spec') or {}).get('template'))} pod templates, every reference resolved" if not problems else "")
+if not problems:
+    print(f"    {sum(1 for d in docs if (d.get('spec') or {}).get('template'))} pod templates, every reference resolved")
 sys.exit(1 if problems else 0)
 PY
 }
@@ -136,7 +137,7 @@ for r in reports:
     for key in ("passed", "failed", "skipped"):
         summary[key] += r.get("summary", {}).get(key, 0)
     for check in r.get("results", {}).get("skipped_checks", []):
-        skipped[(check["check_id"], check.get("suppress_comment", ""))].append(check["resource"])
+        skipped[(check["check_id"], check.get("check_result", {}).get("suppress_comment", ""))].append(check["resource"])
 print(f"    checkov: {summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped")
 for (check, reason), resources in sorted(skipped.items()):
     print(f"      skipped {check} on {len(resources)} ({', '.join(sorted(resources))}):\n        {reason}")
@@ -167,7 +168,7 @@ for overlay in "${overlays[@]}"; do
     if ! checkov -f "$rendered" --framework kubernetes --quiet --compact --skip-download; then
         status=1
     fi
-    checkov -f "$rendered" --framework kubernetes --quiet --skip-download --output json >"$work/rendered/$overlay.checkov.json" || true
+    checkov -f "$rendered" --framework kubernetes --skip-download --output json >"$work/rendered/$overlay.checkov.json" || true
     checkov_summary "$work/rendered/$overlay.checkov.json"
 done
 
