@@ -127,7 +127,7 @@ public final class RedisConnection: Sendable {
         do {
             channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(.nanoseconds(configuration.connectTimeout.wholeNanoseconds))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 // A peer that vanished without closing (a half-open connection) is found by the kernel's keepalive.
                 .channelOption(.socketOption(.so_keepalive), value: 1)
                 .channelInitializer { channel in
@@ -147,9 +147,16 @@ public final class RedisConnection: Sendable {
         } catch {
             throw RedisError.unavailable("\(configuration.host):\(configuration.port): \(error)")
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisChannelHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        // A connection closed at once (e.g. a TLS handshake the server refused) has torn its pipeline down already.
+        let handler: NIOLoopBound<RedisChannelHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisChannelHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            try? await channel.close()
+            throw RedisError.unavailable("\(configuration.host):\(configuration.port): connection closed while opening (\(error))")
+        }
         let provisional = RedisConnection(channel: channel, handler: handler, configuration: configuration, protocolVersion: 3)
         do {
             // HELLO 3 switches to RESP3 and authenticates in one round trip.

@@ -43,7 +43,7 @@ public final class RedisSubscriber: Service, Sendable {
     /// it holds only while it hears invalidations).
     public var isListening: Bool { listening.load(ordering: .acquiring) }
 
-    /// How many connections it has made (the first, then one per reconnect).
+    /// How many connections it has tried to make (the first, then one per reconnect attempt).
     public var connectionCount: Int { connections.withLockedValue { $0 } }
 
     public func run() async throws {

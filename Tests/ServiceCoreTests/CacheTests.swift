@@ -231,7 +231,7 @@ import Testing
                 // sent meanwhile were lost).
                 try await redis.start()
                 try await eventually("both subscribed again", timeout: .seconds(10)) {
-                    planes.allSatisfy { $0.subscriber.isSubscribed && $0.subscriber.connectionCount == 2 }
+                    planes.allSatisfy { $0.subscriber.isSubscribed && $0.subscriber.connectionCount >= 2 }
                 }
                 try await eventually("the in-process levels emptied") { caches.allSatisfy { $0.size.entries == 0 } }
                 try await eventually("the client connected again", timeout: .seconds(10)) { (try? await clients[0].send(["PING"])) != nil }
