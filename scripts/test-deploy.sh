@@ -165,7 +165,7 @@ while True:
     time.sleep(1)
 while True:
     services = json.load(urllib.request.urlopen("http://127.0.0.1:%s/api/services" % sys.argv[2]))["data"]
-    if {"gateway", "order", "inventory"} <= set(services):
+    if {"shop-gateway", "shop-order", "shop-inventory"} <= set(services):
         print("    traces: spans from %s" % ", ".join("%s (%d)" % kv for kv in sorted(services.items())))
         break
     if time.monotonic() > deadline:
