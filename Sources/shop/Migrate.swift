@@ -15,10 +15,7 @@ struct Migrate: AsyncParsableCommand {
     var services: [String]
 
     func validate() throws {
-        guard !services.isEmpty else { throw ValidationError("name at least one service") }
-        for name in services where ServiceName(rawValue: name).map(ServiceName.implemented.contains) != true {
-            throw ValidationError("unknown service '\(name)'; available: \(ServiceName.implemented.map(\.rawValue).joined(separator: ", "))")
-        }
+        try Serve.validate(services)
     }
 
     func run() async throws {

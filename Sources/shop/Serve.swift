@@ -11,6 +11,11 @@ struct Serve: AsyncParsableCommand {
     var services: [String]
 
     func validate() throws {
+        try Self.validate(services)
+    }
+
+    /// Refuses an empty list and names that are not services (shared with `shop migrate`).
+    static func validate(_ services: [String]) throws {
         guard !services.isEmpty else { throw ValidationError("name at least one service") }
         for name in services where ServiceName(rawValue: name).map(ServiceName.implemented.contains) != true {
             throw ValidationError("unknown service '\(name)'; available: \(ServiceName.implemented.map(\.rawValue).joined(separator: ", "))")

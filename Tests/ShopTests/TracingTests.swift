@@ -33,16 +33,18 @@ import Tracing
                     return nil
                 }
                 // The asynchronous hops end with the shipped order and its mail. A span ends after its children, so the
-                // trace is complete once every finished span's parent has finished too.
-                try await eventually("the event handlers' spans, each with its parent") {
+                // trace is complete once every finished span's parent has finished too. The snapshot that shows it is the
+                // one checked below: later work of the same trace (the mail queue's next hop) may still be finishing.
+                let trace = try await eventually("the event handlers' spans, each with its parent") { () -> [FinishedInMemorySpan]? in
                     let trace = spans()
                     let names = Set(trace.map(\.operationName))
                     let ids = Set(trace.map(\.spanID))
-                    return names.contains("handle order.fulfillment.requested") && names.contains("handle order.shipped")
+                    let complete =
+                        names.contains("handle order.fulfillment.requested") && names.contains("handle order.shipped")
                         && trace.contains { group($0) == Queue.orderNotifications }
                         && trace.allSatisfy { $0.operationName == "POST gateway" || $0.parentSpanID.map(ids.contains) == true }
+                    return complete ? trace : nil
                 }
-                let trace = spans()
                 let names = Set(trace.map(\.operationName))
                 // The gateway, each service's server span (by route), their calls, transactions and saga steps.
                 #expect(names.contains("POST gateway"))
