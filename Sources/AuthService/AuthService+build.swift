@@ -28,9 +28,9 @@ public struct AuthServiceConfiguration: Sendable {
     /// (`LOGIN_FAILURES_PER_ACCOUNT`, default 5/15m; `LOGIN_FAILURES_PER_ADDRESS`, default 50/15m).
     public var loginFailuresPerAccount: RateLimit
     public var loginFailuresPerAddress: RateLimit
-    /// Addresses of proxies (the gateway's) whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`, comma-separated;
-    /// loopback always).
-    public var trustedProxies: Set<String>
+    /// Proxies (the gateways, and what is in front of them) whose `X-Forwarded-For` names the client, as written
+    /// (`TRUSTED_PROXIES`: comma-separated addresses and CIDR ranges, e.g. the pod network); a peer on loopback always.
+    public var trustedProxies: String
     /// How often the signing key files are checked for a rotation (`AUTH_KEY_RELOAD_MS`, default 2000).
     public var keyReloadInterval: Duration
 
@@ -44,7 +44,7 @@ public struct AuthServiceConfiguration: Sendable {
         self.serviceClients = environment.get("SERVICE_CLIENTS").map(ServiceSecrets.parse)
         self.loginFailuresPerAccount = Self.rate(environment.get("LOGIN_FAILURES_PER_ACCOUNT")) ?? RateLimit(limit: 5, window: .seconds(900))
         self.loginFailuresPerAddress = Self.rate(environment.get("LOGIN_FAILURES_PER_ADDRESS")) ?? RateLimit(limit: 50, window: .seconds(900))
-        self.trustedProxies = Set((environment.get("TRUSTED_PROXIES") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        self.trustedProxies = environment.string("TRUSTED_PROXIES", default: "")
         self.keyReloadInterval = .milliseconds(max(100, environment.int("AUTH_KEY_RELOAD_MS", default: 2000)))
     }
 
@@ -85,7 +85,13 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
     health.addCheck("signingKey") { _ = try await ring.issuer.issue(subject: "health", role: .service, email: nil) }
     let router = ServiceApplication.makeRouter(settings: settings, health: health)
     let throttle = LoginThrottle(perAccount: configuration.loginFailuresPerAccount, perAddress: configuration.loginFailuresPerAddress)
-    LoginController(users: users, ring: ring, throttle: throttle, trustedProxies: configuration.trustedProxies).addRoutes(to: router)
+    let proxies: TrustedProxies
+    do {
+        proxies = try TrustedProxies(parsing: configuration.trustedProxies)
+    } catch {
+        throw TrustedProxies.ParseError(description: "TRUSTED_PROXIES: \(error)")
+    }
+    LoginController(users: users, ring: ring, throttle: throttle, trustedProxies: proxies).addRoutes(to: router)
     ServiceLoginController(clients: clients, ring: ring).addRoutes(to: router)
     // A key from the environment changes with a redeploy; keys in the data folder change under a running service.
     let watcher: [any Service] =

@@ -15,6 +15,9 @@ import ShopContracts
 /// Builds the gateway: the SwiftNIO reverse proxy with the shop's routing table, token checks, rate limits, load
 /// balancing and aggregated health, plus the service registry it hosts and the monitor that evicts dead instances.
 public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Service {
+    if !configuration.problems.isEmpty {
+        throw GatewayConfiguration.ConfigurationError(description: configuration.problems.joined(separator: "; "))
+    }
     let settings = configuration.settings
     let logger = ServiceApplication.logger(for: settings)
     let authURL =
@@ -71,23 +74,29 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
     } else {
         limiter = RateLimiter(store: configuration.rateLimitStore ?? InMemoryRateLimitStore(), onFailure: policy, onStoreFailure: report)
     }
-    let router = GatewayRouter(
-        verifier: verifier, health: GatewayHealth(configuration: configuration, registry: registry), upstreams: upstreams,
-        limits: GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter),
-        registry: RegistryAPI(registry: registry, verifier: verifier, mirror: mirror)
+    let health = GatewayHealth(configuration: configuration, registry: registry)
+    let limits = GatewayRateLimits(defaultLimit: defaultLimit, overrides: overrides, limiter: limiter)
+    let registryAPI = RegistryAPI(registry: registry, verifier: verifier, mirror: mirror)
+    func router(_ exposure: GatewayRouter.Exposure) -> GatewayRouter {
+        GatewayRouter(
+            exposure: exposure, verifier: verifier, health: health, upstreams: upstreams, limits: limits, registry: registryAPI,
+            trustedProxies: configuration.trustedProxies)
+    }
+    let group: any EventLoopGroup =
+        configuration.eventLoopThreads == System.coreCount
+        ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+    let proxyConfiguration = ProxyServerConfiguration(
+        host: settings.host,
+        port: settings.port,
+        maxBodyBytes: settings.maxBodyBytes,
+        responseTimeout: .seconds(Int64(configuration.upstreamTimeoutSeconds))
     )
     let (boundPort, portContinuation) = AsyncStream.makeStream(of: Int.self)
     let announce = configuration.onServerRunning
     let proxy = ProxyServer(
-        configuration: ProxyServerConfiguration(
-            host: settings.host,
-            port: settings.port,
-            maxBodyBytes: settings.maxBodyBytes,
-            responseTimeout: .seconds(Int64(configuration.upstreamTimeoutSeconds))
-        ),
-        router: router,
-        group: configuration.eventLoopThreads == System.coreCount
-            ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads),
+        configuration: proxyConfiguration,
+        router: router(configuration.internalPort == nil ? .everything : .publicOnly),
+        group: group,
         logger: logger,
         onServerRunning: { port in
             portContinuation.yield(port)
@@ -95,6 +104,18 @@ public func buildGateway(_ configuration: GatewayConfiguration) throws -> any Se
             await announce(port)
         }
     )
+    if let internalPort = configuration.internalPort {
+        var internalConfiguration = proxyConfiguration
+        internalConfiguration.port = internalPort
+        internalConfiguration.name = "Gateway (internal: health, metrics, registry)"
+        services.append(
+            ProxyServer(
+                configuration: internalConfiguration, router: router(.internalOnly), group: group, logger: logger,
+                onServerRunning: configuration.onInternalServerRunning))
+    }
+    if !configuration.trustedProxies.isEmpty {
+        logger.info("X-Forwarded-For believed from trusted proxies", metadata: ["trusted": "\(configuration.trustedProxies)"])
+    }
     services.append(GatewaySelfRegistration(registry: registry, mirror: mirror, host: settings.host, boundPort: boundPort, logger: logger))
     return ServiceSet([proxy, RegistryMonitor(registry: registry, interval: configuration.registryCheckInterval, logger: logger)] + services)
 }

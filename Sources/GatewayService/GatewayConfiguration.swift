@@ -56,6 +56,18 @@ public struct GatewayConfiguration: Sendable {
     public var maxInFlightPerInstance: Int
     /// Called with the bound port once the gateway listens (tests bind port 0).
     public var onServerRunning: @Sendable (Int) async -> Void = { _ in }
+    /// A second port for what only the cluster may reach (`GATEWAY_INTERNAL_PORT`; 0 binds a free one): detailed
+    /// `/health`, `/metrics`, `/register` and `/services` are answered there, and the public port (`PORT`) then answers
+    /// only `/api/…` and `/health/live`. Unset, everything is answered on the one port.
+    public var internalPort: Int?
+    /// Called with the bound internal port once it listens.
+    public var onInternalServerRunning: @Sendable (Int) async -> Void = { _ in }
+    /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges, e.g. the
+    /// ingress controllers' pod network): the rate limit of a public route then counts the address they forwarded for,
+    /// not theirs. Empty (the default), the peer's own address is counted.
+    public var trustedProxies: TrustedProxies = TrustedProxies()
+    /// Settings that could not be read; building the gateway fails with them rather than running without them.
+    var problems: [String] = []
 
     public init(environment: Environment = Environment()) {
         self.settings = ServiceSettings(name: ServiceName.gateway.rawValue, defaultPort: ServiceName.gateway.port(), environment: environment)
@@ -85,6 +97,20 @@ public struct GatewayConfiguration: Sendable {
         self.registrySyncInterval = .milliseconds(max(50, environment.int("REGISTRY_SYNC_MS", default: 1_000)))
         self.registryCheckInterval = .milliseconds(max(50, environment.int("REGISTRY_CHECK_INTERVAL_MS", default: 5_000)))
         self.maxInFlightPerInstance = max(1, environment.int("GATEWAY_MAX_IN_FLIGHT", default: 1000))
+        if let value = environment.get("GATEWAY_INTERNAL_PORT"), !value.isEmpty {
+            if let port = Int(value), (0...65535).contains(port) {
+                self.internalPort = port
+            } else {
+                problems.append("GATEWAY_INTERNAL_PORT is not a port number: \(value)")
+            }
+        }
+        if let value = environment.get("TRUSTED_PROXIES") {
+            do {
+                self.trustedProxies = try TrustedProxies(parsing: value)
+            } catch {
+                problems.append("TRUSTED_PROXIES: \(error)")
+            }
+        }
         self.loadBalancing = environment.get("LOAD_BALANCING").flatMap(InstanceBalancer<ProxyUpstream>.Strategy.init(rawValue:)) ?? .leastOutstanding
     }
 

@@ -42,14 +42,32 @@ struct GatewayRouter: ProxyRouter {
         String(prefix.dropFirst("/api/".count).split(separator: "/").first ?? "")
     }
 
+    /// What a listener of the gateway answers.
+    enum Exposure: Sendable {
+        /// The public API, health, metrics and the registry on one port (`shop up`, and any gateway without
+        /// `GATEWAY_INTERNAL_PORT`).
+        case everything
+        /// The port clients reach: `/api/…` and `/health/live` only; the rest answers 404 as an unknown path would.
+        case publicOnly
+        /// The port only the cluster reaches: health (detailed), `/metrics`, `/register` and `/services`; no `/api`.
+        case internalOnly
+    }
+
+    let exposure: Exposure
     let routes: [Route]
     let verifier: TokenVerifier
     let health: GatewayHealth
     let upstreams: GatewayUpstreams
     let limits: GatewayRateLimits
     let registry: RegistryAPI
+    let trustedProxies: TrustedProxies
 
-    init(verifier: TokenVerifier, health: GatewayHealth, upstreams: GatewayUpstreams, limits: GatewayRateLimits, registry: RegistryAPI) {
+    init(
+        exposure: Exposure = .everything, verifier: TokenVerifier, health: GatewayHealth, upstreams: GatewayUpstreams, limits: GatewayRateLimits,
+        registry: RegistryAPI, trustedProxies: TrustedProxies = TrustedProxies()
+    ) {
+        self.exposure = exposure
+        self.trustedProxies = trustedProxies
         self.routes = Self.table.map { Route(prefix: $0.0, rewrite: $0.1, service: $0.2, group: Self.group(of: $0.0)) }
         self.verifier = verifier
         self.health = health
@@ -71,6 +89,15 @@ struct GatewayRouter: ProxyRouter {
         let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
         let path = uri[..<pathEnd]
 
+        switch exposure {
+        case .everything:
+            break
+        case .publicOnly:
+            if path == "/health/live" { return localRoute(path: path, method: head.method) }
+            guard Self.matches(path, prefix: "/api") else { return .decided(.respond(.json(.notFound, #"{"error":"Not found"}"#))) }
+        case .internalOnly:
+            guard !Self.matches(path, prefix: "/api") else { return .decided(.respond(.json(.notFound, #"{"error":"Not found"}"#))) }
+        }
         if path.hasPrefix("/health") || path == "/metrics" {
             return localRoute(path: path, method: head.method)
         }
@@ -85,9 +112,9 @@ struct GatewayRouter: ProxyRouter {
         }
         let target = route.rewrite + uri[uri.index(uri.startIndex, offsetBy: route.prefix.count)...]
         // The client key: the IP address on public routes (so tokens of many accounts cannot buy more login attempts),
-        // the user on protected ones.
+        // the user on protected ones. Behind trusted proxies, the address they forwarded for.
         if Self.isPublic(method: head.method, prefix: route.prefix, path: path) {
-            return decide(route, target: target, client: "ip:\(request.clientAddress)")
+            return decide(route, target: target, client: "ip:\(clientAddress(head, request: request))")
         }
         guard let token = BearerToken.extract(head.headers.first(name: "authorization")) else {
             return .decided(.respond(.json(.unauthorized, #"{"error":"Access denied"}"#)))
@@ -112,6 +139,12 @@ struct GatewayRouter: ProxyRouter {
                 return .respond(.json(.serviceUnavailable, #"{"error":"Token keys unavailable","service":"auth"}"#))
             }
         }
+    }
+
+    /// The client's address: the peer's, or the one a trusted proxy forwarded for.
+    func clientAddress(_ head: HTTPRequestHead, request: ProxyRequestInfo) -> String {
+        guard !trustedProxies.isEmpty else { return request.clientAddress }
+        return trustedProxies.client(peer: request.clientAddress, forwardedFor: head.headers[canonicalForm: "x-forwarded-for"])
     }
 
     /// The decision now, or — when the group's limit is counted in a store shared with other gateways — once the store

@@ -70,7 +70,7 @@ public final class ProxyServer: Service, Sendable {
             .get()
 
         let port = channel.localAddress?.port ?? configuration.port
-        logger.info("Gateway listening", metadata: ["address": "\(configuration.host):\(port)"])
+        logger.info("\(configuration.name) listening", metadata: ["address": "\(configuration.host):\(port)"])
         await onServerRunning(port)
 
         let drained = group.next().makePromise(of: Void.self)
@@ -85,7 +85,7 @@ public final class ProxyServer: Service, Sendable {
             if first { quiescing.initiateShutdown(promise: drained) }
         }
         try? await pools.closeAll(on: group.next()).get()
-        logger.info("Gateway stopped")
+        logger.info("\(configuration.name) stopped")
     }
 }
 

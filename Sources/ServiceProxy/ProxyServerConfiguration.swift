@@ -2,6 +2,8 @@ import NIOCore
 
 /// Limits and timeouts of a ``ProxyServer``.
 public struct ProxyServerConfiguration: Sendable {
+    /// How the server names itself in its log lines.
+    public var name = "Gateway"
     public var host: String
     public var port: Int
     /// Largest request body forwarded; larger ones are answered 413.

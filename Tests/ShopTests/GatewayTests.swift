@@ -1,4 +1,6 @@
 import Foundation
+import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import ServiceCore
@@ -132,6 +134,84 @@ import Testing
                 #expect(order.values.allSatisfy { $0["status"] as? String == "healthy" && $0["responseTime"] is Int })
                 #expect((checks["auth"]?["checks"] as? [String: Any])?.keys.contains("signingKey") == true)
                 #expect(try await shop.call(.GET, "/health/live").status == .ok)
+            }
+        }
+    }
+
+    /// With `GATEWAY_INTERNAL_PORT`, the public port answers the API only; health, metrics and the registry are on the
+    /// internal port, which has no API.
+    @Test func theInternalPortKeepsHealthMetricsAndTheRegistryOffThePublicPort() async throws {
+        let bound = NIOLockedValueBox<Int?>(nil)
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(
+                harness,
+                extraGatewaySetup: { gateway in
+                    gateway.internalPort = 0
+                    gateway.onInternalServerRunning = { port in bound.withLockedValue { $0 = port } }
+                }
+            ) { shop in
+                let internalURL = "http://127.0.0.1:\(try await eventually("the internal port listens") { bound.withLockedValue { $0 } })"
+                let admin = try await harness.keys.token("admin-1", role: .admin)
+                for (method, path) in [
+                    (HTTPMethod.GET, "/health"), (.GET, "/health/ready"), (.GET, "/metrics"), (.GET, "/services"), (.GET, "/services/user"),
+                    (.POST, "/register"), (.GET, "/nowhere"),
+                ] {
+                    let reply = try await shop.call(method, path, json: method == .POST ? "{}" : nil, token: admin)
+                    #expect(reply.status == .notFound, "public \(method) \(path)")
+                    #expect(reply.object["error"] as? String == "Not found", "public \(method) \(path)")
+                }
+                #expect(try await shop.call(.GET, "/health/live").status == .ok)
+                #expect(try await shop.call(.GET, "/api/inventory/product-1").status == .ok)
+
+                let health = try await InProcessShop.call(shop.client, .GET, internalURL + "/health")
+                #expect(health.status == .ok)
+                #expect((health.object["checks"] as? [String: Any])?.keys.contains("order") == true)
+                let metrics = try await InProcessShop.call(shop.client, .GET, internalURL + "/metrics")
+                #expect(metrics.status == .ok)
+                #expect(String(buffer: metrics.body).contains("# TYPE"))
+                #expect(try await InProcessShop.call(shop.client, .GET, internalURL + "/services").status == .unauthorized)
+                #expect(try await InProcessShop.call(shop.client, .GET, internalURL + "/services", token: admin).status == .ok)
+                let api = try await InProcessShop.call(shop.client, .GET, internalURL + "/api/inventory/product-1")
+                #expect(api.status == .notFound)
+            }
+        }
+    }
+
+    @Test func unreadableInternalPortOrProxyListStopsTheGatewayFromStarting() {
+        let environments: [Environment] = [
+            ["GATEWAY_INTERNAL_PORT": "metrics"], ["GATEWAY_INTERNAL_PORT": "70000"], ["TRUSTED_PROXIES": "10.0.0.0/8,ingress"],
+        ]
+        for environment in environments {
+            #expect(throws: GatewayConfiguration.ConfigurationError.self, "\(environment)") {
+                try buildGateway(GatewayConfiguration(environment: environment))
+            }
+        }
+        let good = GatewayConfiguration(environment: ["GATEWAY_INTERNAL_PORT": "9000", "TRUSTED_PROXIES": "10.0.0.0/8, fd00::/8"])
+        #expect(good.internalPort == 9000 && good.trustedProxies.contains("10.1.1.1") && good.problems.isEmpty)
+    }
+
+    /// Behind a trusted proxy (`TRUSTED_PROXIES`), a public route's limit counts the address the proxy forwarded for:
+    /// clients behind one ingress do not share a bucket, and what a client writes into the header itself buys nothing.
+    @Test func behindATrustedProxyEachForwardedClientHasItsOwnLimit() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(
+                harness,
+                extraGatewaySetup: { gateway in
+                    gateway.rateLimit = "3/60s"
+                    gateway.trustedProxies = try! TrustedProxies(parsing: "127.0.0.0/8")
+                }
+            ) { shop in
+                var statuses: [HTTPResponseStatus] = []
+                for forwardedFor in [
+                    "203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.1",
+                    // Forged hops left of the one the proxy appended change nothing.
+                    "198.51.100.7, 203.0.113.1",
+                    // Another client behind the same proxy has its own budget.
+                    "203.0.113.2",
+                ] {
+                    statuses.append(try await shop.call(.GET, "/api/inventory/product-1", headers: [("x-forwarded-for", forwardedFor)]).status)
+                }
+                #expect(statuses == [.ok, .ok, .ok, .tooManyRequests, .tooManyRequests, .ok])
             }
         }
     }

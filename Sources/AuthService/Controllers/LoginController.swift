@@ -15,7 +15,7 @@ struct LoginController {
     let ring: KeyRing
     let throttle: LoginThrottle
     /// Peers whose `X-Forwarded-For` is believed (the gateway): loopback, and `TRUSTED_PROXIES`.
-    let trustedProxies: Set<String>
+    let trustedProxies: TrustedProxies
 
     func addRoutes(to router: Router<ServiceRequestContext>) {
         router.post("auth/login", use: login)
@@ -64,14 +64,13 @@ struct LoginController {
         }
     }
 
-    /// The client's address: when the peer is a trusted proxy (the gateway), the last hop it added to
-    /// `X-Forwarded-For`; otherwise the peer itself, whatever the header claims.
-    static func clientAddress(_ request: Request, context: ServiceRequestContext, trusting proxies: Set<String>) -> String {
+    /// The client's address: when the peer is a trusted proxy (the gateway, on loopback or in `TRUSTED_PROXIES`), the
+    /// right-most hop of `X-Forwarded-For` that is not itself a trusted proxy; otherwise the peer itself, whatever the
+    /// header claims.
+    static func clientAddress(_ request: Request, context: ServiceRequestContext, trusting proxies: TrustedProxies) -> String {
         let peer = context.remoteAddress?.ipAddress ?? "unknown"
-        guard peer == "127.0.0.1" || peer == "::1" || proxies.contains(peer),
-            let forwarded = request.headers[.init("x-forwarded-for")!]?.split(separator: ",").last
-        else { return peer }
-        return forwarded.trimmingCharacters(in: .whitespaces)
+        let forwarded = request.headers[values: .init("x-forwarded-for")!].map { Substring($0) }
+        return proxies.client(peer: peer, forwardedFor: forwarded, peerTrusted: peer == "127.0.0.1" || peer == "::1")
     }
 
     @Sendable func jwks(request: Request, context: ServiceRequestContext) async throws -> Response {
