@@ -118,16 +118,31 @@ compose_up() {
     GATEWAY_PORT=$(free_port)
     PROMETHEUS_PORT=$(free_port)
     JAEGER_UI_PORT=$(free_port)
-    export SHOP_IMAGE=swift-shop:test GATEWAY_PORT PROMETHEUS_PORT JAEGER_UI_PORT
+    GATEWAY_INTERNAL_PORT=$(free_port)
+    export SHOP_IMAGE=swift-shop:test GATEWAY_PORT PROMETHEUS_PORT JAEGER_UI_PORT GATEWAY_INTERNAL_PORT
     "${COMPOSE[@]}" up -d >"$WORK/compose-up.log" 2>&1 || { cat "$WORK/compose-up.log" >&2; exit 1; }
     GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
+    INTERNAL="http://127.0.0.1:$GATEWAY_INTERNAL_PORT"
+    local ready=""
     for _ in $(seq 1 240); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$GATEWAY/health")" = 200 ] && return
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$INTERNAL/health")" = 200 ]; then
+            ready=yes
+            break
+        fi
         sleep 0.5
     done
-    echo "the stack did not become healthy at $GATEWAY/health" >&2
-    curl -s "$GATEWAY/health" >&2 || true
-    exit 1
+    if [ -z "$ready" ]; then
+        echo "the stack did not become healthy at $INTERNAL/health" >&2
+        curl -s "$INTERNAL/health" >&2 || true
+        exit 1
+    fi
+    # The published public port answers the API only; health in detail, metrics and the registry are on the internal
+    # port (published on loopback only).
+    for path in /health /metrics /services; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$GATEWAY$path")
+        [ "$code" = 404 ] || { echo "public port answered $code for $path" >&2; exit 1; }
+    done
+    echo "    public port: /api only; internal port: health, metrics, registry"
 }
 
 install_tools
