@@ -4,10 +4,15 @@
     deploy-flow.py GATEWAY ADMIN_PASSWORD                      # seed a product, sign up, log in, order, pay, wait for shipped
     deploy-flow.py GATEWAY ADMIN_PASSWORD --expect-down PATH   # PATH answers 503 JSON, quickly, while its service is stopped
     deploy-flow.py GATEWAY ADMIN_PASSWORD --expect-up PATH     # PATH answers 200 again within a minute
+    deploy-flow.py GATEWAY ADMIN_PASSWORD --drain CONTAINER    # a request in flight survives `docker stop` of the gateway
 """
 import json
+import os
+import socket
+import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.error
 import urllib.request
 import uuid
@@ -107,10 +112,63 @@ def expect_up(gateway, path):
         time.sleep(0.5)
 
 
+DOCKER = os.environ.get("DOCKER", "docker")
+
+
+def unread_bytes(pid, port):
+    """Bytes the server in the network namespace of `pid` has not read yet on its established connections to `port`
+    (None when there is no such connection): zero means it has the whole request so far."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Htn", "state", "established", "( sport = :%d )" % port],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    return None if not rows else sum(int(row[0]) for row in rows)
+
+
+def drain(gateway, container):
+    """A slow client is halfway through its request when the gateway's container is told to stop (SIGTERM): the
+    gateway stops accepting, finishes that request (the rest of the body arrives a second later), answers it, and then
+    exits by itself, well inside the grace period."""
+    url = urllib.parse.urlsplit(gateway)
+    pid = int(subprocess.run([DOCKER, "inspect", "-f", "{{.State.Pid}}", container], check=True, capture_output=True,
+                             text=True).stdout)
+    body = json.dumps({"email": "drain-%s@example.com" % uuid.uuid4().hex[:8], "name": "Drain Test",
+                       "password": "Secret123"}).encode()
+    head = ("POST /api/users HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (url.netloc, len(body))).encode()
+    client = socket.create_connection((url.hostname, url.port), timeout=30)
+    client.sendall(head + body[:20])
+    # The gateway has read what was sent (its receive queue is empty) before it is told to stop.
+    deadline = time.monotonic() + 10
+    while unread_bytes(pid, 3000) != 0:
+        expect(time.monotonic() < deadline, "the gateway did not read the request's first bytes")
+        time.sleep(0.05)
+    started = time.monotonic()
+    stop = subprocess.Popen([DOCKER, "stop", "-t", "45", container], stdout=subprocess.DEVNULL)
+    time.sleep(1)  # the slow client: the rest of its body comes a second after SIGTERM
+    client.sendall(body[20:])
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = client.recv(4096)
+        expect(chunk, "the gateway closed the connection without answering: %r" % reply)
+        reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    expect(status == 201, "the request in flight was answered %d: %r" % (status, reply[:200]))
+    expect(stop.wait(timeout=60) == 0, "docker stop failed")
+    stopped = time.monotonic() - started
+    state = json.loads(subprocess.run([DOCKER, "inspect", "-f", "{{json .State}}", container], check=True,
+                                      capture_output=True, text=True).stdout)
+    expect(state["ExitCode"] == 0 and not state["OOMKilled"], "the gateway exited with %s" % state["ExitCode"])
+    expect(stopped < 45, "the gateway took %.1f s to stop" % stopped)
+    print("    a request in flight at SIGTERM answered %d; the gateway exited 0 after %.1f s (grace period 45 s)"
+          % (status, stopped))
+
+
 if __name__ == "__main__":
     gateway, admin_password = sys.argv[1], sys.argv[2]
     if len(sys.argv) > 4 and sys.argv[3] == "--expect-down":
         expect_down(gateway, sys.argv[4])
+    elif len(sys.argv) > 4 and sys.argv[3] == "--drain":
+        drain(gateway, sys.argv[4])
     elif len(sys.argv) > 4 and sys.argv[3] == "--expect-up":
         expect_up(gateway, sys.argv[4])
     else:

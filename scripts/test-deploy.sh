@@ -21,7 +21,9 @@ COMPOSE=(docker-compose -p "$PROJECT" -f "$ROOT/compose.yaml" --env-file "$WORK/
 # BuildKit (the Dockerfile's unused build stage is skipped) as Debian's own docker client has it built in; another
 # client on the PATH may want a buildx plugin instead.
 export DOCKER_BUILDKIT=1
-docker() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else command docker "$@"; fi; }
+if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
+export DOCKER
+docker() { "$DOCKER" "$@"; }
 
 step() { echo "==> $*"; }
 
@@ -50,6 +52,8 @@ install_tools() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v curl >/dev/null || missing+=(curl)
     command -v openssl >/dev/null || missing+=(openssl)
+    command -v ss >/dev/null || missing+=(iproute2)
+    command -v nsenter >/dev/null || missing+=(util-linux)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]} (Debian packages)"
         apt-get update -qq
@@ -187,6 +191,21 @@ while True:
         raise SystemExit("no traces from gateway, order and inventory: %s" % services)
     time.sleep(1)
 PY
+
+step "SIGTERM: a request in flight when the gateway is stopped is answered; every container drains and exits by itself"
+python3 "$ROOT/scripts/deploy-flow.py" "$GATEWAY" "$ADMIN_PASSWORD" --drain "$("${COMPOSE[@]}" ps -q gateway)"
+stops=()
+for service in order payment inventory notification user auth payment-provider; do
+    id=$("${COMPOSE[@]}" ps -q "$service")
+    started=$(date +%s%N)
+    docker stop -t 45 "$id" >/dev/null
+    took=$((($(date +%s%N) - started) / 1000000))
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
+    [ "$code" = 0 ] || { echo "$service exited with $code after SIGTERM" >&2; exit 1; }
+    [ "$took" -lt 45000 ] || { echo "$service took $took ms to stop" >&2; exit 1; }
+    stops+=("$service $took ms")
+done
+echo "    exited 0 on SIGTERM: $(IFS=,; echo "${stops[*]}" | sed 's/,/, /g')"
 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
 
 step "Kubernetes: render and validate every overlay"
