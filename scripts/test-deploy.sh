@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# The deployment, proven on this machine from nothing: installs what it needs (Debian's docker.io, docker-compose and
-# debootstrap; PyPI's kubernetes-validate and checkov through scripts/validate-kubernetes.sh), starts dockerd if none
-# runs, builds the image, brings up compose.yaml on PostgreSQL and Redis, walks the guide's order flow through the
-# gateway's published port, stops a service and sees the gateway answer 503 quickly and recover, then renders and
-# validates the Kubernetes overlays. Cleans up what it made (containers, volumes, networks, the daemon it started).
+# The deployment, proven on this machine from nothing: installs what it needs (Debian's docker.io, docker-compose,
+# debootstrap, podman, runc, kubectl; PyPI's kubernetes-validate and checkov through scripts/validate-kubernetes.sh),
+# starts dockerd if none runs, builds the image, brings up compose.yaml on PostgreSQL and Redis, walks the guide's order
+# flow through the gateway's published port, stops a service and sees the gateway answer 503 quickly and recover, stops
+# the gateway with a request in flight (answered) and every service (each exits 0 on SIGTERM), runs the Kubernetes
+# overlay `local`'s workloads with `podman kube play` and the flow through its gateway pod (scripts/podman-play.py says
+# what podman cannot play and how it is covered), then renders and validates both overlays. Cleans up what it made
+# (containers, pods, volumes, networks, secrets, the images it loaded into podman, the daemon it started).
 #
 #   scripts/test-deploy.sh
 #
 # No registry is reachable here: the base image is made with debootstrap and the public images compose.yaml names are
-# stood in for from Debian packages (deploy/test-images), each only when an image of that name is not present. The
-# official Swift build image cannot be had either, so the binary is built on this (Debian 12) host with the same
-# flags as the Dockerfile's build stage and passed in with `--build-arg BINARY_FROM=prebuilt`.
+# stood in for from Debian packages (deploy/test-images), each only when an image of that name is not present or is
+# an older stand-in. The official Swift build image cannot be had either, so the binary is built on this (Debian 12)
+# host with the same flags as the Dockerfile's build stage and passed in with `--build-arg BINARY_FROM=prebuilt`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 WORK=$(mktemp -d /tmp/shop-deploy.XXXXXX)
 PROJECT="shopdeploy$$"
 DOCKERD_PID=""
+PODMAN_IMAGES=()
 COMPOSE=(docker-compose -p "$PROJECT" -f "$ROOT/compose.yaml" --env-file "$WORK/.env")
 # BuildKit (the Dockerfile's unused build stage is skipped) as Debian's own docker client has it built in; another
 # client on the PATH may want a buildx plugin instead.
@@ -36,6 +40,7 @@ cleanup() {
         fi
         "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
     fi
+    if [ ${#PODMAN_IMAGES[@]} -gt 0 ]; then podman rmi -f "${PODMAN_IMAGES[@]}" >/dev/null 2>&1 || true; fi
     if [ -n "$DOCKERD_PID" ]; then
         kill "$DOCKERD_PID" 2>/dev/null || true
         wait "$DOCKERD_PID" 2>/dev/null || true
@@ -54,6 +59,11 @@ install_tools() {
     command -v openssl >/dev/null || missing+=(openssl)
     command -v ss >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v podman >/dev/null || missing+=(podman)
+    command -v catatonit >/dev/null || missing+=(catatonit)
+    command -v runc >/dev/null || missing+=(runc)
+    command -v kubectl >/dev/null || missing+=(kubernetes-client)
+    python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]} (Debian packages)"
         apt-get update -qq
@@ -85,13 +95,18 @@ base_images() {
         tar -C "$WORK/rootfs" -c . | docker import - debian:bookworm-slim >/dev/null
         rm -rf "$WORK/rootfs"
     fi
-    local image folder
+    # A stand-in is rebuilt when its folder changed (the hash in its label); an image of that name that is not a
+    # stand-in (the real one, pulled by someone) is left alone.
+    local image folder hash label
     for pair in postgres:15-bookworm=postgres redis:7-bookworm=redis prom/prometheus:v2.53.0=prometheus jaegertracing/all-in-one:1.57=otlp-sink; do
         image=${pair%%=*}
         folder=${pair#*=}
-        if ! have_image "$image"; then
+        hash=$(cat "$ROOT/deploy/test-images/$folder"/* | sha256sum | cut -c1-16)
+        label=$(docker image inspect --format '{{index .Config.Labels "org.swift-shop.test-image"}}' "$image" 2>/dev/null || echo absent)
+        [ "$label" != "<no value>" ] || label=""
+        if [ "$label" = absent ] || { [ -n "$label" ] && [ "$label" != "$hash" ]; }; then
             step "standing in for $image (deploy/test-images/$folder)"
-            docker build -q -t "$image" "$ROOT/deploy/test-images/$folder" >/dev/null
+            docker build -q --label "org.swift-shop.test-image=$hash" -t "$image" "$ROOT/deploy/test-images/$folder" >/dev/null
         fi
     done
 }
@@ -207,6 +222,26 @@ for service in order payment inventory notification user auth payment-provider; 
 done
 echo "    exited 0 on SIGTERM: $(IFS=,; echo "${stops[*]}" | sed 's/,/, /g')"
 "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1
+
+step "Kubernetes: the overlay local's workloads with podman kube play"
+# As this machine needs for podman (no systemd, a container's limits within the host's): runc, and fixed limits.
+cat >"$WORK/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF="$WORK/containers.conf"
+cp -R "$ROOT/deploy/kubernetes" "$WORK/kubernetes"
+"$WORK/kubernetes/make-secrets.sh" local >/dev/null
+kubectl kustomize "$WORK/kubernetes/overlays/local" >"$WORK/local.yaml"
+docker save swift-shop:test postgres:15-bookworm redis:7-bookworm | podman load -q >/dev/null
+PODMAN_IMAGES=(localhost/swift-shop:test localhost/postgres:15-bookworm localhost/redis:7-bookworm)
+mkdir -p "$WORK/podman"
+python3 "$ROOT/scripts/podman-play.py" "$WORK/local.yaml" "$WORK/podman" swift-shop:dev=localhost/swift-shop:test \
+    postgres:16-bookworm=localhost/postgres:15-bookworm redis:7-bookworm=localhost/redis:7-bookworm
+podman rmi "${PODMAN_IMAGES[@]}" >/dev/null
+PODMAN_IMAGES=()
 
 step "Kubernetes: render and validate every overlay"
 scripts/validate-kubernetes.sh
