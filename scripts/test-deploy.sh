@@ -6,7 +6,8 @@
 # the gateway with a request in flight (answered) and every service (each exits 0 on SIGTERM), runs the Kubernetes
 # overlay `local`'s workloads with `podman kube play` and the flow through its gateway pod (scripts/podman-play.py says
 # what podman cannot play and how it is covered), then renders and validates both overlays. Cleans up what it made
-# (containers, pods, volumes, networks, secrets, the images it loaded into podman, the daemon it started).
+# (containers, pods, volumes, networks, secrets, the images it loaded into podman, the daemon it started); the Docker
+# images it built stay, for the next run.
 #
 #   scripts/test-deploy.sh
 #
