@@ -206,13 +206,14 @@ struct PaymentController {
             // Nothing was charged, and repeating the same request will not help (a wrong key, a request it rejects).
             try await repository.fail(id: record.payment.id, failure: "\(refused)", checked: true)
             logger.error("Payment provider refused the charge", metadata: ["paymentId": "\(record.payment.id)", "error": "\(refused)"])
-            throw APIError(.badGateway, "The payment provider refused the request; nothing was charged", extra: ["paymentId": record.payment.id])
+            throw APIError(
+                .badGateway, "The payment provider refused the request; nothing was charged", extra: ["paymentId": .string(record.payment.id)])
         } catch {
             try await repository.fail(id: record.payment.id, failure: "processor did not answer: \(error)")
             logger.warning("Payment processor did not answer", metadata: ["paymentId": "\(record.payment.id)", "card": "\(input.card)"])
             throw APIError(
                 .gatewayTimeout, "The payment processor did not answer in time; nothing was charged twice — retry with the same Idempotency-Key",
-                extra: ["paymentId": record.payment.id]
+                extra: ["paymentId": .string(record.payment.id)]
             )
         }
         let answer = try await repository.settle(record, outcome: outcome)

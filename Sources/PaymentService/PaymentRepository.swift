@@ -98,7 +98,8 @@ struct PaymentRepository: Sendable {
             try await complete(completed, reference: reference, response: body)
             return (200, body)
         case .declined(let code, let message):
-            let error = APIError(.init(code: 402, reasonPhrase: "Payment Required"), message, extra: ["code": code, "paymentId": record.payment.id])
+            let error = APIError(
+                .init(code: 402, reasonPhrase: "Payment Required"), message, extra: ["code": .string(code), "paymentId": .string(record.payment.id)])
             let body = String(buffer: error.body)
             try await decline(id: record.payment.id, failure: code, responseStatus: 402, response: body)
             return (402, body)

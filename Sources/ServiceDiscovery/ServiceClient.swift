@@ -270,7 +270,7 @@ public struct ServiceClient: Sendable {
             throw APIError(.serviceUnavailable, "\(name) service busy", headers: [.retryAfter: "1"])
         } catch let exceeded as RequestDeadline.Exceeded {
             record("deadline", since: callStarted)
-            throw APIError(.gatewayTimeout, "Deadline exceeded", extra: ["service": exceeded.service])
+            throw APIError(.gatewayTimeout, "Deadline exceeded", extra: ["service": .string(exceeded.service)])
         } catch is CircuitBreaker<ContinuousClock>.Open {
             record("circuit_open", since: callStarted)
             throw APIError.unavailable("\(name) service unavailable (circuit open)")

@@ -18,10 +18,11 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return try error.response(from: request, context: context)
         } catch let error as HTTPError {
-            let message = error.body ?? error.status.reasonPhrase
+            // The gateway's spellings for the router's own answers ("Not found", "Method not allowed").
+            let message = error.body ?? Self.sentence(error.status.reasonPhrase)
             return try APIError(error.status, message, headers: error.headers).response(from: request, context: context)
         } catch let error as any HTTPResponseError {
-            let message = error.status.code >= 500 ? "Internal server error" : error.status.reasonPhrase
+            let message = error.status.code >= 500 ? "Internal server error" : Self.sentence(error.status.reasonPhrase)
             return try APIError(error.status, message).response(from: request, context: context)
         } catch is CancellationError {
             return try APIError(.serviceUnavailable, "Request cancelled").response(from: request, context: context)
@@ -29,5 +30,11 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("Unhandled error", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
             return try APIError(.internalServerError, "Internal server error").response(from: request, context: context)
         }
+    }
+
+    /// "Not Found" → "Not found": one spelling for an error whichever part of the system answers it.
+    static func sentence(_ phrase: String) -> String {
+        guard let first = phrase.first else { return phrase }
+        return String(first) + phrase.dropFirst().lowercased()
     }
 }

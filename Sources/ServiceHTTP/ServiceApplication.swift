@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import ServiceCore
 import ServiceLifecycle
@@ -7,6 +8,9 @@ import ServiceLifecycle
 /// What every shop-style service gets in one call, as eShop's `ServiceDefaults`: JSON errors, correlation ids,
 /// request logs, body limits and the three health routes.
 public enum ServiceApplication {
+    /// The route tables of routers made by ``makeRouter(settings:health:)`` and not yet made into applications.
+    static let routeTables = NIOLockedValueBox<[ObjectIdentifier: RouteTable]>([:])
+
     /// A logger for service `name` whose lines carry `service: name`.
     public static func logger(for settings: ServiceSettings) -> Logger {
         var logger = Logger(label: settings.name)
@@ -25,6 +29,9 @@ public enum ServiceApplication {
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: LogRequestsMiddleware(.debug))
         router.add(middleware: ErrorMiddleware())
+        let routes = RouteTable()
+        routeTables.withLockedValue { $0[ObjectIdentifier(router)] = routes }
+        router.add(middleware: MethodNotAllowedMiddleware(table: routes))
         router.add(middleware: RequestLimitMiddleware(maxBodyBytes: settings.maxBodyBytes))
         router.add(middleware: DeadlineMiddleware())
         HealthController(service: settings.name, checker: health).addRoutes(to: router)
@@ -44,6 +51,10 @@ public enum ServiceApplication {
         services: [any Service] = [],
         logger: Logger
     ) -> Application<RouterResponder<ServiceRequestContext>> {
+        // Every route is added by now: the 405 answers can know them.
+        if let routes = routeTables.withLockedValue({ $0.removeValue(forKey: ObjectIdentifier(router)) }) {
+            routes.fill(from: router)
+        }
         let onServerRunning = settings.onServerRunning
         return Application(
             router: router,
@@ -66,7 +77,7 @@ public struct RequestLimitMiddleware: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-            throw APIError(.contentTooLarge, "Request body too large", extra: ["limit": String(maxBodyBytes)])
+            throw APIError(.contentTooLarge, "Request body too large", extra: ["limit": .integer(maxBodyBytes)])
         }
         var context = context
         context.maxUploadSize = maxBodyBytes

@@ -37,7 +37,7 @@ struct LoginController {
             let seconds = max(1, Int(wait.wholeSecondsRoundedUp))
             context.logger.warning("Login throttled", metadata: ["address": "\(address)"])
             throw APIError(
-                .tooManyRequests, "Too many failed login attempts", headers: [.retryAfter: String(seconds)], extra: ["retryAfter": String(seconds)]
+                .tooManyRequests, "Too many failed login attempts", headers: [.retryAfter: String(seconds)], extra: ["retryAfter": .integer(seconds)]
             )
         }
         let response: ServiceClient.Response

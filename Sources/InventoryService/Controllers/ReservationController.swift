@@ -45,7 +45,7 @@ struct ReservationController {
         do {
             try await database.transaction { sql in try await reservations.hold(orderId: input.orderId, lines: lines, in: sql) }
         } catch let shortage as Reservations.Shortage {
-            throw APIError(.conflict, "Insufficient stock", extra: ["reason": shortage.reason])
+            throw APIError(.conflict, "Insufficient stock", extra: ["reason": .string(shortage.reason)])
         }
         await cache.forget(ids: lines.map(\.productId))
         return EditedResponse(status: .created, response: Held(orderId: input.orderId, status: "reserved"))

@@ -18,15 +18,15 @@ public struct APIError: Error, Sendable {
     public var message: String
     public var details: [FieldError]?
     public var headers: HTTPFields
-    /// Extra top-level string fields of the body (for example `retryAfter`).
-    public var extra: [String: String]
+    /// Extra top-level fields of the body (for example `retryAfter`, a number of seconds).
+    public var extra: [String: JSONValue]
 
     public init(
         _ status: HTTPResponse.Status,
         _ message: String,
         details: [FieldError]? = nil,
         headers: HTTPFields = [:],
-        extra: [String: String] = [:]
+        extra: [String: JSONValue] = [:]
     ) {
         self.status = status
         self.message = message
@@ -65,7 +65,7 @@ public struct APIError: Error, Sendable {
     public var body: ByteBuffer {
         var object: [String: Any] = ["error": self.message]
         if let details { object["details"] = details.map { ["field": $0.field, "message": $0.message] } }
-        for (key, value) in extra { object[key] = value }
+        for (key, value) in extra { object[key] = value.foundationObject }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return ByteBuffer(bytes: data)
     }

@@ -50,3 +50,27 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 }
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+extension JSONValue {
+    /// A whole number (written without a fraction).
+    public static func integer(_ value: Int) -> JSONValue { .number(Double(value)) }
+
+    /// The value as `JSONSerialization` takes it; whole numbers as integers, so they are written without a fraction.
+    public var foundationObject: Any {
+        switch self {
+        case .null: NSNull()
+        case .bool(let value): value
+        case .number(let value):
+            if value.rounded() == value, abs(value) < 9.0e15 { Int(value) } else { value }
+        case .string(let value): value
+        case .array(let values): values.map(\.foundationObject)
+        case .object(let values): values.mapValues(\.foundationObject)
+        }
+    }
+}

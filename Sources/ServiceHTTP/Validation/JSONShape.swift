@@ -2,12 +2,13 @@ import Foundation
 import ServiceCore
 
 /// Finds what Foundation's JSON parser lets through silently: an object with the same key twice (it keeps one value, so
-/// two readers of one body could disagree) and nesting deeper than a service needs (a cheap way to burn stack and
-/// CPU). Written by hand: no JSON parser in reach reports duplicate keys. One pass over the bytes; stops at the first
+/// two readers of one body could disagree), a comma before a closing bracket (`{"a":1,}`, which RFC 8259 does not
+/// allow and other readers refuse) and nesting deeper than a service needs (a cheap way to burn stack and CPU). Written by hand: no JSON parser in reach reports duplicate keys. One pass over the bytes; stops at the first
 /// problem.
 public enum JSONShape {
     public enum Problem: Error, Equatable {
         case duplicateKey(String)
+        case trailingComma
         case tooDeep(limit: Int)
     }
 
@@ -25,13 +26,22 @@ public enum JSONShape {
     public static func problem(in bytes: some Collection<UInt8>, maxDepth: Int = maxDepth) -> Problem? {
         var stack: [Frame] = []
         var iterator = bytes.makeIterator()
+        // The last byte outside strings that is not white space.
+        var previous: UInt8 = 0
         while let byte = iterator.next() {
+            defer {
+                switch byte {
+                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"): break
+                default: previous = byte
+                }
+            }
             switch byte {
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 guard stack.count < maxDepth else { return .tooDeep(limit: maxDepth) }
                 let isObject = byte == UInt8(ascii: "{")
                 stack.append(Frame(isObject: isObject, expectingKey: isObject))
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if previous == UInt8(ascii: ",") { return .trailingComma }
                 _ = stack.popLast()
             case UInt8(ascii: ","):
                 if let last = stack.indices.last, stack[last].isObject { stack[last].expectingKey = true }

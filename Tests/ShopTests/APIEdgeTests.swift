@@ -1,0 +1,111 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ServiceCore
+import ServiceHTTP
+import ServiceTesting
+import ShopContracts
+import Testing
+
+/// The API's edges as a new client meets them, through the gateway: strict JSON, the media type, methods a path does
+/// not take, and one spelling and one type for the same error everywhere.
+@Suite struct APIEdgeTests {
+    static let signup = #"{"email":"edge@example.com","name":"Edge Case","password":"Secret123"}"#
+
+    @Test func aTrailingCommaIsMalformedJSON() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                for body in [
+                    #"{"email":"edge@example.com","name":"Edge Case","password":"Secret123",}"#,
+                    #"{"email":"edge@example.com","name":"Edge Case","password":"Secret123","profile":{"a":[1,2,]}}"#,
+                    #"{"email":"edge@example.com","name":"Edge Case","password":"Secret123" , }"#,
+                ] {
+                    let reply = try await shop.call(.POST, "/api/users", json: body)
+                    #expect(reply.status == .badRequest, "\(body)")
+                    #expect(reply.object["error"] as? String == "Malformed JSON body", "\(body)")
+                }
+                let login = try await shop.call(.POST, "/api/auth/login", json: #"{"email":"admin@shop.local","password":"AdminPass1",}"#)
+                #expect(login.status == .badRequest)
+                // A comma inside a string is not a trailing comma; nothing was written by the refusals above.
+                let created = try await shop.call(
+                    .POST, "/api/users", json: #"{"email":"edge@example.com","name":"Edge, Case","password":"Secret123"}"#)
+                #expect(created.status == .created)
+            }
+        }
+    }
+
+    @Test func aBodyThatIsNotJSONIs415WithTheAcceptedTypes() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                for type in ["text/plain", "application/xml", "application/x-www-form-urlencoded", "application/jsonx"] {
+                    let reply = try await shop.call(.POST, "/api/users", json: Self.signup, headers: [("content-type", type)])
+                    #expect(reply.status == .unsupportedMediaType, "\(type)")
+                    #expect(reply.object["accepted"] as? [String] == ["application/json", "application/*+json"], "\(type)")
+                    #expect(reply.headers.first(name: "accept-post") == "application/json, application/*+json", "\(type)")
+                }
+                let (user, token) = try await OrderLifecycleTests.customer(shop, email: "typed@example.com", name: "Typed")
+                let patch = try await shop.call(
+                    .PATCH, "/api/users/\(user)", json: #"{"name":"New"}"#, token: token, headers: [("content-type", "text/plain")])
+                #expect(patch.status == .unsupportedMediaType)
+                #expect(patch.headers.first(name: "accept-patch") == "application/json, application/*+json")
+                // Parameters and structured-syntax types are JSON.
+                let charset = try await shop.call(
+                    .PATCH, "/api/users/\(user)", json: #"{"name":"Charset"}"#, token: token,
+                    headers: [("content-type", "application/json; charset=utf-8")])
+                #expect(charset.status == .ok)
+                let merge = try await shop.call(
+                    .PATCH, "/api/users/\(user)", json: #"{"name":"Merge"}"#, token: token,
+                    headers: [("content-type", "application/merge-patch+json")])
+                #expect(merge.status == .ok)
+                let read = try await shop.call(.GET, "/api/users/\(user)", token: token)
+                #expect(read.object["name"] as? String == "Merge")
+            }
+        }
+    }
+
+    @Test func aKnownPathWithAnotherMethodIs405WithAllow() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (user, token) = try await OrderLifecycleTests.customer(shop, email: "methods@example.com", name: "Methods")
+                let cases: [(HTTPMethod, String, String)] = [
+                    (.PUT, "/api/users/\(user)", "GET, HEAD, PATCH"),
+                    (.DELETE, "/api/users", "POST"),
+                    (.DELETE, "/api/orders/some-order", "GET, HEAD"),
+                    (.GET, "/api/orders/some-order/cancel", "POST"),
+                    (.PATCH, "/api/orders", "GET, HEAD, POST"),
+                ]
+                for (method, path, allow) in cases {
+                    let reply = try await shop.call(method, path, token: token)
+                    #expect(reply.status == .methodNotAllowed, "\(method) \(path)")
+                    #expect(reply.headers.first(name: "allow") == allow, "\(method) \(path)")
+                    #expect(reply.object["error"] as? String == "Method not allowed", "\(method) \(path)")
+                }
+                // An unknown path is 404, spelled the same by the gateway and by a service.
+                let gateway = try await shop.call(.GET, "/api/nowhere", token: token)
+                let service = try await shop.call(.GET, "/api/users/\(user)/nothing/here", token: token)
+                #expect(gateway.status == .notFound && service.status == .notFound)
+                #expect(gateway.object["error"] as? String == "Not found")
+                #expect(service.object["error"] as? String == "Not found")
+            }
+        }
+    }
+
+    @Test func limitsInErrorBodiesAreNumbers() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let deep = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+                let nested = try await shop.call(
+                    .POST, "/api/users", json: #"{"email":"x@example.com","name":"X","password":"Secret123","profile":\#(deep)}"#)
+                #expect(nested.status == .badRequest)
+                #expect(nested.object["error"] as? String == "JSON body nested too deeply")
+                #expect(nested.object["limit"] as? Int == JSONShape.maxDepth)
+                #expect(!(nested.object["limit"] is String))
+
+                let big = #"{"email":"x@y.com","name":""# + String(repeating: "n", count: 100_000) + #"","password":"Secret123"}"#
+                let tooLarge = try await shop.call(.POST, "/api/users", json: big)
+                #expect(tooLarge.status == .payloadTooLarge)
+                #expect(tooLarge.object["limit"] as? Int == 64 * 1024)
+            }
+        }
+    }
+}
