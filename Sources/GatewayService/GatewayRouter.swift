@@ -185,7 +185,8 @@ struct GatewayRouter: ProxyRouter {
                     #"{"error":"Service unavailable (no instance can take the request)","service":"\#(route.service.rawValue)"}"#, headers: headers)
             )
         }
-        return .forward(upstream, target: target, responseHeaders: headers)
+        return .forward(
+            upstream, target: target, responseHeaders: headers, locations: ProxyPathRewrite(upstream: route.rewrite, client: route.prefix))
     }
 
     private func localRoute(path: Substring, method: HTTPMethod) -> ProxyRoute {

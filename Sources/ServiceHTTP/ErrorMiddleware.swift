@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOHTTP1
 import ServiceCore
 
 /// Turns every error into a JSON response: a client never sees a stack trace, an HTML page or an empty 500.
@@ -24,6 +25,11 @@ public struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             let message = error.status.code >= 500 ? "Internal server error" : Self.sentence(error.status.reasonPhrase)
             return try APIError(error.status, message).response(from: request, context: context)
+        } catch HTTPParserError.invalidEOFState {
+            // The client (the gateway, refusing a body over its limit) closed the connection before the request's body
+            // ended: nothing was read whole, nothing was written, and nobody is left to read an answer.
+            context.logger.debug("Request body ended early; the client went away", metadata: ["path": "\(request.uri.path)"])
+            return try APIError(.badRequest, "Request body incomplete").response(from: request, context: context)
         } catch is CancellationError {
             return try APIError(.serviceUnavailable, "Request cancelled").response(from: request, context: context)
         } catch {

@@ -41,9 +41,20 @@ enum ProxyHeaders {
         }
     }
 
-    static func prepareForwardedResponse(_ headers: inout HTTPHeaders, correlationID: String, keepAlive: Bool) {
+    static func prepareForwardedResponse(
+        _ headers: inout HTTPHeaders, correlationID: String, keepAlive: Bool, locations: ProxyPathRewrite? = nil, server: String? = nil
+    ) {
         removeHopByHop(&headers)
         headers.replaceOrAdd(name: correlationHeader, value: correlationID)
+        if let server { headers.replaceOrAdd(name: "server", value: server) } else { headers.remove(name: "server") }
+        if let locations {
+            for name in ["location", "content-location"] {
+                if let value = headers.first(name: name) {
+                    let rewritten = locations.apply(to: value)
+                    if rewritten != value { headers.replaceOrAdd(name: name, value: rewritten) }
+                }
+            }
+        }
         if !keepAlive { headers.add(name: "connection", value: "close") }
     }
 

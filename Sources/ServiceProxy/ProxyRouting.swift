@@ -52,13 +52,37 @@ public struct ProxyResponse: Sendable {
 /// What to do with one request.
 public enum ProxyDecision: Sendable {
     /// Forward to `upstream` with the request target replaced by `target` (path and query); `responseHeaders` are
-    /// added to the upstream's response (e.g. rate-limit headers).
-    case forward(ProxyUpstream, target: String, responseHeaders: HTTPHeaders = [:])
+    /// added to the upstream's response (e.g. rate-limit headers); `locations` maps the upstream's paths in `Location`
+    /// and `Content-Location` back to the client's (the reverse of the target's rewrite).
+    case forward(ProxyUpstream, target: String, responseHeaders: HTTPHeaders = [:], locations: ProxyPathRewrite? = nil)
     /// Answer locally.
     case respond(ProxyResponse)
     /// Answer locally once the whole request body has arrived (small control endpoints, such as a registry, hosted by
     /// the proxy's process); the body is bounded by the proxy's body limit.
     case handle(@Sendable (ByteBuffer) async -> ProxyResponse)
+}
+
+/// A path prefix the proxy swaps in response headers that name a resource: `/orders/7` from the upstream becomes
+/// `/api/orders/7` for the client when the request's `/api/orders` was sent upstream as `/orders`.
+public struct ProxyPathRewrite: Sendable, Equatable {
+    /// The upstream's prefix.
+    public var upstream: String
+    /// The client's prefix for it.
+    public var client: String
+
+    public init(upstream: String, client: String) {
+        self.upstream = upstream
+        self.client = client
+    }
+
+    /// `value` with the upstream's prefix swapped for the client's, when it is a path under that prefix (whole
+    /// segments only); anything else (another prefix, an absolute URL) unchanged.
+    public func apply(to value: String) -> String {
+        guard value.hasPrefix(upstream) else { return value }
+        let rest = value.dropFirst(upstream.count)
+        guard rest.isEmpty || rest.first == "/" || rest.first == "?" || rest.first == "#" else { return value }
+        return client + rest
+    }
 }
 
 /// A decision made at once on the event loop, or one that needs async work first (a token not yet verified, a health

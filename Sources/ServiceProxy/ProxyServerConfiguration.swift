@@ -4,6 +4,9 @@ import NIOCore
 public struct ProxyServerConfiguration: Sendable {
     /// How the server names itself in its log lines.
     public var name = "Gateway"
+    /// The `Server` header of forwarded responses, in place of the upstream's (which would name an internal service);
+    /// nil removes it.
+    public var serverName: String? = "shop-gateway"
     public var host: String
     public var port: Int
     /// Largest request body forwarded; larger ones are answered 413.

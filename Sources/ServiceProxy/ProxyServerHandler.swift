@@ -24,6 +24,8 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         var clientDeadline: NIODeadline?
         /// Headers the router adds to the upstream's response.
         var responseHeaders: HTTPHeaders = [:]
+        /// The upstream's paths in location headers, mapped back to the client's.
+        var locations: ProxyPathRewrite?
         /// The response's status, once known.
         var status: HTTPResponseStatus?
         /// Whether the upstream lets its connection be reused after this response.
@@ -129,6 +131,12 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         )
         guard case .route = action else { return perform(action) }
         let id = machine.exchangeID
+        // RFC 9112 §3.2: an HTTP/1.1 request without a Host, or with more than one, is refused.
+        let hosts = head.headers[canonicalForm: "host"].count
+        if (head.version.minor >= 1 && hosts == 0) || hosts > 1 {
+            let message = hosts == 0 ? "Missing Host header" : "More than one Host header"
+            return perform(machine.respondLocally(.json(.badRequest, #"{"error":"\#(message)"}"#), exchange: id))
+        }
         switch router.route(head, request: ProxyRequestInfo(correlationID: correlationID, clientAddress: clientAddress)) {
         case .decided(let decision):
             apply(decision, exchange: id)
@@ -150,13 +158,14 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             perform(machine.respondLocally(response, exchange: id))
         case .handle(let local):
             perform(machine.handleLocally(local, exchange: id))
-        case .forward(let upstream, let target, let responseHeaders):
+        case .forward(let upstream, let target, let responseHeaders, let locations):
             guard machine.routedTo(upstream, exchange: id), let exchange else {
                 // Nobody waits for this decision any more; the upstream it picked must still be given back.
                 router.finished(upstream, outcome: .abandoned)
                 return
             }
             exchange.responseHeaders = responseHeaders
+            exchange.locations = locations
             exchange.spanUpstream = upstream
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
             ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
@@ -333,7 +342,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             for (name, value) in exchange.responseHeaders { head.headers.replaceOrAdd(name: name, value: value) }
             if let traceparent = exchange.traceparent { head.headers.replaceOrAdd(name: "traceresponse", value: traceparent) }
             head.headers.remove(name: "transfer-encoding")
-            ProxyHeaders.prepareForwardedResponse(&head.headers, correlationID: exchange.correlationID, keepAlive: keepAlive)
+            ProxyHeaders.prepareForwardedResponse(
+                &head.headers, correlationID: exchange.correlationID, keepAlive: keepAlive, locations: exchange.locations,
+                server: configuration.serverName)
             if keepAlive, exchange.head.version.minor == 0 {
                 head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
             }

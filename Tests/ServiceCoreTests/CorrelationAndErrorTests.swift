@@ -15,7 +15,7 @@ import Testing
         var taskLocal: String?
     }
 
-    func makeApp(maxBody: Int = 64) -> some ApplicationProtocol {
+    func makeApp(maxBody: Int = 64, logger: Logger = Logger(label: "test")) -> some ApplicationProtocol {
         let settings = ServiceSettings(name: "test", port: 0, maxBodyBytes: maxBody)
         let router = ServiceApplication.makeRouter(settings: settings, health: HealthChecker())
         router.get("echo") { _, context in Echo(correlation: context.correlationID, taskLocal: CorrelationID.current) }
@@ -29,7 +29,7 @@ import Testing
             struct Internal: Error {}
             throw Internal()
         }
-        return ServiceApplication.makeApplication(router: router, settings: settings, logger: Logger(label: "test"))
+        return ServiceApplication.makeApplication(router: router, settings: settings, logger: logger)
     }
 
     @Test func acceptsAGivenCorrelationIDAndReturnsIt() async throws {
@@ -87,6 +87,26 @@ import Testing
             try await client.execute(uri: "/body", method: .post, headers: .json, body: .json(#"{"a":1}"#)) { response async throws in
                 #expect(response.status == .ok)
             }
+        }
+    }
+
+    /// A client (the gateway refusing a chunked body over its limit) that goes away in the middle of a body: the
+    /// service notes it at debug level and logs no "Unhandled error".
+    @Test func aBodyCutOffMidwayIsNotAnUnhandledError() async throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let logger = Logger(label: "cut") { label in
+            JSONLogHandler(label: label, service: "test", level: .debug, output: .custom { line in lines.withLockedValue { $0.append(line) } })
+        }
+        try await makeApp(maxBody: 1 << 20, logger: logger).test(.live) { client in
+            let port = try #require(client.port)
+            let connection = try await RawHTTPConnection(port: port)
+            try await connection.send(
+                "POST /body HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{\"a\":\"0123")
+            await connection.close()
+            try await eventually("the cut-off body to be noticed") {
+                lines.withLockedValue { $0.contains { $0.contains("Request body ended early") } }
+            }
+            #expect(!lines.withLockedValue { $0.contains { $0.contains("Unhandled error") } })
         }
     }
 

@@ -288,6 +288,29 @@ import Tracing
         }
     }
 
+    /// RFC 9112 §3.2: an HTTP/1.1 request without Host, or with two, is 400 and goes nowhere; HTTP/1.0 needs none.
+    @Test func http11RequestsNeedExactlyOneHost() async throws {
+        try await withProxy { base, _ in
+            for request in [
+                "GET /echo HTTP/1.1\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                "GET /echo HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            ] {
+                let connection = try await RawHTTPConnection(port: Self.port(of: base))
+                try await connection.send(request)
+                try await connection.wait(for: "the answer") { received, _ in received.contains("\r\n\r\n{") }
+                #expect(connection.received.hasPrefix("HTTP/1.1 400"), "\(request.debugDescription)")
+                #expect(connection.received.contains("Host header"), "\(request.debugDescription)")
+                #expect(!connection.received.contains("\"uri\""), "\(request.debugDescription) reached the upstream")
+                await connection.close()
+            }
+            let old = try await RawHTTPConnection(port: Self.port(of: base))
+            try await old.send("GET /echo HTTP/1.0\r\n\r\n")
+            try await old.wait(for: "the response and the close") { _, closed in closed }
+            #expect(old.received.hasPrefix("HTTP/1.0 200"))
+        }
+    }
+
     @Test func expectContinueIsAnsweredByTheProxy() async throws {
         try await withProxy { base, _ in
             let connection = try await RawHTTPConnection(port: Self.port(of: base))

@@ -108,4 +108,26 @@ import Testing
             }
         }
     }
+
+    /// Answers through the gateway speak the public API: `Location` names the public path, `Server` no internal service.
+    @Test func answersThroughTheGatewayNameOnlyPublicPaths() async throws {
+        try await Harness.with(.sqlite) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop, email: "paths@example.com", name: "Paths")
+                let order = try await shop.call(
+                    .POST, "/api/orders",
+                    json:
+                        #"{"items":[{"productId":"product-1","quantity":1,"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
+                    token: token)
+                #expect(order.status == .created)
+                let id = try #require(order.object["id"] as? String)
+                #expect(order.headers.first(name: "location") == "/api/orders/\(id)")
+                for reply in [order, try await shop.call(.GET, "/api/inventory/product-1"), try await shop.call(.GET, "/api/nowhere")] {
+                    let server = reply.headers.first(name: "server") ?? ""
+                    #expect(server == "shop-gateway" || server.isEmpty, "\(server)")
+                }
+                #expect(try await shop.call(.GET, try #require(order.headers.first(name: "location")), token: token).status == .ok)
+            }
+        }
+    }
 }

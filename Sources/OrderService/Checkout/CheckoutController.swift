@@ -123,7 +123,7 @@ struct CheckoutController {
         case .running, .compensating: status = .accepted
         }
         // The checkout's public address (through the gateway), for the client to follow.
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/api/checkout/\(sagaID)"]
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .location: "/checkout/\(sagaID)"]
         if !waited { headers[.retryAfter] = "1" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(dto))))
     }
