@@ -36,6 +36,8 @@ public struct OrderDTO: Codable, Sendable, Equatable {
     public var customer: Customer?
     /// The carrier's tracking number, once shipped.
     public var trackingNumber: String?
+    /// Why the order was cancelled (`insufficient stock of product-1`, `cancelled by the customer`, …), once it is.
+    public var cancellationReason: String?
     public var createdAt: String
     public var updatedAt: String
 
@@ -51,10 +53,11 @@ public struct OrderDTO: Codable, Sendable, Equatable {
 
     public init(
         id: String, userId: String, status: String, items: [Item], shippingAddress: Address, totalAmount: Double,
-        customer: Customer? = nil, trackingNumber: String? = nil, createdAt: String, updatedAt: String
+        customer: Customer? = nil, trackingNumber: String? = nil, cancellationReason: String? = nil, createdAt: String, updatedAt: String
     ) {
         self.customer = customer
         self.trackingNumber = trackingNumber
+        self.cancellationReason = cancellationReason
         self.id = id
         self.userId = userId
         self.status = status

@@ -130,4 +130,36 @@ import Testing
             }
         }
     }
+
+    /// An order the stock cannot cover is cancelled, and says why; so does one its customer cancels.
+    @Test(arguments: TestDatabase.available)
+    func aCancelledOrderSaysWhy(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            try await InProcessShop.with(harness) { shop in
+                let (_, token) = try await OrderLifecycleTests.customer(shop, email: "why@example.com", name: "Why")
+                func place(_ quantity: Int) async throws -> String {
+                    let order = try await shop.call(
+                        .POST, "/api/orders",
+                        json: #"{"items":[{"productId":"product-1","quantity":\#(quantity),"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
+                        token: token)
+                    #expect(order.status == .created)
+                    #expect(order.object["cancellationReason"] == nil)
+                    return try #require(order.object["id"] as? String)
+                }
+                let tooMany = try await place(1000)  // the stock is 100
+                let cancelled = try await eventually("the order to be cancelled") { () async throws -> [String: Any]? in
+                    let read = try await shop.call(.GET, "/api/orders/\(tooMany)", token: token).object
+                    return read["status"] as? String == "cancelled" ? read : nil
+                }
+                #expect(cancelled["cancellationReason"] as? String == "insufficient stock of product-1")
+
+                let changedMind = try await place(1)
+                let cancel = try await shop.call(.POST, "/api/orders/\(changedMind)/cancel", token: token)
+                #expect(cancel.status == .ok)
+                #expect(cancel.object["cancellationReason"] as? String == "cancelled by the customer")
+                let read = try await shop.call(.GET, "/api/orders/\(changedMind)", token: token)
+                #expect(read.object["cancellationReason"] as? String == "cancelled by the customer")
+            }
+        }
+    }
 }

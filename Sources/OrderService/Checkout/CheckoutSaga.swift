@@ -105,7 +105,8 @@ enum CheckoutSaga {
                     },
                     compensation: { state, _ in
                         do {
-                            _ = try await repository.transition(id: state.orderId, to: .cancelled, at: Timestamp.now())
+                            _ = try await repository.transition(
+                                id: state.orderId, to: .cancelled, at: Timestamp.now(), reason: "the checkout could not be completed")
                         } catch OrderRepositoryError.illegalTransition(from: .cancelled, _) {
                             // Cancelled already.
                         }

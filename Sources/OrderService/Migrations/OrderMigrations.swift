@@ -82,5 +82,7 @@ enum OrderMigrations {
                 "INSERT INTO counters (name, value) SELECT 'orders', COALESCE(MAX(seq), 0) FROM orders",
             ]
         ),
+        // Why an order was cancelled, shown to its customer (it was only in the inventory service's log).
+        Migration(version: 7, name: "cancellation reasons", statements: ["ALTER TABLE orders ADD COLUMN cancellation_reason TEXT"]),
     ]
 }

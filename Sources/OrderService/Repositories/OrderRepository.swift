@@ -10,7 +10,8 @@ protocol OrderRepository: Sendable {
     /// A page of `userId`'s orders, newest first, and how many there are in all.
     func list(userId: String, page: PageRequest) async throws -> (orders: [OrderDTO], total: Int)
     /// Moves an order to `status` when the status machine allows it; nil when the order is unknown.
-    func transition(id: String, to status: OrderStatus, at: String) async throws -> OrderDTO?
+    /// `reason` is kept as the order's cancellation reason when `status` is `cancelled`.
+    func transition(id: String, to status: OrderStatus, at: String, reason: String?) async throws -> OrderDTO?
 }
 
 enum OrderRepositoryError: Error, Equatable {

@@ -88,9 +88,9 @@ struct SQLOrderRepository: OrderRepository {
         }
     }
 
-    func transition(id: String, to status: OrderStatus, at now: String) async throws -> OrderDTO? {
+    func transition(id: String, to status: OrderStatus, at now: String, reason: String?) async throws -> OrderDTO? {
         let order = try await database.transaction { sql in
-            try await Self.transition(id: id, to: status, at: now, in: sql, events: events)
+            try await Self.transition(id: id, to: status, at: now, reason: reason, in: sql, events: events)
         }
         events.committed()
         return order
@@ -107,11 +107,13 @@ struct SQLOrderRepository: OrderRepository {
         guard let row = try await sql.raw("SELECT * FROM orders WHERE id = \(bind: id)").first() else { return nil }
         let current = try row.decode(column: "status", of: "orders", as: OrderStatus.self)
         guard current.canTransition(to: status) else { throw OrderRepositoryError.illegalTransition(from: current, to: status) }
+        let cancellationReason = status == .cancelled ? (reason ?? "cancelled") : nil
         // The status in the WHERE clause makes a concurrent transition lose instead of overwrite.
         let changed = try await sql.raw(
             """
             UPDATE orders SET status = \(bind: status.rawValue), updated_at = \(bind: now),
-                tracking_number = COALESCE(\(bind: trackingNumber), tracking_number)
+                tracking_number = COALESCE(\(bind: trackingNumber), tracking_number),
+                cancellation_reason = COALESCE(\(bind: cancellationReason), cancellation_reason)
             WHERE id = \(bind: id) AND status = \(bind: current.rawValue) RETURNING id
             """
         ).all()
@@ -120,6 +122,7 @@ struct SQLOrderRepository: OrderRepository {
         order.status = status.rawValue
         order.updatedAt = now
         if let trackingNumber { order.trackingNumber = trackingNumber }
+        if let cancellationReason { order.cancellationReason = cancellationReason }
         switch status {
         case .paid:
             let request = OrderEvent(orderId: order.id, userId: order.userId, items: order.items)
@@ -176,6 +179,7 @@ struct SQLOrderRepository: OrderRepository {
                 totalAmount: Money.amount(try row.decode(column: "total_cents", as: Int64.self)),
                 customer: customers[try row.decode(column: "user_id", as: String.self)],
                 trackingNumber: try row.decode(column: "tracking_number", as: String?.self),
+                cancellationReason: try row.decode(column: "cancellation_reason", as: String?.self),
                 createdAt: try row.decode(column: "created_at", as: String.self),
                 updatedAt: try row.decode(column: "updated_at", as: String.self)
             )
