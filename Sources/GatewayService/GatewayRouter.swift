@@ -76,6 +76,15 @@ struct GatewayRouter: ProxyRouter {
         self.registry = registry
     }
 
+    func routeName(_ head: HTTPRequestHead) -> String {
+        let uri = head.uri
+        let path = uri[..<(uri.firstIndex(of: "?") ?? uri.endIndex)]
+        if let route = routes.first(where: { Self.matches(path, prefix: $0.prefix) }) { return route.prefix }
+        if path.hasPrefix("/health") || path == "/metrics" { return String(path.prefix(16)) }
+        if RegistryAPI.handles(path) { return GatewayRouter.matches(path, prefix: "/register") ? "/register" : "/services" }
+        return "(no route)"
+    }
+
     func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {
         upstreams.finished(upstream, outcome: outcome)
     }

@@ -27,7 +27,7 @@ public enum ServiceApplication {
         router.add(middleware: TracingMiddleware())
         router.add(middleware: TraceResponseMiddleware())
         router.add(middleware: CorrelationMiddleware())
-        router.add(middleware: LogRequestsMiddleware(.debug))
+        router.add(middleware: AccessLogMiddleware())
         router.add(middleware: ErrorMiddleware())
         let routes = RouteTable()
         routeTables.withLockedValue { $0[ObjectIdentifier(router)] = routes }

@@ -130,9 +130,13 @@ public protocol ProxyRouter: Sendable {
     /// Another upstream to try for a request that could not connect to any of `tried` (the last is the latest; nothing
     /// was sent, so any method may go elsewhere). Nil: answer 503.
     func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream?
+    /// The route a request took, for its log line: a template without ids or query (`/api/orders`), never the path.
+    func routeName(_ head: HTTPRequestHead) -> String
 }
 
 extension ProxyRouter {
+    /// The route a request took, for its log line: a template without ids or query (`/api/orders`), never the path.
+    public func routeName(_ head: HTTPRequestHead) -> String { "-" }
     public func finished(_ upstream: ProxyUpstream, outcome: ProxyOutcome) {}
     public func alternative(after tried: [ProxyUpstream]) -> ProxyUpstream? { nil }
 }

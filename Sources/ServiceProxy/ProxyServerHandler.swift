@@ -401,7 +401,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         endSpan(exchange)
     }
 
+    /// The exchange is over: one log line for it (the guide's request log), and its span ends.
     private func endSpan(_ exchange: Exchange) {
+        if logger.logLevel <= .info { logRequest(exchange) }
         guard let span = exchange.span else { return }
         span.end(
             HTTPSpanSummary(
@@ -409,6 +411,37 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
                 serverAddress: exchange.spanUpstream?.address, peerService: exchange.spanUpstream?.name
             )
         )
+    }
+}
+
+extension ProxyServerHandler {
+    /// Method, route template, status, duration, upstream, and the correlation and trace ids, at info; health checks and
+    /// scrapes at debug.
+    func logRequest(_ exchange: Exchange) {
+        let uri = exchange.head.uri
+        let quiet = uri.hasPrefix("/health") || uri.hasPrefix("/metrics")
+        guard !quiet || logger.logLevel <= .debug else { return }
+        let elapsed = (NIODeadline.now() - exchange.arrived).nanoseconds
+        var metadata: Logger.Metadata = [
+            "method": .string(exchange.head.method.rawValue),
+            "route": .string(router.routeName(exchange.head)),
+            "status": .stringConvertible(exchange.status.map { Int($0.code) } ?? 0),
+            "durationMs": .string(Self.milliseconds(elapsed)),
+            "correlationId": .string(exchange.correlationID),
+        ]
+        if let upstream = exchange.spanUpstream { metadata["upstream"] = .string(upstream.name) }
+        // traceparent: 00-<32 hex trace id>-<16 hex span id>-<flags>
+        if let traceparent = exchange.traceparent, traceparent.utf8.count >= 52 {
+            let start = traceparent.index(traceparent.startIndex, offsetBy: 3)
+            metadata["traceId"] = .string(String(traceparent[start..<traceparent.index(start, offsetBy: 32)]))
+        }
+        logger.log(level: quiet ? .debug : .info, "Request", metadata: metadata)
+    }
+
+    /// Nanoseconds as milliseconds with one decimal, without Foundation's formatter.
+    static func milliseconds(_ nanoseconds: Int64) -> String {
+        let tenths = max(0, nanoseconds) / 100_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 }
 

@@ -140,7 +140,8 @@ import Testing
                 func place(_ quantity: Int) async throws -> String {
                     let order = try await shop.call(
                         .POST, "/api/orders",
-                        json: #"{"items":[{"productId":"product-1","quantity":\#(quantity),"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
+                        json:
+                            #"{"items":[{"productId":"product-1","quantity":\#(quantity),"price":29.99}],"shippingAddress":{"street":"1 Main St","city":"Springfield","country":"US","zipCode":"12345"}}"#,
                         token: token)
                     #expect(order.status == .created)
                     #expect(order.object["cancellationReason"] == nil)

@@ -260,6 +260,19 @@ import Testing
         let orderLog = (try? String(contentsOfFile: logs + "/order.log", encoding: .utf8)) ?? ""
         #expect(userLog.contains(#""correlationId":"signup-\#(runID)""#))
         #expect(orderLog.contains(#""correlationId":"order-\#(runID)""#))
+        // Each process the order went through logged it once at info, with its route template, status and duration.
+        let gatewayLog = (try? String(contentsOfFile: logs + "/gateway.log", encoding: .utf8)) ?? ""
+        func requestLines(_ log: String, _ correlation: String) -> [Substring] {
+            log.split(separator: "\n").filter { $0.contains(#""message":"Request""#) && $0.contains(#""correlationId":"\#(correlation)""#) }
+        }
+        for (log, route) in [(gatewayLog, "/api/orders"), (orderLog, "/orders")] {
+            let lines = requestLines(log, "order-\(runID)")
+            #expect(lines.count == 1, "\(route): \(lines)")
+            let line = lines.first ?? ""
+            #expect(line.contains(#""route":"\#(route)""#) && line.contains("201") && line.contains(#""durationMs""#), "\(line)")
+            #expect(line.contains(#""level":"info""#), "\(line)")
+        }
+        #expect(requestLines(userLog, "signup-\(runID)").count == 1)
         return (placed.id, token)
     }
 

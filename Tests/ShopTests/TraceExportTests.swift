@@ -32,9 +32,10 @@ import Testing
             let process = try await ChildProcess(
                 [SystemTests.shopExecutable.path, "serve", "user"],
                 environment: [
-                    "PORT": String(port), "DATA_DIR": directory, "DATABASE_URL": "", "AUTH_SERVICE_URL": "http://127.0.0.1:9", "LOG_LEVEL": "warning",
+                    "PORT": String(port), "DATA_DIR": directory, "DATABASE_URL": "", "AUTH_SERVICE_URL": "http://127.0.0.1:9", "LOG_LEVEL": "info",
                     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(ports[0])", "OTEL_BSP_SCHEDULE_DELAY": "100",
-                ]
+                ],
+                captureOutput: true
             )
             let client = HTTPClient(eventLoopGroupProvider: .singleton)
             do {
@@ -58,6 +59,14 @@ import Testing
                             }
                     }
                 }
+                // The request's log line names the trace its span was exported in.
+                let spanTraces = Set(
+                    received.withLockedValue { $0 }.compactMap { try? OTLPTraceExport($0) }.flatMap(\.spans).filter { $0.name == "/users" }.map(
+                        \.traceID))
+                let requestLine = try await eventually("the request's log line") {
+                    process.output.split(separator: "\n").first { $0.contains(#""message":"Request""#) && $0.contains(#""route":"/users""#) }
+                }
+                #expect(spanTraces.contains { requestLine.contains(#""traceId":"\#($0)""#) }, "\(requestLine) \(spanTraces)")
                 // The exporter does not trace its own posts (each would be one more span to post, without end): a request
                 // after the first batch arrived comes in a later batch, after any span of that first post.
                 let probe = try await InProcessShop.call(client, .GET, base + "/health/live", headers: [("x-probe", "1")])

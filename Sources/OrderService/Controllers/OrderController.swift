@@ -82,7 +82,10 @@ struct OrderController<Repository: OrderRepository> {
     @Sendable func cancel(request: Request, context: ServiceRequestContext) async throws -> OrderDTO {
         let order = try await ownedOrder(context: context)
         do {
-            guard let cancelled = try await repository.transition(id: order.id, to: .cancelled, at: Timestamp.now(), reason: "cancelled by the customer") else {
+            guard
+                let cancelled = try await repository.transition(
+                    id: order.id, to: .cancelled, at: Timestamp.now(), reason: "cancelled by the customer")
+            else {
                 throw APIError.notFound("Order not found")
             }
             return cancelled
