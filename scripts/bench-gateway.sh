@@ -10,6 +10,8 @@
 #                                                       # side by side with this one, ratio this/baseline
 #   B_ENV="REDIS_URL=redis://127.0.0.1:16379" RATE_LIMIT=100000000/60s scripts/bench-gateway.sh
 #                                                       # instead of tracing on: this build with B_ENV's settings
+#   B_ENV="LOG_LEVEL=info" scripts/bench-gateway.sh     # the cost of logging every request (the gateways log at
+#                                                       # warning otherwise), written to a file
 #
 # Prints requests/s, latency and CPU time per request of each proxy (from /proc, user+system of the proxy processes).
 # Tracing off and on run simultaneously, not one after the other: this machine's speed drifts by ±15 % within minutes,
@@ -97,7 +99,7 @@ trap cleanup EXIT
 
 # RATE_LIMIT=off by default (wrk is one client); RATE_LIMIT=100000000/60s measures the limiter's cost too.
 start_gateway() {  # extra environment assignments…
-    env "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT=$GATEWAY_PORT LOG_LEVEL=warning DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
+    env LOG_LEVEL=warning "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT=$GATEWAY_PORT DATA_DIR="$WORK" INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" \
         AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS="${GATEWAY_EVENT_LOOP_THREADS:-}" "$SHOP" serve gateway >"$WORK/gateway.log" 2>&1 &
     GATEWAY_PID=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$GATEWAY_PORT/health/live" >/dev/null && break; sleep 0.1; done
@@ -146,7 +148,7 @@ traced_gateway() {  # binary port log extra environment assignments…
     local binary=$1 port=$2 log=$3; shift 3
     mkdir -p "$WORK/data-$port"
     # (A script's background job is no process-group leader, so setsid runs the gateway itself and $! is its pid.)
-    setsid taskset -c 1 env "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT="$port" LOG_LEVEL=warning DATA_DIR="$WORK/data-$port" \
+    setsid taskset -c 1 env LOG_LEVEL=warning "$@" RATE_LIMIT="${RATE_LIMIT:-off}" PORT="$port" DATA_DIR="$WORK/data-$port" \
         INVENTORY_SERVICE_URL="http://127.0.0.1:$UPSTREAM_PORT" AUTH_SERVICE_URL="http://127.0.0.1:1" GATEWAY_EVENT_LOOP_THREADS=1 \
         "$binary" serve gateway >"$WORK/$log" 2>&1 &
     LAST_PID=$!

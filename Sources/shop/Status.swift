@@ -25,13 +25,23 @@ struct Status: AsyncParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(status), as: UTF8.self))
         } else {
-            for instance in status.instances {
-                print(
-                    "\(instance.service.padding(toLength: 16, withPad: " ", startingAt: 0)) \(instance.url.padding(toLength: 24, withPad: " ", startingAt: 0)) \(instance.ready ? "ready" : "DOWN")"
-                )
-            }
+            print(Self.table(status.instances.map { [$0.service, $0.url, $0.ready ? "ready" : "DOWN"] }), terminator: "")
             if status.registry != "read" { print("(registry \(status.registry); only the well-known ports are listed)") }
         }
         if !status.ready { throw ExitCode(1) }
+    }
+
+    /// Rows as columns as wide as their widest cell: no name is ever cut.
+    static func table(_ rows: [[String]]) -> String {
+        let widths = rows.reduce(into: [Int]()) { widths, row in
+            for (index, cell) in row.enumerated() {
+                if index < widths.count { widths[index] = max(widths[index], cell.count) } else { widths.append(cell.count) }
+            }
+        }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.map { $0 + "\n" }.joined()
     }
 }

@@ -130,6 +130,35 @@ import Testing
         #expect((object["timestamp"] as? String)?.hasSuffix("Z") == true)
     }
 
+    /// The hand-written JSON reads back as what was logged, whatever the strings hold.
+    @Test func logLinesAreValidJSONForAnyText() throws {
+        let lines = NIOLockedValueBox<[String]>([])
+        let handler = JSONLogHandler(label: "l", service: "user", level: .info, output: .custom { line in lines.withLockedValue { $0.append(line) } })
+        let logger = Logger(label: "l") { _ in handler }
+        let nasty = "quote \" backslash \\ slash / newline \n tab \t nul \u{0} bell \u{7} del \u{7F} é 😀 \u{2028}"
+        logger.info(
+            "\(nasty)",
+            metadata: [
+                "text": .string(nasty), "count": .stringConvertible(42), "list": .array(["a", .string(nasty)]),
+                "nested": .dictionary(["b": "2", "a": .dictionary(["x": "y"])]),
+            ])
+        let line = try #require(lines.withLockedValue { $0 }.first)
+        #expect(line.hasSuffix("\n") && !line.dropLast().contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["message"] as? String == nasty)
+        #expect(object["text"] as? String == nasty)
+        #expect(object["count"] as? String == "42")
+        #expect(object["list"] as? [String] == ["a", nasty])
+        #expect(((object["nested"] as? [String: Any])?["a"] as? [String: String]) == ["x": "y"])
+        let timestamp = try #require(object["timestamp"] as? String)
+        #expect(timestamp.count == 24 && timestamp.hasSuffix("Z"), "\(timestamp)")
+        let parsed = try #require(try? Date(timestamp, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
+        #expect(abs(parsed.timeIntervalSinceNow) < 60)
+        // Keys come sorted, so lines of one kind read alike.
+        let keys = line.split(separator: ",").compactMap { $0.split(separator: ":").first.map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "{\"")) } }
+        #expect(keys.first == "count")
+    }
+
     @Test func logsGoToCombinedAndErrorFilesAndLevelsAreSetPerService() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("logs-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -109,6 +109,17 @@ import Testing
                 let decoded = try JSONDecoder().decode(SystemStatus.self, from: Data(printed.output.utf8))
                 #expect(decoded.instances.filter { $0.service == "gateway" }.map(\.url).sorted() == gateways.sorted())
                 #expect(decoded.registry == "read" && decoded.ready && printed.status == 0)
+                // And as a table: a line per instance, every name and URL whole ("payment-provider", "notification").
+                let table = try await ChildProcess.output(
+                    of: [Self.shopExecutable.path, "status", "--port-base", String(system.portBase), "--data-dir", system.dataDirectory],
+                    environment: ["SHOP_ADMIN_PASSWORD": "AdminPass1"])
+                let lines = table.output.split(separator: "\n")
+                #expect(lines.count == decoded.instances.count, "\(table.output)")
+                for instance in decoded.instances {
+                    #expect(
+                        lines.contains { $0.hasPrefix(instance.service + " ") && $0.contains(" " + instance.url + " ") && $0.hasSuffix("ready") },
+                        "\(instance.service) \(instance.url) in \(table.output)")
+                }
 
                 // Seeding the catalog read some products from this address already: the first answer says what is left.
                 let first = try await InProcessShop.call(client, .GET, system.gatewayURL + "/api/inventory/product-1")
