@@ -115,13 +115,24 @@ def expect_up(gateway, path):
 DOCKER = os.environ.get("DOCKER", "docker")
 
 
-def unread_bytes(pid, port):
-    """Bytes the server in the network namespace of `pid` has not read yet on its established connections to `port`
-    (None when there is no such connection): zero means it has the whole request so far."""
-    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Htn", "state", "established", "( sport = :%d )" % port],
+def has_read(pid, port, count):
+    """True when, in the network namespace of `pid`, a connection to `port` has received at least `count` bytes and
+    its server has read them all (an empty receive queue): the request so far is in the server's hands."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Htni", "state", "established", "( sport = :%d )" % port],
                          check=True, capture_output=True, text=True).stdout
-    rows = [line.split() for line in out.splitlines() if line.strip()]
-    return None if not rows else sum(int(row[0]) for row in rows)
+    # Each connection: a line with Recv-Q first, then (indented) its TCP info with bytes_received:N.
+    connections, current = [], None
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = {"queued": int(line.split()[0]), "received": 0}
+            connections.append(current)
+        elif current is not None:
+            for field in line.split():
+                if field.startswith("bytes_received:"):
+                    current["received"] = int(field.split(":", 1)[1])
+    return any(c["queued"] == 0 and c["received"] >= count for c in connections)
 
 
 def drain(gateway, container):
@@ -137,9 +148,9 @@ def drain(gateway, container):
             % (url.netloc, len(body))).encode()
     client = socket.create_connection((url.hostname, url.port), timeout=30)
     client.sendall(head + body[:20])
-    # The gateway has read what was sent (its receive queue is empty) before it is told to stop.
+    # The gateway has received and read what was sent before it is told to stop.
     deadline = time.monotonic() + 10
-    while unread_bytes(pid, 3000) != 0:
+    while not has_read(pid, 3000, len(head) + 20):
         expect(time.monotonic() < deadline, "the gateway did not read the request's first bytes")
         time.sleep(0.05)
     started = time.monotonic()

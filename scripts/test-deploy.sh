@@ -26,9 +26,10 @@ COMPOSE=(docker-compose -p "$PROJECT" -f "$ROOT/compose.yaml" --env-file "$WORK/
 # BuildKit (the Dockerfile's unused build stage is skipped) as Debian's own docker client has it built in; another
 # client on the PATH may want a buildx plugin instead.
 export DOCKER_BUILDKIT=1
-if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
-export DOCKER
-docker() { "$DOCKER" "$@"; }
+# Debian's docker client (chosen once docker.io is installed): another client earlier on the PATH may want a buildx
+# plugin for BuildKit that this machine does not have.
+DOCKER=""
+docker() { command "$DOCKER" "$@"; }
 
 step() { echo "==> $*"; }
 
@@ -138,11 +139,11 @@ compose_up() {
     GATEWAY_PORT=$(free_port)
     PROMETHEUS_PORT=$(free_port)
     JAEGER_UI_PORT=$(free_port)
-    GATEWAY_INTERNAL_PORT=$(free_port)
-    export SHOP_IMAGE=swift-shop:test GATEWAY_PORT PROMETHEUS_PORT JAEGER_UI_PORT GATEWAY_INTERNAL_PORT
+    GATEWAY_INTERNAL_HOST_PORT=$(free_port)
+    export SHOP_IMAGE=swift-shop:test GATEWAY_PORT PROMETHEUS_PORT JAEGER_UI_PORT GATEWAY_INTERNAL_HOST_PORT
     "${COMPOSE[@]}" up -d >"$WORK/compose-up.log" 2>&1 || { cat "$WORK/compose-up.log" >&2; exit 1; }
     GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
-    INTERNAL="http://127.0.0.1:$GATEWAY_INTERNAL_PORT"
+    INTERNAL="http://127.0.0.1:$GATEWAY_INTERNAL_HOST_PORT"
     local ready=""
     for _ in $(seq 1 240); do
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "$INTERNAL/health")" = 200 ]; then
@@ -166,6 +167,8 @@ compose_up() {
 }
 
 install_tools
+if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=$(command -v docker); fi
+export DOCKER
 start_docker
 base_images
 shop_image

@@ -36,6 +36,13 @@ for tool in kubernetes-validate checkov; do
     fi
 done
 python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+# The overlays use kustomize's `labels` and `replicas` fields and regex patch targets: kustomize 4.5 or later, as in
+# kubectl 1.24+. Debian 12's own kubernetes-client (1.20, kustomize 2) cannot render them.
+kustomize_version="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v//p')"
+if [[ -z "$kustomize_version" || "${kustomize_version%%.*}" -lt 4 ]]; then
+    echo "kubectl's kustomize (${kustomize_version:-unknown}) is too old for these overlays: use kubectl 1.24 or later" >&2
+    exit 1
+fi
 log "kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p'), kustomize" \
     "$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p'), kubernetes-validate" \
     "$(kubernetes-validate --version), checkov $(checkov --version)"

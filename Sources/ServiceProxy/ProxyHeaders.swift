@@ -33,10 +33,13 @@ enum ProxyHeaders {
         removeHopByHop(&headers)
         headers.replaceOrAdd(name: correlationHeader, value: correlationID)
         if !clientAddress.isEmpty {
-            if let previous = headers.first(name: "x-forwarded-for") {
-                headers.replaceOrAdd(name: "x-forwarded-for", value: "\(previous), \(clientAddress)")
-            } else {
+            // Every line the client sent, in order, then the peer: a proxy in front that adds a line of its own (rather
+            // than appending to the last) keeps its place right of whatever the client wrote.
+            let previous = headers["x-forwarded-for"]
+            if previous.isEmpty {
                 headers.add(name: "x-forwarded-for", value: clientAddress)
+            } else {
+                headers.replaceOrAdd(name: "x-forwarded-for", value: (previous + [clientAddress]).joined(separator: ", "))
             }
         }
     }

@@ -118,6 +118,9 @@ public struct LocalSystem: Sendable {
             environment["ADMIN_PASSWORD"] = nil
         }
         environment["SHOP_ADMIN_PASSWORD"] = nil
+        // One port per gateway on one machine: the services register with it there (a shell's setting for a
+        // deployment must not split it).
+        environment["GATEWAY_INTERNAL_PORT"] = nil
         environment["GATEWAY_HEALTH_SERVICES"] = services.filter { $0 != .gateway && $0.isShopService }.map(\.rawValue).joined(separator: ",")
         environment.merge(extraEnvironment) { _, extra in extra }
         return environment

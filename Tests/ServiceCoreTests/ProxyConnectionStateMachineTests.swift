@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
+import ServiceCore
 @testable import ServiceProxy
 
 /// The proxy's connection state machine on its own: every path of an exchange, without a socket.
@@ -321,5 +322,22 @@ extension HTTPClientRequestPart {
         case .body: "body"
         case .end: "end"
         }
+    }
+}
+
+@Suite struct ProxyHeadersTests {
+    /// `X-Forwarded-For` sent on several lines (a proxy in front that adds a line of its own) goes on as one list in the
+    /// same order, the peer last: the hop the front proxy added stays right of anything the client wrote.
+    @Test func everyForwardedLineGoesOnInOrderThenThePeer() {
+        var headers = HTTPHeaders([("X-Forwarded-For", "198.51.100.7"), ("Host", "a"), ("x-forwarded-for", "203.0.113.9, 10.0.0.5")])
+        ProxyHeaders.prepareForwardedRequest(&headers, correlationID: "c", clientAddress: "10.0.0.8")
+        #expect(headers["x-forwarded-for"] == ["198.51.100.7, 203.0.113.9, 10.0.0.5, 10.0.0.8"])
+        // And the walk of a trusted chain then finds the address the front proxy saw, not the client's own line.
+        let trusted = try! TrustedProxies(parsing: "10.0.0.0/8")
+        #expect(trusted.client(peer: "10.0.0.9", forwardedFor: headers["x-forwarded-for"].map { Substring($0) }) == "203.0.113.9")
+
+        var none = HTTPHeaders([("Host", "a")])
+        ProxyHeaders.prepareForwardedRequest(&none, correlationID: "c", clientAddress: "192.0.2.1")
+        #expect(none["x-forwarded-for"] == ["192.0.2.1"])
     }
 }

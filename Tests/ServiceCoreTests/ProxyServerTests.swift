@@ -367,6 +367,34 @@ import Tracing
         }
     }
 
+    /// Request-smuggling shapes, where a proxy and an upstream could disagree on where a request ends: Content-Length
+    /// with Transfer-Encoding, two different Content-Lengths, an obfuscated Transfer-Encoding. Each is refused (400, or
+    /// the connection closed) and neither it nor the request hidden in its body reaches the upstream.
+    @Test func requestSmugglingShapesAreRefused() async throws {
+        try await withProxy { base, _ in
+            let port = Self.port(of: base)
+            let hidden = "GET /echo HTTP/1.1\r\nHost: test\r\n\r\n"
+            let attacks = [
+                "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\(hidden)",
+                "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n\(hidden)",
+                "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nContent-Length: 36\r\n\r\n\(hidden)",
+                "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n\(hidden)",
+                "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n\(hidden)",
+                "POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n\(hidden)",
+            ]
+            for attack in attacks {
+                let connection = try await RawHTTPConnection(port: port)
+                try? await connection.send(attack)
+                try await connection.wait(for: "a refusal") { received, closed in closed || received.contains("\r\n\r\n") }
+                let received = connection.received
+                let shape = attack.split(separator: "\r\n\r\n").first ?? ""
+                #expect(received.isEmpty || received.hasPrefix("HTTP/1.1 400"), "\(shape): \(received.prefix(120))")
+                #expect(!received.contains("bodyBytes") && !received.contains("\"uri\""), "\(shape) reached the upstream: \(received.prefix(300))")
+                await connection.close()
+            }
+        }
+    }
+
     /// An upstream that reads a request and hangs up without answering; counts the connections that sent it anything.
     final class HangUp: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer

@@ -18,6 +18,10 @@ import Testing
         #expect(!TrustedProxies().contains("10.0.0.1"))
         #expect(try TrustedProxies(parsing: "0.0.0.0/0").contains("203.0.113.9"))
         #expect(try TrustedProxies(parsing: " , ").isEmpty)
+        // A range written as IPv4-mapped IPv6 is the IPv4 range, for either spelling of a peer.
+        let mapped = try TrustedProxies(parsing: "::ffff:10.0.0.0/104")
+        #expect(mapped.contains("10.3.4.5") && mapped.contains("::ffff:10.3.4.5") && !mapped.contains("11.0.0.1"))
+        #expect(throws: TrustedProxies.ParseError.self) { try TrustedProxies(parsing: "::ffff:10.0.0.0/64") }
     }
 
     @Test func unreadableListsAreRefusedWithTheEntry() {

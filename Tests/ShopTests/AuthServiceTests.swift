@@ -1,4 +1,4 @@
-import AuthService
+@testable import AuthService
 import Foundation
 import HummingbirdTesting
 import JWTKit
@@ -166,5 +166,26 @@ import UserService
 enum TokenVerifierFactory {
     static func verify(_ token: String, jwks: JWKS) async throws -> Identity {
         try await ServiceAuth.TokenVerifier(jwks: jwks, logger: .init(label: "t")).verify(token)
+    }
+}
+
+/// The address the login throttle counts: a forged `X-Forwarded-For` entry never picks the bucket.
+@Suite struct LoginAddressTests {
+    typealias Login = AuthService.LoginController
+
+    @Test func theThrottleCountsTheHopTheTrustedProxiesSaw() throws {
+        let none = TrustedProxies()
+        let pods = try TrustedProxies(parsing: "10.0.0.0/8")
+        // The gateway on loopback, no ranges (`shop up`): the address it appended.
+        #expect(Login.clientAddress(peer: "127.0.0.1", forwardedFor: ["10.9.9.9, 198.51.100.4"], trusting: none) == "198.51.100.4")
+        // Any other peer is the client, whatever it claims.
+        #expect(Login.clientAddress(peer: "192.0.2.8", forwardedFor: ["198.51.100.4"], trusting: none) == "192.0.2.8")
+        #expect(Login.clientAddress(peer: "192.0.2.8", forwardedFor: ["198.51.100.4"], trusting: pods) == "192.0.2.8")
+        // A gateway pod behind an ingress pod: the client the ingress saw; what the client wrote left of it is ignored,
+        // on one line or on a line of its own.
+        #expect(Login.clientAddress(peer: "10.1.0.7", forwardedFor: ["10.9.9.9, 203.0.113.5, 10.2.0.3"], trusting: pods) == "203.0.113.5")
+        #expect(Login.clientAddress(peer: "10.1.0.7", forwardedFor: ["198.51.100.99", "203.0.113.5, 10.2.0.3"], trusting: pods) == "203.0.113.5")
+        // No header: the peer.
+        #expect(Login.clientAddress(peer: "10.1.0.7", forwardedFor: [], trusting: pods) == "10.1.0.7")
     }
 }

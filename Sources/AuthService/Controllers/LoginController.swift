@@ -68,9 +68,12 @@ struct LoginController {
     /// right-most hop of `X-Forwarded-For` that is not itself a trusted proxy; otherwise the peer itself, whatever the
     /// header claims.
     static func clientAddress(_ request: Request, context: ServiceRequestContext, trusting proxies: TrustedProxies) -> String {
-        let peer = context.remoteAddress?.ipAddress ?? "unknown"
-        let forwarded = request.headers[values: .init("x-forwarded-for")!].map { Substring($0) }
-        return proxies.client(peer: peer, forwardedFor: forwarded, peerTrusted: peer == "127.0.0.1" || peer == "::1")
+        clientAddress(
+            peer: context.remoteAddress?.ipAddress ?? "unknown", forwardedFor: request.headers[values: .init("x-forwarded-for")!], trusting: proxies)
+    }
+
+    static func clientAddress(peer: String, forwardedFor lines: [String], trusting proxies: TrustedProxies) -> String {
+        proxies.client(peer: peer, forwardedFor: lines.map { Substring($0) }, peerTrusted: peer == "127.0.0.1" || peer == "::1")
     }
 
     @Sendable func jwks(request: Request, context: ServiceRequestContext) async throws -> Response {

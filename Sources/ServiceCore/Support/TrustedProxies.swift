@@ -53,12 +53,15 @@ public struct TrustedProxies: Sendable, Equatable, CustomStringConvertible {
             guard let address = Self.bytes(of: String(parts[0])) else {
                 throw ParseError(description: "not an IP address or CIDR range: \(text)")
             }
+            // An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) is the IPv4 range it maps: its last 32 bits.
+            let mapped = address.count == 4 && parts[0].contains(":")
+            let bits = mapped ? 128 : address.count * 8
             var prefixLength = address.count * 8
             if parts.count == 2 {
-                guard let length = Int(parts[1]), (0...address.count * 8).contains(length) else {
-                    throw ParseError(description: "not a prefix length for \(address.count == 4 ? "IPv4" : "IPv6"): \(text)")
+                guard let length = Int(parts[1]), ((mapped ? 96 : 0)...bits).contains(length) else {
+                    throw ParseError(description: "not a prefix length for \(address.count == 4 && !mapped ? "IPv4" : "IPv6"): \(text)")
                 }
-                prefixLength = length
+                prefixLength = mapped ? length - 96 : length
             }
             ranges.append(Range(address: address, prefixLength: prefixLength))
         }

@@ -25,10 +25,12 @@ chmod 0700 "$PGDATA"
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     umask 077
     pwfile=$(mktemp)
+    trap 'rm -f "$pwfile"' EXIT
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
     [ "$(id -u)" != 0 ] || chown postgres "$pwfile"
     as_postgres initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 >/dev/null
     rm -f "$pwfile"
+    trap - EXIT
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=/run/postgresql" -w start >/dev/null
     if [ "$POSTGRES_DB" != postgres ]; then
