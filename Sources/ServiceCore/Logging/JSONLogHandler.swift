@@ -14,7 +14,8 @@ import NIOConcurrencyHelpers
 public struct JSONLogHandler: LogHandler {
     /// Where lines go; defaults to standard error so standard output stays free for a command's own output.
     public struct Output: Sendable {
-        let write: @Sendable (String, Logger.Level) -> Void
+        /// A whole line, its newline included, as UTF-8.
+        let write: @Sendable ([UInt8], Logger.Level) -> Void
 
         public static let standardError = Output { line, _ in writeLine(line, to: 2) }
 
@@ -34,9 +35,9 @@ public struct JSONLogHandler: LogHandler {
             }
         }
 
-        static func writeLine(_ line: String, to descriptor: Int32) {
+        static func writeLine(_ line: [UInt8], to descriptor: Int32) {
             JSONLogHandler.lock.withLock {
-                var bytes = Array(line.utf8)[...]
+                var bytes = line[...]
                 while !bytes.isEmpty {
                     let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
                     guard written > 0 else { return }
@@ -46,7 +47,9 @@ public struct JSONLogHandler: LogHandler {
         }
 
         /// Lines are handed to `write` (for tests).
-        public static func custom(_ write: @escaping @Sendable (String) -> Void) -> Output { Output { line, _ in write(line) } }
+        public static func custom(_ write: @escaping @Sendable (String) -> Void) -> Output {
+            Output { line, _ in write(String(decoding: line, as: UTF8.self)) }
+        }
     }
 
     static let lock = NIOLock()
@@ -93,7 +96,7 @@ public struct JSONLogHandler: LogHandler {
         line.reserveCapacity(256)
         Self.writeObject(fields, into: &line)
         line.append(UInt8(ascii: "\n"))
-        self.output.write(String(decoding: line, as: UTF8.self), event.level)
+        self.output.write(line, event.level)
     }
 
     // JSON written by hand, keys sorted: JSONSerialization and Foundation's date formatting cost about 90 µs a line
