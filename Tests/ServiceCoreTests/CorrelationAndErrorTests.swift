@@ -155,7 +155,9 @@ import Testing
         let parsed = try #require(try? Date(timestamp, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
         #expect(abs(parsed.timeIntervalSinceNow) < 60)
         // Keys come sorted, so lines of one kind read alike.
-        let keys = line.split(separator: ",").compactMap { $0.split(separator: ":").first.map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "{\"")) } }
+        let keys = line.split(separator: ",").compactMap {
+            $0.split(separator: ":").first.map { String($0).trimmingCharacters(in: CharacterSet(charactersIn: "{\"")) }
+        }
         #expect(keys.first == "count")
     }
 

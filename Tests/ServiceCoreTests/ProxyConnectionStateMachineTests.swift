@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP1
+import ServiceCore
 import Testing
 
-import ServiceCore
 @testable import ServiceProxy
 
 /// The proxy's connection state machine on its own: every path of an exchange, without a socket.

@@ -1,4 +1,3 @@
-@testable import AuthService
 import Foundation
 import HummingbirdTesting
 import JWTKit
@@ -8,6 +7,8 @@ import ServiceTesting
 import ShopContracts
 import Testing
 import UserService
+
+@testable import AuthService
 
 @Suite struct AuthServiceTests {
     @Test(arguments: TestDatabase.available)
