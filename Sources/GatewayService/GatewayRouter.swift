@@ -200,7 +200,7 @@ struct GatewayRouter: ProxyRouter {
 
     private func localRoute(path: Substring, method: HTTPMethod) -> ProxyRoute {
         guard method == .GET || method == .HEAD else {
-            return .decided(.respond(.json(.methodNotAllowed, #"{"error":"Method not allowed"}"#)))
+            return .decided(.respond(.json(.methodNotAllowed, #"{"error":"Method not allowed"}"#, headers: ["allow": "GET, HEAD"])))
         }
         switch path {
         case "/health/live":

@@ -22,7 +22,9 @@ public struct MethodNotAllowedMiddleware<Context: RequestContext>: RouterMiddlew
             return try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && error.body == nil {
             let allowed = table.methods(for: request.uri.path)
-            guard !allowed.isEmpty else { throw error }
+            // No route for the path; or the router resolved the path to another node than the one matched here (its
+            // trie does not fall back from a constant segment to a capture): then 404, never a 405 naming this method.
+            guard !allowed.isEmpty, !allowed.contains(request.method.rawValue) else { throw error }
             throw APIError(.methodNotAllowed, "Method not allowed", headers: [.allow: allowed.joined(separator: ", ")])
         }
     }

@@ -21,7 +21,8 @@ public enum ServiceApplication {
 
     /// A router with the standard middleware stack, `/health`, `/health/live`, `/health/ready` and `/metrics`.
     public static func makeRouter(settings: ServiceSettings, health: HealthChecker) -> Router<ServiceRequestContext> {
-        let router = Router(context: ServiceRequestContext.self)
+        // HEAD answers wherever GET does (RFC 9110 §9.1), as the 405 answers' `Allow` says.
+        let router = Router(context: ServiceRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RequestMetricsMiddleware(service: settings.name))
         // A server span per request, named by its route, continuing the caller's trace (`traceparent`).
         router.add(middleware: TracingMiddleware())

@@ -7,6 +7,9 @@ enum ProxyHeaders {
     static let correlationHeader = CorrelationID.headerName
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+    /// Response headers that name a resource by its path.
+    static let locationHeaders = ["location", "content-location"]
+
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"]
 
     /// The request's correlation id when it is a safe token (``CorrelationID/isValid(_:)``), otherwise a new one.
@@ -51,7 +54,7 @@ enum ProxyHeaders {
         headers.replaceOrAdd(name: correlationHeader, value: correlationID)
         if let server { headers.replaceOrAdd(name: "server", value: server) } else { headers.remove(name: "server") }
         if let locations {
-            for name in ["location", "content-location"] {
+            for name in locationHeaders {
                 if let value = headers.first(name: name) {
                     let rewritten = locations.apply(to: value)
                     if rewritten != value { headers.replaceOrAdd(name: name, value: rewritten) }

@@ -132,7 +132,10 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         guard case .route = action else { return perform(action) }
         let id = machine.exchangeID
         // RFC 9112 §3.2: an HTTP/1.1 request without a Host, or with more than one, is refused.
-        let hosts = head.headers[canonicalForm: "host"].count
+        var hosts = 0
+        for (name, value) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" {
+            hosts += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
+        }
         if (head.version.minor >= 1 && hosts == 0) || hosts > 1 {
             let message = hosts == 0 ? "Missing Host header" : "More than one Host header"
             return perform(machine.respondLocally(.json(.badRequest, #"{"error":"\#(message)"}"#), exchange: id))

@@ -340,4 +340,14 @@ extension HTTPClientRequestPart {
         ProxyHeaders.prepareForwardedRequest(&none, correlationID: "c", clientAddress: "192.0.2.1")
         #expect(none["x-forwarded-for"] == ["192.0.2.1"])
     }
+
+    @Test func locationsAreMappedByWholeSegmentsOnly() {
+        let rewrite = ProxyPathRewrite(upstream: "/orders", client: "/api/orders")
+        #expect(rewrite.apply(to: "/orders/7") == "/api/orders/7")
+        #expect(rewrite.apply(to: "/orders") == "/api/orders")
+        #expect(rewrite.apply(to: "/orders?page=2") == "/api/orders?page=2")
+        #expect(rewrite.apply(to: "/ordersX/7") == "/ordersX/7")
+        #expect(rewrite.apply(to: "/users/7") == "/users/7")
+        #expect(rewrite.apply(to: "http://order:3002/orders/7") == "http://order:3002/orders/7")
+    }
 }

@@ -118,6 +118,17 @@ import Testing
 }
 
 extension JSONShapeTests {
+    @Test func aCommaBeforeAClosingBracketIsFound() {
+        #expect(JSONShape.problem(in: Array(#"{"a":1,}"#.utf8)) == .trailingComma)
+        #expect(JSONShape.problem(in: Array(#"[1,2,]"#.utf8)) == .trailingComma)
+        #expect(JSONShape.problem(in: Array("{\"a\":[1 ,\n\t ]}".utf8)) == .trailingComma)
+        #expect(JSONShape.problem(in: Array(#"{"a":{"b":1,},"c":2}"#.utf8)) == .trailingComma)
+        // Commas inside strings, escaped quotes included, are text.
+        #expect(JSONShape.problem(in: Array(#"{"a":"x,}","b":"\",]"}"#.utf8)) == nil)
+        #expect(JSONShape.problem(in: Array(#"{"a":[1,2],"b":{"c":","}}"#.utf8)) == nil)
+        #expect(JSONShape.problem(in: Array(#"[]"#.utf8)) == nil)
+    }
+
     @Test func canonicallyEquivalentKeysAreOneKey() {
         // "é" precomposed and as "e" + combining accent: one key to a Swift dictionary, so a duplicate here.
         #expect(JSONShape.problem(in: Array("{\"caf\u{E9}\":1,\"cafe\u{301}\":2}".utf8)) == .duplicateKey("café"))

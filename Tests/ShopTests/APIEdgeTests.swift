@@ -80,6 +80,17 @@ import Testing
                     #expect(reply.headers.first(name: "allow") == allow, "\(method) \(path)")
                     #expect(reply.object["error"] as? String == "Method not allowed", "\(method) \(path)")
                 }
+                // HEAD works wherever GET does, as `Allow` says.
+                let head = try await shop.call(.HEAD, "/api/inventory/product-1")
+                #expect(head.status == .ok && head.body.readableBytes == 0)
+                #expect(try await shop.call(.HEAD, "/api/users/\(user)", token: token).status == .ok)
+                // A path the router resolves to a node without this method's handler, though a capture could take it:
+                // 404, never a 405 naming the method that was refused.
+                let userPath = try await shop.call(.GET, "/api/orders/user", token: token)
+                #expect(userPath.status == .notFound && userPath.headers.first(name: "allow") == nil)
+                // The gateway's own routes answer 405 with `Allow` too.
+                let post = try await shop.call(.POST, "/health/live", json: "{}")
+                #expect(post.status == .methodNotAllowed && post.headers.first(name: "allow") == "GET, HEAD")
                 // An unknown path is 404, spelled the same by the gateway and by a service.
                 let gateway = try await shop.call(.GET, "/api/nowhere", token: token)
                 let service = try await shop.call(.GET, "/api/users/\(user)/nothing/here", token: token)

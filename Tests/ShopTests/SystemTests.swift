@@ -280,7 +280,7 @@ import Testing
             let lines = requestLines(log, "order-\(runID)")
             #expect(lines.count == 1, "\(route): \(lines)")
             let line = lines.first ?? ""
-            #expect(line.contains(#""route":"\#(route)""#) && line.contains("201") && line.contains(#""durationMs""#), "\(line)")
+            #expect(line.contains(#""route":"\#(route)""#) && line.contains(#""status":"201""#) && line.contains(#""durationMs""#), "\(line)")
             #expect(line.contains(#""level":"info""#), "\(line)")
         }
         #expect(requestLines(userLog, "signup-\(runID)").count == 1)
