@@ -78,6 +78,13 @@ ensure_test_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
         # The package starts a system-wide server on 6379 where systemd runs; the tests never use it.
     fi
+    # The contract checks (scripts/contracts.py, scripts/test-api.sh): PyYAML, jsonschema, openapi-spec-validator and
+    # schemathesis, from PyPI.
+    if ! command -v schemathesis >/dev/null || ! python3 -c "import openapi_spec_validator, jsonschema, yaml" 2>/dev/null; then
+        echo "==> installing schemathesis, openapi-spec-validator, jsonschema and PyYAML (PyPI)"
+        python3 -m pip install -q "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml 2>/dev/null \
+            || python3 -m pip install -q --break-system-packages "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml
+    fi
     if ! command -v openssl >/dev/null; then
         echo "==> installing openssl (Debian package)"
         apt-get update -qq
@@ -91,6 +98,8 @@ echo "==> checking the format (swift format lint)"
 swift format lint --strict --recursive --parallel Sources Tests Package.swift
 
 ensure_test_tools
+echo "==> checking the OpenAPI documents (contracts/openapi)"
+python3 scripts/contracts.py check
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
     start_private_postgres
 fi
@@ -168,10 +177,19 @@ run_all() {
     bounded_test 600 --filter "SystemTests|ShopCommandTests|CheckoutCrashTests|ResilienceSystemTests|RetentionSystemTests|ChaosTests|TraceExportTests"
 }
 
+# Every response the services give during the tests is recorded (ResponseRecorder) and checked against the services'
+# OpenAPI documents afterwards: a status, header, content type or body the document does not describe fails the run.
+recorded=$(mktemp -d)
+export SHOP_RECORD_RESPONSES="$recorded/responses.jsonl"
+check_recorded() {
+    python3 scripts/contracts.py responses "$SHOP_RECORD_RESPONSES"
+}
+
 if [ $# -gt 0 ]; then
     # SHOP_TEST_REDIS=1: with the shared Redis, as the second pass runs.
     if [ "${SHOP_TEST_REDIS:-}" = 1 ]; then start_shared_redis; fi
     bounded_test 900 "$@"
+    check_recorded
 else
     run_all
     # Every test again with Redis: the services' caches get their second level and invalidations there, the gateways
@@ -179,4 +197,9 @@ else
     start_shared_redis
     echo "==> testing again with Redis ($TEST_REDIS_URL: caches, rate limits and the registry shared there)"
     run_all
+    check_recorded
+    unset SHOP_RECORD_RESPONSES
+    # The running system against its public document (schemathesis through the gateway).
+    scripts/test-api.sh
 fi
+rm -rf "$recorded"

@@ -83,7 +83,7 @@ public func buildAuthService(_ configuration: AuthServiceConfiguration) async th
 
     var health = HealthChecker()
     health.addCheck("signingKey") { _ = try await ring.issuer.issue(subject: "health", role: .service, email: nil) }
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.auth)
     let throttle = LoginThrottle(perAccount: configuration.loginFailuresPerAccount, perAddress: configuration.loginFailuresPerAddress)
     let proxies: TrustedProxies
     do {

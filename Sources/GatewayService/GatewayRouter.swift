@@ -35,6 +35,9 @@ struct GatewayRouter: ProxyRouter {
         ("/api/admin/sagas", "/admin/sagas", .order),
     ]
 
+    /// The public API's OpenAPI document (`/api/openapi.json`), made from the services' documents.
+    static let publicDocument = ByteBuffer(string: OpenAPIDocuments.publicAPI)
+
     /// The rate-limit groups: the first path segment after `/api`.
     static let groups: [String] = Array(Set(table.map { group(of: $0.0) })).sorted()
 
@@ -81,6 +84,7 @@ struct GatewayRouter: ProxyRouter {
         let path = uri[..<(uri.firstIndex(of: "?") ?? uri.endIndex)]
         if let route = routes.first(where: { Self.matches(path, prefix: $0.prefix) }) { return route.prefix }
         if path.hasPrefix("/health") || path == "/metrics" { return String(path.prefix(16)) }
+        if path == "/api/openapi.json" { return "/api/openapi.json" }
         if RegistryAPI.handles(path) { return GatewayRouter.matches(path, prefix: "/register") ? "/register" : "/services" }
         return "(no route)"
     }
@@ -112,6 +116,12 @@ struct GatewayRouter: ProxyRouter {
         }
         if RegistryAPI.handles(path) {
             return registry.route(head, path: path)
+        }
+        if path == "/api/openapi.json" {
+            guard head.method == .GET || head.method == .HEAD else {
+                return .decided(.respond(.json(.methodNotAllowed, #"{"error":"Method not allowed"}"#, headers: ["allow": "GET, HEAD"])))
+            }
+            return .decided(.respond(ProxyResponse(status: .ok, headers: ["content-type": "application/json; charset=utf-8"], body: Self.publicDocument)))
         }
         guard let route = routes.first(where: { Self.matches(path, prefix: $0.prefix) }) else {
             return .decided(.respond(.json(.notFound, #"{"error":"Not found"}"#)))

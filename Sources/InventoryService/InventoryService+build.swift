@@ -62,7 +62,7 @@ public func buildInventoryService(_ configuration: InventoryServiceConfiguration
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.inventory)
     let products = CachedProductRepository(source: SQLProductRepository(database: database, events: messaging.publisher), cache: cache)
     InventoryController(repository: products, verifier: verifier).addRoutes(to: router)
     ReservationController(reservations: reservations, database: database, verifier: verifier, cache: cache).addRoutes(to: router)

@@ -80,7 +80,7 @@ public func buildNotificationService(_ configuration: NotificationServiceConfigu
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.notification)
     NotificationController(repository: NotificationRepository(database: database), verifier: verifier).addRoutes(to: router)
     let prepared = messaging
     var app = ServiceApplication.makeApplication(

@@ -97,7 +97,7 @@ public func buildOrderService(_ configuration: OrderServiceConfiguration) async 
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.order)
     let tokens =
         try configuration.serviceTokens
         ?? .forService(

@@ -38,7 +38,7 @@ struct PaymentController {
 
     /// `GET /internal/payments?orderId=`: the order's latest payment attempt (`status: "none"` when there is none).
     @Sendable func statusForService(request: Request, context: ServiceRequestContext) async throws -> PaymentStatusDTO {
-        guard let orderId = request.uri.queryParameters.get("orderId"), !orderId.isEmpty, orderId.count <= 100 else {
+        guard let orderId = request.uri.queryParameters.get("orderId"), !orderId.isEmpty, orderId.unicodeScalars.count <= 100 else {
             throw APIError.validation([.init(field: "orderId", message: "\"orderId\" is required")])
         }
         let latest = try await repository.latest(orderId: String(orderId))

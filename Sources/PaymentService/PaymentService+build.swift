@@ -90,7 +90,7 @@ public func buildPaymentService(_ configuration: PaymentServiceConfiguration) as
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.payment)
     PaymentController(
         repository: repository,
         orders: ServiceClient(name: "order", baseURL: configuration.orderURL, credentials: tokens, registry: settings.registry),

@@ -19,8 +19,19 @@ public enum ServiceApplication {
         return logger
     }
 
-    /// A router with the standard middleware stack, `/health`, `/health/live`, `/health/ready` and `/metrics`.
-    public static func makeRouter(settings: ServiceSettings, health: HealthChecker) -> Router<ServiceRequestContext> {
+    /// The routes of every application made so far, by service name: each path pattern (`/users/{id}`) and its methods.
+    /// The contract tests compare them with the services' OpenAPI documents.
+    static let registeredRoutes = NIOLockedValueBox<[String: [String: Set<String>]]>([:])
+
+    /// The routes the applications of service `name` answer (none made yet: empty): path pattern → methods, HEAD only
+    /// where the service registered it itself.
+    public static func routes(ofService name: String) -> [String: Set<String>] {
+        registeredRoutes.withLockedValue { $0[name] ?? [:] }
+    }
+
+    /// A router with the standard middleware stack, `/health`, `/health/live`, `/health/ready`, `/metrics` and, given
+    /// one, the service's OpenAPI document at `/openapi.json`.
+    public static func makeRouter(settings: ServiceSettings, health: HealthChecker, openAPI: String? = nil) -> Router<ServiceRequestContext> {
         // HEAD answers wherever GET does (RFC 9110 §9.1), as the 405 answers' `Allow` says.
         let router = Router(context: ServiceRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(middleware: RequestMetricsMiddleware(service: settings.name))
@@ -29,6 +40,9 @@ public enum ServiceApplication {
         router.add(middleware: TraceResponseMiddleware())
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: AccessLogMiddleware())
+        if let recorder = ResponseRecorder.fromEnvironment {
+            router.add(middleware: ResponseRecorderMiddleware(service: settings.name, recorder: recorder))
+        }
         router.add(middleware: ErrorMiddleware())
         let routes = RouteTable()
         routeTables.withLockedValue { $0[ObjectIdentifier(router)] = routes }
@@ -41,6 +55,12 @@ public enum ServiceApplication {
                 status: .ok, headers: [.contentType: ServiceMetrics.contentType, .cacheControl: "no-store"],
                 body: .init(byteBuffer: ServiceMetrics.exposition())
             )
+        }
+        if let openAPI {
+            let document = ByteBuffer(string: openAPI)
+            router.get("openapi.json") { _, _ in
+                Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: document))
+            }
         }
         return router
     }
@@ -56,6 +76,9 @@ public enum ServiceApplication {
         if let routes = routeTables.withLockedValue({ $0.removeValue(forKey: ObjectIdentifier(router)) }) {
             routes.fill(from: router)
         }
+        var routes: [String: Set<String>] = [:]
+        for route in router.routes { routes[route.path.description, default: []].insert(route.method.rawValue) }
+        registeredRoutes.withLockedValue { $0[settings.name] = routes }
         let onServerRunning = settings.onServerRunning
         return Application(
             router: router,

@@ -38,21 +38,26 @@ public struct DeadLetterController: Sendable {
 
     @Sendable func show(request: Request, context: ServiceRequestContext) async throws -> EventLog.DeadLetter {
         try Self.requireAdmin(context)
-        guard let id = Int64(try context.parameters.require("id")) else {
-            throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")])
-        }
+        let id = try Self.id(context)
         guard let letter = try await log.deadLetter(id: id) else { throw APIError.notFound("Dead letter not found") }
         return letter
     }
 
     @Sendable func replayOne(request: Request, context: ServiceRequestContext) async throws -> Replayed {
         try Self.requireAdmin(context)
-        guard let id = Int64(try context.parameters.require("id")) else {
-            throw APIError.validation([.init(field: "id", message: "\"id\" must be an integer")])
-        }
+        let id = try Self.id(context)
         let count = try await log.replay(id: id)
         guard count > 0 else { throw APIError.notFound("Dead letter not found") }
         return Replayed(replayed: count)
+    }
+
+    /// The dead letter's id from the path: a positive integer (ids start at 1; a negative one once reached the log's
+    /// "every dead letter" replay).
+    static func id(_ context: ServiceRequestContext) throws -> Int64 {
+        guard let id = Int64(try context.parameters.require("id")), id > 0 else {
+            throw APIError.validation([.init(field: "id", message: "\"id\" must be a positive integer")])
+        }
+        return id
     }
 
     @Sendable func replayAll(request: Request, context: ServiceRequestContext) async throws -> Replayed {

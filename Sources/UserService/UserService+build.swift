@@ -51,7 +51,7 @@ public func buildUserService(_ configuration: UserServiceConfiguration) async th
     var health = HealthChecker()
     health.addCheck(database: database)
     health.addCheck(messaging: messaging)
-    let router = ServiceApplication.makeRouter(settings: settings, health: health)
+    let router = ServiceApplication.makeRouter(settings: settings, health: health, openAPI: OpenAPIDocuments.user)
     UserController(
         repository: repository,
         hasher: hasher,

@@ -81,11 +81,14 @@ public enum Validation {
                 fail(key, "is not allowed to be empty")
                 return nil
             }
-            if let minLength, string.count < minLength {
+            // Lengths count Unicode code points, as JSON Schema's minLength/maxLength do (the OpenAPI documents state
+            // these rules that way), not grapheme clusters as String.count would.
+            let length = string.unicodeScalars.count
+            if let minLength, length < minLength {
                 fail(key, "length must be at least \(minLength) characters long")
                 return nil
             }
-            if let maxLength, string.count > maxLength {
+            if let maxLength, length > maxLength {
                 fail(key, "length must be less than or equal to \(maxLength) characters long")
                 return nil
             }

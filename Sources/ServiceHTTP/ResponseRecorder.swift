@@ -1,0 +1,94 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOConcurrencyHelpers
+import NIOCore
+import ServiceCore
+
+/// Writes every answered request as one JSON line (service, method, route pattern, status, content type, headers,
+/// body) to the file named by `SHOP_RECORD_RESPONSES`. The test script sets it for the test run, then checks each line
+/// against the service's OpenAPI document (`scripts/contracts.py responses`): what the tests made the services answer
+/// is what the documents say they answer. Without the variable nothing is recorded and the middleware is not added.
+public final class ResponseRecorder: Sendable {
+    /// The recorder `SHOP_RECORD_RESPONSES` asks for, opened once per process.
+    public static let fromEnvironment: ResponseRecorder? = {
+        guard let path = ProcessInfo.processInfo.environment["SHOP_RECORD_RESPONSES"], !path.isEmpty else { return nil }
+        return ResponseRecorder(path: path)
+    }()
+
+    private let descriptor: Int32
+    private let lock = NIOLock()
+
+    init?(path: String) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { return nil }
+        self.descriptor = descriptor
+    }
+
+    /// The headers a contract can require of a response.
+    static let keptHeaders: [HTTPField.Name] = [.location, .retryAfter, .wwwAuthenticate, .allow, .contentType]
+
+    func record(service: String, method: String, route: String?, status: Int, headers: HTTPFields, body: ByteBuffer) {
+        var kept: [String: JSONValue] = [:]
+        for name in Self.keptHeaders {
+            if let value = headers[name] { kept[name.canonicalName] = .string(value) }
+        }
+        let entry: JSONValue = .object([
+            "service": .string(service),
+            "method": .string(method),
+            "route": route.map { .string($0) } ?? .null,
+            "status": .integer(status),
+            "contentType": headers[.contentType].map { .string($0) } ?? .null,
+            "headers": .object(kept),
+            "body": .string(String(decoding: body.readableBytesView, as: UTF8.self)),
+        ])
+        guard var line = try? JSONSerialization.data(withJSONObject: entry.foundationObject, options: [.sortedKeys]) else { return }
+        line.append(0x0A)
+        // One write per line on an O_APPEND descriptor: lines from concurrent requests never interleave.
+        lock.withLock {
+            _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        }
+    }
+}
+
+/// Hands each response, once its body is written, to a ``ResponseRecorder``.
+struct ResponseRecorderMiddleware: RouterMiddleware {
+    typealias Context = ServiceRequestContext
+    let service: String
+    let recorder: ResponseRecorder
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        let (service, recorder, method, route) = (service, recorder, request.method.rawValue, context.endpointPath)
+        let (status, headers, body) = (Int(response.status.code), response.headers, response.body)
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            try await body.write(
+                RecordingWriter(inner: writer) { written in
+                    recorder.record(service: service, method: method, route: route, status: status, headers: headers, body: written)
+                })
+        }
+        return response
+    }
+}
+
+/// Passes a body on, keeping a copy, and hands the copy over when the body is finished.
+struct RecordingWriter: ResponseBodyWriter {
+    var inner: any ResponseBodyWriter
+    var written = ByteBuffer()
+    let finished: @Sendable (ByteBuffer) -> Void
+
+    init(inner: any ResponseBodyWriter, finished: @escaping @Sendable (ByteBuffer) -> Void) {
+        self.inner = inner
+        self.finished = finished
+    }
+
+    mutating func write(_ buffer: ByteBuffer) async throws {
+        written.writeImmutableBuffer(buffer)
+        try await inner.write(buffer)
+    }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        finished(written)
+        try await inner.finish(trailingHeaders)
+    }
+}

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""The project's API contracts: bundles and checks the OpenAPI documents under contracts/openapi.
+
+    scripts/contracts.py bundle                 # writes Sources/ShopContracts/Generated/OpenAPIDocuments.swift
+    scripts/contracts.py check                  # the generated file is current, every document is valid OpenAPI 3.1
+    scripts/contracts.py responses FILE.jsonl   # every response the tests recorded conforms to its document
+    scripts/contracts.py write DIR              # the bundled documents as DIR/<name>.json (for reading, for tools)
+
+Each service's document is contracts/openapi/<service>.yaml plus what every service shares (common.yaml: components,
+the health/metrics/openapi routes, and the statuses every operation can answer). The gateway's public document is made
+from the services' documents: each path a gateway route (gateway.yaml's x-routes, compared with GatewayRouter.table by
+a test) leads to, under its public prefix, with the gateway's own statuses. The services serve the bundled documents
+from the generated Swift file, so what they serve is what is checked here.
+"""
+import copy
+import json
+import os
+import re
+import sys
+
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+OPENAPI = os.path.join(ROOT, "contracts", "openapi")
+GENERATED = os.path.join(ROOT, "Sources", "ShopContracts", "Generated", "OpenAPIDocuments.swift")
+SERVICES = ["user", "auth", "order", "payment", "inventory", "notification"]
+METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+
+
+def load(name, folder=OPENAPI):
+    path = os.path.join(folder, name + ".yaml")
+    with open(path, encoding="utf-8") as file:
+        doc = yaml.safe_load(file)
+    empty = list(nulls(doc, ""))
+    if empty:
+        # Almost always a comma in an unquoted flow-mapping value (`{ description: a, b }`) that YAML split.
+        raise SystemExit(f"{os.path.relpath(path, ROOT)}: empty values at {', '.join(empty[:5])}: quote the text before them")
+    return doc
+
+
+def nulls(node, where):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if value is None:
+                yield f"{where}/{key}"
+            yield from nulls(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from nulls(value, f"{where}/{index}")
+
+
+def operations(doc):
+    for path, item in doc.get("paths", {}).items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def add_statuses(operation, statuses):
+    """Adds each `status: response name` the operation does not list itself (as a $ref to the shared response)."""
+    responses = operation.setdefault("responses", {})
+    for status, name in statuses.items():
+        responses.setdefault(status, {"$ref": "#/components/responses/" + name})
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def cross_cutting(operation, common, public):
+    rules = common["x-cross-cutting"]
+    statuses = dict(rules["always"])
+    if "requestBody" in operation:
+        statuses.update(rules["withBody"])
+    if operation.get("security"):
+        statuses.update(rules["secured"])
+    if public:
+        statuses.update(rules["public"])
+        statuses.update(rules["gateway"])
+    return statuses
+
+
+def service_document(service, common):
+    doc = load(service)
+    components = doc.setdefault("components", {})
+    for kind, entries in common["components"].items():
+        mine = components.setdefault(kind, {})
+        for name, value in entries.items():
+            if name in mine and mine[name] != value:
+                raise SystemExit(f"{service}.yaml: components.{kind}.{name} is also in common.yaml, differently")
+            mine[name] = value
+    paths = doc.setdefault("paths", {})
+    for path, item in common["x-service-paths"].items():
+        if path in paths:
+            raise SystemExit(f"{service}.yaml: {path} is one of the routes every service has (common.yaml)")
+        paths[path] = copy.deepcopy(item)
+    for _, _, operation in operations(doc):
+        add_statuses(operation, cross_cutting(operation, common, public=False))
+    return doc
+
+
+def gateway_routes():
+    return load("gateway")["x-routes"]
+
+
+def public_document(services, common):
+    gateway = load("gateway")
+    routes = gateway.pop("x-routes")
+    paths = {}
+    components = {}
+    for path, item in gateway["paths"].items():
+        paths[path] = item
+        for _, operation in ((m, item[m]) for m in METHODS if m in item):
+            add_statuses(operation, cross_cutting(operation, common, public=True))
+    for prefix, upstream, service in routes:
+        doc = services[service]
+        used = False
+        for path, item in doc["paths"].items():
+            if path != upstream and not path.startswith(upstream + "/"):
+                continue
+            public_path = prefix + path[len(upstream):]
+            if public_path in paths:
+                raise SystemExit(f"gateway: {public_path} comes from two routes")
+            item = copy.deepcopy(item)
+            for method in METHODS:
+                operation = item.get(method)
+                if operation is None:
+                    continue
+                if any("serviceAuth" in requirement for requirement in operation.get("security", [])):
+                    raise SystemExit(f"{service}.yaml: {method.upper()} {path} needs a service token but the gateway exposes it as {public_path}")
+                add_statuses(operation, cross_cutting(operation, common, public=True))
+            paths[public_path] = item
+            used = True
+        if not used:
+            raise SystemExit(f"gateway: the route {prefix} leads to no path of the {service} service's document")
+        for kind, entries in doc["components"].items():
+            mine = components.setdefault(kind, {})
+            for name, value in entries.items():
+                if name in mine and mine[name] != value:
+                    raise SystemExit(f"gateway: components.{kind}.{name} differs between services; rename one")
+                mine[name] = value
+    gateway["paths"] = dict(sorted(paths.items()))
+    gateway["components"] = components
+    return gateway
+
+
+def bundle():
+    common = load("common")
+    services = {name: service_document(name, common) for name in SERVICES}
+    return services, public_document(services, common)
+
+
+def swift_source(services, public):
+    lines = [
+        "// Generated by scripts/contracts.py bundle from contracts/openapi/*.yaml: do not edit.",
+        "// swift-format-ignore-file",
+        "",
+        "/// The OpenAPI 3.1 documents, as JSON: each service's (served at `/openapi.json`) and the gateway's public one",
+        "/// (`/api/openapi.json`).",
+        "public enum OpenAPIDocuments {",
+    ]
+
+    def literal(text):
+        if '"###' in text:
+            raise SystemExit("a document contains the string delimiter")
+        return '###"' + text + '"###'
+
+    for name in SERVICES:
+        text = json.dumps(services[name], ensure_ascii=False, separators=(",", ":"))
+        lines.append(f"    public static let {name} = {literal(text)}")
+    text = json.dumps(public, ensure_ascii=False, separators=(",", ":"))
+    lines.append(f"    public static let publicAPI = {literal(text)}")
+    lines += [
+        "",
+        "    /// The gateway routes the public document follows: (public prefix, the service's prefix, service).",
+        "    public static let gatewayRoutes: [(prefix: String, upstream: String, service: String)] = [",
+    ]
+    for prefix, upstream, service in gateway_routes():
+        lines.append(f'        ("{prefix}", "{upstream}", "{service}"),')
+    lines.append("    ]")
+    lines += [
+        "",
+        "    /// The document of `service`; nil for the gateway (its public document is ``publicAPI``) and the payment provider.",
+        "    public static func document(for service: ServiceName) -> String? {",
+        "        switch service {",
+    ]
+    for name in SERVICES:
+        lines.append(f"        case .{name}: {name}")
+    lines += [
+        "        case .gateway, .paymentProvider: nil",
+        "        }",
+        "    }",
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def validate_documents(services, public):
+    from openapi_spec_validator import validate
+
+    failures = 0
+    ids = {}
+    for name, doc in list(services.items()) + [("public", public)]:
+        try:
+            validate(copy.deepcopy(doc))
+        except Exception as error:  # the validator's errors are of several kinds
+            failures += 1
+            print(f"{name}: not a valid OpenAPI 3.1 document: {error}", file=sys.stderr)
+        if name == "public":
+            continue
+        for path, method, operation in operations(doc):
+            identifier = operation.get("operationId")
+            if path in ("/openapi.json", "/health", "/health/ready", "/health/live", "/metrics"):
+                continue
+            if not identifier:
+                failures += 1
+                print(f"{name}: {method.upper()} {path} has no operationId", file=sys.stderr)
+            elif identifier in ids:
+                failures += 1
+                print(f"{name}: operationId {identifier} is also used by {ids[identifier]}", file=sys.stderr)
+            else:
+                ids[identifier] = f"{name} {method.upper()} {path}"
+    return failures
+
+
+def check():
+    services, public = bundle()
+    failures = validate_documents(services, public)
+    expected = swift_source(services, public)
+    try:
+        with open(GENERATED, encoding="utf-8") as file:
+            current = file.read()
+    except FileNotFoundError:
+        current = None
+    if current != expected:
+        failures += 1
+        print(f"{os.path.relpath(GENERATED, ROOT)} is not what contracts/openapi/*.yaml make: run scripts/contracts.py bundle", file=sys.stderr)
+    names = ", ".join(SERVICES + ["public"])
+    print(f"==> OpenAPI documents ({names}): {'valid' if failures == 0 else f'{failures} problem(s)'}")
+    return 1 if failures else 0
+
+
+# MARK: Recorded responses
+
+
+def resolve(doc, node):
+    while isinstance(node, dict) and "$ref" in node:
+        target = doc
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def match_media_type(content, content_type):
+    """The documented media type a response's Content-Type falls under, or None."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in content:
+        return media
+    for documented in content:
+        if documented.endswith("/*") and media.startswith(documented[:-1]):
+            return documented
+    return None
+
+
+def check_responses(recorded):
+    services, _ = bundle()
+    failures = {}
+    seen = 0
+    checked = set()
+    with open(recorded, encoding="utf-8") as file:
+        for line in file:
+            entry = json.loads(line)
+            service = entry["service"]
+            doc = services.get(service)
+            if doc is None or entry.get("route") is None:
+                continue
+            seen += 1
+            method = entry["method"].lower()
+            if method == "head":
+                continue
+            where = f"{service}: {entry['method']} {entry['route']} → {entry['status']}"
+            item = doc["paths"].get(entry["route"])
+            if item is None or method not in item:
+                failures.setdefault(f"{service}: {entry['method']} {entry['route']} is not in contracts/openapi/{service}.yaml", entry)
+                continue
+            checked.add((service, method, entry["route"]))
+            operation = item[method]
+            response = operation["responses"].get(str(entry["status"])) or operation["responses"].get("default")
+            if response is None:
+                failures.setdefault(f"{where}: the status is not documented", entry)
+                continue
+            response = resolve(doc, response)
+            for header, spec in response.get("headers", {}).items():
+                spec = resolve(doc, spec)
+                if spec.get("required") and header.lower() not in (h.lower() for h in entry.get("headers", {})):
+                    failures.setdefault(f"{where}: the required header {header} is missing", entry)
+            content = response.get("content")
+            if not content:
+                if entry.get("body"):
+                    failures.setdefault(f"{where}: a body where the document says none", entry)
+                continue
+            media = match_media_type(content, entry.get("contentType"))
+            if media is None:
+                failures.setdefault(f"{where}: Content-Type {entry.get('contentType')!r} is not documented ({', '.join(content)})", entry)
+                continue
+            schema = content[media].get("schema")
+            if schema is None or not media.endswith("json"):
+                continue
+            try:
+                body = json.loads(entry.get("body") or "")
+            except ValueError:
+                failures.setdefault(f"{where}: the body is not JSON", entry)
+                continue
+            error = schema_error(doc, schema, body)
+            if error:
+                failures.setdefault(f"{where}: {error}", entry)
+    for message, entry in failures.items():
+        print(f"contract: {message}\n    body: {(entry.get('body') or '')[:300]}", file=sys.stderr)
+    documented = {(s, m, p) for s, doc in services.items() for p, m, _ in operations(doc)}
+    print(f"==> {seen} recorded responses checked against the OpenAPI documents: {len(failures)} problem(s); "
+          f"{len(checked & documented)} of {len(documented)} documented operations exercised by the tests")
+    return 1 if failures else 0
+
+
+def schema_error(doc, schema, instance):
+    """The first way `instance` does not conform to `schema` (whose $refs point into `doc`), or None."""
+    from jsonschema import Draft202012Validator
+
+    # The document's $refs are local (`#/components/...`): the schema is checked inside a root that has them.
+    root = {"components": doc.get("components", {}), "allOf": [schema]}
+    validator = Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    error = next(iter(sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))), None)
+    if error is None:
+        return None
+    location = "/".join(str(part) for part in error.absolute_path) or "(body)"
+    return f"{location}: {error.message}"
+
+
+def write(directory):
+    services, public = bundle()
+    os.makedirs(directory, exist_ok=True)
+    for name, doc in list(services.items()) + [("public", public)]:
+        with open(os.path.join(directory, name + ".json"), "w", encoding="utf-8") as file:
+            json.dump(doc, file, ensure_ascii=False, indent=2)
+            file.write("\n")
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in ("bundle", "check", "responses", "write"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    command = argv[1]
+    if command == "bundle":
+        services, public = bundle()
+        os.makedirs(os.path.dirname(GENERATED), exist_ok=True)
+        with open(GENERATED, "w", encoding="utf-8") as file:
+            file.write(swift_source(services, public))
+        return validate_documents(services, public) and 1
+    if command == "check":
+        return check()
+    if command == "responses":
+        return check_responses(argv[2])
+    if command == "write":
+        write(argv[2])
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
