@@ -60,7 +60,8 @@ public final class ProxyServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let pool = pools.pool(for: channel.eventLoop)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: configuration.idleTimeout))
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try channel.pipeline.syncOperations.addHandler(ProxyProtocolErrorHandler())
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyServerHandler(router: router, pool: pool, configuration: configuration, tracer: spans, logger: logger)
                     )

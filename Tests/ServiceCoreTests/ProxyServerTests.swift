@@ -388,8 +388,31 @@ import Tracing
                 try await connection.wait(for: "a refusal") { received, closed in closed || received.contains("\r\n\r\n") }
                 let received = connection.received
                 let shape = attack.split(separator: "\r\n\r\n").first ?? ""
-                #expect(received.isEmpty || received.hasPrefix("HTTP/1.1 400"), "\(shape): \(received.prefix(120))")
+                #expect(received.isEmpty || (received.hasPrefix("HTTP/1.1 400") && received.contains(#"{"error":"#)), "\(shape): \(received.prefix(120))")
                 #expect(!received.contains("bodyBytes") && !received.contains("\"uri\""), "\(shape) reached the upstream: \(received.prefix(300))")
+                await connection.close()
+            }
+        }
+    }
+
+    /// What the HTTP parser refuses is answered in JSON, as every other error (NIO's own handler sends an empty 400): a
+    /// control character in a header value is 400, a method token no HTTP parser knows is 501; the connection closes.
+    @Test func requestsTheParserRefusesGetAJSONError() async throws {
+        try await withProxy { base, _ in
+            let port = Self.port(of: base)
+            let cases = [
+                ("GET /echo HTTP/1.1\r\nHost: test\r\nIdempotency-Key: a\u{01}b\r\n\r\n", "400", "Malformed HTTP request"),
+                ("FOO /echo HTTP/1.1\r\nHost: test\r\n\r\n", "501", "Method not implemented"),
+            ]
+            for (request, status, message) in cases {
+                let connection = try await RawHTTPConnection(port: port)
+                try? await connection.send(request)
+                try await connection.wait(for: "the answer and the close") { _, closed in closed }
+                let received = connection.received
+                #expect(received.hasPrefix("HTTP/1.1 \(status)"), "\(received.prefix(120))")
+                #expect(received.lowercased().contains("content-type: application/json"))
+                #expect(received.hasSuffix(#"{"error":"\#(message)"}"#), "\(received)")
+                #expect(!received.contains("bodyBytes"), "reached the upstream")
                 await connection.close()
             }
         }
