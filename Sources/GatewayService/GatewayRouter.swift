@@ -121,7 +121,8 @@ struct GatewayRouter: ProxyRouter {
             guard head.method == .GET || head.method == .HEAD else {
                 return .decided(.respond(.json(.methodNotAllowed, #"{"error":"Method not allowed"}"#, headers: ["allow": "GET, HEAD"])))
             }
-            return .decided(.respond(ProxyResponse(status: .ok, headers: ["content-type": "application/json; charset=utf-8"], body: Self.publicDocument)))
+            return .decided(
+                .respond(ProxyResponse(status: .ok, headers: ["content-type": "application/json; charset=utf-8"], body: Self.publicDocument)))
         }
         guard let route = routes.first(where: { Self.matches(path, prefix: $0.prefix) }) else {
             return .decided(.respond(.json(.notFound, #"{"error":"Not found"}"#)))

@@ -388,7 +388,8 @@ import Tracing
                 try await connection.wait(for: "a refusal") { received, closed in closed || received.contains("\r\n\r\n") }
                 let received = connection.received
                 let shape = attack.split(separator: "\r\n\r\n").first ?? ""
-                #expect(received.isEmpty || (received.hasPrefix("HTTP/1.1 400") && received.contains(#"{"error":"#)), "\(shape): \(received.prefix(120))")
+                #expect(
+                    received.isEmpty || (received.hasPrefix("HTTP/1.1 400") && received.contains(#"{"error":"#)), "\(shape): \(received.prefix(120))")
                 #expect(!received.contains("bodyBytes") && !received.contains("\"uri\""), "\(shape) reached the upstream: \(received.prefix(300))")
                 await connection.close()
             }
