@@ -4,6 +4,7 @@
     scripts/contracts.py bundle                 # writes Sources/ShopContracts/Generated/OpenAPIDocuments.swift
     scripts/contracts.py check                  # the generated file is current, every document is valid OpenAPI 3.1
     scripts/contracts.py responses FILE.jsonl   # every response the tests recorded conforms to its document
+    scripts/contracts.py events FILE.jsonl      # every event the tests' producers emitted conforms to contracts/asyncapi.yaml
     scripts/contracts.py write DIR              # the bundled documents as DIR/<name>.json (for reading, for tools)
 
 Each service's document is contracts/openapi/<service>.yaml plus what every service shares (common.yaml: components,
@@ -11,6 +12,11 @@ the health/metrics/openapi routes, and the statuses every operation can answer).
 from the services' documents: each path a gateway route (gateway.yaml's x-routes, compared with GatewayRouter.table by
 a test) leads to, under its public prefix, with the gateway's own statuses. The services serve the bundled documents
 from the generated Swift file, so what they serve is what is checked here.
+
+contracts/asyncapi.yaml (AsyncAPI 3.0) holds a JSON Schema for every event and queue message. `check` validates each
+documented example against its schema; the generated Swift file carries the examples, which the consumers' tests feed
+to their handlers; `events` checks what the producers emitted during the tests and names the consumers a mismatch
+would break.
 """
 import copy
 import json
@@ -147,6 +153,137 @@ def bundle():
     return services, public_document(services, common)
 
 
+# MARK: AsyncAPI
+
+
+def load_asyncapi():
+    with open(os.path.join(ROOT, "contracts", "asyncapi.yaml"), encoding="utf-8") as file:
+        return yaml.safe_load(file)
+
+
+def asyncapi_messages(doc):
+    """Each message with where it travels: (message key, message, channel key, channel, queue or None)."""
+    for channel_key, channel in doc["channels"].items():
+        for reference in channel.get("messages", {}).values():
+            key = reference["$ref"].split("/")[-1]
+            message = doc["components"]["messages"][key]
+            queue = None if channel["address"] == message["name"] or channel.get("x-toolkit") else channel["address"]
+            yield key, message, channel_key, channel, queue
+
+
+def asyncapi_operations(doc, channel_key, action):
+    for name, operation in doc["operations"].items():
+        if operation["action"] == action and operation["channel"]["$ref"] == f"#/channels/{channel_key}":
+            yield name, operation
+
+
+def check_asyncapi(doc):
+    failures = 0
+    if doc.get("asyncapi") != "3.0.0":
+        print("contracts/asyncapi.yaml: not an AsyncAPI 3.0.0 document", file=sys.stderr)
+        failures += 1
+    for key, message, channel_key, channel, _ in asyncapi_messages(doc):
+        if not list(asyncapi_operations(doc, channel_key, "send")):
+            failures += 1
+            print(f"asyncapi: channel {channel_key} has no producer (a send operation)", file=sys.stderr)
+        for operation_name, operation in asyncapi_operations(doc, channel_key, "receive"):
+            if not operation.get("x-service"):
+                failures += 1
+                print(f"asyncapi: {operation_name} does not name its consumer (x-service)", file=sys.stderr)
+        if not message.get("examples"):
+            failures += 1
+            print(f"asyncapi: message {key} has no example", file=sys.stderr)
+        for example in message.get("examples", []):
+            error = schema_error(doc, message["payload"], example["payload"])
+            if error:
+                failures += 1
+                print(f"asyncapi: the example {example.get('name')} of {key} does not match its schema: {error}", file=sys.stderr)
+    for name, operation in doc["operations"].items():
+        target = operation["channel"]["$ref"].split("/")[-1]
+        if target not in doc["channels"]:
+            failures += 1
+            print(f"asyncapi: {name} points at no channel ({target})", file=sys.stderr)
+    return failures
+
+
+def consumers_of(doc, channel_key):
+    return [
+        f"{operation.get('x-consumer-group', operation['x-service'])} ({' '.join(operation.get('summary', '').split())[:100]})"
+        for _, operation in asyncapi_operations(doc, channel_key, "receive")
+    ]
+
+
+def check_events(recorded):
+    doc = load_asyncapi()
+    by_route = {}
+    for key, message, channel_key, channel, queue in asyncapi_messages(doc):
+        if not channel.get("x-toolkit"):
+            by_route[(message["name"], queue)] = (key, message, channel_key)
+    failures = {}
+    seen = 0
+    emitted = set()
+    with open(recorded, encoding="utf-8") as file:
+        for line in file:
+            entry = json.loads(line)
+            envelope = entry["envelope"]
+            event_type, queue = envelope.get("type"), entry.get("queue")
+            if envelope.get("source") not in {f"{service}-service" for service in SERVICES}:
+                continue  # the toolkit's own tests publish events of their own
+            seen += 1
+            route = by_route.get((event_type, queue))
+            where = f"{envelope.get('source')} emitted {event_type}" + (f" to the queue {queue}" if queue else "")
+            if route is None:
+                failures.setdefault(f"{where}, which contracts/asyncapi.yaml does not document", envelope)
+                continue
+            key, message, channel_key = route
+            emitted.add(key)
+            error = schema_error(doc, message["payload"], envelope)
+            if error:
+                consumers = "; ".join(consumers_of(doc, channel_key)) or "none documented"
+                failures.setdefault(f"{where} that does not match its schema ({error}): it breaks {consumers}", envelope)
+    for message, envelope in failures.items():
+        print(f"contract: {message}\n    event: {json.dumps(envelope)[:400]}", file=sys.stderr)
+    documented = {key for key, *_ in by_route.values()}
+    missing = sorted(documented - emitted)
+    print(f"==> {seen} emitted events checked against contracts/asyncapi.yaml: {len(failures)} problem(s); "
+          f"{len(emitted)} of {len(documented)} documented messages emitted by the tests" + (f" (not: {', '.join(missing)})" if missing else ""))
+    return 1 if failures else 0
+
+
+def swift_examples(doc):
+    lines = [
+        "",
+        "/// The documented example of every event and queue message (contracts/asyncapi.yaml), with the consumer groups",
+        "/// that receive it: the consumers' tests feed these to their handlers.",
+        "public enum AsyncAPIExamples {",
+        "    public struct Example: Sendable {",
+        "        public let message: String",
+        "        public let type: String",
+        "        /// The work queue it is sent to; nil for an event published to every subscribed group.",
+        "        public let queue: String?",
+        "        public let consumerGroups: [String]",
+        "        /// The whole CloudEvents envelope, as JSON.",
+        "        public let envelope: String",
+        "    }",
+        "",
+        "    public static let all: [Example] = [",
+    ]
+    for key, message, channel_key, channel, queue in asyncapi_messages(doc):
+        if channel.get("x-toolkit"):
+            continue
+        groups = [op.get("x-consumer-group") or op["x-service"] for _, op in asyncapi_operations(doc, channel_key, "receive")]
+        for example in message["examples"]:
+            envelope = json.dumps(example["payload"], ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            queue_text = f'"{queue}"' if queue else "nil"
+            group_text = ", ".join(f'"{group}"' for group in groups)
+            lines.append(
+                f'        Example(message: "{key}", type: "{message["name"]}", queue: {queue_text}, consumerGroups: [{group_text}], '
+                f'envelope: ###"{envelope}"###),'
+            )
+    lines += ["    ]", "}", ""]
+    return "\n".join(lines)
+
+
 def swift_source(services, public):
     lines = [
         "// Generated by scripts/contracts.py bundle from contracts/openapi/*.yaml: do not edit.",
@@ -190,7 +327,7 @@ def swift_source(services, public):
         "}",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + swift_examples(load_asyncapi())
 
 
 def validate_documents(services, public):
@@ -224,6 +361,7 @@ def validate_documents(services, public):
 def check():
     services, public = bundle()
     failures = validate_documents(services, public)
+    failures += check_asyncapi(load_asyncapi())
     expected = swift_source(services, public)
     try:
         with open(GENERATED, encoding="utf-8") as file:
@@ -234,7 +372,7 @@ def check():
         failures += 1
         print(f"{os.path.relpath(GENERATED, ROOT)} is not what contracts/openapi/*.yaml make: run scripts/contracts.py bundle", file=sys.stderr)
     names = ", ".join(SERVICES + ["public"])
-    print(f"==> OpenAPI documents ({names}): {'valid' if failures == 0 else f'{failures} problem(s)'}")
+    print(f"==> OpenAPI documents ({names}) and contracts/asyncapi.yaml: {'valid' if failures == 0 else f'{failures} problem(s)'}")
     return 1 if failures else 0
 
 
@@ -271,7 +409,8 @@ def check_responses(recorded):
             entry = json.loads(line)
             service = entry["service"]
             doc = services.get(service)
-            if doc is None or entry.get("route") is None:
+            # No route matched (Hummingbird's "NotFound"): a 404 or 405 for a path no operation has.
+            if doc is None or entry.get("route") in (None, "NotFound"):
                 continue
             seen += 1
             method = entry["method"].lower()
@@ -345,7 +484,7 @@ def write(directory):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[1] not in ("bundle", "check", "responses", "write"):
+    if len(argv) < 2 or argv[1] not in ("bundle", "check", "responses", "events", "write"):
         print(__doc__, file=sys.stderr)
         return 2
     command = argv[1]
@@ -354,11 +493,13 @@ def main(argv):
         os.makedirs(os.path.dirname(GENERATED), exist_ok=True)
         with open(GENERATED, "w", encoding="utf-8") as file:
             file.write(swift_source(services, public))
-        return validate_documents(services, public) and 1
+        return (validate_documents(services, public) + check_asyncapi(load_asyncapi())) and 1
     if command == "check":
         return check()
     if command == "responses":
         return check_responses(argv[2])
+    if command == "events":
+        return check_events(argv[2])
     if command == "write":
         write(argv[2])
         return 0

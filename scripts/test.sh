@@ -177,12 +177,16 @@ run_all() {
     bounded_test 600 --filter "SystemTests|ShopCommandTests|CheckoutCrashTests|ResilienceSystemTests|RetentionSystemTests|ChaosTests|TraceExportTests"
 }
 
-# Every response the services give during the tests is recorded (ResponseRecorder) and checked against the services'
-# OpenAPI documents afterwards: a status, header, content type or body the document does not describe fails the run.
+# Every response the services give during the tests is recorded (ResponseRecorder), and so is every event they emit
+# (Outbox); both are checked against the contracts afterwards: a status, header, content type or body the OpenAPI
+# documents do not describe, or an event that does not match contracts/asyncapi.yaml, fails the run.
 recorded=$(mktemp -d)
-export SHOP_RECORD_RESPONSES="$recorded/responses.jsonl"
+export SHOP_RECORD_RESPONSES="$recorded/responses.jsonl" SHOP_RECORD_EVENTS="$recorded/events.jsonl"
 check_recorded() {
-    python3 scripts/contracts.py responses "$SHOP_RECORD_RESPONSES"
+    local status=0
+    python3 scripts/contracts.py responses "$SHOP_RECORD_RESPONSES" || status=1
+    python3 scripts/contracts.py events "$SHOP_RECORD_EVENTS" || status=1
+    return $status
 }
 
 if [ $# -gt 0 ]; then
@@ -198,7 +202,7 @@ else
     echo "==> testing again with Redis ($TEST_REDIS_URL: caches, rate limits and the registry shared there)"
     run_all
     check_recorded
-    unset SHOP_RECORD_RESPONSES
+    unset SHOP_RECORD_RESPONSES SHOP_RECORD_EVENTS
     # The running system against its public document (schemathesis through the gateway).
     scripts/test-api.sh
 fi

@@ -1,38 +1,22 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import NIOConcurrencyHelpers
 import NIOCore
 import ServiceCore
 
-/// Writes every answered request as one JSON line (service, method, route pattern, status, content type, headers,
-/// body) to the file named by `SHOP_RECORD_RESPONSES`. The test script sets it for the test run, then checks each line
-/// against the service's OpenAPI document (`scripts/contracts.py responses`): what the tests made the services answer
-/// is what the documents say they answer. Without the variable nothing is recorded and the middleware is not added.
-public final class ResponseRecorder: Sendable {
-    /// The recorder `SHOP_RECORD_RESPONSES` asks for, opened once per process.
-    public static let fromEnvironment: ResponseRecorder? = {
-        guard let path = ProcessInfo.processInfo.environment["SHOP_RECORD_RESPONSES"], !path.isEmpty else { return nil }
-        return ResponseRecorder(path: path)
-    }()
+/// Records every answered request as one JSON line (service, method, route pattern, status, content type, headers,
+/// body) in the file named by `SHOP_RECORD_RESPONSES` (``ContractRecording``). The test script sets it for the test
+/// run, then checks each line against the service's OpenAPI document (`scripts/contracts.py responses`): what the tests
+/// made the services answer is what the documents say they answer. Without the variable the middleware is not added.
+public struct ResponseRecorder: Sendable {
+    /// The recorder `SHOP_RECORD_RESPONSES` asks for.
+    public static let fromEnvironment: ResponseRecorder? = ContractRecording.responses.map(ResponseRecorder.init)
 
-    private let descriptor: Int32
-    private let lock = NIOLock()
-
-    init?(path: String) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { return nil }
-        self.descriptor = descriptor
-    }
-
-    /// The headers a contract can require of a response.
-    static let keptHeaders: [HTTPField.Name] = [.location, .retryAfter, .wwwAuthenticate, .allow, .contentType]
+    let file: ContractRecording
 
     func record(service: String, method: String, route: String?, status: Int, headers: HTTPFields, body: ByteBuffer) {
         var kept: [String: JSONValue] = [:]
-        for name in Self.keptHeaders {
-            if let value = headers[name] { kept[name.canonicalName] = .string(value) }
-        }
+        for field in headers { kept[field.name.canonicalName] = .string(field.value) }
         let entry: JSONValue = .object([
             "service": .string(service),
             "method": .string(method),
@@ -42,12 +26,8 @@ public final class ResponseRecorder: Sendable {
             "headers": .object(kept),
             "body": .string(String(decoding: body.readableBytesView, as: UTF8.self)),
         ])
-        guard var line = try? JSONSerialization.data(withJSONObject: entry.foundationObject, options: [.sortedKeys]) else { return }
-        line.append(0x0A)
-        // One write per line on an O_APPEND descriptor: lines from concurrent requests never interleave.
-        lock.withLock {
-            _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        }
+        guard let line = try? JSONSerialization.data(withJSONObject: entry.foundationObject, options: [.sortedKeys]) else { return }
+        file.append(line)
     }
 }
 

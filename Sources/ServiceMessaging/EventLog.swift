@@ -429,6 +429,21 @@ public final class EventLog: Sendable {
         return count
     }
 
+    /// Where group `group`'s delivery of event `eventID` stands: `ready` (with the attempts made so far), `inflight`,
+    /// `done` or `dead` (with the last error); nil when the group has no delivery of it.
+    public func delivery(group: String, eventID: String) async throws -> (status: String, attempts: Int, lastError: String?)? {
+        try await database.withConnection { sql in
+            guard
+                let row = try await sql.select().columns("status", "attempts", "last_error").from("deliveries")
+                    .where("group_name", .equal, group).where("event_id", .equal, eventID).first()
+            else { return nil }
+            return (
+                try row.decode(column: "status", as: String.self), try row.decode(column: "attempts", as: Int.self),
+                try row.decode(column: "last_error", as: String?.self)
+            )
+        }
+    }
+
     /// Delivery counts of `group` by status (for metrics, tests and `shop dlq`).
     public func counts(group: String) async throws -> [String: Int] {
         try await database.withConnection { sql in

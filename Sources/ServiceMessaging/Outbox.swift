@@ -1,5 +1,6 @@
 import Foundation
 import SQLKit
+import ServiceCore
 import ServiceResilience
 import Tracing
 
@@ -19,7 +20,13 @@ public enum Outbox {
 
     /// `created_at` is when it was added, for the relay's lag (`outbox_oldest_event_age_seconds`).
     static func insert(_ event: EventEnvelope, queue: String?, in sql: any SQLDatabase, clock: any WallClock) async throws {
-        let envelope = String(decoding: try JSONEncoder().encode(event), as: UTF8.self)
+        let encoded = try JSONEncoder().encode(event)
+        let envelope = String(decoding: encoded, as: UTF8.self)
+        if let recording = ContractRecording.events {
+            // For the contract check of a test run (scripts/contracts.py events): the queue, and the envelope as sent.
+            let queueJSON = try JSONEncoder().encode(queue)
+            recording.append(Data(#"{"queue":"#.utf8) + queueJSON + Data(#","envelope":"#.utf8) + encoded + Data("}".utf8))
+        }
         try await sql.raw(
             """
             INSERT INTO outbox (id, envelope, queue, created_at)

@@ -133,7 +133,7 @@ def main():
             consumers.append(consumer)
     if not selected:
         print(f"NO PACTS: none of the given pact files is for provider {args.provider}")
-        print(f"VERIFIED 0 interactions from (none)", flush=True)
+        print("VERIFIED 0 interactions from (none)", flush=True)
         return 1
 
     from pact import Verifier
