@@ -222,27 +222,24 @@ def check_events(recorded):
     failures = {}
     seen = 0
     emitted = set()
-    with open(recorded, encoding="utf-8") as file:
-        for line in file:
-            entry = json.loads(line)
-            envelope = entry["envelope"]
-            event_type, queue = envelope.get("type"), entry.get("queue")
-            if envelope.get("source") not in {f"{service}-service" for service in SERVICES}:
-                continue  # the toolkit's own tests publish events of their own
-            seen += 1
-            route = by_route.get((event_type, queue))
-            where = f"{envelope.get('source')} emitted {event_type}" + (f" to the queue {queue}" if queue else "")
-            if route is None:
-                failures.setdefault(f"{where}, which contracts/asyncapi.yaml does not document", envelope)
-                continue
-            key, message, channel_key = route
-            emitted.add(key)
-            error = schema_error(doc, message["payload"], envelope)
-            if error:
-                consumers = "; ".join(consumers_of(doc, channel_key)) or "none documented"
-                failures.setdefault(f"{where} that does not match its schema ({error}): it breaks {consumers}", envelope)
-    for message, envelope in failures.items():
-        print(f"contract: {message}\n    event: {json.dumps(envelope)[:400]}", file=sys.stderr)
+    for entry in recorded_lines(recorded):
+        envelope = entry["envelope"]
+        event_type, queue = envelope.get("type"), entry.get("queue")
+        if envelope.get("source") not in {f"{service}-service" for service in SERVICES}:
+            continue  # the toolkit's own tests publish events of their own
+        seen += 1
+        route = by_route.get((event_type, queue))
+        where = f"{envelope.get('source')} emitted {event_type}" + (f" to the queue {queue}" if queue else "")
+        if route is None:
+            failures.setdefault(f"{where}, which contracts/asyncapi.yaml does not document", envelope)
+            continue
+        key, message, channel_key = route
+        emitted.add(key)
+        error = schema_error(doc, message["payload"], envelope)
+        if error:
+            consumers = "; ".join(consumers_of(doc, channel_key)) or "none documented"
+            failures.setdefault(f"{where} that does not match its schema ({error}): it breaks {consumers}", envelope)
+    report(failures, lambda envelope: "event: " + json.dumps(envelope)[:400])
     documented = {key for key, *_ in by_route.values()}
     missing = sorted(documented - emitted)
     print(f"==> {seen} emitted events checked against contracts/asyncapi.yaml: {len(failures)} problem(s); "
@@ -379,6 +376,20 @@ def check():
 # MARK: Recorded responses
 
 
+def recorded_lines(path):
+    """The JSON lines a test run recorded (ContractRecording); none when nothing was recorded."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            yield json.loads(line)
+
+
+def report(failures, show):
+    for message, entry in failures.items():
+        print(f"contract: {message}\n    {show(entry)}", file=sys.stderr)
+
+
 def resolve(doc, node):
     while isinstance(node, dict) and "$ref" in node:
         target = doc
@@ -404,56 +415,53 @@ def check_responses(recorded):
     failures = {}
     seen = 0
     checked = set()
-    with open(recorded, encoding="utf-8") as file:
-        for line in file:
-            entry = json.loads(line)
-            service = entry["service"]
-            doc = services.get(service)
-            # No route matched (Hummingbird's "NotFound"): a 404 or 405 for a path no operation has.
-            if doc is None or entry.get("route") in (None, "NotFound"):
-                continue
-            seen += 1
-            method = entry["method"].lower()
-            if method == "head":
-                continue
-            where = f"{service}: {entry['method']} {entry['route']} → {entry['status']}"
-            item = doc["paths"].get(entry["route"])
-            if item is None or method not in item:
-                failures.setdefault(f"{service}: {entry['method']} {entry['route']} is not in contracts/openapi/{service}.yaml", entry)
-                continue
-            checked.add((service, method, entry["route"]))
-            operation = item[method]
-            response = operation["responses"].get(str(entry["status"])) or operation["responses"].get("default")
-            if response is None:
-                failures.setdefault(f"{where}: the status is not documented", entry)
-                continue
-            response = resolve(doc, response)
-            for header, spec in response.get("headers", {}).items():
-                spec = resolve(doc, spec)
-                if spec.get("required") and header.lower() not in (h.lower() for h in entry.get("headers", {})):
-                    failures.setdefault(f"{where}: the required header {header} is missing", entry)
-            content = response.get("content")
-            if not content:
-                if entry.get("body"):
-                    failures.setdefault(f"{where}: a body where the document says none", entry)
-                continue
-            media = match_media_type(content, entry.get("contentType"))
-            if media is None:
-                failures.setdefault(f"{where}: Content-Type {entry.get('contentType')!r} is not documented ({', '.join(content)})", entry)
-                continue
-            schema = content[media].get("schema")
-            if schema is None or not media.endswith("json"):
-                continue
-            try:
-                body = json.loads(entry.get("body") or "")
-            except ValueError:
-                failures.setdefault(f"{where}: the body is not JSON", entry)
-                continue
-            error = schema_error(doc, schema, body)
-            if error:
-                failures.setdefault(f"{where}: {error}", entry)
-    for message, entry in failures.items():
-        print(f"contract: {message}\n    body: {(entry.get('body') or '')[:300]}", file=sys.stderr)
+    for entry in recorded_lines(recorded):
+        service = entry["service"]
+        doc = services.get(service)
+        # No route matched (Hummingbird's "NotFound"): a 404 or 405 for a path no operation has.
+        if doc is None or entry.get("route") in (None, "NotFound"):
+            continue
+        seen += 1
+        method = entry["method"].lower()
+        if method == "head":
+            continue
+        where = f"{service}: {entry['method']} {entry['route']} → {entry['status']}"
+        item = doc["paths"].get(entry["route"])
+        if item is None or method not in item:
+            failures.setdefault(f"{service}: {entry['method']} {entry['route']} is not in contracts/openapi/{service}.yaml", entry)
+            continue
+        checked.add((service, method, entry["route"]))
+        operation = item[method]
+        response = operation["responses"].get(str(entry["status"])) or operation["responses"].get("default")
+        if response is None:
+            failures.setdefault(f"{where}: the status is not documented", entry)
+            continue
+        response = resolve(doc, response)
+        for header, spec in response.get("headers", {}).items():
+            spec = resolve(doc, spec)
+            if spec.get("required") and header.lower() not in (h.lower() for h in entry.get("headers", {})):
+                failures.setdefault(f"{where}: the required header {header} is missing", entry)
+        content = response.get("content")
+        if not content:
+            if entry.get("body"):
+                failures.setdefault(f"{where}: a body where the document says none", entry)
+            continue
+        media = match_media_type(content, entry.get("contentType"))
+        if media is None:
+            failures.setdefault(f"{where}: Content-Type {entry.get('contentType')!r} is not documented ({', '.join(content)})", entry)
+            continue
+        schema = content[media].get("schema")
+        if schema is None or not media.endswith("json"):
+            continue
+        try:
+            body = json.loads(entry.get("body") or "")
+        except ValueError:
+            failures.setdefault(f"{where}: the body is not JSON", entry)
+            continue
+        error = schema_error(doc, schema, body)
+        if error:
+            failures.setdefault(f"{where}: {error}", entry)
+    report(failures, lambda entry: "body: " + (entry.get("body") or "")[:300])
     documented = {(s, m, p) for s, doc in services.items() for p, m, _ in operations(doc)}
     print(f"==> {seen} recorded responses checked against the OpenAPI documents: {len(failures)} problem(s); "
           f"{len(checked & documented)} of {len(documented)} documented operations exercised by the tests")
