@@ -15,15 +15,15 @@ public struct ResponseRecorder: Sendable {
     let file: ContractRecording
 
     func record(service: String, method: String, route: String?, status: Int, headers: HTTPFields, body: ByteBuffer) {
-        var kept: [String: JSONValue] = [:]
-        for field in headers { kept[field.name.canonicalName] = .string(field.value) }
+        var fields: [String: JSONValue] = [:]
+        for field in headers { fields[field.name.canonicalName] = .string(field.value) }
         let entry: JSONValue = .object([
             "service": .string(service),
             "method": .string(method),
             "route": route.map { .string($0) } ?? .null,
             "status": .integer(status),
             "contentType": headers[.contentType].map { .string($0) } ?? .null,
-            "headers": .object(kept),
+            "headers": .object(fields),
             "body": .string(String(decoding: body.readableBytesView, as: UTF8.self)),
         ])
         guard let line = try? JSONSerialization.data(withJSONObject: entry.foundationObject, options: [.sortedKeys]) else { return }
