@@ -83,15 +83,19 @@ def cross_cutting(operation, common, public):
     return statuses
 
 
-def service_document(service, common):
-    doc = load(service)
-    components = doc.setdefault("components", {})
-    for kind, entries in common["components"].items():
-        mine = components.setdefault(kind, {})
+def merge_components(into, source, conflict):
+    """Adds `source`'s components to `into`; a name both have with different contents stops with `conflict`."""
+    for kind, entries in source.items():
+        mine = into.setdefault(kind, {})
         for name, value in entries.items():
             if name in mine and mine[name] != value:
-                raise SystemExit(f"{service}.yaml: components.{kind}.{name} is also in common.yaml, differently")
+                raise SystemExit(conflict.format(f"components.{kind}.{name}"))
             mine[name] = value
+
+
+def service_document(service, common):
+    doc = load(service)
+    merge_components(doc.setdefault("components", {}), common["components"], f"{service}.yaml: {{}} is also in common.yaml, differently")
     paths = doc.setdefault("paths", {})
     for path, item in common["x-service-paths"].items():
         if path in paths:
@@ -136,12 +140,7 @@ def public_document(services, common):
             used = True
         if not used:
             raise SystemExit(f"gateway: the route {prefix} leads to no path of the {service} service's document")
-        for kind, entries in doc["components"].items():
-            mine = components.setdefault(kind, {})
-            for name, value in entries.items():
-                if name in mine and mine[name] != value:
-                    raise SystemExit(f"gateway: components.{kind}.{name} differs between services; rename one")
-                mine[name] = value
+        merge_components(components, doc["components"], "gateway: {} differs between services; rename one")
     gateway["paths"] = dict(sorted(paths.items()))
     gateway["components"] = components
     return gateway
