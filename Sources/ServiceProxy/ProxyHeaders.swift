@@ -32,6 +32,23 @@ enum ProxyHeaders {
         hopByHop.contains { $0.utf8.count == name.utf8.count && name.lowercased() == $0 }
     }
 
+    /// The request's transfer codings, lowercased, in order; nil when it has none.
+    static func transferCodings(_ headers: HTTPHeaders) -> [String]? {
+        let values = headers[canonicalForm: "transfer-encoding"]
+        guard !values.isEmpty else { return nil }
+        return values.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+    }
+
+    static func prepareForwardedRequest(_ head: inout HTTPRequestHead, correlationID: String, clientAddress: String) {
+        prepareForwardedRequest(&head.headers, correlationID: correlationID, clientAddress: clientAddress)
+        // The body goes upstream framed as it came. NIO's encoder frames a GET, DELETE, OPTIONS or unknown method's body
+        // only by `Content-Length` or a `Transfer-Encoding` spelled exactly `chunked`: any other spelling the parser
+        // accepted (`Chunked`) would send the body unframed, where the upstream reads it as the next request.
+        if head.headers.contains(name: "transfer-encoding") {
+            head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
+        }
+    }
+
     static func prepareForwardedRequest(_ headers: inout HTTPHeaders, correlationID: String, clientAddress: String) {
         removeHopByHop(&headers)
         headers.replaceOrAdd(name: correlationHeader, value: correlationID)
@@ -67,10 +84,11 @@ enum ProxyHeaders {
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
         // One pass to see whether there is anything to remove; usually there is not, and removal costs a scan per name.
         guard headers.contains(where: { isHopByHop($0.name) }) else { return }
-        // Headers named by Connection are hop-by-hop too.
+        // Headers named by Connection are hop-by-hop too, except the message's framing and `Host`: `Connection:
+        // content-length` would otherwise send a body upstream with nothing saying where it ends.
         for value in headers[canonicalForm: "connection"] {
             let name = String(value).lowercased()
-            if name != "close", name != "keep-alive" { headers.remove(name: name) }
+            if !["close", "keep-alive", "content-length", "transfer-encoding", "host"].contains(name) { headers.remove(name: name) }
         }
         for name in hopByHop { headers.remove(name: name) }
     }

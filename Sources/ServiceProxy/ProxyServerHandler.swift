@@ -85,6 +85,9 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
         case .head(let head):
             receiveHead(head)
         case .body(let buffer):
+            // A TRACE has no content (RFC 9110 §9.3.8) and NIO's encoder sends none of its framing upstream: what a
+            // client sends anyway is dropped here, or it would reach the upstream as the start of another request.
+            if exchange?.head.method == .TRACE { return }
             perform(machine.requestBody(buffer))
         case .end:
             perform(machine.requestEnd())
@@ -140,6 +143,11 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             let message = hosts == 0 ? "Missing Host header" : "More than one Host header"
             return perform(machine.respondLocally(.json(.badRequest, #"{"error":"\#(message)"}"#), exchange: id))
         }
+        // RFC 9112 §6.1: chunked is the only transfer coding the proxy knows; another before it (`gzip, chunked`) is
+        // 501. (One that does not end in chunked leaves the body's length unknown: the parser refuses it with a 400.)
+        if let codings = ProxyHeaders.transferCodings(head.headers), codings.count > 1, codings.last == "chunked" {
+            return perform(machine.respondLocally(.json(.notImplemented, #"{"error":"Transfer coding not implemented"}"#), exchange: id))
+        }
         switch router.route(head, request: ProxyRequestInfo(correlationID: correlationID, clientAddress: clientAddress)) {
         case .decided(let decision):
             apply(decision, exchange: id)
@@ -171,7 +179,7 @@ final class ProxyServerHandler: ChannelInboundHandler, UpstreamResponseDelegate 
             exchange.locations = locations
             exchange.spanUpstream = upstream
             var head = HTTPRequestHead(version: .http1_1, method: exchange.head.method, uri: target, headers: exchange.head.headers)
-            ProxyHeaders.prepareForwardedRequest(&head.headers, correlationID: exchange.correlationID, clientAddress: clientAddress)
+            ProxyHeaders.prepareForwardedRequest(&head, correlationID: exchange.correlationID, clientAddress: clientAddress)
             // The deadline travels: the upstream gets the configured timeout, or what the client allows if less.
             let (budget, text) = pool.defaultBudget
             if let value = exchange.head.headers.first(name: RequestDeadline.headerName) {

@@ -42,6 +42,8 @@ import Tracing
 
     /// Requests that reached the upstream's `/up/wait`.
     static let arrivals = NIOLockedValueBox(0)
+    /// Requests that reached the upstream's `/up/smuggled`: only ever hidden in another request's body.
+    static let smuggled = NIOLockedValueBox(0)
 
     static func upstream(onServerRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
         let router = Router()
@@ -49,6 +51,10 @@ import Tracing
             Echo(
                 uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: request.headers[.init("x-forwarded-for")!],
                 connection: request.headers[.connection], bodyBytes: 0)
+        }
+        router.get("up/smuggled") { _, _ -> String in
+            smuggled.withLockedValue { $0 += 1 }
+            return "smuggled"
         }
         router.get("echo") { request, _ in
             Echo(uri: request.uri.description, correlation: request.headers[.correlationID], forwardedFor: nil, connection: nil, bodyBytes: 0)
@@ -392,6 +398,45 @@ import Tracing
                     received.isEmpty || (received.hasPrefix("HTTP/1.1 400") && received.contains(#"{"error":"#)), "\(shape): \(received.prefix(120))")
                 #expect(!received.contains("bodyBytes") && !received.contains("\"uri\""), "\(shape) reached the upstream: \(received.prefix(300))")
                 await connection.close()
+            }
+        }
+    }
+
+    /// A body the upstream could not delimit would be read there as the start of the next request: a request hidden in
+    /// it would reach the upstream unseen by the router, and its answer would go to whoever's request is next on that
+    /// connection. A TRACE's content (which NIO's encoder sends unframed), `Connection: content-length` (which named the
+    /// length as hop-by-hop) and `Transfer-Encoding: Chunked` (which NIO's encoder frames only spelled `chunked`) all
+    /// did so; a transfer coding other than chunked is 501. Each attack is followed by an ordinary request on the same
+    /// upstream connection: the upstream answers in order, so a hidden request would have been served by then.
+    @Test func aBodyAlwaysReachesTheUpstreamFramed() async throws {
+        try await withProxy { base, client in
+            let port = Self.port(of: base)
+            let hidden = "GET /up/smuggled HTTP/1.1\r\nHost: test\r\n\r\n"
+            let chunk = String(hidden.utf8.count, radix: 16)
+            let attacks = [
+                ("TRACE /echo HTTP/1.1\r\nHost: test\r\nContent-Length: \(hidden.utf8.count)\r\n\r\n\(hidden)", nil),
+                ("GET /echo HTTP/1.1\r\nHost: test\r\nConnection: content-length\r\nContent-Length: \(hidden.utf8.count)\r\n\r\n\(hidden)", nil),
+                ("DELETE /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: Chunked\r\n\r\n\(chunk)\r\n\(hidden)\r\n0\r\n\r\n", nil),
+                ("GET /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\(chunk)\r\n\(hidden)\r\n0\r\n\r\n", "501"),
+            ]
+            for (attack, status) in attacks {
+                let shape = attack.split(separator: "\r\n\r\n").first ?? ""
+                let connection = try await RawHTTPConnection(port: port)
+                try await connection.send(attack)
+                try await connection.wait(for: "the whole answer to \(shape)") { received, closed in
+                    closed || RawHTTPConnection.isComplete(received)
+                }
+                let received = connection.received
+                if let status {
+                    #expect(received.hasPrefix("HTTP/1.1 \(status)") && received.contains(#"{"error":"#), "\(shape): \(received.prefix(200))")
+                } else {
+                    #expect(received.hasPrefix("HTTP/1.1 "), "\(shape): \(received.prefix(200))")
+                }
+                #expect(!received.contains("smuggled"), "\(shape): \(received.prefix(300))")
+                await connection.close()
+                let (next, _, body) = try await get(client, base + "/echo")
+                #expect(next == .ok && String(buffer: body).contains(#""uri""#), "after \(shape): \(next) \(String(buffer: body).prefix(200))")
+                #expect(Self.smuggled.withLockedValue { $0 } == 0, "\(shape) reached the upstream as a request of its own")
             }
         }
     }

@@ -54,6 +54,20 @@ final class RawHTTPConnection: Sendable {
         guard let end = (0...(max(0, all.count - 4))).first(where: { Array(all[$0..<min(all.count, $0 + 4)]) == separator }) else { return 0 }
         return all.count - end - 4
     }
+    /// Whether `received` holds one whole response: its head, then as many bytes as its `Content-Length` says, or a
+    /// chunked body up to its last chunk.
+    static func isComplete(_ received: String) -> Bool {
+        guard let end = received.range(of: "\r\n\r\n") else { return false }
+        let head = received[..<end.lowerBound].lowercased()
+        let body = received[end.upperBound...]
+        if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
+            let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces))
+        {
+            return body.utf8.count >= length
+        }
+        if head.contains("transfer-encoding: chunked") { return body.hasSuffix("0\r\n\r\n") }
+        return true
+    }
     var isClosed: Bool { collector.closed.withLockedValue { $0 } }
 
     /// Waits (polling, with a deadline) until `condition` holds for what was received.
