@@ -227,6 +227,7 @@ let package = Package(
             dependencies: [
                 "ServiceCore", "ServiceDatabase", "ServiceAuth", "ServiceResilience", "ServiceHTTP", "ServiceDiscovery",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "PostgresKit", package: "postgres-kit"),

@@ -23,7 +23,7 @@ SPEC.json:
 
 Protocol:
   Starts the mock server on 127.0.0.1 on a free port, prints exactly one line `READY <port>` to stdout, then waits
-  for EOF on stdin. Then, if every interaction was hit at least once (an interaction may be hit any number of
+  for SIGTERM (or SIGINT). Then, if every interaction was hit at least once (an interaction may be hit any number of
   times) and there was no mismatching or unexpected request, it writes DIR/<consumer>-<provider>.json (overwriting,
   not merging), prints `OK <absolute path>` and exits 0. Otherwise it prints one line per problem:
     MISSING REQUEST: interaction "<description>" (<METHOD> <path>) was never called
@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from urllib.parse import parse_qsl
 
@@ -214,12 +215,11 @@ def build_pact(spec, pact_spec):
     return pact
 
 
-def wait_for_stdin_eof():
-    try:
-        while os.read(0, 65536):
-            pass
-    except OSError:
-        pass
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def wait_for_stop():
+    signal.sigwait(STOP_SIGNALS)
 
 
 def one_line(text):
@@ -355,6 +355,8 @@ def main():
     parser.add_argument("--pact-spec", default="V4", choices=["V3", "V4"], help="Pact specification (default V4)")
     parser.add_argument("--verbose", action="store_true", help="log the Pact core at DEBUG level to stderr")
     args = parser.parse_args()
+    # Blocked before any thread starts (the core's included), so that only sigwait below takes them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("pact").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -384,7 +386,7 @@ def main():
         die(f"cannot start the mock server: {e}")
 
     print(f"READY {server.port}", flush=True)
-    wait_for_stdin_eof()
+    wait_for_stop()
 
     mismatches = pact_ffi.mock_server_mismatches(server._handle)  # raw JSON list from the core
     matched = pact_ffi.mock_server_matched(server._handle)
