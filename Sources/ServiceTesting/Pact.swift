@@ -177,8 +177,10 @@ public struct ProviderStates: Sendable {
                 let router = Router()
                 router.post("provider-states") { request, context -> Response in
                     let change = try await request.decode(as: Change.self, context: context)
-                    // Teardown is not asked for: each verification runs against a provider of its own.
-                    let values = change.action == "teardown" ? [:] : try await setUp(change.state ?? "", change.params ?? [:])
+                    // An interaction without a state is announced with an empty one. Teardown is not asked for: each
+                    // verification runs against a provider of its own.
+                    let state = change.state ?? ""
+                    let values = change.action == "teardown" || state.isEmpty ? [:] : try await setUp(state, change.params ?? [:])
                     return Response(
                         status: .ok, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(values))))
