@@ -85,6 +85,11 @@ ensure_test_tools() {
         python3 -m pip install -q "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml 2>/dev/null \
             || python3 -m pip install -q --break-system-packages "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml
     fi
+    # The Pact tests (PactConsumerTests, PactProviderTests): pact-python's mock provider and verifier (its Rust core).
+    if ! python3 -c "import pact, pact_ffi" 2>/dev/null; then
+        echo "==> installing pact-python (PyPI)"
+        python3 -m pip install -q "pact-python>=4.2,<5" 2>/dev/null || python3 -m pip install -q --break-system-packages "pact-python>=4.2,<5"
+    fi
     if ! command -v openssl >/dev/null; then
         echo "==> installing openssl (Debian package)"
         apt-get update -qq

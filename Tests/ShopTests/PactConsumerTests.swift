@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import HummingbirdTesting
 import JWTKit
+import Logging
 import NIOCore
 import ServiceAuth
 import ServiceCore
@@ -341,6 +342,50 @@ import UserService
                     let latest = try await CheckoutSaga.latestPayment(saga.payments, orderId: "order-paid-1")
                     #expect(latest?.status == "completed")
                 }
+            }
+        }
+    }
+
+    // MARK: the services → auth
+
+    /// The auth client every service and the gateway share (ServiceAuth): it verifies tokens with the auth service's
+    /// published keys (`GET /.well-known/jwks.json`), and a service logs in with its client secret for a token of its
+    /// own (`POST /auth/service`, 401 for a wrong secret). The keys are a fixed test key's, so the pact stays the same
+    /// from run to run (a test key, not a secret).
+    @Test func theServicesFetchTheAuthServicesKeysAndLogIn() async throws {
+        let key = SigningKey(privateKey: try EdDSA.PrivateKey(d: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", curve: .ed25519))
+        let published = key.published
+        let jwk = #"""
+            {"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":\#(PactMatch.like(published.keyID)),"x":\#(PactMatch.like(published.x))}
+            """#
+        let client: [(String, [String: String])] = [
+            ("service order has a client secret", ["serviceId": "order", "serviceSecret": "pact-order-secret"])
+        ]
+        let spec = Self.spec(
+            consumer: "shop-services", provider: "auth-service",
+            [
+                Self.interaction(
+                    "a request for the token signing keys", method: "GET", path: #""/.well-known/jwks.json""#, status: 200,
+                    responseBody: #"{"keys":\#(PactMatch.eachLike(jwk))}"#),
+                Self.interaction(
+                    "a service login", given: client, method: "POST", path: #""/auth/service""#, headers: #"{"Content-Type":\#(PactMatch.json)}"#,
+                    body: #"{"serviceId":"order","serviceSecret":"pact-order-secret"}"#, status: 200,
+                    responseBody:
+                        #"{"token":\#(PactMatch.regex("^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$", "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJvcmRlciJ9.c2lnbmF0dXJl")),"expiresIn":\#(PactMatch.like(900))}"#
+                ),
+                Self.interaction(
+                    "a service login with a wrong secret", given: client, method: "POST", path: #""/auth/service""#,
+                    headers: #"{"Content-Type":\#(PactMatch.json)}"#, body: #"{"serviceId":"order","serviceSecret":"not-the-secret"}"#, status: 401,
+                    responseBody: Self.error),
+            ])
+        try await PactMockProvider.with(spec) { url in
+            let token = try await TokenIssuer(signingKey: key).issue(subject: "customer-1", role: .user, email: nil).token
+            let identity = try await TokenVerifier.remote(authURL: url, logger: Logger(label: "test")).verify(token)
+            #expect(identity.subject == "customer-1")
+            let issued = try await ServiceTokenSource.remote(authURL: url, serviceID: "order", secret: "pact-order-secret").token()
+            #expect(issued.split(separator: ".").count == 3)
+            await #expect(throws: (any Error).self) {
+                try await ServiceTokenSource.remote(authURL: url, serviceID: "order", secret: "not-the-secret").token()
             }
         }
     }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AuthService
 import Foundation
 import InventoryService
 import NIOHTTP1
@@ -19,11 +20,15 @@ import UserService
 @Suite struct PactProviderTests {
     /// Verifies the pacts `consumer` keeps with `provider`, sending `token` in place of the pacts' example token.
     static func verify(_ provider: ServiceName, consumer: ServiceName, url: String, states: String, token: String) async throws {
-        let (consumer, provider) = ("\(consumer.rawValue)-service", "\(provider.rawValue)-service")
+        try await verify(provider, consumer: "\(consumer.rawValue)-service", url: url, states: states, token: token)
+    }
+
+    static func verify(_ provider: ServiceName, consumer: String, url: String, states: String, token: String?) async throws {
+        let provider = "\(provider.rawValue)-service"
         let pact = Pact.file(consumer: consumer, provider: provider)
         try #require(FileManager.default.fileExists(atPath: pact.path), "no pact of \(consumer) with \(provider)")
         let result = try await PactVerifier.verify(
-            provider: provider, url: url, statesURL: states, headers: [("Authorization", "Bearer \(token)")], pacts: [pact])
+            provider: provider, url: url, statesURL: states, headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [], pacts: [pact])
         let broken = result.output.split(separator: "\n").filter { $0.hasPrefix("CONTRACT BROKEN") }.joined(separator: "\n")
         #expect(result.passed && broken.isEmpty, "\(provider) broke the pact of \(consumer):\n\(broken.isEmpty ? result.output : broken)")
         #expect(result.output.contains("VERIFIED "), "\(result.output)")
@@ -33,7 +38,7 @@ import UserService
     @Test func everyPactHasItsProviderVerification() throws {
         let verified: Set<String> = [
             "auth-service-user-service.json", "user-service-order-service.json", "payment-service-order-service.json",
-            "order-service-inventory-service.json", "order-service-payment-service.json",
+            "order-service-inventory-service.json", "order-service-payment-service.json", "shop-services-auth-service.json",
         ]
         let kept = Set(try FileManager.default.contentsOfDirectory(atPath: Pact.directory.path).filter { $0.hasSuffix(".json") })
         #expect(kept == verified)
@@ -61,6 +66,34 @@ import UserService
             throw Harness.SetupFailed(step: "\(what) answered \(reply.status.code): \(String(buffer: reply.body))")
         }
         return reply
+    }
+
+    // MARK: auth-service
+
+    @Test(arguments: TestDatabase.available)
+    func theAuthServiceKeepsTheServicesPact(_ engine: TestDatabase) async throws {
+        try await Harness.with(engine) { harness in
+            // The state the pact names is this provider's configuration: the order service's client secret.
+            let secret = "pact-order-secret"
+            let configuration = {
+                var configuration = harness.auth(userURL: "http://127.0.0.1:9")
+                configuration.serviceClients = [ServiceName.order.rawValue: secret]
+                return configuration
+            }()
+            try await Self.running({
+                var c = configuration; c.settings.onServerRunning = $0; return try await buildAuthService(c)
+            }) { url, _ in
+                let setUp: ProviderStates.SetUp = { state, params in
+                    guard state == "service order has a client secret", params["serviceId"] == ServiceName.order.rawValue,
+                        params["serviceSecret"] == secret
+                    else { throw ProviderStates.Unknown(state) }
+                    return [:]
+                }
+                try await ProviderStates.with(setUp) { states in
+                    try await Self.verify(.auth, consumer: "shop-services", url: url, states: states, token: nil)
+                }
+            }
+        }
     }
 
     // MARK: user-service
