@@ -86,6 +86,7 @@ public struct RegistryAgent: Service {
                         continue
                     }
                     guard status == .ok else { throw Refused(status: status) }
+                    logger.debug("Heartbeat sent", metadata: ["instance": "\(id)"])
                 }
                 failures = 0
             } catch {

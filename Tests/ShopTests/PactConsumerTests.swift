@@ -4,12 +4,14 @@ import HTTPTypes
 import HummingbirdTesting
 import JWTKit
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import ServiceAuth
 import ServiceCore
 import ServiceDatabase
 import ServiceDiscovery
 import ServiceHTTP
+import ServiceLifecycle
 import ServiceMessaging
 import ServiceTesting
 import ShopContracts
@@ -387,6 +389,66 @@ import UserService
             await #expect(throws: (any Error).self) {
                 try await ServiceTokenSource.remote(authURL: url, serviceID: "order", secret: "not-the-secret").token()
             }
+        }
+    }
+
+    // MARK: the services → the registry
+
+    /// Every service keeps its instance in the gateway's registry (`RegistryAgent`: `POST /register`, a heartbeat `PUT
+    /// /register/:id` as often as the answer says, `DELETE /register/:id` on a graceful shutdown), and finds another
+    /// service's instances there (`RegistryLookup`: `GET /services/:name`, 404 when it has none).
+    @Test func theServicesRegisterTheirInstancesAndFindOthers() async throws {
+        let registered: [(String, [String: String])] = [
+            (
+                "instance order-pact0001 of order is registered at http://127.0.0.1:8080",
+                ["name": "order", "instanceId": "order-pact0001", "url": "http://127.0.0.1:8080"]
+            )
+        ]
+        let instance = #"""
+            {"id":"order-pact0001","name":"order","url":"http://127.0.0.1:8080","healthCheck":\#(PactMatch.like("http://127.0.0.1:8080/health/live")),
+             "registeredAt":\#(PactMatch.timestamp),"lastHeartbeat":\#(PactMatch.timestamp)}
+            """#
+        let spec = Self.spec(
+            consumer: "shop-services", provider: "gateway",
+            [
+                Self.interaction(
+                    "a registration of an instance", method: "POST", path: #""/register""#, headers: Self.authorizedJSON,
+                    body: #"{"name":"order","url":"http://127.0.0.1:8080","instanceId":"order-pact0001"}"#, status: 201,
+                    responseBody: #"{"instance":\#(instance),"heartbeatIntervalMs":\#(PactMatch.like(100)),"ttlMs":\#(PactMatch.like(15000))}"#),
+                Self.interaction(
+                    "a heartbeat of a registered instance", given: registered, method: "PUT", path: #""/register/order-pact0001""#,
+                    headers: Self.authorized, status: 200),
+                Self.interaction(
+                    "a deregistration of an instance", given: registered, method: "DELETE", path: #""/register/order-pact0001""#,
+                    headers: Self.authorized, status: 204),
+                Self.interaction(
+                    "a lookup of a service's instances", given: registered, method: "GET", path: #""/services/order""#, headers: Self.authorized,
+                    status: 200, responseBody: #"{"name":"order","instances":\#(PactMatch.eachLike(instance))}"#),
+                Self.interaction(
+                    "a lookup of a service with no instances", method: "GET", path: #""/services/notification""#, headers: Self.authorized,
+                    status: 404, responseBody: Self.error),
+            ])
+        let keys = try await TestKeys()
+        try await PactMockProvider.with(spec) { url in
+            let lines = NIOLockedValueBox<[String]>([])
+            var logger = Logger(label: "agent") { label in
+                JSONLogHandler(label: label, service: "order", output: .custom { line in lines.withLockedValue { $0.append(line) } })
+            }
+            logger.logLevel = .debug
+            let agent = RegistryAgent(
+                registryURL: url, name: "order", host: "127.0.0.1", instanceID: "order-pact0001",
+                credentials: keys.serviceTokens("order", scopes: [Scope.registryRegister]), logger: logger, port: { 8080 })
+            let group = ServiceGroup(configuration: .init(services: [agent], logger: logger))
+            let running = Task { try await group.run() }
+            try await eventually("a heartbeat", timeout: .seconds(15)) { lines.withLockedValue { $0 }.contains { $0.contains("Heartbeat sent") } }
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(lines.withLockedValue { $0 }.contains { $0.contains("Deregistered from the service registry") })
+
+            let lookup = RegistryLookup(registryURL: url)
+            let credentials = keys.serviceTokens("payment", scopes: [])
+            #expect(await lookup.urls(of: "order", credentials: credentials) == ["http://127.0.0.1:8080"])
+            #expect(await lookup.urls(of: "notification", credentials: credentials) == [])
         }
     }
 

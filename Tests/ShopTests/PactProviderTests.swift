@@ -24,7 +24,10 @@ import UserService
     }
 
     static func verify(_ provider: ServiceName, consumer: String, url: String, states: String, token: String?) async throws {
-        let provider = "\(provider.rawValue)-service"
+        try await verify("\(provider.rawValue)-service", consumer: consumer, url: url, states: states, token: token)
+    }
+
+    static func verify(_ provider: String, consumer: String, url: String, states: String, token: String?) async throws {
         let pact = Pact.file(consumer: consumer, provider: provider)
         try #require(FileManager.default.fileExists(atPath: pact.path), "no pact of \(consumer) with \(provider)")
         let result = try await PactVerifier.verify(
@@ -39,6 +42,7 @@ import UserService
         let verified: Set<String> = [
             "auth-service-user-service.json", "user-service-order-service.json", "payment-service-order-service.json",
             "order-service-inventory-service.json", "order-service-payment-service.json", "shop-services-auth-service.json",
+            "shop-services-gateway.json",
         ]
         let kept = Set(try FileManager.default.contentsOfDirectory(atPath: Pact.directory.path).filter { $0.hasSuffix(".json") })
         #expect(kept == verified)
@@ -66,6 +70,25 @@ import UserService
             throw Harness.SetupFailed(step: "\(what) answered \(reply.status.code): \(String(buffer: reply.body))")
         }
         return reply
+    }
+
+    // MARK: the gateway's registry
+
+    @Test func theGatewaysRegistryKeepsTheServicesPact() async throws {
+        try await GatewayResilienceTests.withGateway(upstreamPort: 9) { gateway in
+            let order = try await gateway.keys.token(ServiceName.order.rawValue, role: .service, scopes: Scope.granted(to: .order))
+            let setUp: ProviderStates.SetUp = { state, params in
+                guard state.hasPrefix("instance "), let name = params["name"], let id = params["instanceId"], let url = params["url"] else {
+                    throw ProviderStates.Unknown(state)
+                }
+                let body = #"{"name":"\#(name)","url":"\#(url)","instanceId":"\#(id)"}"#
+                _ = try Self.require(try await gateway.call(.POST, "/register", json: body, token: order), [200, 201], "the registration")
+                return [:]
+            }
+            try await ProviderStates.with(setUp) { states in
+                try await Self.verify("gateway", consumer: "shop-services", url: gateway.url, states: states, token: order)
+            }
+        }
     }
 
     // MARK: auth-service
