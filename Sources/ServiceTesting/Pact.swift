@@ -25,15 +25,11 @@ public enum Pact {
         directory.appendingPathComponent("\(consumer)-\(provider).json")
     }
 
-    /// The kept pacts whose provider is `provider`.
-    public static func files(provider: String) throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix("-\(provider).json") }.sorted()
-            .map { directory.appendingPathComponent($0) }
-    }
 }
 
 /// Pact matchers in the core's integration JSON, as fragments to write into an interaction's JSON. Each carries an
-/// example: the value the mock answers and the pact records.
+/// example: the value the mock answers and the pact records. Written here because no Swift Pact library is available
+/// (pact-python has these as Python functions; the JSON they produce is the core's documented integration format).
 public enum PactMatch {
     /// `value` as a JSON literal.
     public static func literal(_ value: String) -> String {
@@ -161,7 +157,7 @@ public enum PactVerifier {
 /// /provider-states` with `{"action", "state", "params"}`). It exists only in the provider's verification test: a
 /// normal start of a service has no such route. `setUp` gets the state's name and parameters and answers the values
 /// the interaction's `fromState` expressions name (`{"orderId": …}`).
-public struct ProviderStates: Sendable {
+public enum ProviderStates {
     public typealias SetUp = @Sendable (_ state: String, _ params: [String: String]) async throws -> [String: String]
 
     struct Change: Decodable {
@@ -172,13 +168,13 @@ public struct ProviderStates: Sendable {
 
     /// Runs `body` with the URL of a state endpoint that calls `setUp`.
     public static func with<T: Sendable>(_ setUp: @escaping SetUp, _ body: @Sendable @escaping (String) async throws -> T) async throws -> T {
-        return try await RunningService.with([
+        try await RunningService.with([
             { onServerRunning in
                 let router = Router()
                 router.post("provider-states") { request, context -> Response in
                     let change = try await request.decode(as: Change.self, context: context)
-                    // An interaction without a state is announced with an empty one. Teardown is not asked for: each
-                    // verification runs against a provider of its own.
+                    // An interaction without a state is announced with an empty one. The verifier is not asked for
+                    // teardowns: each verification runs against a provider of its own.
                     let state = change.state ?? ""
                     let values = change.action == "teardown" || state.isEmpty ? [:] : try await setUp(state, change.params ?? [:])
                     return Response(

@@ -278,8 +278,8 @@ import UserService
         let paid = { (n: Int) -> [(String, [String: String])] in
             [
                 (
-                    "a completed charge of order order-paid-\(n) by customer-1 with key saga-paid-\(n):chargePayment",
-                    ["orderId": "order-paid-\(n)", "userId": "customer-1", "idempotencyKey": "saga-paid-\(n):chargePayment"]
+                    "a completed charge of order 0a7d9c1e-5f3b-4d2a-9e8c-00000000000\(n) by customer-1 with key saga-paid-\(n):chargePayment",
+                    ["orderId": "0a7d9c1e-5f3b-4d2a-9e8c-00000000000\(n)", "userId": "customer-1", "idempotencyKey": "saga-paid-\(n):chargePayment"]
                 )
             ]
         }
@@ -288,16 +288,16 @@ import UserService
             [
                 Self.interaction(
                     "a charge for an order", method: "POST", path: #""/internal/charges""#, headers: keyed("saga-charge-1:chargePayment"),
-                    body: charge("order-charge-1", "4111111111111111"), status: 200,
-                    responseBody: Self.payment(status: "completed", orderId: "order-charge-1")),
+                    body: charge("0a7d9c1e-5f3b-4d2a-9e8c-000000000101", "4111111111111111"), status: 200,
+                    responseBody: Self.payment(status: "completed", orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000101")),
                 Self.interaction(
                     "a charge the card's bank declines", method: "POST", path: #""/internal/charges""#, headers: keyed("saga-charge-2:chargePayment"),
-                    body: charge("order-charge-2", "4000000000000002"), status: 402,
+                    body: charge("0a7d9c1e-5f3b-4d2a-9e8c-000000000102", "4000000000000002"), status: 402,
                     responseBody: #"{"error":\#(PactMatch.like("Your card was declined"))}"#),
                 Self.interaction(
                     "a search for the charge made with a key", given: paid(1), method: "GET", path: #""/internal/charges""#,
                     query: #"{"userId":"customer-1","idempotencyKey":"saga-paid-1:chargePayment"}"#, headers: Self.authorized, status: 200,
-                    responseBody: Self.payment(status: "completed", orderId: "order-paid-1")),
+                    responseBody: Self.payment(status: "completed", orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000001")),
                 Self.interaction(
                     "a search for a charge never made", method: "GET", path: #""/internal/charges""#,
                     query: #"{"userId":"customer-1","idempotencyKey":"saga-never-1:chargePayment"}"#, headers: Self.authorized, status: 404,
@@ -307,12 +307,13 @@ import UserService
                     path: PactMatch.fromState(
                         "/internal/charges/${paymentId}/refund", regex: "^/internal/charges/[^/]+/refund$",
                         example: "/internal/charges/7c4e2a10-9b3d-4f5e-8a6c-1d2e3f4a5b6c/refund"),
-                    headers: Self.authorized, status: 200, responseBody: Self.payment(status: "refunded", orderId: "order-paid-2")),
+                    headers: Self.authorized, status: 200,
+                    responseBody: Self.payment(status: "refunded", orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000002")),
                 Self.interaction(
                     "a request for an order's latest payment", given: paid(1), method: "GET", path: #""/internal/payments""#,
-                    query: #"{"orderId":"order-paid-1"}"#, headers: Self.authorized, status: 200,
+                    query: #"{"orderId":"0a7d9c1e-5f3b-4d2a-9e8c-000000000001"}"#, headers: Self.authorized, status: 200,
                     responseBody:
-                        #"{"orderId":"order-paid-1","status":"completed","source":"payment-service","payment":\#(Self.payment(status: "completed", orderId: "order-paid-1"))}"#
+                        #"{"orderId":"0a7d9c1e-5f3b-4d2a-9e8c-000000000001","status":"completed","source":"payment-service","payment":\#(Self.payment(status: "completed", orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000001"))}"#
                 ),
             ])
         try await Harness.with(.sqlite) { harness in
@@ -322,26 +323,26 @@ import UserService
                         CardDetails(number: number, expiryMonth: 12, expiryYear: 2030, cvv: "123")
                     }
                     saga.vault.put(card("4111111111111111"), for: "saga-charge-1")
-                    var charged = Self.checkout(orderId: "order-charge-1", quantity: 2)
+                    var charged = Self.checkout(orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000101", quantity: 2)
                     try await saga.definition.steps[1].action(&charged, Self.context("saga-charge-1", step: "chargePayment"))
                     #expect(charged.paymentId == "7c4e2a10-9b3d-4f5e-8a6c-1d2e3f4a5b6c")
 
                     saga.vault.put(card("4000000000000002"), for: "saga-charge-2")
-                    var declined = Self.checkout(orderId: "order-charge-2", quantity: 2)
+                    var declined = Self.checkout(orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000102", quantity: 2)
                     await #expect(throws: SagaStepFailure.self) {
                         try await saga.definition.steps[1].action(&declined, Self.context("saga-charge-2", step: "chargePayment"))
                     }
 
                     // After a restart the card is gone: the charge made before it is found by its key.
-                    var resumed = Self.checkout(orderId: "order-paid-1", quantity: 2)
+                    var resumed = Self.checkout(orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000001", quantity: 2)
                     try await saga.definition.steps[1].action(&resumed, Self.context("saga-paid-1", step: "chargePayment"))
                     #expect(resumed.paymentId == "7c4e2a10-9b3d-4f5e-8a6c-1d2e3f4a5b6c")
                     // Compensation: the payment the state names is refunded.
                     try await saga.definition.steps[1].compensation?(resumed, Self.context("saga-paid-1", step: "chargePayment"))
 
-                    let never = Self.checkout(orderId: "order-never-1", quantity: 2)
+                    let never = Self.checkout(orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000201", quantity: 2)
                     #expect(try await CheckoutSaga.findCharge(saga.payments, state: never, key: "saga-never-1:chargePayment") == nil)
-                    let latest = try await CheckoutSaga.latestPayment(saga.payments, orderId: "order-paid-1")
+                    let latest = try await CheckoutSaga.latestPayment(saga.payments, orderId: "0a7d9c1e-5f3b-4d2a-9e8c-000000000001")
                     #expect(latest?.status == "completed")
                 }
             }
