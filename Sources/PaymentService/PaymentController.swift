@@ -68,7 +68,19 @@ struct PaymentController {
         guard let current = try await repository.find(id: id) else { throw APIError.notFound("Payment not found") }
         // A charge still running may yet take money: answer "try again" rather than "nothing to refund".
         if current.payment.status == "processing" { throw Self.inProgress("The payment is still being charged") }
-        guard let record = try await repository.refund(id: id, processor: processor) else { throw APIError.notFound("Payment not found") }
+        let refunded: PaymentRecord?
+        do {
+            refunded = try await repository.refund(id: id, processor: processor)
+        } catch let refused as ProviderProcessor.Refused {
+            // Refunded out of band, or a charge the provider no longer has: asking again will not help.
+            context.logger.warning("The payment provider refused a refund", metadata: ["paymentId": "\(id)", "error": "\(refused)"])
+            throw APIError(.badGateway, "The payment provider refused the refund", extra: ["reason": .string(refused.message)])
+        } catch let unavailable as ProcessorUnavailable {
+            context.logger.warning("The payment provider did not answer a refund", metadata: ["paymentId": "\(id)", "error": "\(unavailable)"])
+            throw APIError(
+                .serviceUnavailable, "The payment provider is unavailable", headers: [.retryAfter: "1"], extra: ["code": "provider_unavailable"])
+        }
+        guard let record = refunded else { throw APIError.notFound("Payment not found") }
         context.logger.info("Refund requested", metadata: ["paymentId": "\(id)", "status": "\(record.payment.status)"])
         return record.payment
     }

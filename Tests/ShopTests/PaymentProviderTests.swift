@@ -1,9 +1,12 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOHTTP1
 import SQLKit
+import ServiceAuth
 import ServiceCore
 import ServiceDatabase
 import ServiceMessaging
@@ -287,6 +290,51 @@ import Testing
             return databaseURL
         }
         await TestDatabase.drop([databaseURL])
+    }
+
+    /// A refund the provider refuses (the charge was refunded at the provider already, from its dashboard) is a clear
+    /// 502 with the provider's message, and the payment stays as it was; it used to be a 500.
+    @Test(arguments: TestDatabase.available)
+    func aRefundTheProviderRefusesIsA502AndChangesNothing(_ engine: TestDatabase) async throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let providerURL = try await Self.withProvider(engine, directory: directory) { url, databaseURL in
+            try await Harness.with(engine) { harness in
+                var configuration = harness.payment(orderURL: "http://127.0.0.1:9")
+                configuration.processor = ProviderProcessor(baseURL: url, key: { Self.key })
+                let order = try await harness.keys.token(ServiceName.order.rawValue, role: .service, scopes: Scope.granted(to: .order))
+                try await buildPaymentService(configuration).test(.router) { client in
+                    var headers = HTTPFields.bearer(order)
+                    headers[.contentType] = "application/json"
+                    headers[HTTPField.Name("Idempotency-Key")!] = "saga-1:chargePayment"
+                    let body =
+                        #"{"orderId":"0a7d9c1e-5f3b-4d2a-9e8c-000000000301","userId":"customer-1","amount":29.99,"paymentMethod":"card","cardDetails":{"number":"4242424242424242","expiryMonth":12,"expiryYear":2030,"cvv":"123"}}"#
+                    let payment = try await client.execute(uri: "/internal/charges", method: .post, headers: headers, body: .json(body)) {
+                        response async throws in
+                        #expect(response.status == .ok)
+                        return try response.json(PaymentDTO.self)
+                    }
+                    // Refunded at the provider, out of band.
+                    let charges = try await Self.get(url, "/v1/charges?limit=100").json(ChargeList.self).data
+                    let charge = try #require(charges.first { $0.metadata["paymentId"] == payment.id })
+                    #expect(try await Self.post(url, "/v1/refunds", form: "charge=\(charge.id)").status == .ok)
+
+                    try await client.execute(uri: "/internal/charges/\(payment.id)/refund", method: .post, headers: .bearer(order)) { response async throws in
+                        #expect(response.status == .badGateway)
+                        #expect(response.errorMessage == "The payment provider refused the refund")
+                        let reason = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+                        #expect((reason?["reason"] as? String)?.isEmpty == false)
+                    }
+                    try await client.execute(
+                        uri: "/internal/charges?userId=customer-1&idempotencyKey=saga-1%3AchargePayment", method: .get, headers: .bearer(order)
+                    ) { response async throws in
+                        #expect(try response.json(PaymentDTO.self).status == "completed")
+                    }
+                }
+            }
+            return databaseURL
+        }
+        await TestDatabase.drop([providerURL])
     }
 
     struct Unexpected: Error {}
