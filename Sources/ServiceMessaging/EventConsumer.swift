@@ -261,11 +261,14 @@ public final class EventConsumer: Service, Sendable {
         guard let handler = handlers.handlers[event.type] else {
             throw MalformedEvent(reason: "no handler for event type '\(event.type)' in group '\(group)'")
         }
-        // A consumer span per event, in the trace of the request that published it (its `traceparent`).
-        try await withSpan("handle \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
-            span.attributes["messaging.consumer.group.name"] = group
-            span.attributes["messaging.message.id"] = event.id
-            try await handler(event, sql)
+        // A consumer span per event, in the trace of the request that published it (its `traceparent`); the request's
+        // correlation id goes on with what the handler publishes and calls.
+        try await CorrelationID.$current.withValue(event.correlationid) {
+            try await withSpan("handle \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
+                span.attributes["messaging.consumer.group.name"] = group
+                span.attributes["messaging.message.id"] = event.id
+                try await handler(event, sql)
+            }
         }
     }
 
@@ -302,10 +305,13 @@ public final class EventConsumer: Service, Sendable {
                 throw MalformedEvent(reason: "no effect for event type '\(event.type)' in group '\(group)'")
             }
             // Bounded well inside the lease: past it another consumer could take the delivery and perform it again.
-            try await withSpan("perform \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) { span in
-                span.attributes["messaging.consumer.group.name"] = group
-                span.attributes["messaging.message.id"] = event.id
-                try await withTimeout(configuration.visibilityTimeout * 0.8) { try await effect(event) }
+            try await CorrelationID.$current.withValue(event.correlationid) {
+                try await withSpan("perform \(event.type)", context: TraceContext.context(traceparent: event.traceparent), ofKind: .consumer) {
+                    span in
+                    span.attributes["messaging.consumer.group.name"] = group
+                    span.attributes["messaging.message.id"] = event.id
+                    try await withTimeout(configuration.visibilityTimeout * 0.8) { try await effect(event) }
+                }
             }
         } catch {
             await failed(delivery, error)

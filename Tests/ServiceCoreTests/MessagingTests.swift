@@ -122,6 +122,34 @@ import Testing
         }
     }
 
+    /// What a handler publishes, and what an effect sends, carries the correlation id of the event it handles (the
+    /// request that started it all), as a request's own events do.
+    @Test(arguments: TestDatabase.available)
+    func handlersAndEffectsCarryTheCorrelationIdOfTheirEvent(_ engine: TestDatabase) async throws {
+        try await withMessaging(engine) { service, log in
+            let seen = NIOLockedValueBox<[String: String]>([:])
+            var handlers = EventHandlers()
+            handlers.on("thing.placed", as: Placed.self) { placed, _, sql in
+                let next = try EventEnvelope(type: "thing.noted", source: "test", partitionKey: placed.key, payload: placed)
+                seen.withLockedValue { $0["published"] = next.correlationid ?? "none" }
+                try await Outbox.add(next, in: sql)
+            }
+            handlers.onEffect("thing.mailed", as: Placed.self) { _, _ in
+                seen.withLockedValue { $0["effect"] = CorrelationID.current ?? "none" }
+            }
+            let consumer = consumer("g", service, log, handlers)
+            try await consumer.declare()
+            try await log.publish(
+                try EventEnvelope(type: "thing.placed", source: "test", partitionKey: "k", payload: Placed(key: "k", n: 1), correlationID: "corr-42"))
+            try await log.publish(
+                try EventEnvelope(type: "thing.mailed", source: "test", partitionKey: "m", payload: Placed(key: "m", n: 2), correlationID: "corr-43"))
+            #expect(try await consumer.pollOnce() == 2)
+            #expect(seen.withLockedValue { $0 } == ["published": "corr-42", "effect": "corr-43"])
+            // Outside a handler nothing is inherited.
+            #expect(CorrelationID.current == nil)
+        }
+    }
+
     @Test(arguments: TestDatabase.available)
     func aFailingHandlerIsRetriedThenDeadLetteredAndReplayDeliversIt(_ engine: TestDatabase) async throws {
         let clock = ManualClock()

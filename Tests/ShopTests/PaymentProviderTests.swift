@@ -319,7 +319,8 @@ import Testing
                     let charge = try #require(charges.first { $0.metadata["paymentId"] == payment.id })
                     #expect(try await Self.post(url, "/v1/refunds", form: "charge=\(charge.id)").status == .ok)
 
-                    try await client.execute(uri: "/internal/charges/\(payment.id)/refund", method: .post, headers: .bearer(order)) { response async throws in
+                    try await client.execute(uri: "/internal/charges/\(payment.id)/refund", method: .post, headers: .bearer(order)) {
+                        response async throws in
                         #expect(response.status == .badGateway)
                         #expect(response.errorMessage == "The payment provider refused the refund")
                         let reason = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
