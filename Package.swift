@@ -279,7 +279,7 @@ let package = Package(
             name: "OrderService",
             dependencies: [
                 "ServiceCore", "ServiceHTTP", "ServiceDiscovery", "ServiceAuth", "ServiceDatabase", "ServiceMessaging", "ServiceSaga",
-                "ServiceCache", "ShopContracts",
+                "ServiceCache", "ShopContracts", .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

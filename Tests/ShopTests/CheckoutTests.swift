@@ -184,6 +184,16 @@ import Testing
                     try await shop.call(.GET, "/api/checkout/\(ids.first ?? "")", token: token).json(CheckoutDTO.self).status == "completed"
                 }
                 #expect(harness.processor.approvedCharges == 1)
+                // The same key with another request (two units, another card) is refused and starts nothing; with the
+                // first request again it still answers the first checkout.
+                for other in [Self.body(quantity: 2), Self.body(number: "5555555555554444")] {
+                    let reused = try await shop.call(.POST, "/api/checkout", json: other, token: token, headers: [("Idempotency-Key", "cart-1")])
+                    #expect(reused.status == .unprocessableEntity)
+                    #expect(reused.object["error"] as? String == "This Idempotency-Key was used with a different request")
+                }
+                let replayed = try await shop.call(.POST, "/api/checkout", json: Self.body(), token: token, headers: [("Idempotency-Key", "cart-1")])
+                #expect(replayed.status == .created && replayed.object["id"] as? String == ids.first)
+                #expect(harness.processor.approvedCharges == 1)
                 let orders = try await shop.call(.GET, "/api/orders", token: token).json(Paginated<OrderDTO>.self)
                 #expect(orders.pagination.total == 1)
             }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -32,6 +33,18 @@ struct CheckoutController {
     struct Input: Sendable {
         var order: NewOrder
         var card: CardDetails
+
+        /// What identifies the request behind an Idempotency-Key: the lines as sent, the address and the card (its brand,
+        /// last four digits and expiry: never the number itself), hashed.
+        var fingerprint: String {
+            let lines = order.items.map { "\($0.productId)*\($0.quantity)@\(Money.cents($0.price))" }.joined(separator: ",")
+            let address = order.shippingAddress
+            let text = [
+                lines, address.street, address.city, address.country, address.zipCode, card.brand, card.last4,
+                "\(card.expiryMonth)/\(card.expiryYear)",
+            ].map { "\($0.utf8.count):\($0)" }.joined()
+            return SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        }
     }
 
     @Sendable func checkout(request: Request, context: ServiceRequestContext) async throws -> Response {
@@ -45,9 +58,11 @@ struct CheckoutController {
             guard let order, let card else { return nil }
             return Input(order: order, card: card)
         }
-        // A repeated key answers with the checkout it started.
-        if let key, let existing = try await sagaID(userId: identity.subject, key: key) {
-            return try await answer(existing, userId: identity.subject, waited: true)
+        // A repeated key answers with the checkout it started, if it comes with the same request.
+        let fingerprint = input.fingerprint
+        if let key, let existing = try await checkout(userId: identity.subject, key: key) {
+            try Self.requireSameRequest(existing, fingerprint)
+            return try await answer(existing.sagaID, userId: identity.subject, waited: true)
         }
         // Stopping: a new checkout would be left to a restart that no longer has its card.
         guard orchestrator.isAccepting else { throw Self.restarting }
@@ -64,7 +79,8 @@ struct CheckoutController {
             guard let key else { return true }
             return try await !sql.raw(
                 """
-                INSERT INTO checkouts (user_id, idempotency_key, saga_id) VALUES (\(bind: userId), \(bind: key), \(bind: sagaID))
+                INSERT INTO checkouts (user_id, idempotency_key, saga_id, fingerprint)
+                VALUES (\(bind: userId), \(bind: key), \(bind: sagaID), \(bind: fingerprint))
                 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING saga_id
                 """
             ).all().isEmpty
@@ -72,10 +88,11 @@ struct CheckoutController {
         guard started else {
             vault.remove(sagaID)
             // Another request with this key got there first.
-            guard let key, let winner = try await self.sagaID(userId: userId, key: key) else {
+            guard let key, let winner = try await self.checkout(userId: userId, key: key) else {
                 throw APIError(.conflict, "A checkout with this Idempotency-Key is being started")
             }
-            return try await answer(winner, userId: userId, waited: true)
+            try Self.requireSameRequest(winner, fingerprint)
+            return try await answer(winner.sagaID, userId: userId, waited: true)
         }
         context.logger.info("Checkout started", metadata: ["sagaId": "\(sagaID)", "orderId": "\(state.orderId)", "card": "\(input.card)"])
         // The orchestrator runs the saga (a client that hangs up does not stop it); the answer waits a little for it, and
@@ -144,10 +161,24 @@ struct CheckoutController {
         try await sql.raw("DELETE FROM checkouts WHERE saga_id IN (\(binds: sagaIDs)) RETURNING saga_id").all().count
     }
 
-    func sagaID(userId: String, key: String) async throws -> String? {
+    /// The checkout a user's Idempotency-Key started: its saga, and what the request was (nil for keys stored before
+    /// fingerprints were).
+    func checkout(userId: String, key: String) async throws -> (sagaID: String, fingerprint: String?)? {
         try await database.withConnection { sql in
-            try await sql.raw("SELECT saga_id FROM checkouts WHERE user_id = \(bind: userId) AND idempotency_key = \(bind: key)").first()?
-                .decode(column: "saga_id", as: String.self)
+            guard
+                let row = try await sql.raw(
+                    "SELECT saga_id, fingerprint FROM checkouts WHERE user_id = \(bind: userId) AND idempotency_key = \(bind: key)"
+                ).first()
+            else { return nil }
+            return (try row.decode(column: "saga_id", as: String.self), try row.decode(column: "fingerprint", as: String?.self))
+        }
+    }
+
+    /// A key reused with another request is refused (422), as the payment service does: answering the first checkout
+    /// would tell the client its second order was placed.
+    static func requireSameRequest(_ existing: (sagaID: String, fingerprint: String?), _ fingerprint: String) throws {
+        guard existing.fingerprint == nil || existing.fingerprint == fingerprint else {
+            throw APIError(.unprocessableContent, "This Idempotency-Key was used with a different request")
         }
     }
 }

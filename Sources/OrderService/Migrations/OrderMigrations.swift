@@ -84,5 +84,8 @@ enum OrderMigrations {
         ),
         // Why an order was cancelled, shown to its customer (it was only in the inventory service's log).
         Migration(version: 7, name: "cancellation reasons", statements: ["ALTER TABLE orders ADD COLUMN cancellation_reason TEXT"]),
+        // What a checkout's Idempotency-Key was first used with, so that a reuse with another request is refused (NULL for
+        // the keys stored before: those answer their checkout whatever the body, as they did).
+        Migration(version: 8, name: "checkout fingerprints", statements: ["ALTER TABLE checkouts ADD COLUMN fingerprint TEXT"]),
     ]
 }
