@@ -156,6 +156,12 @@ import Testing
                     _ = try await InProcessShop.call(shop.client, .DELETE, inventory + "/internal/reservations/held-1", token: service)
                 }
                 #expect(try await OrderLifecycleTests.product(shop).reserved == 0)
+                // An id no hold could have is a 400 (it was answered "none held").
+                for bad in [String(repeating: "a", count: 65), "a$b"] {
+                    let refused = try await InProcessShop.call(shop.client, .DELETE, inventory + "/internal/reservations/\(bad)", token: service)
+                    #expect(refused.status == .badRequest, "\(bad)")
+                    #expect((refused.object["details"] as? [[String: Any]])?.first?["field"] as? String == "orderId", "\(bad)")
+                }
                 // Without the scope: refused.
                 let user = try await harness.keys.token("u1")
                 #expect(

@@ -53,6 +53,10 @@ struct ReservationController {
 
     @Sendable func release(request: Request, context: ServiceRequestContext) async throws -> Held {
         let orderId = try context.parameters.require("orderId")
+        // The same rule as the hold's `orderId`: an id no hold could have is a mistake, not "none held".
+        if let problem = Rules.identifier(orderId) {
+            throw APIError.validation([.init(field: "orderId", message: "\"orderId\" \(problem)")])
+        }
         let released = try await database.transaction { sql in try await reservations.release(orderId: orderId, in: sql) }
         if released { await cache.forget(order: orderId, reservations: reservations, database: database) }
         return Held(orderId: orderId, status: released ? "released" : "none held")
