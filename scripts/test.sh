@@ -85,10 +85,12 @@ ensure_test_tools() {
         python3 -m pip install -q "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml 2>/dev/null \
             || python3 -m pip install -q --break-system-packages "schemathesis>=4.3,<5" "openapi-spec-validator>=0.7" "jsonschema>=4.20" pyyaml
     fi
-    # The Pact tests (PactConsumerTests, PactProviderTests): pact-python's mock provider and verifier (its Rust core).
+    # The Pact tests (PactConsumerTests, PactProviderTests): pact-python's mock provider and verifier (its Rust core),
+    # pinned: the consumer tests compare the pacts the core writes with the kept ones.
     if ! python3 -c "import pact, pact_ffi" 2>/dev/null; then
         echo "==> installing pact-python (PyPI)"
-        python3 -m pip install -q "pact-python>=4.2,<5" 2>/dev/null || python3 -m pip install -q --break-system-packages "pact-python>=4.2,<5"
+        pact=("pact-python==4.2.0" "pact-python-ffi==0.5.12.1")
+        python3 -m pip install -q "${pact[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${pact[@]}"
     fi
     if ! command -v openssl >/dev/null; then
         echo "==> installing openssl (Debian package)"
